@@ -1,0 +1,76 @@
+// Package health serves liveness and readiness for a service behind a load balancer, with the
+// article's settings as defaults: the liveness endpoint GET /api/health answers
+// {"status":"ok","uptime":<seconds>}, and readiness checks run every 30 s with a 5 s timeout,
+// turning healthy after 2 consecutive successes and unhealthy after 3 consecutive failures.
+//
+// # Liveness and readiness
+//
+// Liveness ([Checker.LivenessHandler], at [Config.Path]) says the process is up. It never looks at
+// a dependency: a database outage must not make the orchestrator restart every instance.
+//
+// Readiness ([Checker.ReadinessHandler], at [Config.ReadyPath]) says the instance should get
+// traffic. It reports the cached verdict of named checks ([Check]) that a [Checker] runs in the
+// background, concurrently, each bounded by its timeout. A probe never runs a check, so probes do
+// not multiply the load on dependencies however often and from however many balancers they come,
+// and a probe costs a few hundred nanoseconds whatever the number of checks.
+//
+//	hc, err := health.New(health.Config{},
+//		health.Check{Name: "redis", Func: health.RedisCheck(rdb)},
+//		health.Check{Name: "search", Func: health.HTTPCheck(nil, searchURL), NonCritical: true},
+//	)
+//	if err != nil { ... }
+//	defer hc.Close()
+//	handler := hc.Middleware(mux) // GET /api/health and GET /api/ready, the rest to mux
+//
+// # States
+//
+// Each check starts unknown, and the instance is not ready until the first pass over the checks
+// has completed (New starts it at once). A check's first result sets its state; after that it
+// turns unhealthy only after [Config.UnhealthyThreshold] consecutive failures and healthy again
+// only after [Config.HealthyThreshold] consecutive successes, so one slow answer never flips it.
+// The readiness status is:
+//
+//	pass  every check healthy                                        200 {"status":"ok"}
+//	warn  a NonCritical check unhealthy, every critical one healthy  200 {"status":"degraded"}
+//	fail  a critical check unknown or unhealthy                      503 {"status":"unavailable"}
+//	      before the first pass                                      503 {"status":"starting"}
+//	      after Drain                                                503 {"status":"draining"}
+//	      after Close                                                503 {"status":"closed"}
+//
+// # Formats
+//
+// Responses are plain JSON unless the request's Accept header prefers application/health+json,
+// the IETF health check response format (draft-inadarei-api-health-check), in which case the
+// status is pass, warn or fail and each check appears under "<name>:responseTime" with its status
+// and time. Error strings, durations and counters are details: they appear only when the request
+// has the "verbose" query parameter and [Config.AllowVerbose] accepts the request. By default no
+// request sees them, so internal errors never reach a caller.
+//
+// # Timeouts and goroutines
+//
+// Each run of a check gets a context with its timeout. A check that does not return in time counts
+// as failed with [ErrTimeout]; its goroutine ends as soon as the function returns, and a check
+// whose previous run is still going is not started again, so a check that ignores its context
+// costs one goroutine, not one per pass. A panicking check counts as failed. [Checker.Close]
+// cancels running checks and waits for them.
+//
+// # Zero-downtime deploys
+//
+// On SIGTERM, [Checker.ShutdownOnSignal] (or [Checker.Shutdown]) drains: readiness turns 503 while
+// liveness stays 200; it keeps serving for [Config.DrainDelay] so that balancers stop routing
+// here, then calls [http.Server.Shutdown], which waits up to [Config.ShutdownTimeout] for in-flight
+// requests. Set DrainDelay to at least the balancer's probe interval times its failure threshold
+// plus its propagation time (for the article's ALB settings, 30 s × 3 = 90 s, or use the
+// target group's deregistration, which starts at once).
+//
+// # Built-in checks
+//
+// [RedisCheck] PINGs a go-redis client (every master of a Cluster), [SQLCheck] pings a *sql.DB,
+// and [HTTPCheck] expects a 2xx from a URL. Any func(context.Context) error is a check.
+//
+// # Observability
+//
+// [Hooks] report every check run (for latency metrics), every state change and every status
+// change. [Checker.Stats] returns a snapshot of every check. The background passes log a check
+// turning unhealthy or recovering to [Config.Logger].
+package health

@@ -1,0 +1,545 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The article's numbers: an ALB target group checking /api/health every 30 s with a 5 s timeout,
+// healthy after 2 consecutive successes and unhealthy after 3 consecutive failures.
+const (
+	DefaultPath               = "/api/health"
+	DefaultReadyPath          = "/api/ready"
+	DefaultInterval           = 30 * time.Second
+	DefaultTimeout            = 5 * time.Second
+	DefaultHealthyThreshold   = 2
+	DefaultUnhealthyThreshold = 3
+	DefaultDrainDelay         = 5 * time.Second
+	DefaultShutdownTimeout    = 20 * time.Second
+)
+
+// Errors reported by checks and by the [Checker].
+var (
+	// ErrTimeout is the error of a check that did not return within its timeout, or whose previous
+	// run had still not returned when the next pass began. It wraps [context.DeadlineExceeded].
+	ErrTimeout = fmt.Errorf("health: check timed out: %w", context.DeadlineExceeded)
+	// ErrClosed is returned by [Checker.Refresh] after [Checker.Close].
+	ErrClosed = errors.New("health: checker closed")
+)
+
+// CheckFunc reports whether one dependency works: nil means healthy. It must return when ctx is
+// done; its ctx carries the check's timeout.
+type CheckFunc func(ctx context.Context) error
+
+// Check is one named readiness check.
+type Check struct {
+	// Name identifies the check in responses, hooks and logs. Required and unique per Checker.
+	Name string
+	// Func runs the check. Required.
+	Func CheckFunc
+	// NonCritical marks a dependency the service can work without: while it is unhealthy the
+	// service reports a degraded ("warn") status and stays ready (200). By default a check is
+	// critical: while it is unhealthy the service is not ready (503).
+	NonCritical bool
+	// Timeout bounds one run. Default: [Config.Timeout].
+	Timeout time.Duration
+}
+
+// Config configures a [Checker]. The zero value is the article's settings; every field is optional.
+type Config struct {
+	// Path is where the liveness handler answers in [Checker.Middleware]. Default: "/api/health".
+	Path string
+	// ReadyPath is where the readiness handler answers in [Checker.Middleware]. Default: "/api/ready".
+	ReadyPath string
+	// Interval is the time between two background passes over the checks. Default: 30s.
+	Interval time.Duration
+	// Timeout bounds each check run unless the check sets its own. Default: 5s.
+	Timeout time.Duration
+	// HealthyThreshold is the number of consecutive successes that turn an unhealthy check
+	// healthy. Default: 2.
+	HealthyThreshold int
+	// UnhealthyThreshold is the number of consecutive failures that turn a healthy check
+	// unhealthy. Default: 3.
+	UnhealthyThreshold int
+	// AllowVerbose decides whether a request with the "verbose" query parameter may see details:
+	// error strings, durations and counters. Nil means never: details stay out of every response.
+	AllowVerbose func(r *http.Request) bool
+	// DrainDelay is how long [Checker.Shutdown] keeps serving after readiness turns failing, so that
+	// load balancers notice and stop routing. Set it to at least the balancer's probe interval times
+	// its failure threshold plus its propagation time. Default: 5s.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests in [Checker.Shutdown]. Default: 20s,
+	// which with the default DrainDelay fits Kubernetes' default 30 s grace period.
+	ShutdownTimeout time.Duration
+	// Logger receives the background passes' warnings: a check turning unhealthy, recovering, or
+	// panicking. Default: [slog.Default].
+	Logger *slog.Logger
+	// Hooks observe checks and status changes.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks. They run synchronously on the goroutine that observed the event,
+// so they must not block and must not call back into the Checker.
+type Hooks struct {
+	// OnCheckDone is called after every run of a check, with its duration and error (nil on success).
+	OnCheckDone func(ctx context.Context, name string, d time.Duration, err error)
+	// OnCheckChange is called when a check's state changes.
+	OnCheckChange func(ctx context.Context, name string, from, to State)
+	// OnStatusChange is called when the readiness status changes.
+	OnStatusChange func(ctx context.Context, from, to Status)
+}
+
+// Status is the readiness of the service, in the vocabulary of the IETF health check response
+// format (draft-inadarei-api-health-check).
+type Status string
+
+// The readiness statuses. Readiness answers 200 for pass and warn, 503 for fail.
+const (
+	StatusPass Status = "pass" // every check healthy
+	StatusWarn Status = "warn" // every critical check healthy, some non-critical check unhealthy
+	StatusFail Status = "fail" // starting, draining, closed, or some critical check not healthy
+)
+
+// State is the state of one check. A check starts [StateUnknown]; its first result sets its state
+// directly (as a new target needs one pass on ALB and Envoy); afterwards it turns healthy only
+// after HealthyThreshold consecutive successes and unhealthy only after UnhealthyThreshold
+// consecutive failures, so a single blip never flips it.
+type State int
+
+// The states of a check.
+const (
+	StateUnknown State = iota
+	StateHealthy
+	StateUnhealthy
+)
+
+// String returns "unknown", "healthy" or "unhealthy".
+func (s State) String() string {
+	switch s {
+	case StateHealthy:
+		return "healthy"
+	case StateUnhealthy:
+		return "unhealthy"
+	default:
+		return "unknown"
+	}
+}
+
+// Stats is a snapshot of a Checker.
+type Stats struct {
+	// Status is the readiness status handlers report.
+	Status Status
+	// Draining reports whether [Checker.Drain] was called.
+	Draining bool
+	// Passes counts completed passes over the checks.
+	Passes uint64
+	// LastPass is when the last pass completed; zero before the first.
+	LastPass time.Time
+	// Checks holds one entry per check, in the order given to [New].
+	Checks []CheckStats
+}
+
+// CheckStats is a snapshot of one check.
+type CheckStats struct {
+	Name     string
+	Critical bool
+	State    State
+	// LastError is the error of the last run; nil if it succeeded or none has run.
+	LastError error
+	// LastDuration is how long the last run took (up to its timeout).
+	LastDuration time.Duration
+	// LastRun is when the last run completed; zero before the first.
+	LastRun              time.Time
+	ConsecutiveSuccesses int
+	ConsecutiveFailures  int
+	// Runs and Failures count every run and every failed run.
+	Runs, Failures uint64
+}
+
+// Checker serves liveness and readiness for one service. It runs its checks in the background,
+// all at once, every Interval, and caches the verdict, so probes never reach a dependency and a
+// probe costs the same whatever the number of checks. Concurrent refreshes share one pass.
+//
+// Create one with [New]; the zero value is not usable. A Checker is safe for concurrent use.
+// Call [Checker.Close] to stop its goroutines.
+type Checker struct {
+	cfg    Config
+	log    *slog.Logger
+	start  time.Time
+	checks []*checkState
+
+	snap atomic.Pointer[snapshot]
+
+	ctx    context.Context // lifetime of background work; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex // guards the fields below and every checkState's results
+	passDone chan struct{}
+	passes   uint64
+	lastPass time.Time
+	draining bool
+	closed   bool
+}
+
+type checkState struct {
+	Check
+	running atomic.Bool // a run has not returned yet; at most one run per check at a time
+
+	// Guarded by Checker.mu.
+	state        State
+	succ, fail   int
+	lastErr      error
+	lastDuration time.Duration
+	lastRun      time.Time
+	runs, fails  uint64
+}
+
+// New returns a Checker over checks and starts its first pass at once. Until that pass completes
+// the service is not ready. It returns an error for a negative duration or threshold, a check
+// without a name or function, or two checks with the same name.
+func New(cfg Config, checks ...Check) (*Checker, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Checker{cfg: cfg, log: cfg.Logger, start: time.Now()}
+	seen := make(map[string]bool, len(checks))
+	for i, ch := range checks {
+		switch {
+		case ch.Name == "":
+			return nil, fmt.Errorf("health: check %d has no name", i)
+		case ch.Func == nil:
+			return nil, fmt.Errorf("health: check %q has no function", ch.Name)
+		case seen[ch.Name]:
+			return nil, fmt.Errorf("health: two checks are named %q", ch.Name)
+		case ch.Timeout < 0:
+			return nil, fmt.Errorf("health: check %q has a negative timeout", ch.Name)
+		}
+		seen[ch.Name] = true
+		if ch.Timeout == 0 {
+			ch.Timeout = cfg.Timeout
+		}
+		c.checks = append(c.checks, &checkState{Check: ch})
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.mu.Lock()
+	c.publish()
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.loop()
+	return c, nil
+}
+
+func (cfg *Config) setDefaults() error {
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"Interval", &cfg.Interval, DefaultInterval},
+		{"Timeout", &cfg.Timeout, DefaultTimeout},
+		{"DrainDelay", &cfg.DrainDelay, DefaultDrainDelay},
+		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
+	} {
+		if *d.v < 0 {
+			return fmt.Errorf("health: Config.%s %v is negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"HealthyThreshold", &cfg.HealthyThreshold, DefaultHealthyThreshold},
+		{"UnhealthyThreshold", &cfg.UnhealthyThreshold, DefaultUnhealthyThreshold},
+	} {
+		if *n.v < 0 {
+			return fmt.Errorf("health: Config.%s %d is negative", n.name, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if cfg.ReadyPath == "" {
+		cfg.ReadyPath = DefaultReadyPath
+	}
+	if !strings.HasPrefix(cfg.Path, "/") || !strings.HasPrefix(cfg.ReadyPath, "/") {
+		return fmt.Errorf("health: Config.Path %q and ReadyPath %q must start with /", cfg.Path, cfg.ReadyPath)
+	}
+	if cfg.Path == cfg.ReadyPath {
+		return fmt.Errorf("health: Config.Path and ReadyPath are both %q", cfg.Path)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+// loop runs a pass at once and then every Interval until Close.
+func (c *Checker) loop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		done, err := c.startPass()
+		if err != nil {
+			return
+		}
+		select {
+		case <-done:
+		case <-c.ctx.Done():
+			return
+		}
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// Refresh runs every check now, or joins the pass already running, and returns the resulting
+// snapshot. It returns ctx's error if ctx ends first (the pass goes on) and [ErrClosed] after Close.
+func (c *Checker) Refresh(ctx context.Context) (Stats, error) {
+	done, err := c.startPass()
+	if err != nil {
+		return Stats{}, err
+	}
+	select {
+	case <-done:
+		return c.Stats(), nil
+	case <-ctx.Done():
+		return Stats{}, ctx.Err()
+	}
+}
+
+// startPass starts a pass unless one is running, and returns a channel closed when that pass ends.
+func (c *Checker) startPass() (<-chan struct{}, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.passDone != nil {
+		return c.passDone, nil
+	}
+	done := make(chan struct{})
+	c.passDone = done
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runPass()
+		c.mu.Lock()
+		c.passDone = nil
+		c.mu.Unlock()
+		close(done)
+	}()
+	return done, nil
+}
+
+type result struct {
+	err error
+	d   time.Duration
+	at  time.Time
+}
+
+// runPass runs every check concurrently, each bounded by its timeout, then applies the results.
+func (c *Checker) runPass() {
+	ctx := c.ctx
+	results := make([]result, len(c.checks))
+	var wg sync.WaitGroup
+	for i, cs := range c.checks {
+		wg.Go(func() { results[i] = c.run(ctx, cs) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return // closing: a cancelled run says nothing about the dependency
+	}
+
+	type change struct {
+		name     string
+		from, to State
+		err      error
+	}
+	var changes []change
+	c.mu.Lock()
+	before := c.snap.Load().status
+	for i, cs := range c.checks {
+		if from, to := cs.apply(results[i], c.cfg); from != to {
+			changes = append(changes, change{cs.Name, from, to, cs.lastErr})
+		}
+	}
+	c.passes++
+	c.lastPass = time.Now()
+	after := c.publish().status
+	c.mu.Unlock()
+
+	h := c.cfg.Hooks
+	for i, cs := range c.checks {
+		if h.OnCheckDone != nil {
+			h.OnCheckDone(ctx, cs.Name, results[i].d, results[i].err)
+		}
+	}
+	for _, ch := range changes {
+		if ch.to == StateUnhealthy {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "health: check unhealthy", slog.String("component", "health"),
+				slog.String("check", ch.name), slog.Any("error", ch.err))
+		} else if ch.from == StateUnhealthy {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "health: check recovered", slog.String("component", "health"),
+				slog.String("check", ch.name))
+		}
+		if h.OnCheckChange != nil {
+			h.OnCheckChange(ctx, ch.name, ch.from, ch.to)
+		}
+	}
+	if before != after && h.OnStatusChange != nil {
+		h.OnStatusChange(ctx, before, after)
+	}
+}
+
+// run runs one check in its own goroutine and waits for it at most its timeout. The goroutine
+// reports through a buffered channel, so it exits as soon as the check returns, even after the
+// pass has stopped waiting for it; and a check whose previous run has not returned is not started
+// again, so a check that ignores its context costs at most one goroutine.
+func (c *Checker) run(ctx context.Context, cs *checkState) result {
+	start := time.Now()
+	if !cs.running.CompareAndSwap(false, true) {
+		return result{err: fmt.Errorf("%w (the previous run has not returned)", ErrTimeout), at: start}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cs.Timeout)
+	defer cancel()
+	ch := make(chan error, 1)
+	c.wg.Go(func() {
+		defer cs.running.Store(false)
+		ch <- c.call(ctx, cs)
+	})
+	var err error
+	select {
+	case err = <-ch:
+	case <-ctx.Done():
+		err = fmt.Errorf("%w after %v", ErrTimeout, cs.Timeout)
+	}
+	now := time.Now()
+	return result{err: err, d: now.Sub(start), at: now}
+}
+
+// call runs the check function, turning a panic into an error.
+func (c *Checker) call(ctx context.Context, cs *checkState) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("health: check %q panicked: %v", cs.Name, p)
+			c.log.LogAttrs(ctx, slog.LevelError, "health: check panicked", slog.String("component", "health"),
+				slog.String("check", cs.Name), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	return cs.Func(ctx)
+}
+
+// apply records one result and moves the state machine; c.mu must be held.
+func (cs *checkState) apply(r result, cfg Config) (from, to State) {
+	from = cs.state
+	cs.runs++
+	cs.lastErr, cs.lastDuration, cs.lastRun = r.err, r.d, r.at
+	if r.err == nil {
+		cs.succ++
+		cs.fail = 0
+		if cs.state == StateUnknown || (cs.state == StateUnhealthy && cs.succ >= cfg.HealthyThreshold) {
+			cs.state = StateHealthy
+		}
+	} else {
+		cs.fails++
+		cs.fail++
+		cs.succ = 0
+		if cs.state == StateUnknown || (cs.state == StateHealthy && cs.fail >= cfg.UnhealthyThreshold) {
+			cs.state = StateUnhealthy
+		}
+	}
+	return from, cs.state
+}
+
+// Drain turns readiness failing (503, "draining") for good while liveness stays OK, so that load
+// balancers stop sending new requests before the server shuts down. See [Checker.Shutdown].
+func (c *Checker) Drain() {
+	c.setFlag(&c.draining)
+}
+
+// Close stops the background passes and waits for every goroutine the Checker started, including
+// checks still running: their context is cancelled, so a check that ignores its context delays
+// Close until it returns. Readiness reports fail afterwards; liveness is unaffected. Close is
+// idempotent and always returns nil.
+func (c *Checker) Close() error {
+	c.setFlag(&c.closed)
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// setFlag sets one of the flags that force readiness to fail, and reports the status change.
+func (c *Checker) setFlag(flag *bool) {
+	c.mu.Lock()
+	if *flag {
+		c.mu.Unlock()
+		return
+	}
+	before := c.snap.Load().status
+	*flag = true
+	after := c.publish().status
+	c.mu.Unlock()
+	if before != after && c.cfg.Hooks.OnStatusChange != nil {
+		c.cfg.Hooks.OnStatusChange(context.Background(), before, after)
+	}
+}
+
+// Stats returns a snapshot of the checker and of every check.
+func (c *Checker) Stats() Stats {
+	s := c.snap.Load()
+	return Stats{
+		Status:   s.status,
+		Draining: s.draining,
+		Passes:   s.passes,
+		LastPass: s.lastPass,
+		Checks:   append([]CheckStats(nil), s.checks...),
+	}
+}
+
+// Ready reports whether readiness currently answers 200 (status pass or warn).
+func (c *Checker) Ready() bool {
+	return c.snap.Load().status != StatusFail
+}
+
+// status derives the readiness status from the flags and check states; c.mu must be held.
+func (c *Checker) status() (Status, string) {
+	switch {
+	case c.closed:
+		return StatusFail, "closed"
+	case c.draining:
+		return StatusFail, "draining"
+	case c.passes == 0:
+		return StatusFail, "starting"
+	}
+	st, reason := StatusPass, ""
+	for _, cs := range c.checks {
+		switch {
+		case cs.state == StateHealthy:
+		case !cs.NonCritical:
+			return StatusFail, "unavailable"
+		case cs.state == StateUnhealthy:
+			st, reason = StatusWarn, "degraded"
+		}
+	}
+	return st, reason
+}

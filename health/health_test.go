@@ -1,0 +1,456 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// switchable is a check whose result the test sets between passes.
+type switchable struct {
+	err   atomic.Pointer[error]
+	calls atomic.Int64
+}
+
+func (s *switchable) set(err error) { s.err.Store(&err) }
+
+func (s *switchable) check(context.Context) error {
+	s.calls.Add(1)
+	if p := s.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// newChecker creates a Checker in the current synctest bubble and waits for its first pass.
+func newChecker(t *testing.T, cfg Config, checks ...Check) *Checker {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	c, err := New(cfg, checks...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	waitPass(c)
+	return c
+}
+
+// waitPass waits, in fake time, for the pass in flight (if any) to complete.
+func waitPass(c *Checker) {
+	synctest.Wait()
+	c.mu.Lock()
+	done := c.passDone
+	c.mu.Unlock()
+	if done != nil {
+		<-done
+		synctest.Wait()
+	}
+}
+
+// nextPass advances the fake clock to the next background pass and waits for it to complete.
+func nextPass(c *Checker) {
+	time.Sleep(c.cfg.Interval)
+	waitPass(c)
+}
+
+var errDown = errors.New("dependency down")
+
+func TestStateMachine(t *testing.T) {
+	ok, fail := error(nil), errDown
+	tests := []struct {
+		name    string
+		results []error // one per pass, the first from New's pass
+		states  []State // the check's state after each pass
+	}{
+		{"first success sets healthy", []error{ok}, []State{StateHealthy}},
+		{"first failure sets unhealthy", []error{fail}, []State{StateUnhealthy}},
+		{"two failures keep healthy", []error{ok, fail, fail, ok},
+			[]State{StateHealthy, StateHealthy, StateHealthy, StateHealthy}},
+		{"third consecutive failure turns unhealthy", []error{ok, fail, fail, fail},
+			[]State{StateHealthy, StateHealthy, StateHealthy, StateUnhealthy}},
+		{"a success resets the failure count", []error{ok, fail, fail, ok, fail, fail, fail},
+			[]State{StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateUnhealthy}},
+		{"recovery needs two successes", []error{fail, ok, ok},
+			[]State{StateUnhealthy, StateUnhealthy, StateHealthy}},
+		{"a failure resets the success count", []error{fail, ok, fail, ok, ok},
+			[]State{StateUnhealthy, StateUnhealthy, StateUnhealthy, StateUnhealthy, StateHealthy}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var dep switchable
+				dep.set(tt.results[0])
+				c := newChecker(t, Config{}, Check{Name: "db", Func: dep.check})
+				for i, want := range tt.states {
+					if i > 0 {
+						dep.set(tt.results[i])
+						nextPass(c)
+					}
+					st := c.Stats()
+					require.Len(t, st.Checks, 1)
+					assert.Equal(t, want, st.Checks[0].State, "state after pass %d of %v", i+1, tt.results)
+					assert.Equal(t, uint64(i+1), st.Passes, "passes after pass %d", i+1)
+				}
+				assert.Equal(t, int64(len(tt.results)), dep.calls.Load(), "check runs")
+			})
+		})
+	}
+}
+
+func TestThresholdsAreConfigurable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var dep switchable
+		c := newChecker(t, Config{Interval: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1},
+			Check{Name: "db", Func: dep.check})
+		dep.set(errDown)
+		nextPass(c)
+		assert.Equal(t, StateUnhealthy, c.Stats().Checks[0].State, "one failure with UnhealthyThreshold 1")
+		dep.set(nil)
+		nextPass(c)
+		assert.Equal(t, StateHealthy, c.Stats().Checks[0].State, "one success with HealthyThreshold 1")
+	})
+}
+
+func TestPassesRunEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var dep switchable
+		start := time.Now()
+		c := newChecker(t, Config{}, Check{Name: "db", Func: dep.check})
+		assert.Equal(t, int64(1), dep.calls.Load(), "New runs the first pass at once")
+		time.Sleep(DefaultInterval - time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, int64(1), dep.calls.Load(), "no pass before the interval")
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, int64(2), dep.calls.Load(), "a pass at the interval")
+		time.Sleep(10 * DefaultInterval)
+		synctest.Wait()
+		assert.Equal(t, int64(12), dep.calls.Load())
+		assert.Equal(t, start.Add(11*DefaultInterval), c.Stats().LastPass)
+	})
+}
+
+func TestReadinessStatus(t *testing.T) {
+	tests := []struct {
+		name                  string
+		critical, noncritical error
+		want                  Status
+	}{
+		{"all healthy", nil, nil, StatusPass},
+		{"non-critical down", nil, errDown, StatusWarn},
+		{"critical down", errDown, nil, StatusFail},
+		{"both down", errDown, errDown, StatusFail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var crit, opt switchable
+				crit.set(tt.critical)
+				opt.set(tt.noncritical)
+				c := newChecker(t, Config{},
+					Check{Name: "db", Func: crit.check},
+					Check{Name: "search", Func: opt.check, NonCritical: true})
+				assert.Equal(t, tt.want, c.Stats().Status)
+				assert.Equal(t, tt.want != StatusFail, c.Ready())
+			})
+		})
+	}
+}
+
+func TestNotReadyUntilFirstPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		c, err := New(Config{Logger: quiet}, Check{Name: "slow", Func: func(ctx context.Context) error {
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}})
+		require.NoError(t, err)
+		defer c.Close()
+		synctest.Wait()
+		assert.False(t, c.Ready(), "ready before the first pass completed")
+		assert.Equal(t, StatusFail, c.Stats().Status)
+		assert.Equal(t, uint64(0), c.Stats().Passes)
+		close(release)
+		synctest.Wait()
+		assert.True(t, c.Ready(), "not ready after a successful first pass")
+	})
+}
+
+func TestNoChecksIsReadyAfterFirstPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{})
+		assert.Equal(t, StatusPass, c.Stats().Status)
+	})
+}
+
+// TestTimeoutsDoNotLeak times a check out 1,000 times; every goroutine it ran in has ended.
+func TestTimeoutsDoNotLeak(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var live, runs atomic.Int64
+		c := newChecker(t, Config{Interval: time.Second, Timeout: 100 * time.Millisecond},
+			Check{Name: "hang", Func: func(ctx context.Context) error {
+				live.Add(1)
+				defer live.Add(-1)
+				runs.Add(1)
+				<-ctx.Done()
+				return ctx.Err()
+			}})
+		for range 999 {
+			nextPass(c)
+		}
+		st := c.Stats().Checks[0]
+		assert.Equal(t, int64(1000), runs.Load())
+		assert.Equal(t, uint64(1000), st.Failures)
+		assert.ErrorIs(t, st.LastError, ErrTimeout)
+		assert.ErrorIs(t, st.LastError, context.DeadlineExceeded)
+		assert.Equal(t, 100*time.Millisecond, st.LastDuration)
+		assert.Zero(t, live.Load(), "check goroutines still running after their timeouts")
+		require.NoError(t, c.Close())
+	})
+}
+
+// TestCheckIgnoringContextCostsOneGoroutine: a check that never looks at its context is not
+// started again while its previous run is still going.
+func TestCheckIgnoringContextCostsOneGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var live, runs atomic.Int64
+		c := newChecker(t, Config{Interval: time.Second, Timeout: 100 * time.Millisecond},
+			Check{Name: "stuck", Func: func(context.Context) error {
+				live.Add(1)
+				defer live.Add(-1)
+				runs.Add(1)
+				<-release
+				return nil
+			}})
+		for range 50 {
+			nextPass(c)
+		}
+		assert.Equal(t, int64(1), runs.Load(), "runs while the first is stuck")
+		assert.Equal(t, int64(1), live.Load())
+		st := c.Stats().Checks[0]
+		assert.Equal(t, uint64(51), st.Failures)
+		assert.ErrorIs(t, st.LastError, ErrTimeout)
+		close(release)
+		synctest.Wait()
+		assert.Zero(t, live.Load())
+		nextPass(c)
+		assert.Equal(t, int64(2), runs.Load(), "the check runs again once it has returned")
+		assert.NoError(t, c.Stats().Checks[0].LastError)
+	})
+}
+
+func TestChecksRunConcurrently(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		slow := func(ctx context.Context) error { time.Sleep(2 * time.Second); return nil }
+		c := newChecker(t, Config{}, Check{Name: "a", Func: slow}, Check{Name: "b", Func: slow},
+			Check{Name: "c", Func: slow})
+		assert.Equal(t, 2*time.Second, c.Stats().LastPass.Sub(start), "three 2 s checks take one 2 s pass")
+	})
+}
+
+func TestPerCheckTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+		c := newChecker(t, Config{}, Check{Name: "short", Func: hang, Timeout: time.Second},
+			Check{Name: "default", Func: hang})
+		st := c.Stats().Checks
+		assert.Equal(t, time.Second, st[0].LastDuration)
+		assert.Equal(t, DefaultTimeout, st[1].LastDuration)
+	})
+}
+
+func TestPanickingCheckFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{}, Check{Name: "bad", Func: func(context.Context) error { panic("boom") }})
+		st := c.Stats().Checks[0]
+		assert.Equal(t, StateUnhealthy, st.State)
+		require.Error(t, st.LastError)
+		assert.Contains(t, st.LastError.Error(), "boom")
+	})
+}
+
+func TestRefreshIsSingleFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var runs atomic.Int64
+		c, err := New(Config{Logger: quiet}, Check{Name: "db", Func: func(ctx context.Context) error {
+			runs.Add(1)
+			<-release
+			return nil
+		}})
+		require.NoError(t, err)
+		defer c.Close()
+		synctest.Wait() // New's first pass is running, blocked in the check
+
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				st, err := c.Refresh(context.Background())
+				assert.NoError(t, err)
+				assert.Equal(t, StatusPass, st.Status)
+			})
+		}
+		synctest.Wait()
+		assert.Equal(t, int64(1), runs.Load(), "ten Refresh calls joined the running pass")
+		close(release)
+		wg.Wait()
+
+		for range 10 {
+			wg.Go(func() {
+				_, err := c.Refresh(context.Background())
+				assert.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		assert.LessOrEqual(t, runs.Load(), int64(11))
+		assert.GreaterOrEqual(t, runs.Load(), int64(2), "a Refresh after a pass runs the checks again")
+	})
+}
+
+func TestRefreshHonoursContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{}, Check{Name: "slow", Func: func(ctx context.Context) error {
+			time.Sleep(time.Second)
+			return nil
+		}})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := c.Refresh(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+}
+
+func TestHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var events []string
+		record := func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, fmt.Sprintf(format, args...))
+		}
+		var dep switchable
+		c := newChecker(t, Config{UnhealthyThreshold: 1, Hooks: Hooks{
+			OnCheckDone: func(_ context.Context, name string, d time.Duration, err error) {
+				record("done %s %v %v", name, d, err)
+			},
+			OnCheckChange: func(_ context.Context, name string, from, to State) {
+				record("change %s %s->%s", name, from, to)
+			},
+			OnStatusChange: func(_ context.Context, from, to Status) { record("status %s->%s", from, to) },
+		}}, Check{Name: "db", Func: dep.check})
+		dep.set(errDown)
+		nextPass(c)
+		c.Drain()
+		c.Drain() // no second event
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, []string{
+			"done db 0s <nil>",
+			"change db unknown->healthy",
+			"status fail->pass",
+			"done db 0s dependency down",
+			"change db healthy->unhealthy",
+			"status pass->fail",
+		}, events)
+	})
+}
+
+func TestDrainAndClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var statuses []Status
+		c := newChecker(t, Config{Hooks: Hooks{OnStatusChange: func(_ context.Context, _, to Status) {
+			statuses = append(statuses, to)
+		}}})
+		require.True(t, c.Ready())
+		c.Drain()
+		assert.False(t, c.Ready())
+		assert.True(t, c.Stats().Draining)
+		assert.Equal(t, "draining", c.snap.Load().reason)
+		require.NoError(t, c.Close())
+		require.NoError(t, c.Close(), "Close is idempotent")
+		assert.Equal(t, "closed", c.snap.Load().reason)
+		_, err := c.Refresh(context.Background())
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.Equal(t, []Status{StatusPass, StatusFail}, statuses, "Close after Drain changes no status")
+	})
+}
+
+func TestCloseCancelsRunningChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cancelled := make(chan struct{})
+		c, err := New(Config{Logger: quiet}, Check{Name: "db", Func: func(ctx context.Context) error {
+			<-ctx.Done()
+			close(cancelled)
+			return ctx.Err()
+		}})
+		require.NoError(t, err)
+		synctest.Wait()
+		require.NoError(t, c.Close())
+		select {
+		case <-cancelled:
+		default:
+			t.Fatal("Close returned before the running check saw its context cancelled")
+		}
+		assert.Zero(t, c.Stats().Passes, "a pass cut short by Close is not recorded")
+	})
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	okFn := func(context.Context) error { return nil }
+	tests := []struct {
+		name   string
+		cfg    Config
+		checks []Check
+		want   string
+	}{
+		{"negative interval", Config{Interval: -1}, nil, "Interval"},
+		{"negative timeout", Config{Timeout: -1}, nil, "Timeout"},
+		{"negative threshold", Config{HealthyThreshold: -1}, nil, "HealthyThreshold"},
+		{"negative drain delay", Config{DrainDelay: -1}, nil, "DrainDelay"},
+		{"relative path", Config{Path: "health"}, nil, "must start with /"},
+		{"same paths", Config{Path: "/h", ReadyPath: "/h"}, nil, "both"},
+		{"unnamed check", Config{}, []Check{{Func: okFn}}, "no name"},
+		{"check without func", Config{}, []Check{{Name: "db"}}, "no function"},
+		{"duplicate names", Config{}, []Check{{Name: "db", Func: okFn}, {Name: "db", Func: okFn}}, "two checks"},
+		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "negative timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.cfg, tt.checks...)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg := Config{}
+	require.NoError(t, cfg.setDefaults())
+	assert.Equal(t, "/api/health", cfg.Path)
+	assert.Equal(t, "/api/ready", cfg.ReadyPath)
+	assert.Equal(t, 30*time.Second, cfg.Interval)
+	assert.Equal(t, 5*time.Second, cfg.Timeout)
+	assert.Equal(t, 2, cfg.HealthyThreshold)
+	assert.Equal(t, 3, cfg.UnhealthyThreshold)
+	assert.NotNil(t, cfg.Logger)
+}
