@@ -270,6 +270,21 @@ func (c *Checker) serveReady(w http.ResponseWriter, r *http.Request) {
 	write(w, r, s.code, ietf, b)
 }
 
+// lengths holds the Content-Length header values of liveness bodies, so serving one allocates nothing.
+var lengths = func() (l [256][]string) {
+	for i := range l {
+		l[i] = []string{strconv.Itoa(i)}
+	}
+	return l
+}()
+
+func contentLength(n int) []string {
+	if n < len(lengths) {
+		return lengths[n]
+	}
+	return []string{strconv.Itoa(n)}
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func (c *Checker) serveLive(w http.ResponseWriter, r *http.Request) {
@@ -292,7 +307,7 @@ func (c *Checker) serveLive(w http.ResponseWriter, r *http.Request) {
 		b = strconv.AppendFloat(b, up, 'f', 3, 64)
 		b = append(b, "}\n"...)
 	}
-	write(w, r, http.StatusOK, ietf, body{b: b, length: []string{strconv.Itoa(len(b))}})
+	write(w, r, http.StatusOK, ietf, body{b: b, length: contentLength(len(b))})
 	*bp = b
 	bufPool.Put(bp)
 }
