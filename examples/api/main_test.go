@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// TestRun starts the example in memory and on Redis, checks its endpoints, and stops it through
+// its context.
+func TestRun(t *testing.T) {
+	urls := map[string]string{"memory": ""}
+	if u := os.Getenv(redistest.EnvURL); u != "" {
+		urls["redis"] = u
+	}
+	for name, redisURL := range urls {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			listening := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, "127.0.0.1:0", redisURL, listening) }()
+			var addr string
+			select {
+			case addr = <-listening:
+			case err := <-done:
+				t.Fatalf("run: %v", err)
+			}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+			defer client.CloseIdleConnections()
+
+			var live struct {
+				Status string  `json:"status"`
+				Uptime float64 `json:"uptime"`
+			}
+			getJSON(t, client, "http://"+addr+"/api/health", http.StatusOK, &live)
+			if live.Status != "ok" {
+				t.Errorf("liveness status %q", live.Status)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				resp, err := client.Get("http://" + addr + "/api/ready")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("readiness still %d after 5s", resp.StatusCode)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			var root struct{ Backend string }
+			getJSON(t, client, "http://"+addr+"/", http.StatusOK, &root)
+			if want := map[bool]string{true: "redis", false: "memory"}[redisURL != ""]; root.Backend != want {
+				t.Errorf("backend %q, want %q", root.Backend, want)
+			}
+
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run returned %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not stop after its context ended")
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadRedisURL(t *testing.T) {
+	if err := run(context.Background(), "127.0.0.1:0", "not a url", nil); err == nil {
+		t.Fatal("run accepted an invalid REDIS_URL")
+	}
+}
+
+func getJSON(t *testing.T, c *http.Client, url string, code int, v any) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != code {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, b)
+	}
+}
