@@ -1,0 +1,20 @@
+module github.com/outgrow/outgrow/benchmarks
+
+go 1.26.0
+
+require (
+	github.com/alexliesenfeld/health v0.8.0
+	github.com/hellofresh/health-go/v5 v5.5.4
+	github.com/outgrow/outgrow v0.0.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.opentelemetry.io/otel v1.35.0 // indirect
+	go.opentelemetry.io/otel/trace v1.35.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace github.com/outgrow/outgrow => ../
