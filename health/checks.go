@@ -46,8 +46,8 @@ func SQLCheck(db *sql.DB) CheckFunc {
 	}
 }
 
-// ErrStatus is the error of an [HTTPCheck] that got a status outside 2xx.
-var ErrStatus = errors.New("health: unexpected HTTP status")
+// ErrHTTPStatus is the error of an [HTTPCheck] that got a status outside 2xx.
+var ErrHTTPStatus = errors.New("health: unexpected HTTP status")
 
 // HTTPCheck returns a check that sends GET url through client (nil means [http.DefaultClient])
 // and expects a 2xx status. It reads at most 4 KiB of the body, so the connection can be reused.
@@ -68,7 +68,7 @@ func HTTPCheck(client *http.Client, url string) CheckFunc {
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		_ = resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return fmt.Errorf("%w %d", ErrStatus, resp.StatusCode)
+			return fmt.Errorf("%w %d", ErrHTTPStatus, resp.StatusCode)
 		}
 		return nil
 	}

@@ -148,7 +148,7 @@ func TestHTTPCheck(t *testing.T) {
 
 	status.Store(http.StatusInternalServerError)
 	err := check(context.Background())
-	assert.ErrorIs(t, err, ErrStatus)
+	assert.ErrorIs(t, err, ErrHTTPStatus)
 	assert.Contains(t, err.Error(), "500")
 
 	status.Store(0) // slow

@@ -3,6 +3,7 @@ package health
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ var (
 	hdrNoStore    = []string{"no-store"}
 	hdrVary       = []string{"Accept"}
 	hdrAllow      = []string{"GET, HEAD"}
+	hdrClose      = []string{"close"}
 )
 
 // snapshot is the cached verdict that readiness probes read: rendered once per pass, so a probe
@@ -68,7 +70,7 @@ func (c *Checker) publish() *snapshot {
 	for i, cs := range c.checks {
 		s.checks[i] = CheckStats{
 			Name:                 cs.Name,
-			Critical:             !cs.NonCritical,
+			NonCritical:          cs.NonCritical,
 			State:                cs.state,
 			LastError:            cs.lastErr,
 			LastDuration:         cs.lastDuration,
@@ -141,7 +143,8 @@ func (s *snapshot) plainDoc(verbose bool) plainDoc {
 	for _, cs := range s.checks {
 		pc := plainCheck{Status: stateWord(cs.State)}
 		if verbose {
-			pc.Critical = &cs.Critical
+			critical := !cs.NonCritical
+			pc.Critical = &critical
 			pc.State = cs.State.String()
 			pc.Error = errString(cs.LastError)
 			pc.DurationMS = ms(cs.LastDuration)
@@ -235,9 +238,14 @@ func (c *Checker) LivenessHandler() http.Handler { return http.HandlerFunc(c.ser
 func (c *Checker) ReadinessHandler() http.Handler { return http.HandlerFunc(c.serveReady) }
 
 // Middleware serves liveness at [Config.Path] and readiness at [Config.ReadyPath] in front of
-// next, which gets every other request.
+// next, which gets every other request. While the Checker is draining, every response it passes
+// carries "Connection: close", so that clients holding keep-alive connections to this instance
+// reconnect, through the load balancer, to another one before the server shuts down.
 func (c *Checker) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.snap.Load().draining {
+			w.Header()["Connection"] = hdrClose
+		}
 		switch r.URL.Path {
 		case c.cfg.Path:
 			c.serveLive(w, r)
@@ -254,7 +262,7 @@ func (c *Checker) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := c.snap.Load()
-	ietf := wantsHealthJSON(r.Header.Get("Accept"))
+	ietf := wantsHealthJSON(accept(r))
 	if c.verbose(r) {
 		var v any = s.plainDoc(true)
 		if ietf {
@@ -295,7 +303,7 @@ func (c *Checker) serveLive(w http.ResponseWriter, r *http.Request) {
 	up := now.Sub(c.start).Seconds()
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
-	ietf := wantsHealthJSON(r.Header.Get("Accept"))
+	ietf := wantsHealthJSON(accept(r))
 	if ietf {
 		b = append(b, `{"status":"pass","checks":{"uptime":[{"componentType":"system","observedValue":`...)
 		b = strconv.AppendFloat(b, up, 'f', 3, 64)
@@ -319,8 +327,15 @@ func write(w http.ResponseWriter, r *http.Request, code int, ietf bool, b body) 
 	} else {
 		h["Content-Type"] = hdrJSON
 	}
-	h["Cache-Control"] = hdrNoStore
-	h["Vary"] = hdrVary
+	// Keep what outer middleware set: a cache policy of its own, other Vary fields.
+	if len(h["Cache-Control"]) == 0 {
+		h["Cache-Control"] = hdrNoStore
+	}
+	if vary := h["Vary"]; len(vary) == 0 {
+		h["Vary"] = hdrVary
+	} else if !slices.Contains(vary, "Accept") {
+		h["Vary"] = append(vary, "Accept")
+	}
 	h["Content-Length"] = b.length
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
@@ -337,6 +352,18 @@ func allowMethod(w http.ResponseWriter, r *http.Request) bool {
 	w.Header()["Allow"] = hdrAllow
 	write(w, r, http.StatusMethodNotAllowed, false, methodNotAllowed)
 	return false
+}
+
+// accept returns r's Accept header, its lines joined if it has several.
+func accept(r *http.Request) string {
+	switch v := r.Header["Accept"]; len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	default:
+		return strings.Join(v, ",")
+	}
 }
 
 // verbose reports whether r asks for details and may see them.

@@ -262,6 +262,48 @@ func TestMiddlewareRoutes(t *testing.T) {
 	})
 }
 
+func TestMiddlewareClosesConnectionsWhileDraining(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{})
+		h := c.Middleware(http.NotFoundHandler())
+		assert.Empty(t, serve(h, http.MethodGet, "/app", "").Header().Get("Connection"))
+		c.Drain()
+		for _, path := range []string{"/app", "/api/health", "/api/ready"} {
+			assert.Equal(t, "close", serve(h, http.MethodGet, path, "").Header().Get("Connection"), path)
+		}
+	})
+}
+
+func TestHeadersOfOuterMiddlewareAreKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{})
+		outer := func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Vary", "Origin")
+				w.Header().Set("Cache-Control", "private, max-age=0")
+				next.ServeHTTP(w, r)
+			})
+		}
+		for _, h := range []http.Handler{c.LivenessHandler(), c.ReadinessHandler()} {
+			w := serve(outer(h), http.MethodGet, "/", "")
+			assert.Equal(t, []string{"Origin", "Accept"}, w.Header().Values("Vary"))
+			assert.Equal(t, "private, max-age=0", w.Header().Get("Cache-Control"))
+		}
+	})
+}
+
+func TestAcceptOnSeveralLines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newChecker(t, Config{})
+		r := httptest.NewRequest(http.MethodGet, "/api/ready", nil)
+		r.Header.Add("Accept", "text/html")
+		r.Header.Add("Accept", "application/health+json")
+		w := httptest.NewRecorder()
+		c.ReadinessHandler().ServeHTTP(w, r)
+		assert.Equal(t, ContentTypeHealthJSON, w.Header().Get("Content-Type"))
+	})
+}
+
 func TestWantsHealthJSON(t *testing.T) {
 	tests := []struct {
 		accept string

@@ -36,10 +36,12 @@ var (
 )
 
 // CheckFunc reports whether one dependency works: nil means healthy. It must return when ctx is
-// done; its ctx carries the check's timeout.
+// done; its ctx carries the check's timeout. It is never called concurrently with itself for one
+// Check: while a run has not returned, the next pass records a timeout instead of starting another.
 type CheckFunc func(ctx context.Context) error
 
-// Check is one named readiness check.
+// Check is one named readiness check, given to [New]. Its zero value is not a valid check (it
+// has no Name and no Func).
 type Check struct {
 	// Name identifies the check in responses, hooks and logs. Required and unique per Checker.
 	Name string
@@ -61,7 +63,8 @@ type Config struct {
 	ReadyPath string
 	// Interval is the time between two background passes over the checks. Default: 30s.
 	Interval time.Duration
-	// Timeout bounds each check run unless the check sets its own. Default: 5s.
+	// Timeout bounds each check run unless the check sets its own. It may not exceed Interval.
+	// Default: 5s, or Interval if that is shorter.
 	Timeout time.Duration
 	// HealthyThreshold is the number of consecutive successes that turn an unhealthy check
 	// healthy. Default: 2.
@@ -86,8 +89,10 @@ type Config struct {
 	Hooks Hooks
 }
 
-// Hooks are optional callbacks. They run synchronously on the goroutine that observed the event,
-// so they must not block and must not call back into the Checker.
+// Hooks are optional callbacks. They are called one at a time and in the order of the events,
+// possibly on another goroutine than the one that caused the event (a [Checker.Drain] never waits
+// for a hook of a pass in progress; that pass's goroutine reports the drain after its own events).
+// They should return quickly and must not call [Checker.Close]. The zero value has no hooks.
 type Hooks struct {
 	// OnCheckDone is called after every run of a check, with its duration and error (nil on success).
 	OnCheckDone func(ctx context.Context, name string, d time.Duration, err error)
@@ -98,7 +103,9 @@ type Hooks struct {
 }
 
 // Status is the readiness of the service, in the vocabulary of the IETF health check response
-// format (draft-inadarei-api-health-check).
+// format (draft-inadarei-api-health-check). The plain JSON body words it for people: pass is
+// "ok", warn is "degraded", and fail names its reason ("starting", "unavailable", "draining",
+// "closed").
 type Status string
 
 // The readiness statuses. Readiness answers 200 for pass and warn, 503 for fail.
@@ -108,10 +115,12 @@ const (
 	StatusFail Status = "fail" // starting, draining, closed, or some critical check not healthy
 )
 
-// State is the state of one check. A check starts [StateUnknown]; its first result sets its state
-// directly (as a new target needs one pass on ALB and Envoy); afterwards it turns healthy only
-// after HealthyThreshold consecutive successes and unhealthy only after UnhealthyThreshold
-// consecutive failures, so a single blip never flips it.
+// State is the state of one check. A check starts [StateUnknown]. Its first failure makes it
+// [StateUnhealthy] and its first success ever makes it [StateHealthy] (as a new target needs one
+// pass on ALB and Envoy), so a dependency that is slow to come up at boot delays readiness by no
+// more than one interval. Once it has been healthy, it turns unhealthy only after
+// UnhealthyThreshold consecutive failures and healthy again only after HealthyThreshold
+// consecutive successes, so a single blip never flips it.
 type State int
 
 // The states of a check.
@@ -133,7 +142,8 @@ func (s State) String() string {
 	}
 }
 
-// Stats is a snapshot of a Checker.
+// Stats is a snapshot of a Checker, returned by [Checker.Stats]; the Checker never changes a
+// snapshot it has returned.
 type Stats struct {
 	// Status is the readiness status handlers report.
 	Status Status
@@ -147,17 +157,21 @@ type Stats struct {
 	Checks []CheckStats
 }
 
-// CheckStats is a snapshot of one check.
+// CheckStats is a snapshot of one check, part of [Stats].
 type CheckStats struct {
-	Name     string
-	Critical bool
-	State    State
+	// Name and NonCritical are the check's, as given to [New].
+	Name        string
+	NonCritical bool
+	// State is the check's state after the last run.
+	State State
 	// LastError is the error of the last run; nil if it succeeded or none has run.
 	LastError error
 	// LastDuration is how long the last run took (up to its timeout).
 	LastDuration time.Duration
 	// LastRun is when the last run completed; zero before the first.
-	LastRun              time.Time
+	LastRun time.Time
+	// ConsecutiveSuccesses and ConsecutiveFailures count the runs since the last change of
+	// outcome; one of them is zero.
 	ConsecutiveSuccesses int
 	ConsecutiveFailures  int
 	// Runs and Failures count every run and every failed run.
@@ -182,7 +196,12 @@ type Checker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// hookMu is held by the goroutine delivering queued hook calls (see deliver), so that hooks
+	// run one at a time and in the order their events were queued under mu.
+	hookMu sync.Mutex
+
 	mu       sync.Mutex // guards the fields below and every checkState's results
+	events   []func()   // hook calls queued in event order, not yet delivered
 	passDone chan struct{}
 	passes   uint64
 	lastPass time.Time
@@ -196,6 +215,7 @@ type checkState struct {
 
 	// Guarded by Checker.mu.
 	state        State
+	everHealthy  bool
 	succ, fail   int
 	lastErr      error
 	lastDuration time.Duration
@@ -222,6 +242,8 @@ func New(cfg Config, checks ...Check) (*Checker, error) {
 			return nil, fmt.Errorf("health: two checks are named %q", ch.Name)
 		case ch.Timeout < 0:
 			return nil, fmt.Errorf("health: check %q has a negative timeout", ch.Name)
+		case ch.Timeout > cfg.Interval:
+			return nil, fmt.Errorf("health: check %q has a timeout %v longer than Interval %v", ch.Name, ch.Timeout, cfg.Interval)
 		}
 		seen[ch.Name] = true
 		if ch.Timeout == 0 {
@@ -245,7 +267,7 @@ func (cfg *Config) setDefaults() error {
 		def  time.Duration
 	}{
 		{"Interval", &cfg.Interval, DefaultInterval},
-		{"Timeout", &cfg.Timeout, DefaultTimeout},
+		{"Timeout", &cfg.Timeout, -1}, // derived from Interval below
 		{"DrainDelay", &cfg.DrainDelay, DefaultDrainDelay},
 		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
 	} {
@@ -255,6 +277,12 @@ func (cfg *Config) setDefaults() error {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if cfg.Timeout < 0 {
+		cfg.Timeout = min(DefaultTimeout, cfg.Interval)
+	}
+	if cfg.Timeout > cfg.Interval {
+		return fmt.Errorf("health: Config.Timeout %v is longer than Interval %v", cfg.Timeout, cfg.Interval)
 	}
 	for _, n := range []struct {
 		name string
@@ -313,7 +341,9 @@ func (c *Checker) loop() {
 }
 
 // Refresh runs every check now, or joins the pass already running, and returns the resulting
-// snapshot. It returns ctx's error if ctx ends first (the pass goes on) and [ErrClosed] after Close.
+// snapshot. It returns ctx's error if ctx ends first (the pass goes on) and [ErrClosed] after
+// Close. Its passes count toward the thresholds like the background ones: three Refresh calls
+// against a failing dependency mark it unhealthy at once.
 func (c *Checker) Refresh(ctx context.Context) (Stats, error) {
 	done, err := c.startPass()
 	if err != nil {
@@ -321,10 +351,16 @@ func (c *Checker) Refresh(ctx context.Context) (Stats, error) {
 	}
 	select {
 	case <-done:
-		return c.Stats(), nil
 	case <-ctx.Done():
 		return Stats{}, ctx.Err()
 	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return Stats{}, ErrClosed // the pass was cut short
+	}
+	return c.Stats(), nil
 }
 
 // startPass starts a pass unless one is running, and returns a channel closed when that pass ends.
@@ -370,44 +406,74 @@ func (c *Checker) runPass() {
 		return // closing: a cancelled run says nothing about the dependency
 	}
 
-	type change struct {
-		name     string
-		from, to State
-		err      error
-	}
-	var changes []change
+	h := c.cfg.Hooks
 	c.mu.Lock()
 	before := c.snap.Load().status
 	for i, cs := range c.checks {
-		if from, to := cs.apply(results[i], c.cfg); from != to {
-			changes = append(changes, change{cs.Name, from, to, cs.lastErr})
+		r := results[i]
+		if h.OnCheckDone != nil {
+			c.events = append(c.events, func() { h.OnCheckDone(ctx, cs.Name, r.d, r.err) })
 		}
+		from, to := cs.apply(r, c.cfg)
+		if from == to {
+			continue
+		}
+		name, err := cs.Name, cs.lastErr
+		c.events = append(c.events, func() {
+			if to == StateUnhealthy {
+				c.log.LogAttrs(ctx, slog.LevelWarn, "health: check unhealthy", slog.String("component", "health"),
+					slog.String("check", name), slog.Any("error", err))
+			} else if from == StateUnhealthy {
+				c.log.LogAttrs(ctx, slog.LevelInfo, "health: check recovered", slog.String("component", "health"),
+					slog.String("check", name))
+			}
+			if h.OnCheckChange != nil {
+				h.OnCheckChange(ctx, name, from, to)
+			}
+		})
 	}
 	c.passes++
 	c.lastPass = time.Now()
 	after := c.publish().status
+	c.queueStatusChange(ctx, before, after)
 	c.mu.Unlock()
+	c.deliver()
+}
 
-	h := c.cfg.Hooks
-	for i, cs := range c.checks {
-		if h.OnCheckDone != nil {
-			h.OnCheckDone(ctx, cs.Name, results[i].d, results[i].err)
-		}
+// queueStatusChange queues OnStatusChange if the status changed. The caller holds c.mu.
+func (c *Checker) queueStatusChange(ctx context.Context, before, after Status) {
+	if before != after && c.cfg.Hooks.OnStatusChange != nil {
+		c.events = append(c.events, func() { c.cfg.Hooks.OnStatusChange(ctx, before, after) })
 	}
-	for _, ch := range changes {
-		if ch.to == StateUnhealthy {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "health: check unhealthy", slog.String("component", "health"),
-				slog.String("check", ch.name), slog.Any("error", ch.err))
-		} else if ch.from == StateUnhealthy {
-			c.log.LogAttrs(ctx, slog.LevelInfo, "health: check recovered", slog.String("component", "health"),
-				slog.String("check", ch.name))
+}
+
+// deliver calls the queued hooks unless another goroutine is already doing so, in which case
+// that goroutine delivers them too: it looks at the queue again after releasing hookMu, so no
+// event is left behind.
+func (c *Checker) deliver() {
+	for {
+		if !c.hookMu.TryLock() {
+			return
 		}
-		if h.OnCheckChange != nil {
-			h.OnCheckChange(ctx, ch.name, ch.from, ch.to)
+		for {
+			c.mu.Lock()
+			evs := c.events
+			c.events = nil
+			c.mu.Unlock()
+			if len(evs) == 0 {
+				break
+			}
+			for _, ev := range evs {
+				ev()
+			}
 		}
-	}
-	if before != after && h.OnStatusChange != nil {
-		h.OnStatusChange(ctx, before, after)
+		c.hookMu.Unlock()
+		c.mu.Lock()
+		more := len(c.events) > 0
+		c.mu.Unlock()
+		if !more {
+			return
+		}
 	}
 }
 
@@ -457,8 +523,8 @@ func (cs *checkState) apply(r result, cfg Config) (from, to State) {
 	if r.err == nil {
 		cs.succ++
 		cs.fail = 0
-		if cs.state == StateUnknown || (cs.state == StateUnhealthy && cs.succ >= cfg.HealthyThreshold) {
-			cs.state = StateHealthy
+		if !cs.everHealthy || cs.succ >= cfg.HealthyThreshold {
+			cs.state, cs.everHealthy = StateHealthy, true
 		}
 	} else {
 		cs.fails++
@@ -498,10 +564,9 @@ func (c *Checker) setFlag(flag *bool) {
 	before := c.snap.Load().status
 	*flag = true
 	after := c.publish().status
+	c.queueStatusChange(context.Background(), before, after)
 	c.mu.Unlock()
-	if before != after && c.cfg.Hooks.OnStatusChange != nil {
-		c.cfg.Hooks.OnStatusChange(context.Background(), before, after)
-	}
+	c.deliver()
 }
 
 // Stats returns a snapshot of the checker and of every check.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,10 +83,13 @@ func TestStateMachine(t *testing.T) {
 			[]State{StateHealthy, StateHealthy, StateHealthy, StateUnhealthy}},
 		{"a success resets the failure count", []error{ok, fail, fail, ok, fail, fail, fail},
 			[]State{StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateHealthy, StateUnhealthy}},
-		{"recovery needs two successes", []error{fail, ok, ok},
+		{"first success after boot failures sets healthy", []error{fail, fail, ok},
 			[]State{StateUnhealthy, StateUnhealthy, StateHealthy}},
-		{"a failure resets the success count", []error{fail, ok, fail, ok, ok},
-			[]State{StateUnhealthy, StateUnhealthy, StateUnhealthy, StateUnhealthy, StateHealthy}},
+		{"recovery needs two successes once healthy", []error{ok, fail, fail, fail, ok, ok},
+			[]State{StateHealthy, StateHealthy, StateHealthy, StateUnhealthy, StateUnhealthy, StateHealthy}},
+		{"a failure resets the success count", []error{ok, fail, fail, fail, ok, fail, ok, ok},
+			[]State{StateHealthy, StateHealthy, StateHealthy, StateUnhealthy, StateUnhealthy, StateUnhealthy,
+				StateUnhealthy, StateHealthy}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,9 +215,11 @@ func TestTimeoutsDoNotLeak(t *testing.T) {
 				<-ctx.Done()
 				return ctx.Err()
 			}})
+		before := runtime.NumGoroutine()
 		for range 999 {
 			nextPass(c)
 		}
+		assert.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind by 999 timed-out runs")
 		st := c.Stats().Checks[0]
 		assert.Equal(t, int64(1000), runs.Load())
 		assert.Equal(t, uint64(1000), st.Failures)
@@ -289,39 +295,32 @@ func TestPanickingCheckFails(t *testing.T) {
 
 func TestRefreshIsSingleFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
+		gate := make(chan struct{})
 		var runs atomic.Int64
 		c, err := New(Config{Logger: quiet}, Check{Name: "db", Func: func(ctx context.Context) error {
 			runs.Add(1)
-			<-release
+			<-gate // each run waits for one release
 			return nil
 		}})
 		require.NoError(t, err)
 		defer c.Close()
 		synctest.Wait() // New's first pass is running, blocked in the check
 
-		var wg sync.WaitGroup
-		for range 10 {
-			wg.Go(func() {
-				st, err := c.Refresh(context.Background())
-				assert.NoError(t, err)
-				assert.Equal(t, StatusPass, st.Status)
-			})
+		for round := 1; round <= 3; round++ {
+			var wg sync.WaitGroup
+			for range 10 {
+				wg.Go(func() {
+					st, err := c.Refresh(context.Background())
+					assert.NoError(t, err)
+					assert.Equal(t, StatusPass, st.Status, "round %d", round)
+				})
+			}
+			synctest.Wait() // every Refresh has joined (or started) the one pass
+			gate <- struct{}{}
+			wg.Wait()
+			assert.Equal(t, int64(round), runs.Load(), "round %d: ten concurrent Refresh calls ran the check once", round)
+			assert.Equal(t, uint64(round), c.Stats().Passes, "round %d: passes", round)
 		}
-		synctest.Wait()
-		assert.Equal(t, int64(1), runs.Load(), "ten Refresh calls joined the running pass")
-		close(release)
-		wg.Wait()
-
-		for range 10 {
-			wg.Go(func() {
-				_, err := c.Refresh(context.Background())
-				assert.NoError(t, err)
-			})
-		}
-		wg.Wait()
-		assert.LessOrEqual(t, runs.Load(), int64(11))
-		assert.GreaterOrEqual(t, runs.Load(), int64(2), "a Refresh after a pass runs the checks again")
 	})
 }
 
@@ -404,7 +403,11 @@ func TestCloseCancelsRunningChecks(t *testing.T) {
 		}})
 		require.NoError(t, err)
 		synctest.Wait()
+		refreshed := make(chan error, 1)
+		go func() { _, err := c.Refresh(context.Background()); refreshed <- err }()
+		synctest.Wait()
 		require.NoError(t, c.Close())
+		assert.ErrorIs(t, <-refreshed, ErrClosed, "Refresh joined a pass that Close cut short")
 		select {
 		case <-cancelled:
 		default:
@@ -432,6 +435,9 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"check without func", Config{}, []Check{{Name: "db"}}, "no function"},
 		{"duplicate names", Config{}, []Check{{Name: "db", Func: okFn}, {Name: "db", Func: okFn}}, "two checks"},
 		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "negative timeout"},
+		{"timeout over interval", Config{Interval: time.Second, Timeout: 2 * time.Second}, nil, "longer than Interval"},
+		{"check timeout over interval", Config{Interval: time.Second},
+			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "longer than Interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,4 +459,41 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 2, cfg.HealthyThreshold)
 	assert.Equal(t, 3, cfg.UnhealthyThreshold)
 	assert.NotNil(t, cfg.Logger)
+
+	short := Config{Interval: time.Second}
+	require.NoError(t, short.setDefaults())
+	assert.Equal(t, time.Second, short.Timeout, "the default timeout never exceeds the interval")
+}
+
+// TestHooksSeeStatusChangesInOrder: a Drain during a pass whose hooks are still running returns at
+// once with readiness already failing, and its status change is reported after the pass's, so the
+// last event is the current status.
+func TestHooksSeeStatusChangesInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hold := make(chan struct{})
+		var mu sync.Mutex
+		var seen []Status
+		c, err := New(Config{Logger: quiet, Hooks: Hooks{
+			OnCheckDone: func(context.Context, string, time.Duration, error) { <-hold },
+			OnStatusChange: func(_ context.Context, _, to Status) {
+				mu.Lock()
+				seen = append(seen, to)
+				mu.Unlock()
+			},
+		}}, Check{Name: "db", Func: func(context.Context) error { return nil }})
+		require.NoError(t, err)
+		defer c.Close()
+		synctest.Wait() // the first pass has published pass and waits in OnCheckDone
+		c.Drain()       // must not wait for the blocked hook
+		assert.Equal(t, StatusFail, c.Stats().Status)
+		mu.Lock()
+		assert.Empty(t, seen, "the pass's status change is still queued behind its OnCheckDone")
+		mu.Unlock()
+		close(hold)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, []Status{StatusPass, StatusFail}, seen)
+		assert.Equal(t, c.Stats().Status, seen[len(seen)-1])
+	})
 }

@@ -41,7 +41,8 @@ func (c *Checker) Shutdown(ctx context.Context, srv *http.Server) error {
 }
 
 // ShutdownOnSignal blocks until the process receives one of signals (SIGINT and SIGTERM when none
-// is given) or ctx ends, then runs [Checker.Shutdown] and returns its error. Run srv.ListenAndServe
+// is given) or ctx ends, then runs [Checker.Shutdown] and returns its error. It stops listening
+// for the signals once the first arrives, so a second one ends the process the usual way. Run srv.ListenAndServe
 // in another goroutine and call this from main:
 //
 //	go func() {
@@ -58,10 +59,11 @@ func (c *Checker) ShutdownOnSignal(ctx context.Context, srv *http.Server, signal
 	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, signals...)
-	defer signal.Stop(ch)
 	select {
 	case <-ch:
 	case <-ctx.Done():
 	}
+	// A second signal gets the default behaviour again: Ctrl-C twice stops the process at once.
+	signal.Stop(ch)
 	return c.Shutdown(context.WithoutCancel(ctx), srv)
 }

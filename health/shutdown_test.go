@@ -68,7 +68,7 @@ type response struct {
 }
 
 func TestShutdownDrainsThenWaitsForInFlight(t *testing.T) {
-	hc, err := New(Config{Logger: quiet, DrainDelay: time.Second, ShutdownTimeout: 5 * time.Second})
+	hc, err := New(Config{Logger: quiet, DrainDelay: 2 * time.Second, ShutdownTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	defer hc.Close()
 	_, err = hc.Refresh(context.Background())
@@ -99,7 +99,7 @@ func TestShutdownDrainsThenWaitsForInFlight(t *testing.T) {
 	code, body, err = s.get("/fast")
 	require.NoError(t, err)
 	assert.Equal(t, "fast", body, "new requests are still served during the drain delay")
-	assert.Less(t, time.Since(start), time.Second, "the checks above ran after the drain delay")
+	assert.Less(t, time.Since(start), 2*time.Second, "the checks above ran after the drain delay")
 
 	// After the delay the listener closes; Shutdown waits for the in-flight request.
 	require.Eventually(t, func() bool {
@@ -109,7 +109,7 @@ func TestShutdownDrainsThenWaitsForInFlight(t *testing.T) {
 		}
 		return err != nil
 	}, 5*time.Second, 10*time.Millisecond, "listener still open after the drain delay")
-	assert.GreaterOrEqual(t, time.Since(start), time.Second, "listener closed before the drain delay")
+	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "listener closed before the drain delay")
 	select {
 	case err := <-shutdown:
 		t.Fatalf("Shutdown returned %v while a request was in flight", err)
