@@ -1,0 +1,51 @@
+// Package rediskey builds the Redis keys of every outgrow component, so that they all place
+// keys in Cluster slots the same way.
+//
+// A key is prefix + "{" + entity + "}" + suffix. Redis Cluster hashes only the part between the
+// first "{" and the next "}", so every key of one entity (an IP, a user, a session) shares a slot
+// and one script may touch them all, while different entities spread over the cluster. A constant
+// tag would put every key in one slot. Braces and "%" in the entity are percent-escaped, so an
+// entity can neither end the tag early nor make it empty (the empty entity is written "%"), and distinct entities stay distinct.
+package rediskey
+
+import (
+	"errors"
+	"strings"
+)
+
+// ErrBadPrefix reports a prefix that would break hash tags.
+var ErrBadPrefix = errors.New("rediskey: prefix must not contain '{' or '}'")
+
+// CheckPrefix validates a component's configured prefix.
+func CheckPrefix(prefix string) error {
+	if strings.ContainsAny(prefix, "{}") {
+		return ErrBadPrefix
+	}
+	return nil
+}
+
+// Append appends the key prefix{entity}suffix to dst.
+func Append(dst []byte, prefix, entity, suffix string) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, '{')
+	if entity == "" {
+		// An empty tag would hash the whole key, splitting one entity over several slots. A
+		// lone "%" never comes out of escaping, so it cannot collide with another entity.
+		dst = append(dst, '%')
+	}
+	for i := 0; i < len(entity); i++ {
+		switch c := entity[i]; c {
+		case '{', '}', '%':
+			dst = append(dst, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	dst = append(dst, '}')
+	return append(dst, suffix...)
+}
+
+// Key returns prefix{entity}suffix.
+func Key(prefix, entity, suffix string) string {
+	return string(Append(make([]byte, 0, len(prefix)+len(entity)+len(suffix)+8), prefix, entity, suffix))
+}

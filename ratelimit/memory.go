@@ -1,0 +1,265 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
+type MemoryConfig struct {
+	// MaxKeys caps the number of keys held; 0 means 1<<20 (about 40 MiB at worst). When the cap
+	// is reached, a new key first displaces keys that are back to a full burst (forgetting them
+	// changes nothing); only when a sample holds none is the key nearest to a full burst evicted,
+	// which hands it its remaining units early and is counted in [MemoryStats].Evicted.
+	MaxKeys int
+}
+
+// MemoryStore is a [Store] in process memory, for a single instance, for tests, and as the local
+// fallback of a Redis-backed [Limiter].
+//
+// Keys are hashed (with a per-store random seed) into shards, each a mutex over a map from the
+// 64-bit hash to the key's theoretical arrival time: about 20-40 bytes per key and no global
+// lock. The clock is read inside each shard's critical section, so concurrent callers never
+// decide on a stale time. Keys back to a full burst are reclaimed as new keys arrive: no
+// goroutine, nothing to close.
+//
+// A MemoryStore must be created with [NewMemoryStore]; it is safe for concurrent use.
+type MemoryStore struct {
+	seed     maphash.Seed
+	epoch    time.Time
+	shift    uint // shard index = hash >> shift
+	perShard int
+	shards   []memShard
+}
+
+type memShard struct {
+	mu      sync.Mutex
+	tats    map[uint64]int64 // key hash -> theoretical arrival time, ns since epoch
+	sweepAt int              // size at which the next insert sweeps fresh keys
+	peak    int              // size before the last sweep, to rebuild a map that shrank a lot
+	evicted uint64           // live keys evicted by the cap
+	_       [64]byte         // keep shards on separate cache lines
+}
+
+// Sweeps start once a shard holds this many keys; sampling for eviction looks at this many.
+const (
+	minSweep    = 64
+	evictSample = 16
+)
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("ratelimit: MaxKeys %d must not be negative", cfg.MaxKeys)
+	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = 1 << 20
+	}
+	n := 1 << bits.Len(uint(16*runtime.GOMAXPROCS(0)-1)) // a power of two >= 16 per P
+	n = max(n, 64)
+	for n > 1 && n > cfg.MaxKeys {
+		n /= 2
+	}
+	s := &MemoryStore{
+		seed:     maphash.MakeSeed(),
+		epoch:    time.Now(),
+		shift:    uint(64 - bits.TrailingZeros(uint(n))),
+		perShard: cfg.MaxKeys / n,
+		shards:   make([]memShard, n),
+	}
+	if n == 1 {
+		s.shift = 63 // hash >> 63 is 0 or 1; masked below
+	}
+	for i := range s.shards {
+		s.shards[i].tats = make(map[uint64]int64)
+		s.shards[i].sweepAt = minSweep
+	}
+	return s, nil
+}
+
+func (s *MemoryStore) hash(policy, key string) uint64 {
+	// Two seeded hashes mixed: no string is built per decision.
+	return maphash.String(s.seed, key) ^ (maphash.String(s.seed, policy) * 0x9e3779b97f4a7c15)
+}
+
+func (s *MemoryStore) shard(h uint64) *memShard {
+	return &s.shards[(h>>s.shift)&uint64(len(s.shards)-1)]
+}
+
+func (s *MemoryStore) now() int64 { return int64(time.Since(s.epoch)) }
+
+// Take implements [Store].
+func (s *MemoryStore) Take(ctx context.Context, reqs []Request, res []Result) error {
+	if err := checkBatch(reqs, res); err != nil {
+		return err
+	}
+	s.take(reqs, res)
+	return nil
+}
+
+// Reset implements [Store].
+func (s *MemoryStore) Reset(ctx context.Context, req Request) error {
+	h := s.hash(req.Policy, req.Key)
+	sh := s.shard(h)
+	sh.mu.Lock()
+	delete(sh.tats, h)
+	sh.mu.Unlock()
+	return nil
+}
+
+// take decides validated requests. Single requests, the common case, lock one shard and
+// allocate nothing.
+func (s *MemoryStore) take(reqs []Request, res []Result) {
+	if len(reqs) == 1 {
+		q := &reqs[0]
+		h := s.hash(q.Policy, q.Key)
+		sh := s.shard(h)
+		sh.mu.Lock()
+		now := s.now()
+		tat := sh.tats[h]
+		r, next := gcra(tat, now, q.Limit, q.N)
+		if q.N != 0 && (q.N < 0 || r.Allowed) {
+			s.store(sh, h, tat, next, now)
+		}
+		sh.mu.Unlock()
+		r.Policy = q.Policy
+		res[0] = r
+		return
+	}
+	s.takeMany(reqs, res)
+}
+
+// takeMany locks every shard involved, in index order so that concurrent batches cannot
+// deadlock, charges the requests one by one and undoes every charge if one is denied.
+func (s *MemoryStore) takeMany(reqs []Request, res []Result) {
+	type undo struct {
+		h   uint64
+		tat int64
+	}
+	var hbuf [8]uint64
+	var ibuf [8]int
+	var ubuf [8]undo
+	hs, idx, undos := hbuf[:0], ibuf[:0], ubuf[:0]
+	for i := range reqs {
+		h := s.hash(reqs[i].Policy, reqs[i].Key)
+		hs = append(hs, h)
+		idx = append(idx, int((h>>s.shift)&uint64(len(s.shards)-1)))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		s.shards[i].mu.Lock()
+	}
+	now := s.now()
+	granted := true
+	for i := range reqs {
+		q := &reqs[i]
+		sh := s.shard(hs[i])
+		tat := sh.tats[hs[i]]
+		r, next := gcra(tat, now, q.Limit, q.N)
+		r.Policy = q.Policy
+		res[i] = r
+		if q.N > 0 && !r.Allowed {
+			granted = false
+		}
+		if q.N != 0 && (q.N < 0 || r.Allowed) {
+			undos = append(undos, undo{hs[i], tat})
+			s.store(sh, hs[i], tat, next, now)
+		}
+	}
+	if !granted {
+		for j := len(undos) - 1; j >= 0; j-- {
+			u := undos[j]
+			s.store(s.shard(u.h), u.h, -1, u.tat, now)
+		}
+		for i := range reqs {
+			uncharge(&res[i], reqs[i])
+		}
+	}
+	for _, i := range idx {
+		s.shards[i].mu.Unlock()
+	}
+}
+
+// store sets the tat of h from old to next, deleting keys that are back to a full burst and
+// making room for new keys. old is -1 when unknown. The shard is locked.
+func (s *MemoryStore) store(sh *memShard, h uint64, old, next, now int64) {
+	if next <= now {
+		delete(sh.tats, h)
+		return
+	}
+	if old <= 0 || old <= now { // possibly a new key
+		if _, ok := sh.tats[h]; !ok {
+			s.makeRoom(sh, now)
+		}
+	}
+	sh.tats[h] = next
+}
+
+// makeRoom runs before a new key is inserted: it sweeps fresh keys when the shard has doubled
+// since the last sweep, and evicts when the shard is at its cap.
+func (s *MemoryStore) makeRoom(sh *memShard, now int64) {
+	n := len(sh.tats)
+	if n >= sh.sweepAt && n < s.perShard {
+		for h, tat := range sh.tats {
+			if tat <= now {
+				delete(sh.tats, h)
+			}
+		}
+		if n > 4096 && len(sh.tats) < n/4 {
+			// Go maps never shrink: rebuild one that lost most of its keys.
+			m := make(map[uint64]int64, 2*len(sh.tats))
+			for h, tat := range sh.tats {
+				m[h] = tat
+			}
+			sh.tats = m
+		}
+		sh.sweepAt = max(2*len(sh.tats), minSweep)
+	}
+	for len(sh.tats) >= max(s.perShard, 1) {
+		// At the cap: look at a sample (map iteration starts at a random place), drop the fresh
+		// keys in it, or else the one nearest to fresh.
+		var victim uint64
+		best, seen, freed := int64(-1), 0, false
+		for h, tat := range sh.tats {
+			if tat <= now {
+				delete(sh.tats, h)
+				freed = true
+			} else if best < 0 || tat < best {
+				victim, best = h, tat
+			}
+			if seen++; seen == evictSample {
+				break
+			}
+		}
+		if !freed {
+			delete(sh.tats, victim)
+			sh.evicted++
+		}
+	}
+}
+
+// MemoryStats is a snapshot of a [MemoryStore].
+type MemoryStats struct {
+	Keys    int    // keys held, including keys back to a full burst not reclaimed yet
+	Evicted uint64 // keys evicted by MaxKeys before they were back to a full burst
+}
+
+// Stats returns a snapshot. It locks each shard in turn, so call it for monitoring, not per request.
+func (s *MemoryStore) Stats() MemoryStats {
+	var st MemoryStats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		st.Keys += len(sh.tats)
+		st.Evicted += sh.evicted
+		sh.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,393 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha1"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed gcra.lua
+var gcraSource string
+
+var gcraSHA = func() string {
+	sum := sha1.Sum([]byte(gcraSource))
+	return hex.EncodeToString(sum[:])
+}()
+
+// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+type RedisConfig struct {
+	// Prefix starts every key; "ratelimit:" when empty. It must not contain '{' or '}'.
+	Prefix string
+	// Timeout bounds one decision, a single round trip in the common case; 50 ms when zero.
+	Timeout time.Duration
+	// RetryInterval is how long the store answers ErrUnavailable at once, without calling Redis,
+	// after a failure; then one decision probes Redis, and the first success ends the outage.
+	// 500 ms when zero.
+	RetryInterval time.Duration
+}
+
+// RedisStore is a [Store] in Redis, shared by every instance of a service. It works on
+// standalone Redis, Sentinel and Cluster through any [redis.UniversalClient], and never closes
+// the client.
+//
+// Each decision is one Lua script call (one round trip) per entity: all the policies of one key
+// live under one hash tag, prefix{key}:policy, so they share a Cluster slot and are decided
+// atomically together; different keys are sent in one pipeline. The script reads the time from
+// Redis (TIME), so instance clocks do not matter, and sets each key's TTL to the time it takes to
+// be back to a full burst. A denial writes nothing.
+//
+// Scripts are never retried after they may have run (a retry could charge twice): the store
+// marks its commands as not retryable for go-redis. Each decision is bounded by Timeout. If the
+// client was created with ContextTimeoutEnabled, the deadline goes to go-redis; otherwise the
+// store stops waiting at the deadline and the call finishes in the background within the
+// client's ReadTimeout. After a failure the store fails fast for RetryInterval (see
+// [RedisConfig]), so an outage costs one Timeout, not one per request.
+//
+// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
+type RedisStore struct {
+	rdb         redis.UniversalClient
+	prefix      string
+	timeout     time.Duration
+	retry       time.Duration
+	ctxTimeouts bool
+	epoch       time.Time
+
+	downUntil atomic.Int64 // ns since epoch until which calls fail fast; 0 when up
+	probing   atomic.Bool  // one probe at a time once downUntil has passed
+
+	calls, failures, fastFails, refundFailures atomic.Uint64
+}
+
+// NewRedisStore returns a RedisStore over rdb.
+func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
+	if rdb == nil {
+		return nil, errors.New("ratelimit: nil Redis client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "ratelimit:"
+	}
+	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
+		return nil, errors.New("ratelimit: negative Timeout or RetryInterval")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 50 * time.Millisecond
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = 500 * time.Millisecond
+	}
+	s := &RedisStore{rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval, epoch: time.Now()}
+	switch c := rdb.(type) {
+	case *redis.Client:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	}
+	return s, nil
+}
+
+// noRetry keeps go-redis from sending a script again after a network error: the first attempt
+// may have run and charged.
+type noRetry struct{ *redis.Cmd }
+
+func (noRetry) NoRetry() bool { return true }
+
+// RedisStats is a snapshot of a [RedisStore]'s counters.
+type RedisStats struct {
+	Calls          uint64 // decisions sent to Redis (one per Take that reached Redis)
+	Failures       uint64 // decisions that failed: error or timeout
+	FastFails      uint64 // decisions refused without calling Redis during an outage
+	RefundFailures uint64 // undo of a partly granted batch that failed: those units stay charged
+	Down           bool   // Redis is considered unavailable right now
+}
+
+// Stats returns a snapshot of the counters.
+func (s *RedisStore) Stats() RedisStats {
+	return RedisStats{
+		Calls: s.calls.Load(), Failures: s.failures.Load(), FastFails: s.fastFails.Load(),
+		RefundFailures: s.refundFailures.Load(), Down: s.downUntil.Load() != 0,
+	}
+}
+
+func (s *RedisStore) now() int64 { return int64(time.Since(s.epoch)) }
+
+// Take implements [Store].
+func (s *RedisStore) Take(ctx context.Context, reqs []Request, res []Result) error {
+	if err := checkBatch(reqs, res); err != nil {
+		return err
+	}
+	if err := s.admit(); err != nil {
+		return err
+	}
+	err := s.take(ctx, reqs, res)
+	s.record(ctx, err)
+	return err
+}
+
+// Reset implements [Store].
+func (s *RedisStore) Reset(ctx context.Context, req Request) error {
+	if req.Key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	err := s.do(ctx, func(ctx context.Context) error {
+		return s.rdb.Del(ctx, s.key(req.Policy, req.Key)).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *RedisStore) key(policy, key string) string {
+	return rediskey.Key(s.prefix, key, ":"+policy)
+}
+
+// admit fails fast during an outage, letting one probe through per RetryInterval.
+func (s *RedisStore) admit() error {
+	until := s.downUntil.Load()
+	if until == 0 {
+		return nil
+	}
+	if s.now() >= until && s.probing.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.fastFails.Add(1)
+	return fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", ErrUnavailable, s.retry)
+}
+
+// record opens or closes the outage window after a call.
+func (s *RedisStore) record(ctx context.Context, err error) {
+	s.calls.Add(1)
+	switch {
+	case err == nil:
+		if s.downUntil.Load() != 0 {
+			s.downUntil.Store(0)
+		}
+	case ctx.Err() != nil || !errors.Is(err, ErrUnavailable):
+		// The caller gave up, or the request was invalid: says nothing about Redis.
+	default:
+		s.failures.Add(1)
+		s.downUntil.Store(s.now() + int64(s.retry))
+	}
+	s.probing.Store(false)
+}
+
+// do runs fn with the store's timeout. When go-redis ignores context deadlines, fn runs on its
+// own goroutine so that the caller still waits at most the timeout.
+func (s *RedisStore) do(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if s.ctxTimeouts {
+		return fn(ctx)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- fn(ctx) }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// group is the requests of one entity, decided by one script call.
+type group struct {
+	idx []int // indexes into reqs
+	cmd *redis.Cmd
+}
+
+func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) error {
+	groups := groupByKey(reqs)
+	err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, reqs, groups, 1) })
+	if err != nil {
+		return s.wrap(ctx, err)
+	}
+	granted := true
+	for gi := range groups {
+		if err := s.decode(reqs, &groups[gi], res); err != nil {
+			return s.wrap(ctx, err)
+		}
+		for _, i := range groups[gi].idx {
+			if reqs[i].N > 0 && !res[i].Allowed {
+				granted = false
+			}
+		}
+	}
+	if granted || len(groups) == 1 {
+		return nil // one script is all-or-nothing by itself
+	}
+	// Several entities: the granted groups were charged; give their units back.
+	var undo []group
+	for _, g := range groups {
+		ok, charged := true, false
+		for _, i := range g.idx {
+			ok = ok && (reqs[i].N <= 0 || res[i].Allowed)
+			charged = charged || reqs[i].N > 0
+		}
+		if ok && charged {
+			undo = append(undo, group{idx: g.idx})
+		}
+	}
+	for _, g := range undo {
+		for _, i := range g.idx {
+			uncharge(&res[i], reqs[i])
+		}
+	}
+	if len(undo) > 0 {
+		if err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, reqs, undo, -1) }); err != nil {
+			s.refundFailures.Add(1)
+		}
+	}
+	return nil
+}
+
+func (s *RedisStore) wrap(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("ratelimit: %w", ctx.Err())
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// groupByKey groups requests by entity, in order of first appearance.
+func groupByKey(reqs []Request) []group {
+	groups := make([]group, 0, 1)
+outer:
+	for i := range reqs {
+		for gi := range groups {
+			if reqs[groups[gi].idx[0]].Key == reqs[i].Key {
+				groups[gi].idx = append(groups[gi].idx, i)
+				continue outer
+			}
+		}
+		groups = append(groups, group{idx: []int{i}})
+	}
+	return groups
+}
+
+// run sends one script call per group, pipelined when there are several, with each request's
+// N multiplied by sign (-1 gives charged units back). Calls refused with NOSCRIPT did not run,
+// so they are sent again with the script's source.
+func (s *RedisStore) run(ctx context.Context, reqs []Request, groups []group, sign int) error {
+	for _, eval := range []bool{false, true} {
+		var pending []*group
+		for gi := range groups {
+			g := &groups[gi]
+			if eval && (g.cmd == nil || !isNoScript(g.cmd.Err())) {
+				continue
+			}
+			g.cmd = s.cmd(ctx, reqs, g.idx, sign, eval)
+			pending = append(pending, g)
+		}
+		switch len(pending) {
+		case 0:
+			return nil
+		case 1:
+			_ = s.rdb.Process(ctx, noRetry{pending[0].cmd})
+		default:
+			pipe := s.rdb.Pipeline()
+			for _, g := range pending {
+				_ = pipe.Process(ctx, noRetry{g.cmd})
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+		noScript := false
+		for _, g := range pending {
+			if err := g.cmd.Err(); isNoScript(err) {
+				noScript = true
+			} else if err != nil {
+				return err
+			}
+		}
+		if !noScript {
+			return nil
+		}
+	}
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+func (s *RedisStore) cmd(ctx context.Context, reqs []Request, idx []int, sign int, eval bool) *redis.Cmd {
+	args := make([]any, 0, 3+4*len(idx))
+	if eval {
+		args = append(args, "eval", gcraSource)
+	} else {
+		args = append(args, "evalsha", gcraSHA)
+	}
+	args = append(args, len(idx))
+	for _, i := range idx {
+		args = append(args, s.key(reqs[i].Policy, reqs[i].Key))
+	}
+	for _, i := range idx {
+		l := reqs[i].Limit
+		iv := l.interval() / int64(time.Microsecond)
+		args = append(args, iv, iv*int64(l.burst()), sign*reqs[i].N)
+	}
+	return redis.NewCmd(ctx, args...)
+}
+
+// decode copies a group's script reply into res.
+func (s *RedisStore) decode(reqs []Request, g *group, res []Result) error {
+	vals, err := g.cmd.Int64Slice()
+	if err != nil {
+		return err
+	}
+	if len(vals) != 4*len(g.idx) {
+		return fmt.Errorf("ratelimit: script returned %d values for %d keys", len(vals), len(g.idx))
+	}
+	for j, i := range g.idx {
+		v := vals[4*j : 4*j+4]
+		res[i] = Result{
+			Policy:     reqs[i].Policy,
+			Allowed:    v[0] == 1,
+			Limit:      reqs[i].Limit,
+			Remaining:  int(v[1]),
+			RetryAfter: time.Duration(v[2]) * time.Microsecond,
+			ResetAfter: time.Duration(v[3]) * time.Microsecond,
+		}
+	}
+	return nil
+}
+
+// uncharge turns the Result of a granted request into what it reports once its units were
+// given back because another request of the batch was denied.
+func uncharge(r *Result, q Request) {
+	if q.N > 0 && r.Allowed {
+		r.Remaining += q.N
+		r.ResetAfter = max(0, r.ResetAfter-time.Duration(int64(q.N)*q.Limit.interval()))
+	}
+}
+
+// checkBatch validates a batch for any store.
+func checkBatch(reqs []Request, res []Result) error {
+	if len(res) != len(reqs) {
+		return fmt.Errorf("ratelimit: %d results for %d requests", len(res), len(reqs))
+	}
+	takes, refunds := false, false
+	for i := range reqs {
+		if err := reqs[i].check(); err != nil {
+			return err
+		}
+		takes = takes || reqs[i].N > 0
+		refunds = refunds || reqs[i].N < 0
+	}
+	if takes && refunds {
+		return fmt.Errorf("%w: a batch cannot both take and give back units", ErrInvalidKey)
+	}
+	return nil
+}
