@@ -305,6 +305,8 @@ type Decision struct {
 	Results []Result
 	// Denied names the policies that denied, in layer order.
 	Denied []string
+
+	message string // the denying Rule's Message, set by the middleware
 }
 
 // AllowAll applies several layers to one request, all or nothing: if any layer denies, no layer
