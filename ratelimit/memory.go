@@ -84,8 +84,17 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 }
 
 func (s *MemoryStore) hash(policy, key string) uint64 {
-	// Two seeded hashes mixed: no string is built per decision.
-	return maphash.String(s.seed, key) ^ (maphash.String(s.seed, policy) * 0x9e3779b97f4a7c15)
+	return s.hashWith(s.policyHash(policy), key)
+}
+
+// policyHash and hashWith split hash so that a Limiter can hash its policy name once. Two seeded
+// hashes mixed: no string is built per decision.
+func (s *MemoryStore) policyHash(policy string) uint64 {
+	return maphash.String(s.seed, policy) * 0x9e3779b97f4a7c15
+}
+
+func (s *MemoryStore) hashWith(policyHash uint64, key string) uint64 {
+	return maphash.String(s.seed, key) ^ policyHash
 }
 
 func (s *MemoryStore) shard(h uint64) *memShard {
@@ -118,21 +127,25 @@ func (s *MemoryStore) Reset(ctx context.Context, req Request) error {
 func (s *MemoryStore) take(reqs []Request, res []Result) {
 	if len(reqs) == 1 {
 		q := &reqs[0]
-		h := s.hash(q.Policy, q.Key)
-		sh := s.shard(h)
-		sh.mu.Lock()
-		now := s.now()
-		tat := sh.tats[h]
-		r, next := gcra(tat, now, q.Limit, q.N)
-		if q.N != 0 && (q.N < 0 || r.Allowed) {
-			s.store(sh, h, tat, next, now)
-		}
-		sh.mu.Unlock()
-		r.Policy = q.Policy
-		res[0] = r
+		res[0] = s.takeOne(s.hash(q.Policy, q.Key), q)
 		return
 	}
 	s.takeMany(reqs, res)
+}
+
+// takeOne decides one validated request whose key hashes to h.
+func (s *MemoryStore) takeOne(h uint64, q *Request) Result {
+	sh := s.shard(h)
+	sh.mu.Lock()
+	now := s.now()
+	tat := sh.tats[h]
+	r, next := gcra(tat, now, q.Limit, q.N)
+	if q.N != 0 && (q.N < 0 || r.Allowed) {
+		s.store(sh, h, tat, next, now)
+	}
+	sh.mu.Unlock()
+	r.Policy = q.Policy
+	return r
 }
 
 // takeMany locks every shard involved, in index order so that concurrent batches cannot

@@ -141,9 +141,10 @@ type Rule struct {
 	Match func(*http.Request) bool
 	// Cost is the units a request takes; nil means 1.
 	Cost func(*http.Request) int
-	// Message is the "error" text of the 429 body when this rule denies, such as "Too many
-	// login attempts. Try again in 1 minute."; empty means "Too many requests. Try again in
-	// <retry after>."
+	// Message is the "error" text of the 429 body when this rule denies. "{retry}" in it is
+	// replaced by the wait in words ("12 seconds", "1 minute"), so "Too many login attempts.
+	// Try again in {retry}." stays true whatever the limit. Empty means "Too many requests.
+	// Try again in {retry}."
 	Message string
 	// DryRun evaluates and reports the rule (headers, hooks, stats) without ever refusing a
 	// request because of it, to try a limit out in production. Dry-run rules are charged on
@@ -343,7 +344,7 @@ type deniedBody struct {
 // WriteDenied is the default response to a denied request: status 429, Retry-After in whole
 // seconds rounded up, and a JSON body such as
 //
-//	{"error":"Too many login attempts. Try again in 1 minute.","policy":"login","retry_after":60}
+//	{"error":"Too many login attempts. Try again in 12 seconds.","policy":"login","retry_after":12}
 //
 // The message is the denying Rule's Message, or a generic one naming the wait.
 func WriteDenied(w http.ResponseWriter, r *http.Request, d Decision) {
@@ -353,8 +354,9 @@ func WriteDenied(w http.ResponseWriter, r *http.Request, d Decision) {
 		body.Policy = d.Denied[0]
 	}
 	if body.Error == "" {
-		body.Error = "Too many requests. Try again in " + humanSeconds(wait) + "."
+		body.Error = "Too many requests. Try again in {retry}."
 	}
+	body.Error = strings.ReplaceAll(body.Error, "{retry}", humanSeconds(wait))
 	if wait > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(wait, 10))
 	}

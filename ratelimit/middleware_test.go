@@ -34,7 +34,7 @@ func newSite(t *testing.T, cfg MiddlewareConfig, ip IPConfig) *site {
 	require.NoError(t, err)
 	mw, err := Middleware(cfg,
 		Rule{Limiter: s.global, Key: byIP},
-		Rule{Limiter: s.login, Key: byIP, Match: loginRoute, Message: "Too many login attempts. Try again in 1 minute."},
+		Rule{Limiter: s.login, Key: byIP, Match: loginRoute, Message: "Too many login attempts. Try again in {retry}."},
 		Rule{Limiter: s.apikey, Key: KeyByHeader("X-API-Key")},
 	)
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestMiddlewareLoginLimit(t *testing.T) {
 		assert.Equal(t, "12", w.Header().Get("Retry-After"), "one attempt comes back every 12 s")
 		var body map[string]any
 		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
-		assert.Equal(t, map[string]any{"error": "Too many login attempts. Try again in 1 minute.", "policy": "login", "retry_after": 12.0}, body)
+		assert.Equal(t, map[string]any{"error": "Too many login attempts. Try again in 12 seconds.", "policy": "login", "retry_after": 12.0}, body)
 		assert.Equal(t, `"global";q=1000;w=60, "login";q=5;w=60`, w.Header().Get("RateLimit-Policy"))
 		assert.Equal(t, `"global";r=995;t=1, "login";r=0;t=60`, w.Header().Get("RateLimit"),
 			"the denied request did not charge global: 5 granted, 995 left")

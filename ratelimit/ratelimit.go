@@ -92,6 +92,7 @@ type Limiter struct {
 	store    Store
 	group    any          // identity of the store, to batch layers that share it
 	mem      *MemoryStore // store, when it is a MemoryStore: the allocation-free path
+	memHash  uint64       // mem's hash of name
 	fallback *MemoryStore // FailLocal
 	fbLimit  Limit
 	failure  Failure
@@ -136,6 +137,9 @@ func New(store Store, limit Limit, cfg Config) (*Limiter, error) {
 		l.group = store
 	}
 	l.mem, _ = store.(*MemoryStore)
+	if l.mem != nil {
+		l.memHash = l.mem.policyHash(l.name)
+	}
 	if cfg.Failure == FailLocal && l.mem == nil {
 		l.fbLimit = limit
 		if cfg.FallbackLimit != (Limit{}) {
@@ -188,16 +192,13 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if n < 1 {
 		return Result{Policy: l.name, Limit: l.limit}, fmt.Errorf("%w: cost %d must be at least 1", ErrInvalidKey, n)
 	}
-	if l.mem != nil {
-		// The common in-process case: one shard lock, no allocation.
-		reqs := [1]Request{{Policy: l.name, Key: key, Limit: l.limit, N: n}}
-		if err := reqs[0].check(); err != nil {
-			return Result{Policy: l.name, Limit: l.limit}, err
-		}
-		var res [1]Result
-		l.mem.take(reqs[:], res[:])
-		l.observe(ctx, key, res[0], false)
-		return res[0], nil
+	if l.mem != nil && key != "" && n <= l.limit.burst() {
+		// The common in-process case: the limit was checked by New, one shard lock, no
+		// allocation.
+		q := Request{Policy: l.name, Key: key, Limit: l.limit, N: n}
+		r := l.mem.takeOne(l.mem.hashWith(l.memHash, key), &q)
+		l.observe(ctx, key, r, false)
+		return r, nil
 	}
 	d, err := AllowAll(ctx, Layer{Limiter: l, Key: key, N: n})
 	if len(d.Results) == 0 {
@@ -470,7 +471,8 @@ func failover(ctx context.Context, layers []Layer, reqs []Request, idx []int, st
 
 // local returns the Limiter that decides for l under FailLocal: its fallback store, no hooks.
 func (l *Limiter) local() *Limiter {
-	return &Limiter{name: l.name, limit: l.fbLimit, store: l.fallback, group: l.fallback, mem: l.fallback}
+	return &Limiter{name: l.name, limit: l.fbLimit, store: l.fallback, group: l.fallback, mem: l.fallback,
+		memHash: l.fallback.policyHash(l.name)}
 }
 
 func giveBackLayers(ctx context.Context, sub []Layer) {
