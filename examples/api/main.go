@@ -5,6 +5,13 @@
 //	REDIS_URL=redis://127.0.0.1:6379/0 go run ./examples/api
 //	curl -i localhost:8080/api/health                     # liveness: {"status":"ok","uptime":...}
 //	curl -i localhost:8080/api/ready                      # readiness: cached checks, 503 when not ready
+//	curl -i -X POST localhost:8080/api/login              # 5 per minute per IP, then 429
+//	curl -i -H 'X-API-Key: k1' localhost:8080/api/items   # 100 per minute per API key
+//
+// Every request is under the article's rate limits, layered all or nothing: 1000 requests per
+// minute per IP, 5 login attempts per minute per IP, 100 calls per minute per API key. With
+// REDIS_URL they are shared by every instance; KEY_PREFIX (default "ratelimit:") starts their
+// Redis keys.
 //
 // On SIGINT or SIGTERM it drains (readiness 503, liveness 200), keeps serving for a short delay so
 // that load balancers stop routing to it, and shuts down gracefully. Packages land here as they
@@ -24,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/outgrow/outgrow/health"
+	"github.com/outgrow/outgrow/ratelimit"
 )
 
 func main() {
@@ -44,6 +52,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 
 	var checks []health.Check
 	backend := "memory"
+	var store ratelimit.Store
 	if redisURL != "" {
 		opt, err := redis.ParseURL(redisURL)
 		if err != nil {
@@ -53,6 +62,19 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		defer rdb.Close()
 		checks = append(checks, health.Check{Name: "redis", Func: health.RedisCheck(rdb)})
 		backend = "redis"
+		if store, err = ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: os.Getenv("KEY_PREFIX")}); err != nil {
+			return err
+		}
+	} else {
+		mem, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
+		if err != nil {
+			return err
+		}
+		store = mem
+	}
+	limit, err := rateLimits(store)
+	if err != nil {
+		return err
 	}
 
 	hc, err := health.New(health.Config{Logger: logger, DrainDelay: 2 * time.Second}, checks...)
@@ -66,12 +88,21 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"service\":\"outgrow example\",\"backend\":%q}\n", backend)
 	})
+	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"token":"example"}`)
+	})
+	mux.HandleFunc("GET /api/items", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"items":[]}`)
+	})
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: hc.Middleware(mux), ReadHeaderTimeout: 5 * time.Second}
+	// Health probes answer before the rate limits, so load balancers are never limited.
+	srv := &http.Server{Handler: hc.Middleware(limit(mux)), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("api listening", "addr", ln.Addr().String(), "backend", backend)
@@ -91,4 +122,36 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	err = <-shutdown
 	logger.Info("api stopped")
 	return err
+}
+
+// rateLimits returns the article's three limits as one middleware. Behind a load balancer, set
+// IPConfig.TrustedProxies to its networks so that the client address comes from
+// X-Forwarded-For; without it, every client is keyed by the TCP peer, which is safe.
+func rateLimits(store ratelimit.Store) (func(http.Handler) http.Handler, error) {
+	global, err := ratelimit.New(store, ratelimit.PerMinute(1000), ratelimit.Config{Name: "global"})
+	if err != nil {
+		return nil, err
+	}
+	// A Redis outage must not open a brute-force window on login: fail closed (503).
+	login, err := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", Failure: ratelimit.FailClosed})
+	if err != nil {
+		return nil, err
+	}
+	apikey, err := ratelimit.New(store, ratelimit.PerMinute(100), ratelimit.Config{Name: "apikey"})
+	if err != nil {
+		return nil, err
+	}
+	byIP, err := ratelimit.KeyByIP(ratelimit.IPConfig{})
+	if err != nil {
+		return nil, err
+	}
+	loginRoute, err := ratelimit.Routes("POST /api/login")
+	if err != nil {
+		return nil, err
+	}
+	return ratelimit.Middleware(ratelimit.MiddlewareConfig{},
+		ratelimit.Rule{Limiter: global, Key: byIP},
+		ratelimit.Rule{Limiter: login, Key: byIP, Match: loginRoute, Message: "Too many login attempts. Try again in {retry}."},
+		ratelimit.Rule{Limiter: apikey, Key: ratelimit.KeyByHeader("X-API-Key")},
+	)
 }

@@ -21,6 +21,10 @@ func TestRun(t *testing.T) {
 	}
 	for name, redisURL := range urls {
 		t.Run(name, func(t *testing.T) {
+			if redisURL != "" {
+				// The example's rate-limit keys go under a prefix of this test, removed at the end.
+				t.Setenv("KEY_PREFIX", redistest.Prefix(t, redistest.Open(t, redistest.Redis).Client))
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			listening := make(chan string, 1)
 			done := make(chan error, 1)
@@ -62,6 +66,25 @@ func TestRun(t *testing.T) {
 			if want := map[bool]string{true: "redis", false: "memory"}[redisURL != ""]; root.Backend != want {
 				t.Errorf("backend %q, want %q", root.Backend, want)
 			}
+
+			// The article's login limit: the sixth attempt within a minute is refused.
+			for i := 1; i <= 6; i++ {
+				resp, err := client.Post("http://"+addr+"/api/login", "application/json", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := map[bool]int{true: http.StatusTooManyRequests, false: http.StatusOK}[i == 6]
+				if resp.StatusCode != want {
+					t.Fatalf("login attempt %d: %d %s, want %d", i, resp.StatusCode, b, want)
+				}
+				if i == 6 && string(b) != `{"error":"Too many login attempts. Try again in 12 seconds.","policy":"login","retry_after":12}`+"\n" {
+					t.Errorf("429 body %s", b)
+				}
+			}
+			var items struct{ Items []string }
+			getJSON(t, client, "http://"+addr+"/api/items", http.StatusOK, &items)
 
 			cancel()
 			select {
