@@ -4,13 +4,18 @@ go 1.26.0
 
 require (
 	github.com/alexliesenfeld/health v0.8.0
+	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/hellofresh/health-go/v5 v5.5.4
 	github.com/outgrow/outgrow v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
+	github.com/sethvargo/go-limiter v0.7.1
+	github.com/ulule/limiter/v3 v3.11.2
+	golang.org/x/time v0.16.0
 )
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
 	go.opentelemetry.io/otel v1.35.0 // indirect
 	go.opentelemetry.io/otel/trace v1.35.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
@@ -40,11 +41,10 @@ type MemoryStore struct {
 
 type memShard struct {
 	mu      sync.Mutex
-	tats    map[uint64]int64 // key hash -> theoretical arrival time, ns since epoch
-	sweepAt int              // size at which the next insert sweeps fresh keys
-	peak    int              // size before the last sweep, to rebuild a map that shrank a lot
-	evicted uint64           // live keys evicted by the cap
-	_       [64]byte         // keep shards on separate cache lines
+	t       table    // key hash -> theoretical arrival time, ns since epoch
+	sweepAt int      // size at which the next insert sweeps fresh keys
+	evicted uint64   // live keys evicted by the cap
+	_       [64]byte // keep shards on separate cache lines
 }
 
 // Sweeps start once a shard holds this many keys; sampling for eviction looks at this many.
@@ -77,7 +77,6 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		s.shift = 63 // hash >> 63 is 0 or 1; masked below
 	}
 	for i := range s.shards {
-		s.shards[i].tats = make(map[uint64]int64)
 		s.shards[i].sweepAt = minSweep
 	}
 	return s, nil
@@ -117,7 +116,7 @@ func (s *MemoryStore) Reset(ctx context.Context, req Request) error {
 	h := s.hash(req.Policy, req.Key)
 	sh := s.shard(h)
 	sh.mu.Lock()
-	delete(sh.tats, h)
+	sh.t.delete(h)
 	sh.mu.Unlock()
 	return nil
 }
@@ -136,12 +135,26 @@ func (s *MemoryStore) take(reqs []Request, res []Result) {
 // takeOne decides one validated request whose key hashes to h.
 func (s *MemoryStore) takeOne(h uint64, q *Request) Result {
 	sh := s.shard(h)
+	h = fix(h)
 	sh.mu.Lock()
 	now := s.now()
-	tat := sh.tats[h]
+	i, ok := sh.t.find(h)
+	var tat int64
+	if ok {
+		tat = sh.t.slots[i].tat
+	}
 	r, next := gcra(tat, now, q.Limit, q.N)
 	if q.N != 0 && (q.N < 0 || r.Allowed) {
-		s.store(sh, h, tat, next, now)
+		switch {
+		case next <= now:
+			if ok {
+				sh.t.deleteAt(i)
+			}
+		case ok:
+			sh.t.slots[i].tat = next
+		default:
+			s.insert(sh, h, i, next, now)
+		}
 	}
 	sh.mu.Unlock()
 	r.Policy = q.Policy
@@ -174,7 +187,7 @@ func (s *MemoryStore) takeMany(reqs []Request, res []Result) {
 	for i := range reqs {
 		q := &reqs[i]
 		sh := s.shard(hs[i])
-		tat := sh.tats[hs[i]]
+		tat := sh.t.get(hs[i])
 		r, next := gcra(tat, now, q.Limit, q.N)
 		r.Policy = q.Policy
 		res[i] = r
@@ -183,13 +196,13 @@ func (s *MemoryStore) takeMany(reqs []Request, res []Result) {
 		}
 		if q.N != 0 && (q.N < 0 || r.Allowed) {
 			undos = append(undos, undo{hs[i], tat})
-			s.store(sh, hs[i], tat, next, now)
+			s.store(sh, hs[i], next, now)
 		}
 	}
 	if !granted {
 		for j := len(undos) - 1; j >= 0; j-- {
 			u := undos[j]
-			s.store(s.shard(u.h), u.h, -1, u.tat, now)
+			s.store(s.shard(u.h), u.h, u.tat, now)
 		}
 		for i := range reqs {
 			uncharge(&res[i], reqs[i])
@@ -200,62 +213,44 @@ func (s *MemoryStore) takeMany(reqs []Request, res []Result) {
 	}
 }
 
-// store sets the tat of h from old to next, deleting keys that are back to a full burst and
-// making room for new keys. old is -1 when unknown. The shard is locked.
-func (s *MemoryStore) store(sh *memShard, h uint64, old, next, now int64) {
-	if next <= now {
-		delete(sh.tats, h)
-		return
-	}
-	if old <= 0 || old <= now { // possibly a new key
-		if _, ok := sh.tats[h]; !ok {
-			s.makeRoom(sh, now)
+// store sets the tat of h to next, deleting keys that are back to a full burst and making room
+// for new keys. The shard is locked.
+func (s *MemoryStore) store(sh *memShard, h uint64, next, now int64) {
+	h = fix(h)
+	i, ok := sh.t.find(h)
+	switch {
+	case next <= now:
+		if ok {
+			sh.t.deleteAt(i)
 		}
+	case ok:
+		sh.t.slots[i].tat = next
+	default:
+		s.insert(sh, h, i, next, now)
 	}
-	sh.tats[h] = next
 }
 
-// makeRoom runs before a new key is inserted: it sweeps fresh keys when the shard has doubled
-// since the last sweep, and evicts when the shard is at its cap.
-func (s *MemoryStore) makeRoom(sh *memShard, now int64) {
-	n := len(sh.tats)
-	if n >= sh.sweepAt && n < s.perShard {
-		for h, tat := range sh.tats {
-			if tat <= now {
-				delete(sh.tats, h)
+// insert adds h, absent and meant for the empty slot i, after making room: it sweeps the keys
+// back to a full burst when the shard has doubled since its last sweep (amortised O(1) per
+// insert), and evicts when the shard is at its cap.
+func (s *MemoryStore) insert(sh *memShard, h uint64, i int, tat, now int64) {
+	n := sh.t.n
+	if n >= sh.sweepAt || n >= s.perShard {
+		if n >= sh.sweepAt && n < s.perShard {
+			sh.t.sweep(now)
+			// Next sweep when the shard has doubled from its size before this sweep: keys that
+			// come back to a full burst quickly are not forgotten and re-created over and over,
+			// and memory stays within twice the working set (and under MaxKeys).
+			sh.sweepAt = max(2*n, minSweep)
+		}
+		for sh.t.n >= max(s.perShard, 1) {
+			if sh.t.evictOne(rand.Uint64(), now, evictSample) {
+				sh.evicted++
 			}
 		}
-		if n > 4096 && len(sh.tats) < n/4 {
-			// Go maps never shrink: rebuild one that lost most of its keys.
-			m := make(map[uint64]int64, 2*len(sh.tats))
-			for h, tat := range sh.tats {
-				m[h] = tat
-			}
-			sh.tats = m
-		}
-		sh.sweepAt = max(2*len(sh.tats), minSweep)
+		i, _ = sh.t.find(h)
 	}
-	for len(sh.tats) >= max(s.perShard, 1) {
-		// At the cap: look at a sample (map iteration starts at a random place), drop the fresh
-		// keys in it, or else the one nearest to fresh.
-		var victim uint64
-		best, seen, freed := int64(-1), 0, false
-		for h, tat := range sh.tats {
-			if tat <= now {
-				delete(sh.tats, h)
-				freed = true
-			} else if best < 0 || tat < best {
-				victim, best = h, tat
-			}
-			if seen++; seen == evictSample {
-				break
-			}
-		}
-		if !freed {
-			delete(sh.tats, victim)
-			sh.evicted++
-		}
-	}
+	sh.t.insertAt(i, h, tat)
 }
 
 // MemoryStats is a snapshot of a [MemoryStore].
@@ -270,7 +265,7 @@ func (s *MemoryStore) Stats() MemoryStats {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		st.Keys += len(sh.tats)
+		st.Keys += sh.t.n
 		st.Evicted += sh.evicted
 		sh.mu.Unlock()
 	}

@@ -266,7 +266,8 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 
 // setHeaders writes RateLimit-Policy and RateLimit, one list member per policy.
 func setHeaders(h http.Header, lists ...[]Result) {
-	var policy, state []byte
+	var pbuf, sbuf [256]byte
+	policy, state := pbuf[:0], sbuf[:0]
 	for _, results := range lists {
 		for _, res := range results {
 			if len(policy) > 0 {
@@ -290,11 +291,12 @@ func setHeaders(h http.Header, lists ...[]Result) {
 			state = strconv.AppendInt(state, seconds(res.ResetAfter), 10)
 		}
 	}
+	// Canonical keys assigned directly: http.Header.Set would canonicalise them per request.
 	if len(policy) > 0 {
-		h.Set("RateLimit-Policy", string(policy))
+		h["Ratelimit-Policy"] = []string{string(policy)}
 	}
 	if len(state) > 0 {
-		h.Set("RateLimit", string(state))
+		h["Ratelimit"] = []string{string(state)}
 	}
 }
 

@@ -196,8 +196,9 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 		// The common in-process case: the limit was checked by New, one shard lock, no
 		// allocation.
 		q := Request{Policy: l.name, Key: key, Limit: l.limit, N: n}
-		r := l.mem.takeOne(l.mem.hashWith(l.memHash, key), &q)
-		l.observe(ctx, key, r, false)
+		h := l.mem.hashWith(l.memHash, key)
+		r := l.mem.takeOne(h, &q)
+		l.count(&l.counters[h%stripes], ctx, key, r, false)
 		return r, nil
 	}
 	d, err := AllowAll(ctx, Layer{Limiter: l, Key: key, N: n})
@@ -256,7 +257,10 @@ func (l *Limiter) counter() *counter { return &l.counters[rand.Uint32()%stripes]
 
 // observe counts a decision and calls the hooks.
 func (l *Limiter) observe(ctx context.Context, key string, r Result, fallback bool) {
-	c := l.counter()
+	l.count(l.counter(), ctx, key, r, fallback)
+}
+
+func (l *Limiter) count(c *counter, ctx context.Context, key string, r Result, fallback bool) {
 	if fallback {
 		c.fallback.Add(1)
 	}
@@ -354,6 +358,35 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 				return finish(ctx, layers, d, nil, nil), nil
 			}
 		}
+	}
+
+	// The common case: every layer on one store that answers. One call, nothing to give back.
+	shared := true
+	for _, ly := range layers[1:] {
+		shared = shared && ly.Limiter.group == layers[0].Limiter.group
+	}
+	if shared {
+		err := layers[0].Limiter.store.Take(ctx, reqs, d.Results)
+		if err == nil {
+			for _, ly := range layers {
+				ly.Limiter.storeAnswered(ctx)
+			}
+			return finish(ctx, layers, d, reqs, nil), nil
+		}
+		if ctx.Err() != nil {
+			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return d, err
+		}
+		idx := make([]int, len(layers))
+		fell := make([]bool, len(layers))
+		for i := range idx {
+			idx[i], fell[i] = i, true
+		}
+		closedErr, res := failover(ctx, layers, reqs, idx, err)
+		copy(d.Results, res)
+		return finish(ctx, layers, d, reqs, fell), closedErr
 	}
 
 	// One unit of work per store, in order of first appearance.
