@@ -152,7 +152,9 @@ func (s *RedisStore) Reset(ctx context.Context, req Request) error {
 }
 
 func (s *RedisStore) key(policy, key string) string {
-	return rediskey.Key(s.prefix, key, ":"+policy)
+	var buf [128]byte
+	b := rediskey.Append(buf[:0], s.prefix, key, ":")
+	return string(append(b, policy...))
 }
 
 // admit fails fast during an outage, letting one probe through per RetryInterval.
@@ -261,8 +263,14 @@ func (s *RedisStore) wrap(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
+// firstOnly is the index list of a batch of one request; never modified.
+var firstOnly = []int{0}
+
 // groupByKey groups requests by entity, in order of first appearance.
 func groupByKey(reqs []Request) []group {
+	if len(reqs) == 1 {
+		return []group{{idx: firstOnly}}
+	}
 	groups := make([]group, 0, 1)
 outer:
 	for i := range reqs {
