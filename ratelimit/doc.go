@@ -9,8 +9,9 @@
 //	store, _ := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}) // or NewRedisStore(rdb, ...)
 //	login, _ := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", Failure: ratelimit.FailClosed})
 //	r, err := login.Allow(ctx, clientIP)
-//	if err == nil && !r.Allowed {
-//		// refuse; r.RetryAfter says for how long
+//	if err != nil || !r.Allowed {
+//		// refuse: over the limit (r.RetryAfter says for how long), or, failing closed, the
+//		// store is down (err is ErrUnavailable)
 //	}
 //
 // # Algorithm
@@ -54,7 +55,10 @@
 //
 // A Limiter over a shared store remembers keys the store denied until their RetryAfter, and
 // refuses them again without any call to the store: a client hammering at a hundred times its
-// limit costs Redis about one call per RetryAfter per instance.
+// limit costs Redis about one call per RetryAfter per instance. A denial cached while another
+// instance held units it then gave back (an all-or-nothing request over several keys) can refuse
+// a key up to one interval early: the cache may over-limit, never over-admit. [Limiter.Reset]
+// clears the cache of its own instance only.
 //
 // # HTTP
 //

@@ -21,11 +21,11 @@ func gcra(tat, now int64, l Limit, n int) (Result, int64) {
 	case n < 0: // refund
 		next := max(tat+int64(n)*t, now)
 		r.Allowed = true
-		r.Remaining = int((now - next + tol) / t)
+		r.Remaining = int(max(0, (now-next+tol)/t))
 		r.ResetAfter = time.Duration(next - now)
 		return r, next
 	case n == 0: // peek: would one unit be granted?
-		r.Remaining = int((now - tat + tol) / t)
+		r.Remaining = int(max(0, (now-tat+tol)/t))
 		r.Allowed = r.Remaining >= 1
 		if !r.Allowed {
 			r.RetryAfter = time.Duration(tat - tol + t - now)
@@ -40,7 +40,7 @@ func gcra(tat, now int64, l Limit, n int) (Result, int64) {
 		r.ResetAfter = time.Duration(next - now)
 		return r, next
 	} else {
-		r.Remaining = int((now - tat + tol) / t)
+		r.Remaining = int(max(0, (now-tat+tol)/t)) // negative if the limit was lowered
 		r.RetryAfter = time.Duration(-diff)
 		r.ResetAfter = time.Duration(tat - now)
 		return r, tat

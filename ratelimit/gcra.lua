@@ -18,10 +18,10 @@ for i, key in ipairs(KEYS) do
   local allowed, rem, retry, reset, nxt = 0, 0, 0, 0, tat
   if n < 0 then
     nxt = math.max(tat + n * iv, now)
-    allowed, rem, reset = 1, math.floor((now - nxt + tol) / iv), nxt - now
+    allowed, rem, reset = 1, math.max(0, math.floor((now - nxt + tol) / iv)), nxt - now
     dirty[key] = true
   elseif n == 0 then
-    rem = math.floor((now - tat + tol) / iv)
+    rem = math.max(0, math.floor((now - tat + tol) / iv))
     if rem >= 1 then allowed = 1 else retry = tat - tol + iv - now end
     reset = tat - now
   else
@@ -32,7 +32,7 @@ for i, key in ipairs(KEYS) do
       dirty[key] = true
     else
       granted, nxt = false, tat
-      rem, retry, reset = math.floor((now - tat + tol) / iv), -diff, tat - now
+      rem, retry, reset = math.max(0, math.floor((now - tat + tol) / iv)), -diff, tat - now
     end
   end
   tats[key] = nxt

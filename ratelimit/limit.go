@@ -43,8 +43,13 @@ func (l Limit) burst() int {
 	return l.Burst
 }
 
-// interval is the time one unit takes to come back, in ns.
-func (l Limit) interval() int64 { return int64(l.Period) / int64(l.Rate) }
+// interval is the time one unit takes to come back, in ns, rounded up to a whole microsecond:
+// the Redis store counts microseconds, and rounding up keeps both stores identical and never
+// grants more than the limit.
+func (l Limit) interval() int64 {
+	const us = int64(time.Microsecond)
+	return (int64(l.Period)/int64(l.Rate) + us - 1) / us * us
+}
 
 // maxRate bounds Rate/Period so that one unit takes at least a microsecond: the Redis store
 // keeps time in integer microseconds.

@@ -69,12 +69,15 @@ func TestAllowN(t *testing.T) {
 		assert.False(t, r.Allowed)
 		assert.Equal(t, 12*time.Second, r.RetryAfter)
 
-		_, err = l.AllowN(ctx, "ip", 0)
+		r, err = l.AllowN(ctx, "ip", 0)
 		assert.ErrorIs(t, err, ErrInvalidKey)
-		_, err = l.AllowN(ctx, "ip", 6)
+		assert.False(t, r.Allowed, "an error is never a grant")
+		r, err = l.AllowN(ctx, "ip", 6)
 		assert.ErrorIs(t, err, ErrExceedsBurst)
-		_, err = l.Allow(ctx, "")
+		assert.False(t, r.Allowed)
+		r, err = l.Allow(ctx, "")
 		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.False(t, r.Allowed, "an empty key is never let through")
 
 		p, err := l.Peek(ctx, "ip")
 		require.NoError(t, err)
@@ -172,6 +175,8 @@ func TestAllowAllAcrossStores(t *testing.T) {
 		assert.Equal(t, 3, d.Results[0].Remaining, "global reports its units as given back")
 		p, _ := a.Peek(ctx, "ip")
 		assert.Equal(t, 3, p.Remaining, "the global store was given its unit back")
+		assert.Equal(t, Stats{Allowed: 2}, a.Stats(), "a layer given back is not counted as allowed")
+		assert.Equal(t, Stats{Allowed: 2, Limited: 1}, b.Stats())
 		assert.Equal(t, 30*time.Second, d.RetryAfter(), "login gives a unit back every 30 s")
 
 		_, err = AllowAll(ctx)
@@ -365,6 +370,63 @@ func TestBlackholedRedis(t *testing.T) {
 }
 
 // TestCallerCancellationIsNotAnOutage: a request whose context ends is not a Redis failure.
+// TestErrorsNeverGrant: on Redis too, every error comes with a denial, and a request stopped
+// halfway over two stores gives back what the first store charged.
+func TestErrorsNeverGrant(t *testing.T) {
+	_, s := miniStore(t, RedisConfig{})
+	login := newLimiter(t, s, PerMinute(5), Config{Name: "login", Failure: FailClosed})
+	global := newLimiter(t, memStore(t), PerMinute(5), Config{Name: "global"})
+	r, err := login.Allow(context.Background(), "")
+	assert.ErrorIs(t, err, ErrInvalidKey)
+	assert.False(t, r.Allowed)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r, err = login.Allow(ctx, "ip")
+	assert.Error(t, err)
+	assert.False(t, r.Allowed)
+	for range 5 {
+		d, err := AllowAll(ctx, Layer{Limiter: global, Key: "ip"}, Layer{Limiter: login, Key: "ip"})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.False(t, d.Allowed)
+		assert.Empty(t, d.Denied)
+	}
+	p, _ := global.Peek(context.Background(), "ip")
+	assert.Equal(t, 5, p.Remaining, "the memory store was given back what it charged")
+}
+
+// TestSmallMaxKeysDoesNotEvictThrottledKeys: a small cap is not split into shards too small to
+// hold their share of throttled keys.
+func TestSmallMaxKeysDoesNotEvictThrottledKeys(t *testing.T) {
+	s, err := NewMemoryStore(MemoryConfig{MaxKeys: 1000})
+	require.NoError(t, err)
+	l := newLimiter(t, s, PerHour(1), Config{})
+	ctx := context.Background()
+	for i := range 100 {
+		r, _ := l.Allow(ctx, string(rune('a'+i%26))+string(rune('a'+i/26)))
+		require.True(t, r.Allowed)
+	}
+	for i := range 100 {
+		r, _ := l.Allow(ctx, string(rune('a'+i%26))+string(rune('a'+i/26)))
+		assert.False(t, r.Allowed)
+	}
+	assert.Zero(t, s.Stats().Evicted)
+}
+
+// TestFallbackWithSmallerBurst: a local fallback with a smaller burst caps the cost instead of
+// failing the request.
+func TestFallbackWithSmallerBurst(t *testing.T) {
+	m, s := miniStore(t, RedisConfig{})
+	l := newLimiter(t, s, PerMinute(10), Config{Name: "api", FallbackLimit: PerMinute(2)})
+	m.SetError("ERR down")
+	r, err := l.AllowN(context.Background(), "k", 5)
+	require.NoError(t, err)
+	assert.True(t, r.Allowed)
+	assert.Equal(t, "api", r.Policy)
+	r, err = l.AllowN(context.Background(), "k", 5)
+	require.NoError(t, err)
+	assert.False(t, r.Allowed, "the fallback's 2 units are spent")
+}
+
 func TestCallerCancellationIsNotAnOutage(t *testing.T) {
 	_, s := miniStore(t, RedisConfig{})
 	l := newLimiter(t, s, PerMinute(10), Config{Failure: FailClosed})

@@ -63,7 +63,9 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	}
 	n := 1 << bits.Len(uint(16*runtime.GOMAXPROCS(0)-1)) // a power of two >= 16 per P
 	n = max(n, 64)
-	for n > 1 && n > cfg.MaxKeys {
+	// At least 256 keys per shard: the cap holds per shard, and a shard too small for its share
+	// of throttled keys would evict them long before MaxKeys.
+	for n > 1 && n*256 > cfg.MaxKeys {
 		n /= 2
 	}
 	s := &MemoryStore{

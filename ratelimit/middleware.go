@@ -81,7 +81,8 @@ func KeyByHeader(header string) KeyFunc {
 }
 
 // KeyJoin returns a KeyFunc whose key joins the keys of fns with "|", for limits such as
-// "per endpoint and IP". If one of fns fails, so does the joined one.
+// "per endpoint and IP". '|' and '\' inside a key are escaped with '\', so different key
+// tuples never join to the same key. If one of fns fails, so does the joined one.
 func KeyJoin(fns ...KeyFunc) KeyFunc {
 	return func(r *http.Request) (string, error) {
 		var sb strings.Builder
@@ -93,7 +94,12 @@ func KeyJoin(fns ...KeyFunc) KeyFunc {
 			if i > 0 {
 				sb.WriteByte('|')
 			}
-			sb.WriteString(k)
+			for j := 0; j < len(k); j++ {
+				if k[j] == '|' || k[j] == '\\' {
+					sb.WriteByte('\\')
+				}
+				sb.WriteByte(k[j])
+			}
 		}
 		return sb.String(), nil
 	}
@@ -139,16 +145,18 @@ type Rule struct {
 	Key KeyFunc
 	// Match selects the requests the rule applies to; nil means all. See [Routes].
 	Match func(*http.Request) bool
-	// Cost is the units a request takes; nil means 1.
+	// Cost is the units a request takes; nil means 1, and values below 1 count as 1. A cost
+	// above the Limiter's burst can never be granted: the request gets 429 with no Retry-After.
 	Cost func(*http.Request) int
 	// Message is the "error" text of the 429 body when this rule denies. "{retry}" in it is
 	// replaced by the wait in words ("12 seconds", "1 minute"), so "Too many login attempts.
 	// Try again in {retry}." stays true whatever the limit. Empty means "Too many requests.
 	// Try again in {retry}."
 	Message string
-	// DryRun evaluates and reports the rule (headers, hooks, stats) without ever refusing a
-	// request because of it, to try a limit out in production. Dry-run rules are charged on
-	// their own, apart from the enforced rules.
+	// DryRun evaluates the rule (hooks, stats) without ever refusing a request because of it,
+	// to try a limit out in production. Dry-run rules are charged on their own, apart from the
+	// enforced rules, stay out of the response headers, and are skipped when their key cannot
+	// be found.
 	DryRun bool
 }
 
@@ -219,8 +227,8 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 			continue
 		}
 		key, err := rule.Key(r)
-		if errors.Is(err, ErrNoKey) {
-			continue
+		if errors.Is(err, ErrNoKey) || (err != nil && rule.DryRun) {
+			continue // a dry-run rule never refuses a request, even when it has no key
 		}
 		if err != nil {
 			m.cfg.OnError(w, r, err)
@@ -228,7 +236,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		n := 1
 		if rule.Cost != nil {
-			n = rule.Cost(r)
+			n = max(1, rule.Cost(r))
 		}
 		ly := Layer{Limiter: rule.Limiter, Key: key, N: n}
 		if rule.DryRun {
@@ -238,9 +246,8 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 			rules = append(rules, rule)
 		}
 	}
-	var dd Decision
 	if len(dry) > 0 {
-		dd, _ = AllowAll(r.Context(), dry...) // reported, never enforced
+		_, _ = AllowAll(r.Context(), dry...) // counted and hooked, never enforced
 	}
 	var d Decision
 	var err error
@@ -248,7 +255,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		d, err = AllowAll(r.Context(), enforced...)
 	}
 	h := w.Header()
-	setHeaders(h, d.Results, dd.Results)
+	setHeaders(h, d.Results)
 	if m.cfg.LegacyHeaders {
 		setLegacyHeaders(h, d.Results)
 	}
@@ -257,7 +264,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	if len(enforced) > 0 && !d.Allowed {
-		d.message = denyMessage(rules, d)
+		d.Message = denyMessage(rules, d)
 		m.cfg.OnDenied(w, r, d)
 		return
 	}
@@ -265,31 +272,29 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 }
 
 // setHeaders writes RateLimit-Policy and RateLimit, one list member per policy.
-func setHeaders(h http.Header, lists ...[]Result) {
+func setHeaders(h http.Header, results []Result) {
 	var pbuf, sbuf [256]byte
 	policy, state := pbuf[:0], sbuf[:0]
-	for _, results := range lists {
-		for _, res := range results {
-			if len(policy) > 0 {
-				policy = append(policy, ", "...)
-			}
-			policy = strconv.AppendQuote(policy, res.Policy)
-			policy = append(policy, ";q="...)
-			policy = strconv.AppendInt(policy, int64(res.Limit.Rate), 10)
-			policy = append(policy, ";w="...)
-			policy = strconv.AppendInt(policy, seconds(res.Limit.Period), 10)
-			if res.Remaining < 0 {
-				continue // not evaluated
-			}
-			if len(state) > 0 {
-				state = append(state, ", "...)
-			}
-			state = strconv.AppendQuote(state, res.Policy)
-			state = append(state, ";r="...)
-			state = strconv.AppendInt(state, int64(res.Remaining), 10)
-			state = append(state, ";t="...)
-			state = strconv.AppendInt(state, seconds(res.ResetAfter), 10)
+	for _, res := range results {
+		if len(policy) > 0 {
+			policy = append(policy, ", "...)
 		}
+		policy = strconv.AppendQuote(policy, res.Policy)
+		policy = append(policy, ";q="...)
+		policy = strconv.AppendInt(policy, int64(res.Limit.Rate), 10)
+		policy = append(policy, ";w="...)
+		policy = strconv.AppendInt(policy, seconds(res.Limit.Period), 10)
+		if res.Remaining < 0 {
+			continue // not evaluated
+		}
+		if len(state) > 0 {
+			state = append(state, ", "...)
+		}
+		state = strconv.AppendQuote(state, res.Policy)
+		state = append(state, ";r="...)
+		state = strconv.AppendInt(state, int64(res.Remaining), 10)
+		state = append(state, ";t="...)
+		state = strconv.AppendInt(state, seconds(res.ResetAfter), 10)
 	}
 	// Canonical keys assigned directly: http.Header.Set would canonicalise them per request.
 	if len(policy) > 0 {
@@ -351,7 +356,7 @@ type deniedBody struct {
 // The message is the denying Rule's Message, or a generic one naming the wait.
 func WriteDenied(w http.ResponseWriter, r *http.Request, d Decision) {
 	wait := seconds(d.RetryAfter())
-	body := deniedBody{Error: d.message, RetryAfter: wait}
+	body := deniedBody{Error: d.Message, RetryAfter: wait}
 	if len(d.Denied) > 0 {
 		body.Policy = d.Denied[0]
 	}
@@ -366,11 +371,14 @@ func WriteDenied(w http.ResponseWriter, r *http.Request, d Decision) {
 }
 
 // WriteError is the default response when the middleware cannot decide: 400 "Could not
-// identify the client" when the client address is missing, 503 "Service temporarily
+// identify the client" when the client address is missing, 429 without Retry-After when a
+// request costs more than a burst, 503 "Service temporarily
 // unavailable" (with Retry-After: 1) when a FailClosed limiter's store is down, and 500
 // otherwise. The error itself is never written: it may name keys or servers.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, ErrExceedsBurst):
+		writeJSON(w, http.StatusTooManyRequests, deniedBody{Error: "Request exceeds the rate limit."})
 	case errors.Is(err, ErrNoClientIP):
 		writeJSON(w, http.StatusBadRequest, deniedBody{Error: "Could not identify the client."})
 	case errors.Is(err, ErrUnavailable):

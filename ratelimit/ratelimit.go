@@ -190,7 +190,7 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 // (ErrUnavailable); the Result is then a denial.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 {
-		return Result{Policy: l.name, Limit: l.limit}, fmt.Errorf("%w: cost %d must be at least 1", ErrInvalidKey, n)
+		return notEvaluated(l), fmt.Errorf("%w: cost %d must be at least 1", ErrInvalidKey, n)
 	}
 	if l.mem != nil && key != "" && n <= l.limit.burst() {
 		// The common in-process case: the limit was checked by New, one shard lock, no
@@ -198,18 +198,20 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 		q := Request{Policy: l.name, Key: key, Limit: l.limit, N: n}
 		h := l.mem.hashWith(l.memHash, key)
 		r := l.mem.takeOne(h, &q)
-		l.count(&l.counters[h%stripes], ctx, key, r, false)
+		l.count(ctx, &l.counters[h%stripes], key, r, false)
 		return r, nil
 	}
 	d, err := AllowAll(ctx, Layer{Limiter: l, Key: key, N: n})
-	if len(d.Results) == 0 {
-		return Result{Policy: l.name, Limit: l.limit}, err
+	r := d.Results[0]
+	if err != nil {
+		r.Allowed = false
 	}
-	return d.Results[0], err
+	return r, err
 }
 
 // Peek reports whether one unit would be granted to key now, and how many remain, without
-// taking any.
+// taking any. When the store is unavailable, a FailLocal limiter peeks at its fallback; the
+// others return ErrUnavailable.
 func (l *Limiter) Peek(ctx context.Context, key string) (Result, error) {
 	reqs := []Request{{Policy: l.name, Key: key, Limit: l.limit}}
 	res := make([]Result, 1)
@@ -257,10 +259,10 @@ func (l *Limiter) counter() *counter { return &l.counters[rand.Uint32()%stripes]
 
 // observe counts a decision and calls the hooks.
 func (l *Limiter) observe(ctx context.Context, key string, r Result, fallback bool) {
-	l.count(l.counter(), ctx, key, r, fallback)
+	l.count(ctx, l.counter(), key, r, fallback)
 }
 
-func (l *Limiter) count(c *counter, ctx context.Context, key string, r Result, fallback bool) {
+func (l *Limiter) count(ctx context.Context, c *counter, key string, r Result, fallback bool) {
 	if fallback {
 		c.fallback.Add(1)
 	}
@@ -305,13 +307,19 @@ type Decision struct {
 	// Allowed reports whether every layer granted its units; if not, none was charged.
 	Allowed bool
 	// Results holds one Result per layer, in order. A layer's Result says what that layer alone
-	// decided. When the deny cache refused the request before the store was called, the other
-	// layers were not evaluated: their Result is Allowed with Remaining -1.
+	// decided. A layer that was not evaluated (the deny cache refused another layer before any
+	// store call, or an error stopped the decision) has Allowed false and Remaining -1, and is
+	// not in Denied.
 	Results []Result
 	// Denied names the policies that denied, in layer order.
 	Denied []string
+	// Message is the Message of the first denying [Rule], set by [Middleware] for its OnDenied.
+	Message string
+}
 
-	message string // the denying Rule's Message, set by the middleware
+// notEvaluated is the Result of a layer nothing was decided for.
+func notEvaluated(l *Limiter) Result {
+	return Result{Policy: l.name, Limit: l.limit, Remaining: -1}
 }
 
 // AllowAll applies several layers to one request, all or nothing: if any layer denies, no layer
@@ -321,17 +329,22 @@ type Decision struct {
 //
 // Each layer's Limiter applies its own failure policy when its store is unavailable. The error is
 // non-nil for invalid layers, when ctx ends, and when a FailClosed layer could not be decided
-// (ErrUnavailable); the Decision is then a denial.
+// (ErrUnavailable); the Decision is then a denial. Counters and hooks see each layer once: as
+// allowed when the whole decision is, as limited when the layer denied; layers given back
+// because another denied are not counted.
 func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 	d := Decision{Results: make([]Result, len(layers))}
 	if len(layers) == 0 {
 		return d, fmt.Errorf("%w: no layers", ErrInvalidKey)
 	}
-	reqs := make([]Request, len(layers))
 	for i, ly := range layers {
 		if ly.Limiter == nil {
 			return d, fmt.Errorf("%w: layer %d has no Limiter", ErrInvalidKey, i)
 		}
+		d.Results[i] = notEvaluated(ly.Limiter)
+	}
+	reqs := make([]Request, len(layers))
+	for i, ly := range layers {
 		n := ly.N
 		if n == 0 {
 			n = 1
@@ -340,7 +353,6 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 			return d, fmt.Errorf("%w: layer %d costs %d", ErrInvalidKey, i, n)
 		}
 		reqs[i] = Request{Policy: ly.Limiter.name, Key: ly.Key, Limit: ly.Limiter.limit, N: n}
-		d.Results[i] = Result{Policy: ly.Limiter.name, Limit: ly.Limiter.limit, Allowed: true, Remaining: -1}
 		if err := reqs[i].check(); err != nil {
 			return d, err
 		}
@@ -360,7 +372,7 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 		}
 	}
 
-	// The common case: every layer on one store that answers. One call, nothing to give back.
+	// The common case: every layer on one store. One call, nothing to give back.
 	shared := true
 	for _, ly := range layers[1:] {
 		shared = shared && ly.Limiter.group == layers[0].Limiter.group
@@ -373,6 +385,9 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 			}
 			return finish(ctx, layers, d, reqs, nil), nil
 		}
+		for i, ly := range layers {
+			d.Results[i] = notEvaluated(ly.Limiter)
+		}
 		if ctx.Err() != nil {
 			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
 		}
@@ -384,8 +399,11 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 		for i := range idx {
 			idx[i], fell[i] = i, true
 		}
-		closedErr, res := failover(ctx, layers, reqs, idx, err)
+		res, closedErr := failover(ctx, layers, reqs, idx, err)
 		copy(d.Results, res)
+		if ctx.Err() != nil {
+			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
+		}
 		return finish(ctx, layers, d, reqs, fell), closedErr
 	}
 
@@ -410,6 +428,16 @@ outer:
 	var closedErr error
 	granted := true
 	done := 0
+	// abort gives back what the units before done charged and reports err with nothing decided.
+	abort := func(err error) (Decision, error) {
+		for k := 0; k < done; k++ {
+			giveBack(context.WithoutCancel(ctx), layers, reqs, units[k].idx, fell)
+		}
+		for i, ly := range layers {
+			d.Results[i] = notEvaluated(ly.Limiter)
+		}
+		return d, err
+	}
 	for ; done < len(units) && granted; done++ {
 		u := &units[done]
 		ureqs := make([]Request, len(u.idx))
@@ -424,11 +452,14 @@ outer:
 				layers[i].Limiter.storeAnswered(ctx)
 			}
 		case ctx.Err() != nil:
-			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
+			return abort(fmt.Errorf("ratelimit: %w", ctx.Err()))
 		case !errors.Is(err, ErrUnavailable):
-			return d, err
+			return abort(err)
 		default:
-			err, ures = failover(ctx, layers, reqs, u.idx, err)
+			ures, err = failover(ctx, layers, reqs, u.idx, err)
+			if ctx.Err() != nil {
+				return abort(fmt.Errorf("ratelimit: %w", ctx.Err()))
+			}
 			if err != nil {
 				closedErr = err
 			}
@@ -444,7 +475,7 @@ outer:
 		}
 	}
 	if !granted {
-		// Give back what the earlier stores charged (the failing one charged nothing).
+		// Give back what the earlier stores charged (the denying one charged nothing).
 		for k := 0; k < done-1; k++ {
 			giveBack(ctx, layers, reqs, units[k].idx, fell)
 			for _, i := range units[k].idx {
@@ -456,11 +487,12 @@ outer:
 	return d, closedErr
 }
 
-// failover decides the layers of a unavailable store by their failure policies.
-func failover(ctx context.Context, layers []Layer, reqs []Request, idx []int, storeErr error) (error, []Result) {
+// failover decides the layers idx of an unavailable store by their failure policies. FailLocal
+// layers are decided together, all or nothing, on their fallback stores, with costs capped at
+// the fallback bursts.
+func failover(ctx context.Context, layers []Layer, reqs []Request, idx []int, storeErr error) ([]Result, error) {
 	res := make([]Result, len(idx))
 	var closedErr error
-	// FailLocal layers are decided together, all or nothing, on their fallback stores.
 	var local []int
 	for j, i := range idx {
 		l := layers[i].Limiter
@@ -469,49 +501,44 @@ func failover(ctx context.Context, layers []Layer, reqs []Request, idx []int, st
 		case FailOpen:
 			res[j] = Result{Policy: l.name, Limit: l.limit, Allowed: true, Remaining: -1}
 		case FailClosed:
-			res[j] = Result{Policy: l.name, Limit: l.limit, Remaining: -1}
+			res[j] = Result{Policy: l.name, Limit: l.limit}
 			closedErr = fmt.Errorf("ratelimit: policy %q fails closed: %w", l.name, storeErr)
 		case FailLocal:
 			local = append(local, j)
+			res[j] = notEvaluated(l)
 		}
 	}
 	if len(local) == 0 {
-		return closedErr, res
+		return res, closedErr
 	}
 	sub := make([]Layer, len(local))
 	for k, j := range local {
 		l := layers[idx[j]].Limiter
-		sub[k] = Layer{Limiter: l.local(), Key: reqs[idx[j]].Key, N: reqs[idx[j]].N}
+		sub[k] = Layer{Limiter: l.local(), Key: reqs[idx[j]].Key, N: min(reqs[idx[j]].N, l.fbLimit.burst())}
 	}
 	ld, err := AllowAll(ctx, sub...)
 	if err != nil {
-		return err, res
+		return res, err // ctx ended: the fallback stores never fail otherwise
 	}
-	allowed := ld.Allowed && closedErr == nil
 	for k, j := range local {
 		res[j] = ld.Results[k]
 		res[j].Policy = layers[idx[j]].Limiter.name
 	}
-	if ld.Allowed && !allowed {
+	if ld.Allowed && closedErr != nil {
 		// Another layer of this store failed closed: give the local units back.
-		giveBackLayers(ctx, sub)
 		for k, j := range local {
+			_ = sub[k].Limiter.store.Take(context.WithoutCancel(ctx), []Request{{Policy: sub[k].Limiter.name,
+				Key: sub[k].Key, Limit: sub[k].Limiter.limit, N: -sub[k].N}}, make([]Result, 1))
 			uncharge(&res[j], Request{N: sub[k].N, Limit: sub[k].Limiter.limit})
 		}
 	}
-	return closedErr, res
+	return res, closedErr
 }
 
 // local returns the Limiter that decides for l under FailLocal: its fallback store, no hooks.
 func (l *Limiter) local() *Limiter {
 	return &Limiter{name: l.name, limit: l.fbLimit, store: l.fallback, group: l.fallback, mem: l.fallback,
 		memHash: l.fallback.policyHash(l.name)}
-}
-
-func giveBackLayers(ctx context.Context, sub []Layer) {
-	for _, ly := range sub {
-		_ = ly.Limiter.store.Take(ctx, []Request{{Policy: ly.Limiter.name, Key: ly.Key, Limit: ly.Limiter.limit, N: -ly.N}}, make([]Result, 1))
-	}
 }
 
 // giveBack returns the units charged to the layers idx of one unit.
@@ -521,30 +548,32 @@ func giveBack(ctx context.Context, layers []Layer, reqs []Request, idx []int, fe
 		if reqs[i].N <= 0 {
 			continue
 		}
-		store, limit := l.store, l.limit
+		store, limit, n := l.store, l.limit, reqs[i].N
 		if fell[i] {
 			if l.failure != FailLocal {
 				continue // nothing was charged
 			}
-			store, limit = l.fallback, l.fbLimit
+			store, limit, n = l.fallback, l.fbLimit, min(n, l.fbLimit.burst())
 		}
-		_ = store.Take(ctx, []Request{{Policy: l.name, Key: reqs[i].Key, Limit: limit, N: -reqs[i].N}}, make([]Result, 1))
+		_ = store.Take(ctx, []Request{{Policy: l.name, Key: reqs[i].Key, Limit: limit, N: -n}}, make([]Result, 1))
 	}
 }
 
-// finish sets Allowed and Denied, feeds the deny caches and calls the hooks.
+// finish sets Allowed and Denied, feeds the deny caches, counts and calls the hooks.
 func finish(ctx context.Context, layers []Layer, d Decision, reqs []Request, fell []bool) Decision {
 	d.Allowed = true
 	for _, r := range d.Results {
 		if !r.Allowed {
 			d.Allowed = false
-			d.Denied = append(d.Denied, r.Policy)
+			if r.Remaining >= 0 {
+				d.Denied = append(d.Denied, r.Policy)
+			}
 		}
 	}
 	for i, ly := range layers {
 		r := d.Results[i]
-		if r.Remaining == -1 && r.Allowed && !d.Allowed {
-			continue // not evaluated
+		if !d.Allowed && (r.Allowed || r.Remaining < 0) {
+			continue // given back or not evaluated: neither granted nor denied
 		}
 		f := fell != nil && fell[i]
 		if !r.Allowed && !f && reqs != nil && ly.Limiter.deny != nil && r.RetryAfter > 0 {

@@ -207,13 +207,29 @@ func (s *RedisStore) do(ctx context.Context, fn func(context.Context) error) err
 
 // group is the requests of one entity, decided by one script call.
 type group struct {
-	idx []int // indexes into reqs
-	cmd *redis.Cmd
+	idx  []int // indexes into reqs
+	args []any // numkeys, KEYS and ARGV of the script call, built before any goroutine starts
+	cmd  *redis.Cmd
 }
+
+// errPartial marks a pipeline in which some script calls failed and others ran.
+type errPartial struct{ err error }
+
+func (e errPartial) Error() string { return e.err.Error() }
+func (e errPartial) Unwrap() error { return e.err }
 
 func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) error {
 	groups := groupByKey(reqs)
-	err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, reqs, groups, 1) })
+	for gi := range groups {
+		groups[gi].args = s.args(reqs, groups[gi].idx, 1)
+	}
+	err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, groups) })
+	var partial errPartial
+	if errors.As(err, &partial) {
+		// Some entities were charged, others failed: give the charged ones back, since the
+		// failure policy will decide the whole request.
+		s.giveBack(ctx, reqs, groups, res, func(g *group) bool { return g.cmd.Err() == nil })
+	}
 	if err != nil {
 		return s.wrap(ctx, err)
 	}
@@ -231,29 +247,43 @@ func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) err
 	if granted || len(groups) == 1 {
 		return nil // one script is all-or-nothing by itself
 	}
-	// Several entities: the granted groups were charged; give their units back.
+	// Several entities and one denied: the granted groups were charged; give them back.
+	s.giveBack(ctx, reqs, groups, res, func(*group) bool { return true })
+	return nil
+}
+
+// giveBack refunds the groups that keep says were run, whose requests were all granted and
+// charged something, and reports their results without the charge. A failed refund leaves the
+// units charged (over-limiting, never over-admitting) and is counted in RefundFailures.
+func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []group, res []Result, keep func(*group) bool) {
 	var undo []group
-	for _, g := range groups {
+	for gi := range groups {
+		g := &groups[gi]
+		if !keep(g) {
+			continue
+		}
+		decoded := make([]Result, len(reqs))
+		if s.decode(reqs, g, decoded) != nil {
+			continue
+		}
 		ok, charged := true, false
 		for _, i := range g.idx {
-			ok = ok && (reqs[i].N <= 0 || res[i].Allowed)
+			ok = ok && (reqs[i].N <= 0 || decoded[i].Allowed)
 			charged = charged || reqs[i].N > 0
 		}
 		if ok && charged {
-			undo = append(undo, group{idx: g.idx})
+			undo = append(undo, group{idx: g.idx, args: s.args(reqs, g.idx, -1)})
+			for _, i := range g.idx {
+				uncharge(&res[i], reqs[i])
+			}
 		}
 	}
-	for _, g := range undo {
-		for _, i := range g.idx {
-			uncharge(&res[i], reqs[i])
-		}
+	if len(undo) == 0 {
+		return
 	}
-	if len(undo) > 0 {
-		if err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, reqs, undo, -1) }); err != nil {
-			s.refundFailures.Add(1)
-		}
+	if err := s.do(context.WithoutCancel(ctx), func(ctx context.Context) error { return s.run(ctx, undo) }); err != nil {
+		s.refundFailures.Add(1)
 	}
-	return nil
 }
 
 func (s *RedisStore) wrap(ctx context.Context, err error) error {
@@ -285,10 +315,9 @@ outer:
 	return groups
 }
 
-// run sends one script call per group, pipelined when there are several, with each request's
-// N multiplied by sign (-1 gives charged units back). Calls refused with NOSCRIPT did not run,
-// so they are sent again with the script's source.
-func (s *RedisStore) run(ctx context.Context, reqs []Request, groups []group, sign int) error {
+// run sends one script call per group, pipelined when there are several. Calls refused with
+// NOSCRIPT did not run, so they are sent again with the script's source. It reads only groups.
+func (s *RedisStore) run(ctx context.Context, groups []group) error {
 	for _, eval := range []bool{false, true} {
 		var pending []*group
 		for gi := range groups {
@@ -296,7 +325,7 @@ func (s *RedisStore) run(ctx context.Context, reqs []Request, groups []group, si
 			if eval && (g.cmd == nil || !isNoScript(g.cmd.Err())) {
 				continue
 			}
-			g.cmd = s.cmd(ctx, reqs, g.idx, sign, eval)
+			g.cmd = s.cmd(ctx, g.args, eval)
 			pending = append(pending, g)
 		}
 		switch len(pending) {
@@ -311,13 +340,23 @@ func (s *RedisStore) run(ctx context.Context, reqs []Request, groups []group, si
 			}
 			_, _ = pipe.Exec(ctx)
 		}
-		noScript := false
-		for _, g := range pending {
-			if err := g.cmd.Err(); isNoScript(err) {
+		var failed error
+		noScript, ran := false, false
+		for _, g := range groups {
+			switch err := g.cmd.Err(); {
+			case isNoScript(err):
 				noScript = true
-			} else if err != nil {
-				return err
+			case err != nil:
+				failed = err
+			default:
+				ran = true
 			}
+		}
+		if failed != nil {
+			if ran {
+				return errPartial{failed}
+			}
+			return failed
 		}
 		if !noScript {
 			return nil
@@ -330,13 +369,10 @@ func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-func (s *RedisStore) cmd(ctx context.Context, reqs []Request, idx []int, sign int, eval bool) *redis.Cmd {
-	args := make([]any, 0, 3+4*len(idx))
-	if eval {
-		args = append(args, "eval", gcraSource)
-	} else {
-		args = append(args, "evalsha", gcraSHA)
-	}
+// args builds numkeys, KEYS and ARGV for the requests idx, with each N multiplied by sign (-1
+// gives charged units back).
+func (s *RedisStore) args(reqs []Request, idx []int, sign int) []any {
+	args := make([]any, 0, 1+4*len(idx))
 	args = append(args, len(idx))
 	for _, i := range idx {
 		args = append(args, s.key(reqs[i].Policy, reqs[i].Key))
@@ -346,7 +382,17 @@ func (s *RedisStore) cmd(ctx context.Context, reqs []Request, idx []int, sign in
 		iv := l.interval() / int64(time.Microsecond)
 		args = append(args, iv, iv*int64(l.burst()), sign*reqs[i].N)
 	}
-	return redis.NewCmd(ctx, args...)
+	return args
+}
+
+func (s *RedisStore) cmd(ctx context.Context, args []any, eval bool) *redis.Cmd {
+	full := make([]any, 0, 2+len(args))
+	if eval {
+		full = append(full, "eval", gcraSource)
+	} else {
+		full = append(full, "evalsha", gcraSHA)
+	}
+	return redis.NewCmd(ctx, append(full, args...)...)
 }
 
 // decode copies a group's script reply into res.

@@ -11,7 +11,9 @@ type Store interface {
 	// (len(res) == len(reqs)): either every request with N != 0 is applied, or, when one with
 	// N > 0 is denied, none is. Requests with N == 0 are peeks: they report whether one unit would
 	// be granted and change nothing. Requests with N < 0 give -N units back and are never denied.
-	// Take returns an error only when it could not decide; res is then undefined.
+	// Take returns an error for an invalid batch (ErrInvalidKey, ErrInvalidLimit,
+	// ErrExceedsBurst) and when it could not decide (ErrUnavailable, or the context's error);
+	// res is then undefined.
 	Take(ctx context.Context, reqs []Request, res []Result) error
 	// Reset forgets the state of the key of req, as if it had never been seen.
 	Reset(ctx context.Context, req Request) error

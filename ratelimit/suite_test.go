@@ -154,6 +154,19 @@ func TestSuitePoliciesAndKeysAreIndependent(t *testing.T) {
 	})
 }
 
+// TestSuiteLoweredLimit: state saved under a larger burst never reports negative units.
+func TestSuiteLoweredLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		take(t, e.store, Request{Policy: "p", Key: "k", Limit: e.limit(), N: 5})
+		lower := Limit{Rate: 1, Period: e.unit, Burst: 1}
+		r := take(t, e.store, Request{Policy: "p", Key: "k", Limit: lower, N: 1})[0]
+		assert.False(t, r.Allowed)
+		assert.Equal(t, 0, r.Remaining)
+		r = take(t, e.store, Request{Policy: "p", Key: "k", Limit: lower})[0]
+		assert.Equal(t, 0, r.Remaining)
+	})
+}
+
 func TestSuiteInvalidRequests(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		l := e.limit()
