@@ -33,6 +33,12 @@ func BenchmarkMemoryAllow(b *testing.B) {
 	for _, k := range keys {
 		_, _ = l.Allow(ctx, k)
 	}
+	benchParallel(b, l, keys)
+}
+
+// benchParallel decides keys in parallel, each goroutine starting at its own place.
+func benchParallel(b *testing.B, l *Limiter, keys []string) {
+	ctx := context.Background()
 	var seq atomic.Uint32
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -64,18 +70,7 @@ func BenchmarkRedisAllow(b *testing.B) {
 	rdb := redistest.New(b)
 	s, _ := NewRedisStore(rdb, RedisConfig{Prefix: redistest.Prefix(b, rdb)})
 	l, _ := New(s, grantAll, Config{})
-	keys := benchKeys(1000)
-	ctx := context.Background()
-	var seq atomic.Uint32
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := int(seq.Add(1)) * 7919
-		for pb.Next() {
-			_, _ = l.Allow(ctx, keys[i%len(keys)])
-			i++
-		}
-	})
+	benchParallel(b, l, benchKeys(1000))
 }
 
 // BenchmarkMiddleware: the three layered rules of the article on one request, in memory.

@@ -147,16 +147,7 @@ func (s *MemoryStore) takeOne(h uint64, q *Request) Result {
 	}
 	r, next := gcra(tat, now, q.Limit, q.N)
 	if q.N != 0 && (q.N < 0 || r.Allowed) {
-		switch {
-		case next <= now:
-			if ok {
-				sh.t.deleteAt(i)
-			}
-		case ok:
-			sh.t.slots[i].tat = next
-		default:
-			s.insert(sh, h, i, next, now)
-		}
+		s.setAt(sh, h, i, ok, next, now)
 	}
 	sh.mu.Unlock()
 	r.Policy = q.Policy
@@ -220,6 +211,11 @@ func (s *MemoryStore) takeMany(reqs []Request, res []Result) {
 func (s *MemoryStore) store(sh *memShard, h uint64, next, now int64) {
 	h = fix(h)
 	i, ok := sh.t.find(h)
+	s.setAt(sh, h, i, ok, next, now)
+}
+
+// setAt is store for a fixed hash h already looked up: i is its slot, ok whether it is there.
+func (s *MemoryStore) setAt(sh *memShard, h uint64, i int, ok bool, next, now int64) {
 	switch {
 	case next <= now:
 		if ok {
