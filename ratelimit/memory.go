@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
@@ -40,11 +41,15 @@ type MemoryStore struct {
 }
 
 type memShard struct {
+	shardState
+	_ [128 - unsafe.Sizeof(shardState{})]byte // 128 bytes: shards never share a cache line
+}
+
+type shardState struct {
 	mu      sync.Mutex
-	t       table    // key hash -> theoretical arrival time, ns since epoch
-	sweepAt int      // size at which the next insert sweeps fresh keys
-	evicted uint64   // live keys evicted by the cap
-	_       [64]byte // keep shards on separate cache lines
+	t       table  // key hash -> theoretical arrival time, ns since epoch
+	sweepAt int    // size at which the next insert sweeps fresh keys
+	evicted uint64 // live keys evicted by the cap
 }
 
 // Sweeps start once a shard holds this many keys; sampling for eviction looks at this many.
@@ -128,15 +133,24 @@ func (s *MemoryStore) Reset(ctx context.Context, req Request) error {
 func (s *MemoryStore) take(reqs []Request, res []Result) {
 	if len(reqs) == 1 {
 		q := &reqs[0]
-		res[0] = s.takeOne(s.hash(q.Policy, q.Key), q)
+		res[0] = s.takeOne(s.hash(q.Policy, q.Key), q, nil)
 		return
 	}
 	s.takeMany(reqs, res)
 }
 
-// takeOne decides one validated request whose key hashes to h.
-func (s *MemoryStore) takeOne(h uint64, q *Request) Result {
-	sh := s.shard(h)
+// memCount counts a Limiter's decisions in one shard, guarded by that shard's mutex: counting
+// under a lock already held costs no atomic operation.
+type memCount struct {
+	allowed, limited uint64
+	_                [48]byte
+}
+
+// takeOne decides one validated request whose key hashes to h, and counts it in counts (one per
+// shard) unless counts is nil.
+func (s *MemoryStore) takeOne(h uint64, q *Request, counts []memCount) Result {
+	si := (h >> s.shift) & uint64(len(s.shards)-1)
+	sh := &s.shards[si]
 	h = fix(h)
 	sh.mu.Lock()
 	now := s.now()
@@ -148,6 +162,13 @@ func (s *MemoryStore) takeOne(h uint64, q *Request) Result {
 	r, next := gcra(tat, now, q.Limit, q.N)
 	if q.N != 0 && (q.N < 0 || r.Allowed) {
 		s.setAt(sh, h, i, ok, next, now)
+	}
+	if counts != nil {
+		if r.Allowed {
+			counts[si].allowed++
+		} else {
+			counts[si].limited++
+		}
 	}
 	sh.mu.Unlock()
 	r.Policy = q.Policy
@@ -249,6 +270,17 @@ func (s *MemoryStore) insert(sh *memShard, h uint64, i int, tat, now int64) {
 		i, _ = sh.t.find(h)
 	}
 	sh.t.insertAt(i, h, tat)
+}
+
+// sumCounts adds up counts under each shard's lock.
+func (s *MemoryStore) sumCounts(counts []memCount) (allowed, limited uint64) {
+	for i := range counts {
+		s.shards[i].mu.Lock()
+		allowed += counts[i].allowed
+		limited += counts[i].limited
+		s.shards[i].mu.Unlock()
+	}
+	return allowed, limited
 }
 
 // MemoryStats is a snapshot of a [MemoryStore].

@@ -93,6 +93,7 @@ type Limiter struct {
 	group    any          // identity of the store, to batch layers that share it
 	mem      *MemoryStore // store, when it is a MemoryStore: the allocation-free path
 	memHash  uint64       // mem's hash of name
+	memCount []memCount   // decisions of the allocation-free path, one per shard of mem
 	fallback *MemoryStore // FailLocal
 	fbLimit  Limit
 	failure  Failure
@@ -139,6 +140,7 @@ func New(store Store, limit Limit, cfg Config) (*Limiter, error) {
 	l.mem, _ = store.(*MemoryStore)
 	if l.mem != nil {
 		l.memHash = l.mem.policyHash(l.name)
+		l.memCount = make([]memCount, len(l.mem.shards))
 	}
 	if cfg.Failure == FailLocal && l.mem == nil {
 		l.fbLimit = limit
@@ -196,9 +198,8 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 		// The common in-process case: the limit was checked by New, one shard lock, no
 		// allocation.
 		q := Request{Policy: l.name, Key: key, Limit: l.limit, N: n}
-		h := l.mem.hashWith(l.memHash, key)
-		r := l.mem.takeOne(h, &q)
-		l.count(ctx, &l.counters[h%stripes], key, r, false)
+		r := l.mem.takeOne(l.mem.hashWith(l.memHash, key), &q, l.memCount)
+		l.hook(ctx, key, r)
 		return r, nil
 	}
 	d, err := AllowAll(ctx, Layer{Limiter: l, Key: key, N: n})
@@ -251,6 +252,11 @@ func (l *Limiter) Stats() Stats {
 		s.Fallback += c.fallback.Load()
 		s.StoreErrors += c.storeErrors.Load()
 	}
+	if l.memCount != nil {
+		a, d := l.mem.sumCounts(l.memCount)
+		s.Allowed += a
+		s.Limited += d
+	}
 	s.Degraded = l.degraded.Load()
 	return s
 }
@@ -268,14 +274,20 @@ func (l *Limiter) count(ctx context.Context, c *counter, key string, r Result, f
 	}
 	if r.Allowed {
 		c.allowed.Add(1)
+	} else {
+		c.limited.Add(1)
+	}
+	l.hook(ctx, key, r)
+}
+
+// hook calls OnAllowed or OnLimited.
+func (l *Limiter) hook(ctx context.Context, key string, r Result) {
+	if r.Allowed {
 		if l.hooks.OnAllowed != nil {
 			l.hooks.OnAllowed(ctx, key, r)
 		}
-	} else {
-		c.limited.Add(1)
-		if l.hooks.OnLimited != nil {
-			l.hooks.OnLimited(ctx, key, r)
-		}
+	} else if l.hooks.OnLimited != nil {
+		l.hooks.OnLimited(ctx, key, r)
 	}
 }
 

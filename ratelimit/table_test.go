@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -54,4 +55,11 @@ func TestTableMatchesMap(t *testing.T) {
 	for k, v := range model {
 		require.Equal(t, v, tb.get(k))
 	}
+}
+
+// TestShardLayout: shards and per-shard counters fill whole cache lines, so parallel decisions on
+// different shards never write to the same line.
+func TestShardLayout(t *testing.T) {
+	require.Equal(t, uintptr(128), unsafe.Sizeof(memShard{}))
+	require.Equal(t, uintptr(64), unsafe.Sizeof(memCount{}))
 }
