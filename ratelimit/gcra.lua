@@ -50,7 +50,8 @@ else
   for key in pairs(dirty) do
     local tat = tats[key]
     if tat > now then
-      redis.call('SET', key, string.format('%d', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000)))
+      -- Integer-valued numbers reach Redis as integers (%.17g).
+      redis.call('SET', key, tat, 'PX', math.ceil((tat - now) / 1000))
     else
       redis.call('DEL', key)
     end
