@@ -1,0 +1,517 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is the state of a Breaker.
+type State uint8
+
+// The states of a Breaker.
+const (
+	// StateClosed lets calls through and counts failures.
+	StateClosed State = iota
+	// StateOpen refuses calls with an *OpenError until its open duration has passed.
+	StateOpen
+	// StateHalfOpen lets a few probe calls through; their outcomes close or reopen the breaker.
+	StateHalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s State) String() string {
+	switch s {
+	case StateClosed:
+		return "closed"
+	case StateOpen:
+		return "open"
+	case StateHalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Outcome is how a call counts.
+type Outcome uint8
+
+// The outcomes of a call.
+const (
+	// Success counts toward closing (half-open) and resets the consecutive failures (closed).
+	Success Outcome = iota
+	// Failure counts toward opening.
+	Failure
+	// Ignore does not count: the call says nothing about the dependency (the caller gave up).
+	Ignore
+)
+
+// Classifier decides how a call counts from the call's context, its error and its duration.
+type Classifier func(ctx context.Context, err error, d time.Duration) Outcome
+
+// DefaultClassifier counts a call whose context has ended, or whose error is
+// context.Canceled, as Ignore (a client that went away says nothing about the dependency), any
+// other error as Failure, and nil as Success.
+func DefaultClassifier(ctx context.Context, err error, _ time.Duration) Outcome {
+	switch {
+	case err == nil:
+		return Success
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return Ignore
+	}
+	return Failure
+}
+
+// Config configures a Breaker. The zero value is the article's breaker: open after 5
+// consecutive failures, for 30 s, then one probe call decides.
+type Config struct {
+	// Name names the breaker in errors and hooks.
+	Name string
+	// Failures is how many consecutive failures open the breaker; 5 when zero.
+	Failures int
+	// OpenDuration is how long the breaker stays open before probing; 30 s when zero.
+	OpenDuration time.Duration
+	// MaxOpenDuration, when above OpenDuration, makes each reopening from half-open double the
+	// open duration up to this bound, with full jitter so that instances that opened together do
+	// not probe together. Zero keeps OpenDuration fixed.
+	MaxOpenDuration time.Duration
+	// Probes is how many calls half-open lets through at once; 1 when zero.
+	Probes int
+	// Successes is how many successful probes close the breaker; Probes when zero.
+	Successes int
+	// ProbeTimeout is the lease of a probe: a probe whose outcome is not reported within it
+	// (hung, lost, never Done) frees its place for another probe. OpenDuration when zero.
+	ProbeTimeout time.Duration
+	// SlowCall, when positive, counts successful calls slower than it as failures.
+	SlowCall time.Duration
+	// Classify decides how each call counts; DefaultClassifier when nil.
+	Classify Classifier
+	// Hooks observe the breaker.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks, called after the change they report, outside any lock, on the
+// goroutine that caused it. They must be safe for concurrent use. The zero value has no hooks.
+type Hooks struct {
+	// OnStateChange is called after each transition, with a snapshot taken right after it.
+	OnStateChange func(name string, from, to State, s Stats)
+	// OnOutcome is called for every outcome reported, with whether it counted (false for
+	// outcomes of a previous state, which never change the current one).
+	OnOutcome func(name string, o Outcome, d time.Duration, counted bool)
+}
+
+// Stats is a snapshot of a Breaker.
+type Stats struct {
+	State               State
+	ConsecutiveFailures int    // failures since the last success while closed
+	Failures            uint64 // failures counted, all states
+	Rejected            uint64 // calls refused with an *OpenError
+	Opens               uint64 // transitions to open
+	Mode                Mode
+}
+
+// Mode overrides the state machine by hand.
+type Mode uint8
+
+// The modes of a Breaker.
+const (
+	// Auto is normal operation.
+	Auto Mode = iota
+	// ForcedOpen refuses every call.
+	ForcedOpen
+	// ForcedClosed lets every call through and still counts outcomes (they never open it).
+	ForcedClosed
+	// Disabled lets every call through and counts nothing.
+	Disabled
+)
+
+var (
+	// ErrOpen is matched by every *OpenError: errors.Is(err, breaker.ErrOpen).
+	ErrOpen = errors.New("breaker: open")
+	// ErrInvalidConfig reports a Config that cannot work.
+	ErrInvalidConfig = errors.New("breaker: invalid config")
+)
+
+// OpenError is the error of a refused call. It matches ErrOpen; errors.As gives the wait.
+// Retrying it right away is pointless: retry helpers should stop on it.
+type OpenError struct {
+	// Name is the breaker's name.
+	Name  string
+	until int64 // monotonic ns since the breaker's epoch; 0 when unknown
+	b     *Breaker
+}
+
+// Error returns "breaker <name>: open".
+func (e *OpenError) Error() string { return "breaker " + e.Name + ": open" }
+
+// Is makes errors.Is(err, ErrOpen) true.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen }
+
+// RetryAfter is how long until the breaker lets a probe through; 0 when it is half-open and all
+// its probes are busy (retry soon).
+func (e *OpenError) RetryAfter() time.Duration {
+	if e.until == 0 {
+		return 0
+	}
+	return time.Duration(max(0, e.until-e.b.now()))
+}
+
+// Breaker is a circuit breaker: closed, open after Config.Failures consecutive failures, then
+// half-open with a few leased probes. Its closed path is lock-free and allocation-free: a call
+// reads one atomic word when allowed and writes shared memory only after a failure, so it scales
+// across cores.
+//
+// A Breaker must be created with New; it is safe for concurrent use and has no goroutine.
+type Breaker struct {
+	cfg   Config
+	epoch time.Time
+
+	// word is the generation: state in the top 2 bits; for open, the open-until time below;
+	// otherwise a sequence number. Every transition changes it, so a token from an earlier
+	// generation can tell.
+	word     atomic.Uint64
+	seq      atomic.Uint64
+	mode     atomic.Uint32
+	failures atomic.Int64 // consecutive, while closed
+	openErr  atomic.Pointer[OpenError]
+	busyErr  *OpenError
+
+	totalFailures, rejected, opens atomic.Uint64
+
+	mu        sync.Mutex // half-open bookkeeping and the backoff, off the hot path
+	probeGen  uint64
+	leases    []int64 // probe lease deadlines; 0 free
+	successes int
+	reopens   int // consecutive reopenings from half-open, for the backoff
+}
+
+const (
+	stateShift = 62
+	valueMask  = 1<<stateShift - 1
+)
+
+func pack(s State, v uint64) uint64 { return uint64(s)<<stateShift | v&valueMask }
+func stateOf(w uint64) State        { return State(w >> stateShift) }
+
+// New returns a closed Breaker.
+func New(cfg Config) (*Breaker, error) {
+	if cfg.Failures < 0 || cfg.OpenDuration < 0 || cfg.MaxOpenDuration < 0 || cfg.Probes < 0 ||
+		cfg.Successes < 0 || cfg.ProbeTimeout < 0 || cfg.SlowCall < 0 {
+		return nil, fmt.Errorf("%w: negative values", ErrInvalidConfig)
+	}
+	if cfg.Failures == 0 {
+		cfg.Failures = 5
+	}
+	if cfg.OpenDuration == 0 {
+		cfg.OpenDuration = 30 * time.Second
+	}
+	if cfg.Probes == 0 {
+		cfg.Probes = 1
+	}
+	if cfg.Successes == 0 {
+		cfg.Successes = cfg.Probes
+	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = cfg.OpenDuration
+	}
+	if cfg.Classify == nil {
+		cfg.Classify = DefaultClassifier
+	}
+	b := &Breaker{cfg: cfg, epoch: time.Now(), leases: make([]int64, cfg.Probes)}
+	b.busyErr = &OpenError{Name: cfg.Name, b: b}
+	b.word.Store(pack(StateClosed, b.seq.Add(1)))
+	return b, nil
+}
+
+func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) + 1 } // never 0
+
+// Token is the permission to make one call. Report its outcome with Done.
+//
+// A Token is a small value meant to live for one call; it keeps the call's context for the
+// classifier. The zero Token is invalid.
+type Token struct {
+	b     *Breaker
+	ctx   context.Context
+	word  uint64
+	start int64 // 0 unless durations are needed
+	lease int   // probe lease index + 1, 0 when not a probe
+	until int64 // the lease's deadline, which identifies it
+}
+
+// Allow asks to make a call. It returns an *OpenError (matching ErrOpen) when the breaker is
+// open, or half-open with every probe busy.
+func (b *Breaker) Allow(ctx context.Context) (Token, error) {
+	switch Mode(b.mode.Load()) {
+	case ForcedOpen:
+		b.rejected.Add(1)
+		return Token{}, b.forcedErr()
+	case ForcedClosed, Disabled:
+		return Token{b: b, ctx: ctx, word: b.word.Load(), start: b.start()}, nil
+	}
+	w := b.word.Load()
+	if stateOf(w) == StateClosed {
+		return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
+	}
+	return b.allowSlow(ctx, w)
+}
+
+func (b *Breaker) start() int64 {
+	if b.cfg.SlowCall > 0 || b.cfg.Hooks.OnOutcome != nil {
+		return b.now()
+	}
+	return 0
+}
+
+func (b *Breaker) forcedErr() error {
+	return &OpenError{Name: b.cfg.Name, b: b}
+}
+
+// allowSlow handles open and half-open.
+func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
+	now := b.now()
+	if stateOf(w) == StateOpen {
+		until := int64(w & valueMask)
+		if now < until {
+			b.rejected.Add(1)
+			return Token{}, b.openErr.Load()
+		}
+		// The open duration is over: one caller moves the breaker to half-open.
+		hw := pack(StateHalfOpen, b.seq.Add(1))
+		if b.word.CompareAndSwap(w, hw) {
+			b.changed(StateOpen, StateHalfOpen)
+		}
+		w = b.word.Load()
+		if stateOf(w) == StateClosed {
+			return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
+		}
+		if stateOf(w) == StateOpen {
+			b.rejected.Add(1)
+			return Token{}, b.openErr.Load()
+		}
+	}
+	// Half-open: take a free or expired probe lease.
+	b.mu.Lock()
+	if b.word.Load() != w {
+		b.mu.Unlock()
+		return b.Allow(ctx)
+	}
+	b.resetProbes(w)
+	for i, deadline := range b.leases {
+		if deadline == 0 || deadline <= now {
+			until := now + int64(b.cfg.ProbeTimeout)
+			b.leases[i] = until
+			b.mu.Unlock()
+			return Token{b: b, ctx: ctx, word: w, start: now, lease: i + 1, until: until}, nil
+		}
+	}
+	b.mu.Unlock()
+	b.rejected.Add(1)
+	return Token{}, b.busyErr
+}
+
+// resetProbes starts the bookkeeping of a new half-open generation. b.mu is held.
+func (b *Breaker) resetProbes(w uint64) {
+	if b.probeGen != w {
+		b.probeGen = w
+		clear(b.leases)
+		b.successes = 0
+	}
+}
+
+// Done reports the outcome of the call: err is what the call returned. It reports whether the
+// outcome counted: outcomes of a previous generation (the breaker changed state since Allow)
+// and ignored outcomes do not. Call it exactly once per Token; the zero Token counts nothing.
+func (t Token) Done(err error) bool {
+	b := t.b
+	if b == nil {
+		return false
+	}
+	var d time.Duration
+	if t.start != 0 {
+		d = time.Duration(b.now() - t.start)
+	}
+	o := b.cfg.Classify(t.ctx, err, d)
+	if o == Success && b.cfg.SlowCall > 0 && d > b.cfg.SlowCall {
+		o = Failure
+	}
+	counted := b.record(t, o)
+	if h := b.cfg.Hooks.OnOutcome; h != nil {
+		h(b.cfg.Name, o, d, counted)
+	}
+	return counted
+}
+
+func (b *Breaker) record(t Token, o Outcome) bool {
+	switch Mode(b.mode.Load()) {
+	case Disabled:
+		return false
+	case ForcedClosed:
+		if o == Failure {
+			b.totalFailures.Add(1)
+		}
+		return o != Ignore
+	}
+	if t.lease != 0 {
+		return b.recordProbe(t, o)
+	}
+	if o == Ignore || b.word.Load() != t.word {
+		return false
+	}
+	if o == Success {
+		if b.failures.Load() != 0 { // read first: successes write nothing in the common case
+			b.failures.Store(0)
+		}
+		return true
+	}
+	b.totalFailures.Add(1)
+	if b.failures.Add(1) >= int64(b.cfg.Failures) {
+		b.open(t.word, StateClosed, false)
+	}
+	return true
+}
+
+// recordProbe counts the outcome of a half-open probe.
+func (b *Breaker) recordProbe(t Token, o Outcome) bool {
+	b.mu.Lock()
+	if b.word.Load() != t.word || b.probeGen != t.word {
+		b.mu.Unlock()
+		return false
+	}
+	if b.leases[t.lease-1] == t.until {
+		b.leases[t.lease-1] = 0 // unless it expired and another probe holds it now
+	}
+	switch o {
+	case Ignore:
+		b.mu.Unlock()
+		return false
+	case Failure:
+		b.totalFailures.Add(1)
+		b.mu.Unlock()
+		b.open(t.word, StateHalfOpen, true)
+		return true
+	}
+	b.successes++
+	if b.successes < b.cfg.Successes {
+		b.mu.Unlock()
+		return true
+	}
+	b.reopens = 0
+	b.failures.Store(0)
+	closed := b.word.CompareAndSwap(t.word, pack(StateClosed, b.seq.Add(1)))
+	b.mu.Unlock()
+	if closed {
+		b.changed(StateHalfOpen, StateClosed)
+	}
+	return true
+}
+
+// open moves the breaker from generation w (in state from) to open.
+func (b *Breaker) open(w uint64, from State, reopen bool) {
+	b.mu.Lock()
+	if b.word.Load() != w {
+		b.mu.Unlock()
+		return // another outcome moved the breaker first
+	}
+	d := b.cfg.OpenDuration
+	if reopen {
+		b.reopens++
+	} else {
+		b.reopens = 0
+	}
+	if b.cfg.MaxOpenDuration > d && b.reopens > 0 {
+		ceiling := d << min(b.reopens, 30)
+		if ceiling <= 0 || ceiling > b.cfg.MaxOpenDuration {
+			ceiling = b.cfg.MaxOpenDuration
+		}
+		d += rand.N(ceiling - d + 1) // full jitter above the base duration
+	}
+	until := b.now() + int64(d)
+	// The error is in place before the state says open, so a refused call always has one.
+	b.openErr.Store(&OpenError{Name: b.cfg.Name, until: until, b: b})
+	ok := b.word.CompareAndSwap(w, pack(StateOpen, uint64(until)))
+	b.mu.Unlock()
+	if ok {
+		b.failures.Store(0)
+		b.opens.Add(1)
+		b.changed(from, StateOpen)
+	}
+}
+
+func (b *Breaker) changed(from, to State) {
+	if h := b.cfg.Hooks.OnStateChange; h != nil {
+		h(b.cfg.Name, from, to, b.Stats())
+	}
+}
+
+// State returns the current state. An open breaker whose open duration is over reports
+// half-open, as the next call would find it.
+func (b *Breaker) State() State {
+	switch Mode(b.mode.Load()) {
+	case ForcedOpen:
+		return StateOpen
+	case ForcedClosed, Disabled:
+		return StateClosed
+	}
+	w := b.word.Load()
+	if stateOf(w) == StateOpen && b.now() >= int64(w&valueMask) {
+		return StateHalfOpen
+	}
+	return stateOf(w)
+}
+
+// Stats returns a snapshot.
+func (b *Breaker) Stats() Stats {
+	return Stats{
+		State:               b.State(),
+		ConsecutiveFailures: int(b.failures.Load()),
+		Failures:            b.totalFailures.Load(),
+		Rejected:            b.rejected.Load(),
+		Opens:               b.opens.Load(),
+		Mode:                Mode(b.mode.Load()),
+	}
+}
+
+// SetMode overrides the state machine (ForcedOpen, ForcedClosed, Disabled) or returns it to
+// normal operation (Auto), which resumes closed.
+func (b *Breaker) SetMode(m Mode) {
+	if m > Disabled {
+		return
+	}
+	if m == Auto && Mode(b.mode.Load()) != Auto {
+		b.failures.Store(0)
+		b.word.Store(pack(StateClosed, b.seq.Add(1)))
+	}
+	b.mode.Store(uint32(m))
+}
+
+// Do calls fn if the breaker allows it and reports its outcome. A panic in fn counts as a
+// failure and is re-raised.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	_, err := Do(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
+}
+
+// Do calls fn through b and returns its result; see [Breaker.Do].
+func Do[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	tok, err := b.Allow(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tok.Done(errPanic)
+		}
+	}()
+	v, err := fn(ctx)
+	done = true
+	tok.Done(err)
+	return v, err
+}
+
+// errPanic is the outcome reported for a call that panicked.
+var errPanic = errors.New("breaker: call panicked")

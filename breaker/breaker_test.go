@@ -1,0 +1,293 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var errDown = errors.New("dependency down")
+
+func newBreaker(t *testing.T, cfg Config) *Breaker {
+	t.Helper()
+	b, err := New(cfg)
+	require.NoError(t, err)
+	return b
+}
+
+func call(b *Breaker, err error) error {
+	return b.Do(context.Background(), func(context.Context) error { return err })
+}
+
+func TestArticleDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Name: "db"})
+		for range 4 {
+			require.ErrorIs(t, call(b, errDown), errDown)
+		}
+		require.NoError(t, call(b, nil), "a success resets the consecutive failures")
+		for range 4 {
+			require.ErrorIs(t, call(b, errDown), errDown)
+		}
+		assert.Equal(t, StateClosed, b.State())
+		require.ErrorIs(t, call(b, errDown), errDown)
+		assert.Equal(t, StateOpen, b.State(), "the fifth consecutive failure opens")
+
+		err := call(b, nil)
+		require.ErrorIs(t, err, ErrOpen)
+		var oe *OpenError
+		require.True(t, errors.As(err, &oe))
+		assert.Equal(t, 30*time.Second, oe.RetryAfter())
+		assert.Equal(t, "breaker db: open", err.Error())
+
+		time.Sleep(29 * time.Second)
+		assert.Equal(t, time.Second, oe.RetryAfter())
+		require.ErrorIs(t, call(b, nil), ErrOpen)
+		time.Sleep(time.Second)
+		assert.Equal(t, StateHalfOpen, b.State(), "after the cooldown the next call probes")
+
+		probe, err := b.Allow(context.Background())
+		require.NoError(t, err)
+		_, err = b.Allow(context.Background())
+		require.ErrorIs(t, err, ErrOpen, "one probe at a time by default")
+		require.True(t, errors.As(err, &oe))
+		assert.Zero(t, oe.RetryAfter(), "busy probes: retry soon")
+		assert.True(t, probe.Done(nil))
+		assert.Equal(t, StateClosed, b.State(), "a successful probe closes")
+
+		st := b.Stats()
+		assert.Equal(t, uint64(9), st.Failures)
+		assert.Equal(t, uint64(3), st.Rejected)
+		assert.Equal(t, uint64(1), st.Opens)
+	})
+}
+
+func TestFailedProbeReopens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 1, OpenDuration: time.Second, Probes: 2, Successes: 2})
+		require.ErrorIs(t, call(b, errDown), errDown)
+		time.Sleep(time.Second)
+		p1, err := b.Allow(context.Background())
+		require.NoError(t, err)
+		p2, err := b.Allow(context.Background())
+		require.NoError(t, err)
+		assert.True(t, p1.Done(nil))
+		assert.Equal(t, StateHalfOpen, b.State(), "two successes are needed")
+		assert.True(t, p2.Done(errDown))
+		assert.Equal(t, StateOpen, b.State())
+		var oe *OpenError
+		require.True(t, errors.As(call(b, nil), &oe))
+		assert.Equal(t, time.Second, oe.RetryAfter())
+	})
+}
+
+// TestHungProbeDoesNotWedge: a probe that never reports frees its place after ProbeTimeout, and
+// its late outcome does not free the lease of the probe that replaced it.
+func TestHungProbeDoesNotWedge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 1, OpenDuration: 10 * time.Second, ProbeTimeout: 2 * time.Second})
+		_ = call(b, errDown)
+		time.Sleep(10 * time.Second)
+		hung, err := b.Allow(context.Background())
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		_, err = b.Allow(context.Background())
+		require.ErrorIs(t, err, ErrOpen, "the lease still holds")
+		time.Sleep(time.Second)
+		second, err := b.Allow(context.Background())
+		require.NoError(t, err, "the expired lease was reclaimed")
+		hung.Done(context.Canceled) // late and ignored
+		_, err = b.Allow(context.Background())
+		require.ErrorIs(t, err, ErrOpen, "the late outcome did not free the new probe's lease")
+		assert.True(t, second.Done(nil))
+		assert.Equal(t, StateClosed, b.State())
+	})
+}
+
+func TestPanickingProbeCountsAndRepanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 1, OpenDuration: time.Second})
+		_ = call(b, errDown)
+		time.Sleep(time.Second)
+		assert.PanicsWithValue(t, "boom", func() {
+			_ = b.Do(context.Background(), func(context.Context) error { panic("boom") })
+		})
+		assert.Equal(t, StateOpen, b.State(), "the panicking probe failed")
+		time.Sleep(time.Second)
+		assert.NoError(t, call(b, nil), "and nothing is wedged")
+	})
+}
+
+func TestCancellationNeverTrips(t *testing.T) {
+	b := newBreaker(t, Config{Failures: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 10 {
+		err := b.Do(ctx, func(ctx context.Context) error { return ctx.Err() })
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	tok, _ := b.Allow(context.Background())
+	assert.False(t, tok.Done(context.Canceled), "ignored outcomes do not count")
+	assert.Equal(t, StateClosed, b.State())
+	assert.Zero(t, b.Stats().Failures)
+}
+
+func TestStaleOutcomesDoNotCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 1, OpenDuration: time.Second})
+		old, _ := b.Allow(context.Background())
+		_ = call(b, errDown)
+		assert.False(t, old.Done(nil), "an outcome from before the trip does not count")
+		time.Sleep(time.Second)
+		probe, _ := b.Allow(context.Background())
+		assert.True(t, probe.Done(nil))
+		assert.False(t, old.Done(errDown), "nor after a later generation")
+		assert.Equal(t, StateClosed, b.State())
+	})
+}
+
+func TestSlowCallsFail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var outcomes []Outcome
+		b := newBreaker(t, Config{Failures: 2, SlowCall: time.Second, Hooks: Hooks{
+			OnOutcome: func(_ string, o Outcome, _ time.Duration, _ bool) { outcomes = append(outcomes, o) },
+		}})
+		slow := func(context.Context) error { time.Sleep(2 * time.Second); return nil }
+		require.NoError(t, b.Do(context.Background(), slow))
+		require.NoError(t, call(b, nil))
+		require.NoError(t, b.Do(context.Background(), slow))
+		require.NoError(t, b.Do(context.Background(), slow))
+		assert.Equal(t, StateOpen, b.State())
+		assert.Equal(t, []Outcome{Failure, Success, Failure, Failure}, outcomes)
+	})
+}
+
+func TestBackoffWithJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 1, OpenDuration: time.Second, MaxOpenDuration: 8 * time.Second})
+		_ = call(b, errDown)
+		var oe *OpenError
+		require.True(t, errors.As(call(b, nil), &oe))
+		assert.Equal(t, time.Second, oe.RetryAfter(), "the first opening is the base duration")
+		for reopen := 1; reopen <= 5; reopen++ {
+			time.Sleep(oe.RetryAfter())
+			require.ErrorIs(t, call(b, errDown), errDown) // the probe fails
+			require.True(t, errors.As(call(b, nil), &oe))
+			ceiling := min(time.Second<<reopen, 8*time.Second)
+			assert.GreaterOrEqual(t, oe.RetryAfter(), time.Second)
+			assert.LessOrEqual(t, oe.RetryAfter(), ceiling, "reopening %d", reopen)
+		}
+		time.Sleep(oe.RetryAfter())
+		require.NoError(t, call(b, nil))
+		_ = call(b, errDown)
+		require.True(t, errors.As(call(b, nil), &oe))
+		assert.Equal(t, time.Second, oe.RetryAfter(), "closing resets the backoff")
+	})
+}
+
+func TestModes(t *testing.T) {
+	b := newBreaker(t, Config{Failures: 1})
+	b.SetMode(ForcedOpen)
+	require.ErrorIs(t, call(b, nil), ErrOpen)
+	assert.Equal(t, StateOpen, b.State())
+	b.SetMode(ForcedClosed)
+	for range 3 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	assert.Equal(t, StateClosed, b.State())
+	assert.Equal(t, uint64(3), b.Stats().Failures, "forced closed still counts")
+	b.SetMode(Disabled)
+	require.ErrorIs(t, call(b, errDown), errDown)
+	assert.Equal(t, uint64(3), b.Stats().Failures, "disabled counts nothing")
+	b.SetMode(Auto)
+	require.ErrorIs(t, call(b, errDown), errDown)
+	assert.Equal(t, StateOpen, b.State())
+	assert.Equal(t, Auto, b.Stats().Mode)
+}
+
+// TestHooksMayReadTheBreaker: hooks run outside any lock, so they can call back (the deadlock
+// users of other breakers hit).
+func TestHooksMayReadTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b *Breaker
+		var seen []string
+		b = newBreaker(t, Config{Name: "api", Failures: 1, OpenDuration: time.Second, Hooks: Hooks{
+			OnStateChange: func(name string, from, to State, s Stats) {
+				assert.Equal(t, to, s.State)
+				_ = b.Stats()
+				_ = b.State()
+				seen = append(seen, name+":"+from.String()+">"+to.String())
+			},
+		}})
+		_ = call(b, errDown)
+		time.Sleep(time.Second)
+		_ = call(b, nil)
+		assert.Equal(t, []string{"api:closed>open", "api:open>half-open", "api:half-open>closed"}, seen)
+	})
+}
+
+// TestConcurrentProbesAreBounded: however many goroutines try, at most Probes probes run at once
+// in half-open, and failures under contention open the breaker exactly once.
+func TestConcurrentProbesAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: 3, OpenDuration: time.Second, Probes: 3, Successes: 100})
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() { _ = call(b, errDown) })
+		}
+		wg.Wait()
+		assert.Equal(t, uint64(1), b.Stats().Opens)
+		time.Sleep(time.Second)
+		var running, most atomic.Int64
+		release := make(chan struct{})
+		for range 16 {
+			wg.Go(func() {
+				_ = b.Do(context.Background(), func(context.Context) error {
+					n := running.Add(1)
+					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+					}
+					<-release
+					running.Add(-1)
+					return nil
+				})
+			})
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		assert.Equal(t, int64(3), most.Load())
+	})
+}
+
+func TestGenericDo(t *testing.T) {
+	b := newBreaker(t, Config{})
+	v, err := Do(context.Background(), b, func(context.Context) (int, error) { return 42, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 42, v)
+	_, err = New(Config{Failures: -1})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.False(t, Token{}.Done(nil))
+	assert.Equal(t, "half-open", StateHalfOpen.String())
+}
+
+func TestClosedPathDoesNotAllocate(t *testing.T) {
+	b := newBreaker(t, Config{})
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		tok, _ := b.Allow(ctx)
+		tok.Done(nil)
+	})
+	assert.Zero(t, allocs)
+}
