@@ -42,7 +42,11 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	tok, err := t.b.Allow(req.Context())
+	return roundTrip(t.b, t.base, req)
+}
+
+func roundTrip(b *Breaker, base http.RoundTripper, req *http.Request) (*http.Response, error) {
+	tok, err := b.Allow(req.Context())
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // RoundTrip must close the body, even on errors
@@ -55,7 +59,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			tok.Done(errPanic)
 		}
 	}()
-	resp, err := t.base.RoundTrip(req)
+	resp, err := base.RoundTrip(req)
 	done = true
 	if err != nil {
 		tok.Done(err)
@@ -68,7 +72,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok.Done(&StatusError{Code: resp.StatusCode})
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			t.b.openFor(tok.word, d)
+			b.openFor(tok.word, d)
 		}
 	}
 	return resp, nil
