@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -70,8 +71,17 @@ func DefaultClassifier(ctx context.Context, err error, _ time.Duration) Outcome 
 type Config struct {
 	// Name names the breaker in errors and hooks.
 	Name string
-	// Failures is how many consecutive failures open the breaker; 5 when zero.
+	// Failures is how many consecutive failures open the breaker; 5 when zero, never when
+	// negative (for a breaker that trips on FailureRate only).
 	Failures int
+	// FailureRate, when positive, also opens the breaker when at least this share of the calls
+	// of the last Window failed (0.5 is half), once the window holds MinCalls calls. Every call
+	// then records its outcome and reads the clock, a few ns more per call.
+	FailureRate float64
+	// MinCalls is the fewest calls in the window for FailureRate to apply; 20 when zero.
+	MinCalls int
+	// Window is the period FailureRate looks at, in 10 buckets; 10 s when zero.
+	Window time.Duration
 	// OpenDuration is how long the breaker stays open before probing; 30 s when zero.
 	OpenDuration time.Duration
 	// MaxOpenDuration, when above OpenDuration, makes each reopening from half-open double the
@@ -176,6 +186,7 @@ type Breaker struct {
 	seq      atomic.Uint64
 	mode     atomic.Uint32
 	failures atomic.Int64 // consecutive, while closed
+	window   window       // outcomes of the last Window, when FailureRate is set
 	openErr  atomic.Pointer[OpenError]
 	busyErr  *OpenError
 
@@ -198,9 +209,21 @@ func stateOf(w uint64) State        { return State(w >> stateShift) }
 
 // New returns a closed Breaker.
 func New(cfg Config) (*Breaker, error) {
-	if cfg.Failures < 0 || cfg.OpenDuration < 0 || cfg.MaxOpenDuration < 0 || cfg.Probes < 0 ||
+	if cfg.FailureRate < 0 || cfg.FailureRate > 1 || cfg.MinCalls < 0 || cfg.Window < 0 {
+		return nil, fmt.Errorf("%w: FailureRate must be within 0..1, MinCalls and Window not negative", ErrInvalidConfig)
+	}
+	if cfg.MinCalls == 0 {
+		cfg.MinCalls = 20
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 10 * time.Second
+	}
+	if cfg.OpenDuration < 0 || cfg.MaxOpenDuration < 0 || cfg.Probes < 0 ||
 		cfg.Successes < 0 || cfg.ProbeTimeout < 0 || cfg.SlowCall < 0 {
 		return nil, fmt.Errorf("%w: negative values", ErrInvalidConfig)
+	}
+	if cfg.Failures < 0 {
+		cfg.Failures = math.MaxInt
 	}
 	if cfg.Failures == 0 {
 		cfg.Failures = 5
@@ -360,14 +383,27 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 	if o == Ignore || b.word.Load() != t.word {
 		return false
 	}
+	rate := b.cfg.FailureRate > 0
 	if o == Success {
 		if b.failures.Load() != 0 { // read first: successes write nothing in the common case
 			b.failures.Store(0)
 		}
+		if rate {
+			b.window.add(b.now(), b.cfg.Window, false)
+		}
 		return true
 	}
 	b.totalFailures.Add(1)
-	if b.failures.Add(1) >= int64(b.cfg.Failures) {
+	trip := b.failures.Add(1) >= int64(b.cfg.Failures)
+	if rate {
+		now := b.now()
+		b.window.add(now, b.cfg.Window, true)
+		if calls, failed := b.window.sum(now, b.cfg.Window); calls >= b.cfg.MinCalls &&
+			float64(failed) >= b.cfg.FailureRate*float64(calls) {
+			trip = true
+		}
+	}
+	if trip {
 		b.open(t.word, StateClosed, false)
 	}
 	return true
@@ -400,6 +436,7 @@ func (b *Breaker) recordProbe(t Token, o Outcome) bool {
 	}
 	b.reopens = 0
 	b.failures.Store(0)
+	b.window.reset()
 	closed := b.word.CompareAndSwap(t.word, pack(StateClosed, b.seq.Add(1)))
 	b.mu.Unlock()
 	if closed {

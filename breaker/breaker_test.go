@@ -276,8 +276,10 @@ func TestGenericDo(t *testing.T) {
 	v, err := Do(context.Background(), b, func(context.Context) (int, error) { return 42, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 42, v)
-	_, err = New(Config{Failures: -1})
-	assert.ErrorIs(t, err, ErrInvalidConfig)
+	for _, cfg := range []Config{{Probes: -1}, {FailureRate: 1.5}, {FailureRate: -0.1}, {Window: -1}, {SlowCall: -1}} {
+		_, err = New(cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
+	}
 	assert.False(t, Token{}.Done(nil))
 	assert.Equal(t, "half-open", StateHalfOpen.String())
 }
@@ -290,4 +292,30 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 		tok.Done(nil)
 	})
 	assert.Zero(t, allocs)
+}
+
+func TestFailureRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second})
+		for i := range 9 {
+			err := errDown
+			if i%2 == 1 {
+				err = nil
+			}
+			_ = call(b, err) // 5 failures, 4 successes: too few calls to judge
+		}
+		assert.Equal(t, StateClosed, b.State())
+		time.Sleep(11 * time.Second) // all of that leaves the window
+		for range 9 {
+			_ = call(b, nil)
+		}
+		_ = call(b, errDown)
+		assert.Equal(t, StateClosed, b.State(), "1 failure in 10 calls")
+		for range 7 {
+			_ = call(b, errDown)
+		}
+		assert.Equal(t, StateClosed, b.State(), "8 failures in 17 calls is under half")
+		_ = call(b, errDown)
+		assert.Equal(t, StateOpen, b.State(), "9 in 18 is half")
+	})
 }
