@@ -10,7 +10,8 @@
 // # States
 //
 // Closed lets calls through and counts consecutive failures; Config.Failures of them open the
-// breaker. Open refuses calls with an *OpenError, matching ErrOpen, for Config.OpenDuration
+// breaker. With Config.FailureRate it also opens when that share of the calls of the last
+// Config.Window failed, once the window holds Config.MinCalls calls. Open refuses calls with an *OpenError, matching ErrOpen, for Config.OpenDuration
 // (doubling with jitter up to Config.MaxOpenDuration on repeated reopenings). Then the breaker is
 // half-open: Config.Probes calls at a time go through as probes; Config.Successes successful
 // probes close it, one failed probe reopens it. A probe is a lease: if its outcome is not
@@ -29,7 +30,8 @@
 // # Performance
 //
 // The closed path is lock-free and allocation-free: Allow reads one atomic word and Done(nil)
-// writes nothing unless a failure preceded it, so successes on many cores do not contend. The
+// writes nothing unless a failure preceded it, so successes on many cores do not contend
+// (with FailureRate, each outcome is also added to its window bucket). The
 // clock is read only when durations matter (SlowCall or an OnOutcome hook), when open, and in
 // half-open.
 //
@@ -45,6 +47,11 @@
 //
 // Hooks are called after the change they report, outside any lock, so they may call the
 // breaker back.
+//
+// # Registry
+//
+// [Registry] holds one breaker per key (host, route, tenant), bounded by MaxKeys, dropping idle
+// closed breakers first; [Registry.Transport] keys by destination host.
 //
 // Sharing breaker state across instances through Redis is not implemented yet.
 package breaker
