@@ -178,6 +178,7 @@ func (e *OpenError) RetryAfter() time.Duration {
 type Breaker struct {
 	cfg   Config
 	epoch time.Time
+	plain bool // default classifier, no SlowCall, no OnOutcome: a nil error is a Success
 
 	// word is the generation: state in the top 2 bits; for open, the open-until time below;
 	// otherwise a sequence number. Every transition changes it, so a token from an earlier
@@ -240,10 +241,11 @@ func New(cfg Config) (*Breaker, error) {
 	if cfg.ProbeTimeout == 0 {
 		cfg.ProbeTimeout = cfg.OpenDuration
 	}
+	plain := cfg.Classify == nil && cfg.SlowCall == 0 && cfg.Hooks.OnOutcome == nil
 	if cfg.Classify == nil {
 		cfg.Classify = DefaultClassifier
 	}
-	b := &Breaker{cfg: cfg, epoch: time.Now(), leases: make([]int64, cfg.Probes)}
+	b := &Breaker{cfg: cfg, epoch: time.Now(), plain: plain, leases: make([]int64, cfg.Probes)}
 	b.busyErr = &OpenError{Name: cfg.Name, b: b}
 	b.word.Store(pack(StateClosed, b.seq.Add(1)))
 	return b, nil
@@ -351,6 +353,10 @@ func (t Token) Done(err error) bool {
 	b := t.b
 	if b == nil {
 		return false
+	}
+	if err == nil && b.plain {
+		// The hot path: a success with the default classifier, no slow calls, no hook.
+		return b.record(t, Success)
 	}
 	var d time.Duration
 	if t.start != 0 {
@@ -527,7 +533,19 @@ func (b *Breaker) SetMode(m Mode) {
 // Do calls fn if the breaker allows it and reports its outcome. A panic in fn counts as a
 // failure and is re-raised.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	_, err := Do(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	tok, err := b.Allow(ctx)
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tok.Done(errPanic)
+		}
+	}()
+	err = fn(ctx)
+	done = true
+	tok.Done(err)
 	return err
 }
 
