@@ -191,7 +191,8 @@ type Breaker struct {
 	openErr  atomic.Pointer[OpenError]
 	busyErr  *OpenError
 
-	totalFailures, rejected, opens atomic.Uint64
+	totalFailures, opens atomic.Uint64
+	rejected             [8]paddedCount // striped: refusals on many cores do not share a line
 
 	mu        sync.Mutex // half-open bookkeeping and the backoff, off the hot path
 	probeGen  uint64
@@ -271,7 +272,7 @@ type Token struct {
 func (b *Breaker) Allow(ctx context.Context) (Token, error) {
 	switch Mode(b.mode.Load()) {
 	case ForcedOpen:
-		b.rejected.Add(1)
+		b.reject()
 		return Token{}, b.forcedErr()
 	case ForcedClosed, Disabled:
 		return Token{b: b, ctx: ctx, word: b.word.Load(), start: b.start()}, nil
@@ -300,7 +301,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 	if stateOf(w) == StateOpen {
 		until := int64(w & valueMask)
 		if now < until {
-			b.rejected.Add(1)
+			b.reject()
 			return Token{}, b.openErr.Load()
 		}
 		// The open duration is over: one caller moves the breaker to half-open.
@@ -313,7 +314,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 			return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
 		}
 		if stateOf(w) == StateOpen {
-			b.rejected.Add(1)
+			b.reject()
 			return Token{}, b.openErr.Load()
 		}
 	}
@@ -333,7 +334,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 		}
 	}
 	b.mu.Unlock()
-	b.rejected.Add(1)
+	b.reject()
 	return Token{}, b.busyErr
 }
 
@@ -483,6 +484,21 @@ func (b *Breaker) open(w uint64, from State, reopen bool) {
 	}
 }
 
+type paddedCount struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+func (b *Breaker) reject() { b.rejected[rand.Uint32()%8].n.Add(1) }
+
+func (b *Breaker) rejectedTotal() uint64 {
+	var n uint64
+	for i := range b.rejected {
+		n += b.rejected[i].n.Load()
+	}
+	return n
+}
+
 func (b *Breaker) changed(from, to State) {
 	if h := b.cfg.Hooks.OnStateChange; h != nil {
 		h(b.cfg.Name, from, to, b.Stats())
@@ -511,7 +527,7 @@ func (b *Breaker) Stats() Stats {
 		State:               b.State(),
 		ConsecutiveFailures: int(b.failures.Load()),
 		Failures:            b.totalFailures.Load(),
-		Rejected:            b.rejected.Load(),
+		Rejected:            b.rejectedTotal(),
 		Opens:               b.opens.Load(),
 		Mode:                Mode(b.mode.Load()),
 	}
