@@ -546,6 +546,16 @@ func (b *Breaker) SetMode(m Mode) {
 	b.mode.Store(uint32(m))
 }
 
+// Check returns a health check for the health package (health.Check{Func: b.Check}): it fails
+// while the breaker is open and passes otherwise. Register it as non-critical, so that an open
+// breaker shows as degraded without taking the instance out of the load balancer.
+func (b *Breaker) Check(ctx context.Context) error {
+	if s := b.State(); s == StateOpen {
+		return fmt.Errorf("breaker %s: %s", b.cfg.Name, s)
+	}
+	return nil
+}
+
 // Do calls fn if the breaker allows it and reports its outcome. A panic in fn counts as a
 // failure and is re-raised.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {

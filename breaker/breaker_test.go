@@ -319,3 +319,14 @@ func TestFailureRate(t *testing.T) {
 		assert.Equal(t, StateOpen, b.State(), "9 in 18 is half")
 	})
 }
+
+func TestCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(t, Config{Name: "db", Failures: 1, OpenDuration: time.Second})
+		require.NoError(t, b.Check(context.Background()))
+		_ = call(b, errDown)
+		assert.EqualError(t, b.Check(context.Background()), "breaker db: open")
+		time.Sleep(time.Second)
+		assert.NoError(t, b.Check(context.Background()), "half-open is probing, not failing")
+	})
+}

@@ -48,6 +48,12 @@
 // Hooks are called after the change they report, outside any lock, so they may call the
 // breaker back.
 //
+// # Health
+//
+// [Breaker.Check] is a health check that fails while the breaker is open; register it as
+// non-critical so that an open breaker shows as degraded readiness rather than taking the
+// instance out of the load balancer.
+//
 // # Registry
 //
 // [Registry] holds one breaker per key (host, route, tenant), bounded by MaxKeys, dropping idle

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/outgrow/outgrow/breaker"
+	"github.com/outgrow/outgrow/health"
 )
 
 // Wrapping an HTTP client to a flaky downstream: after 5 failing responses the breaker opens and
@@ -56,4 +57,23 @@ func ExampleDo() {
 	//  connection refused
 	// (cached name) breaker db: open
 	// open
+}
+
+// An open breaker shows in readiness as degraded (warn, still 200), not as down: the instance
+// itself is fine and keeps serving what does not need the dependency.
+func ExampleBreaker_Check() {
+	b, _ := breaker.New(breaker.Config{Name: "payments", Failures: 1})
+	hc, _ := health.New(health.Config{HealthyThreshold: 1, UnhealthyThreshold: 1},
+		health.Check{Name: "payments-breaker", Func: b.Check, NonCritical: true})
+	defer hc.Close()
+
+	ctx := context.Background()
+	st, _ := hc.Refresh(ctx)
+	fmt.Println(st.Status)
+	_ = b.Do(ctx, func(context.Context) error { return errors.New("payments down") })
+	st, _ = hc.Refresh(ctx)
+	fmt.Println(st.Status)
+	// Output:
+	// pass
+	// warn
 }

@@ -78,7 +78,7 @@ type Stats struct {
 	Limited       uint64 // denied decisions, whoever made them
 	DenyCacheHits uint64 // denials made by the deny cache, without calling the store
 	Fallback      uint64 // decisions made by the failure policy
-	StoreErrors   uint64 // store calls that failed
+	StoreErrors   uint64 // store calls that failed, including those a RedisStore refused at once during an outage
 	Degraded      bool   // the failure policy is in force right now
 }
 
