@@ -2,7 +2,8 @@
 # Starts (or stops) the Redis servers the test suite can use, all on loopback:
 #   a standalone Redis on 6379 (left alone if one already answers),
 #   a 3-master Redis Cluster on 7000-7002,
-#   a primary/replica pair on 6391 (primary) and 6392 (replica).
+#   a primary/replica pair on 6391 (primary) and 6392 (replica),
+#   a Sentinel on 26380 watching that primary as "outgrow".
 # Usage:
 #   scripts/test-services.sh start   # prints the export lines for the test variables
 #   scripts/test-services.sh stop    # stops what start started, by pid
@@ -14,6 +15,8 @@ dir=${OUTGROW_SERVICES_DIR:-/tmp/outgrow-test-services}
 cluster_ports=(7000 7001 7002)
 primary_port=6391
 replica_port=6392
+sentinel_port=26380
+sentinel_master=outgrow
 
 log() { echo "test-services: $*" >&2; }
 
@@ -53,6 +56,9 @@ start_server() {
 }
 
 cluster_ok() { redis-cli -p "${cluster_ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+sentinel_ok() {
+  redis-cli -p "$sentinel_port" sentinel get-master-addr-by-name "$sentinel_master" 2>/dev/null | grep -q "^$primary_port\$"
+}
 replica_ok() { redis-cli -p "$replica_port" info replication 2>/dev/null | grep -q 'master_link_status:up'; }
 
 print_env() {
@@ -60,6 +66,28 @@ print_env() {
   echo "export OUTGROW_REDIS_CLUSTER=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
   echo "export OUTGROW_REDIS_PRIMARY=redis://127.0.0.1:$primary_port/0"
   echo "export OUTGROW_REDIS_REPLICA=redis://127.0.0.1:$replica_port/0"
+  echo "export OUTGROW_REDIS_SENTINEL=127.0.0.1:$sentinel_port"
+  echo "export OUTGROW_REDIS_SENTINEL_MASTER=$sentinel_master"
+}
+
+start_sentinel() {
+  if answers "$sentinel_port"; then
+    if [ -f "$dir/sentinel.pid" ]; then return 0; fi
+    log "port $sentinel_port already answers but was not started by this script"; return 1
+  fi
+  mkdir -p "$dir/sentinel"
+  cat >"$dir/sentinel/sentinel.conf" <<CONF
+bind 127.0.0.1
+port $sentinel_port
+daemonize yes
+pidfile $dir/sentinel.pid
+logfile $dir/sentinel.log
+dir $dir/sentinel
+sentinel monitor $sentinel_master 127.0.0.1 $primary_port 1
+sentinel down-after-milliseconds $sentinel_master 5000
+CONF
+  redis-server "$dir/sentinel/sentinel.conf" --sentinel >/dev/null
+  wait_until 10 sentinel_ok || { log "sentinel did not see the primary; see $dir/sentinel.log"; return 1; }
 }
 
 start() {
@@ -82,6 +110,7 @@ start() {
   start_server "$primary_port" primary
   start_server "$replica_port" replica --replicaof 127.0.0.1 "$primary_port"
   wait_until 30 replica_ok || { log "replica did not link to its primary"; return 1; }
+  start_sentinel
   log "ready"
   print_env
 }

@@ -31,6 +31,10 @@ import (
 const (
 	EnvURL     = "OUTGROW_REDIS_URL"
 	EnvCluster = "OUTGROW_REDIS_CLUSTER"
+	// EnvSentinel holds comma-separated Sentinel addresses, and EnvSentinelMaster the name of
+	// the primary they watch.
+	EnvSentinel       = "OUTGROW_REDIS_SENTINEL"
+	EnvSentinelMaster = "OUTGROW_REDIS_SENTINEL_MASTER"
 )
 
 // Kind names a backend.
@@ -42,6 +46,7 @@ const (
 	Miniredis Kind = "miniredis"
 	Redis     Kind = "redis"
 	Cluster   Kind = "cluster"
+	Sentinel  Kind = "sentinel"
 )
 
 // Backend is one place a suite runs: a Redis client (nil for [Memory]) and a key prefix that no
@@ -93,6 +98,9 @@ func Kinds() []Kind {
 	if os.Getenv(EnvCluster) != "" {
 		kinds = append(kinds, Cluster)
 	}
+	if os.Getenv(EnvSentinel) != "" && os.Getenv(EnvSentinelMaster) != "" {
+		kinds = append(kinds, Sentinel)
+	}
 	return kinds
 }
 
@@ -140,6 +148,12 @@ func open(t testing.TB, k Kind) Backend {
 			t.Fatalf("redistest: %s is not set", EnvCluster)
 		}
 		b.Client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(seeds, ",")})
+	case Sentinel:
+		addrs, master := os.Getenv(EnvSentinel), os.Getenv(EnvSentinelMaster)
+		if addrs == "" || master == "" {
+			t.Fatalf("redistest: %s and %s must both be set", EnvSentinel, EnvSentinelMaster)
+		}
+		b.Client = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(addrs, ",")})
 	default:
 		t.Fatalf("redistest: unknown backend %q", k)
 	}

@@ -11,13 +11,20 @@ import (
 func TestKindsFollowEnvironment(t *testing.T) {
 	t.Setenv(EnvURL, "")
 	t.Setenv(EnvCluster, "")
+	t.Setenv(EnvSentinel, "")
+	t.Setenv(EnvSentinelMaster, "")
 	if got := Kinds(); !slices.Equal(got, []Kind{Memory, Miniredis}) {
 		t.Fatalf("Kinds() with no servers = %v", got)
 	}
 	t.Setenv(EnvURL, "redis://127.0.0.1:1/0")
 	t.Setenv(EnvCluster, "127.0.0.1:1")
+	t.Setenv(EnvSentinel, "127.0.0.1:1")
 	if got := Kinds(); !slices.Equal(got, []Kind{Memory, Miniredis, Redis, Cluster}) {
-		t.Fatalf("Kinds() with both servers = %v", got)
+		t.Fatalf("Kinds() without a Sentinel master name = %v", got)
+	}
+	t.Setenv(EnvSentinelMaster, "outgrow")
+	if got := Kinds(); !slices.Equal(got, []Kind{Memory, Miniredis, Redis, Cluster, Sentinel}) {
+		t.Fatalf("Kinds() with every server = %v", got)
 	}
 }
 
