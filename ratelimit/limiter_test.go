@@ -321,33 +321,7 @@ func TestLayersWithMixedFailurePolicies(t *testing.T) {
 // TestBlackholedRedis: a Redis that accepts connections and never answers costs one Timeout,
 // then decisions fail fast, and nothing leaks (goleak in TestMain).
 func TestBlackholedRedis(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var accepted []net.Conn
-	conns.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted = append(accepted, c)
-			mu.Unlock()
-		}
-	})
-	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
-	defer func() {
-		_ = c.Close()
-		_ = ln.Close()
-		conns.Wait()
-		mu.Lock()
-		for _, c := range accepted {
-			_ = c.Close()
-		}
-		mu.Unlock()
-	}()
+	c := blackholeClient(t)
 	s, err := NewRedisStore(c, RedisConfig{Timeout: 50 * time.Millisecond, RetryInterval: time.Hour})
 	require.NoError(t, err)
 	l := newLimiter(t, s, PerMinute(10), Config{Name: "global"})
@@ -366,7 +340,59 @@ func TestBlackholedRedis(t *testing.T) {
 	}
 	assert.Less(t, time.Since(start), 50*time.Millisecond, "later decisions do not wait for Redis")
 	assert.Equal(t, uint64(1), s.Stats().Failures)
-	time.Sleep(400 * time.Millisecond) // the abandoned call ends at the client's ReadTimeout
+}
+
+// blackholeClient returns a client of a server that accepts connections and never answers.
+func blackholeClient(t *testing.T) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var conns sync.WaitGroup
+	var mu sync.Mutex
+	var accepted []net.Conn
+	conns.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+		}
+	})
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() {
+		_ = c.Close()
+		_ = ln.Close()
+		conns.Wait()
+		mu.Lock()
+		for _, c := range accepted {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		time.Sleep(400 * time.Millisecond) // abandoned calls end at the client's ReadTimeout
+	})
+	return c
+}
+
+// TestShortCallerDeadline: a caller whose deadline is shorter than the store's Timeout gets the
+// failure policy's decision, and the outage is recorded, so later calls do not wait either.
+func TestShortCallerDeadline(t *testing.T) {
+	s, err := NewRedisStore(blackholeClient(t), RedisConfig{Timeout: time.Second, RetryInterval: time.Hour})
+	require.NoError(t, err)
+	l := newLimiter(t, s, PerMinute(10), Config{Name: "global"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	r, err := l.Allow(ctx, "ip")
+	require.NoError(t, err)
+	assert.True(t, r.Allowed, "FailLocal decided")
+	assert.True(t, s.Stats().Down)
+	start := time.Now()
+	r, err = l.Allow(context.Background(), "ip")
+	require.NoError(t, err)
+	assert.True(t, r.Allowed)
+	assert.Less(t, time.Since(start), 20*time.Millisecond, "the store fails fast now")
 }
 
 // TestCallerCancellationIsNotAnOutage: a request whose context ends is not a Redis failure.

@@ -188,8 +188,9 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 
 // AllowN takes n units for key if they are all available now, and reports the decision. A
 // denial charges nothing. The error is non-nil for invalid input (an empty key, n < 1 or more
-// than the burst), when ctx ends first, and under FailClosed when the store is unavailable
-// (ErrUnavailable); the Result is then a denial.
+// than the burst), when ctx is cancelled, and under FailClosed when the store is unavailable
+// (ErrUnavailable); the Result is then a denial. A ctx whose deadline passes while the store is
+// slow is treated like the store's own timeout: the failure policy decides.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 {
 		return notEvaluated(l), fmt.Errorf("%w: cost %d must be at least 1", ErrInvalidKey, n)
@@ -329,6 +330,11 @@ type Decision struct {
 	Message string
 }
 
+// gaveUp reports whether the caller cancelled ctx: the request is gone and nothing needs
+// deciding. A ctx past its deadline is different: the store was too slow for the caller, so
+// the failure policy decides, as it would after the store's own timeout.
+func gaveUp(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
+
 // notEvaluated is the Result of a layer nothing was decided for.
 func notEvaluated(l *Limiter) Result {
 	return Result{Policy: l.name, Limit: l.limit, Remaining: -1}
@@ -400,7 +406,7 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 		for i, ly := range layers {
 			d.Results[i] = notEvaluated(ly.Limiter)
 		}
-		if ctx.Err() != nil {
+		if gaveUp(ctx) {
 			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
 		}
 		if !errors.Is(err, ErrUnavailable) {
@@ -413,7 +419,7 @@ func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
 		}
 		res, closedErr := failover(ctx, layers, reqs, idx, err)
 		copy(d.Results, res)
-		if ctx.Err() != nil {
+		if gaveUp(ctx) {
 			return d, fmt.Errorf("ratelimit: %w", ctx.Err())
 		}
 		return finish(ctx, layers, d, reqs, fell), closedErr
@@ -463,13 +469,13 @@ outer:
 			for _, i := range u.idx {
 				layers[i].Limiter.storeAnswered(ctx)
 			}
-		case ctx.Err() != nil:
+		case gaveUp(ctx):
 			return abort(fmt.Errorf("ratelimit: %w", ctx.Err()))
 		case !errors.Is(err, ErrUnavailable):
 			return abort(err)
 		default:
 			ures, err = failover(ctx, layers, reqs, u.idx, err)
-			if ctx.Err() != nil {
+			if gaveUp(ctx) {
 				return abort(fmt.Errorf("ratelimit: %w", ctx.Err()))
 			}
 			if err != nil {

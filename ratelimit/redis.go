@@ -178,8 +178,8 @@ func (s *RedisStore) record(ctx context.Context, err error) {
 		if s.downUntil.Load() != 0 {
 			s.downUntil.Store(0)
 		}
-	case ctx.Err() != nil || !errors.Is(err, ErrUnavailable):
-		// The caller gave up, or the request was invalid: says nothing about Redis.
+	case gaveUp(ctx) || !errors.Is(err, ErrUnavailable):
+		// The caller went away, or the request was invalid: says nothing about Redis.
 	default:
 		s.failures.Add(1)
 		s.downUntil.Store(s.now() + int64(s.retry))
@@ -287,7 +287,7 @@ func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []grou
 }
 
 func (s *RedisStore) wrap(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
+	if gaveUp(ctx) {
 		return fmt.Errorf("ratelimit: %w", ctx.Err())
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -140,16 +140,19 @@ func (t *table) sweep(now int64) {
 	}
 }
 
-// evictOne removes one entry, looking at up to sample entries from start: the first one at or
-// before now if any (forgetting it changes nothing), else the one with the earliest value (the
-// nearest to a full burst). It reports whether the entry removed was still live.
-func (t *table) evictOne(start uint64, now int64, sample int) (live bool) {
+// evictOne removes one entry, looking at up to sample entries at random places: the first one
+// at or before now if any (forgetting it changes nothing), else the one with the earliest value
+// (the nearest to a full burst). Random places, not a run from one place: linear probing packs
+// recent inserts together at the ends of clusters, so a run would see only live entries. It
+// reports whether the entry removed was still live.
+func (t *table) evictOne(rnd func() uint64, now int64, sample int) (live bool) {
 	if t.n == 0 {
 		return false
 	}
 	mask := len(t.slots) - 1
 	victim, best, seen := -1, int64(0), 0
-	for i := int(start) & mask; seen < sample; i = (i + 1) & mask {
+	for tries := 0; seen < sample && (tries < 8*sample || victim < 0); tries++ {
+		i := int(rnd()) & mask
 		s := t.slots[i]
 		if s.h == 0 {
 			continue
@@ -162,9 +165,6 @@ func (t *table) evictOne(start uint64, now int64, sample int) (live bool) {
 			victim, best = i, s.tat
 		}
 		seen++
-		if seen == t.n {
-			break
-		}
 	}
 	t.deleteAt(victim)
 	return true

@@ -35,7 +35,7 @@ func TestTableMatchesMap(t *testing.T) {
 		case op < 19 && tb.n > 0:
 			now := int64(rng.IntN(1000))
 			before := tb.n
-			live := tb.evictOne(rng.Uint64(), now, 16)
+			live := tb.evictOne(rng.Uint64, now, 16)
 			require.Equal(t, before-1, tb.n)
 			gone := 0
 			for k, v := range model {
