@@ -2,26 +2,21 @@ package ratelimit
 
 import (
 	"context"
-	"crypto/sha1"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/outgrow/outgrow/internal/redisscript"
 	"github.com/redis/go-redis/v9"
 )
 
 //go:embed gcra.lua
 var gcraSource string
 
-var gcraSHA = func() string {
-	sum := sha1.Sum([]byte(gcraSource))
-	return hex.EncodeToString(sum[:])
-}()
+var gcraScript = redisscript.New(gcraSource)
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 type RedisConfig struct {
@@ -87,23 +82,11 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = 500 * time.Millisecond
 	}
-	s := &RedisStore{rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval, epoch: time.Now()}
-	switch c := rdb.(type) {
-	case *redis.Client:
-		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
-	}
-	return s, nil
+	return &RedisStore{
+		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval, epoch: time.Now(),
+		ctxTimeouts: redisscript.ContextTimeouts(rdb),
+	}, nil
 }
-
-// noRetry keeps go-redis from sending a script again after a network error: the first attempt
-// may have run and charged.
-type noRetry struct{ *redis.Cmd }
-
-func (noRetry) NoRetry() bool { return true }
 
 // RedisStats is a snapshot of a [RedisStore]'s counters.
 type RedisStats struct {
@@ -187,48 +170,28 @@ func (s *RedisStore) record(ctx context.Context, err error) {
 	s.probing.Store(false)
 }
 
-// do runs fn with the store's timeout. When go-redis ignores context deadlines, fn runs on its
-// own goroutine so that the caller still waits at most the timeout.
+// do runs fn bounded by the store's timeout.
 func (s *RedisStore) do(ctx context.Context, fn func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	if s.ctxTimeouts {
-		return fn(ctx)
-	}
-	ch := make(chan error, 1)
-	go func() { ch <- fn(ctx) }()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, fn)
 }
 
 // group is the requests of one entity, decided by one script call.
 type group struct {
 	idx  []int // indexes into reqs
-	args []any // numkeys, KEYS and ARGV of the script call, built before any goroutine starts
-	cmd  *redis.Cmd
+	call redisscript.Call
 }
-
-// errPartial marks a pipeline in which some script calls failed and others ran.
-type errPartial struct{ err error }
-
-func (e errPartial) Error() string { return e.err.Error() }
-func (e errPartial) Unwrap() error { return e.err }
 
 func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) error {
 	groups := groupByKey(reqs)
 	for gi := range groups {
-		groups[gi].args = s.args(reqs, groups[gi].idx, 1)
+		groups[gi].call.Args = s.args(reqs, groups[gi].idx, 1)
 	}
 	err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, groups) })
-	var partial errPartial
+	var partial *redisscript.PartialError
 	if errors.As(err, &partial) {
 		// Some entities were charged, others failed: give the charged ones back, since the
 		// failure policy will decide the whole request.
-		s.giveBack(ctx, reqs, groups, res, func(g *group) bool { return g.cmd.Err() == nil })
+		s.giveBack(ctx, reqs, groups, res, func(g *group) bool { return g.call.Cmd.Err() == nil })
 	}
 	if err != nil {
 		return s.wrap(ctx, err)
@@ -272,7 +235,7 @@ func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []grou
 			charged = charged || reqs[i].N > 0
 		}
 		if ok && charged {
-			undo = append(undo, group{idx: g.idx, args: s.args(reqs, g.idx, -1)})
+			undo = append(undo, group{idx: g.idx, call: redisscript.Call{Args: s.args(reqs, g.idx, -1)}})
 			for _, i := range g.idx {
 				uncharge(&res[i], reqs[i])
 			}
@@ -315,58 +278,13 @@ outer:
 	return groups
 }
 
-// run sends one script call per group, pipelined when there are several. Calls refused with
-// NOSCRIPT did not run, so they are sent again with the script's source. It reads only groups.
+// run sends one script call per group (see [redisscript.Script.Run]).
 func (s *RedisStore) run(ctx context.Context, groups []group) error {
-	for _, eval := range []bool{false, true} {
-		var pending []*group
-		for gi := range groups {
-			g := &groups[gi]
-			if eval && (g.cmd == nil || !isNoScript(g.cmd.Err())) {
-				continue
-			}
-			g.cmd = s.cmd(ctx, g.args, eval)
-			pending = append(pending, g)
-		}
-		switch len(pending) {
-		case 0:
-			return nil
-		case 1:
-			_ = s.rdb.Process(ctx, noRetry{pending[0].cmd})
-		default:
-			pipe := s.rdb.Pipeline()
-			for _, g := range pending {
-				_ = pipe.Process(ctx, noRetry{g.cmd})
-			}
-			_, _ = pipe.Exec(ctx)
-		}
-		var failed error
-		noScript, ran := false, false
-		for _, g := range groups {
-			switch err := g.cmd.Err(); {
-			case isNoScript(err):
-				noScript = true
-			case err != nil:
-				failed = err
-			default:
-				ran = true
-			}
-		}
-		if failed != nil {
-			if ran {
-				return errPartial{failed}
-			}
-			return failed
-		}
-		if !noScript {
-			return nil
-		}
+	calls := make([]*redisscript.Call, len(groups))
+	for i := range groups {
+		calls[i] = &groups[i].call
 	}
-	return nil
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+	return gcraScript.Run(ctx, s.rdb, calls)
 }
 
 // args builds numkeys, KEYS and ARGV for the requests idx, with each N multiplied by sign (-1
@@ -385,19 +303,9 @@ func (s *RedisStore) args(reqs []Request, idx []int, sign int) []any {
 	return args
 }
 
-func (s *RedisStore) cmd(ctx context.Context, args []any, eval bool) *redis.Cmd {
-	full := make([]any, 0, 2+len(args))
-	if eval {
-		full = append(full, "eval", gcraSource)
-	} else {
-		full = append(full, "evalsha", gcraSHA)
-	}
-	return redis.NewCmd(ctx, append(full, args...)...)
-}
-
 // decode copies a group's script reply into res.
 func (s *RedisStore) decode(reqs []Request, g *group, res []Result) error {
-	vals, err := g.cmd.Int64Slice()
+	vals, err := g.call.Cmd.Int64Slice()
 	if err != nil {
 		return err
 	}
