@@ -101,6 +101,10 @@ type Config struct {
 	Classify Classifier
 	// Hooks observe the breaker.
 	Hooks Hooks
+	// Store, when set, shares the breaker's state with the breakers of the same Name on other
+	// instances (see [Store]); nil keeps it to this process. Instances sharing a name should use
+	// the same policy settings.
+	Store Store
 }
 
 // Hooks are optional callbacks, called after the change they report, outside any lock, on the
@@ -191,6 +195,8 @@ type Breaker struct {
 	openErr  atomic.Pointer[OpenError]
 	busyErr  *OpenError
 
+	sh *sharing // the link to Config.Store; nil without one
+
 	totalFailures, opens atomic.Uint64
 	rejected             [8]paddedCount // striped: refusals on many cores do not share a line
 
@@ -249,6 +255,14 @@ func New(cfg Config) (*Breaker, error) {
 	b := &Breaker{cfg: cfg, epoch: time.Now(), plain: plain, leases: make([]int64, cfg.Probes)}
 	b.busyErr = &OpenError{Name: cfg.Name, b: b}
 	b.word.Store(pack(StateClosed, b.seq.Add(1)))
+	if cfg.Store != nil {
+		h := cfg.Store.hub()
+		if h == nil {
+			return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
+		}
+		b.sh = newSharing(h, &b.cfg)
+		h.register(b)
+	}
 	return b, nil
 }
 
@@ -263,8 +277,9 @@ type Token struct {
 	ctx   context.Context
 	word  uint64
 	start int64 // 0 unless durations are needed
-	lease int   // probe lease index + 1, 0 when not a probe
+	lease int   // probe lease index + 1, 0 when not a probe; -slot for a lease of the Store
 	until int64 // the lease's deadline, which identifies it
+	sgen  int64 // the shared generation of a Store lease
 }
 
 // Allow asks to make a call. It returns an *OpenError (matching ErrOpen) when the breaker is
@@ -279,6 +294,9 @@ func (b *Breaker) Allow(ctx context.Context) (Token, error) {
 	}
 	w := b.word.Load()
 	if stateOf(w) == StateClosed {
+		if b.sh != nil {
+			b.sh.touch(b)
+		}
 		return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
 	}
 	return b.allowSlow(ctx, w)
@@ -303,6 +321,12 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 		if now < until {
 			b.reject()
 			return Token{}, b.openErr.Load()
+		}
+		if b.sh != nil {
+			if tok, err, ok := b.allowShared(ctx); ok {
+				return tok, err
+			}
+			// The store failed: this instance probes alone.
 		}
 		// The open duration is over: one caller moves the breaker to half-open.
 		hw := pack(StateHalfOpen, b.seq.Add(1))
@@ -384,10 +408,23 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 		}
 		return o != Ignore
 	}
+	if t.lease < 0 {
+		return b.reportShared(t, o)
+	}
 	if t.lease != 0 {
+		if b.sh != nil && o != Ignore {
+			b.sh.add(b, o, false) // a probe of this instance alone: for the totals only
+		}
 		return b.recordProbe(t, o)
 	}
-	if o == Ignore || b.word.Load() != t.word {
+	if o == Ignore {
+		return false
+	}
+	current := b.word.Load() == t.word
+	if b.sh != nil {
+		b.sh.add(b, o, current)
+	}
+	if !current {
 		return false
 	}
 	rate := b.cfg.FailureRate > 0
@@ -480,6 +517,9 @@ func (b *Breaker) open(w uint64, from State, reopen bool) {
 	if ok {
 		b.failures.Store(0)
 		b.opens.Add(1)
+		if b.sh != nil {
+			b.sh.h.flushSoon() // the other instances learn it from the flush's announcement
+		}
 		b.changed(from, StateOpen)
 	}
 }

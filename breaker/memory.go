@@ -1,0 +1,245 @@
+package breaker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
+type MemoryConfig struct {
+	// FlushInterval is how often each breaker's outcomes are sent to the shared state; 100 ms
+	// when zero.
+	FlushInterval time.Duration
+	// FlushOutcomes sends a breaker's outcomes at once when that many are waiting; 64 when zero.
+	FlushOutcomes int
+	// Logger receives the store's background events; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// MemoryStore is a [Store] in this process: breakers created on it with the same Name share one
+// state exactly as instances sharing a [RedisStore] do, with the same batching, announcements
+// and probe leases. Use it to run the shared semantics in tests without Redis, or to make
+// several breakers of one process act as one.
+//
+// A MemoryStore must be created with [NewMemoryStore]; it is safe for concurrent use. It runs one
+// goroutine, stopped by Close.
+type MemoryStore struct {
+	h  *hub
+	mu sync.Mutex
+	m  map[string]*sharedEntry
+	n  int // operations since the last sweep
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
+	hc := hubConfig{every: cfg.FlushInterval, batch: cfg.FlushOutcomes, logger: cfg.Logger}
+	if err := hc.check("MemoryConfig"); err != nil {
+		return nil, err
+	}
+	s := &MemoryStore{m: make(map[string]*sharedEntry)}
+	s.h = newHub(s, hc)
+	return s, nil
+}
+
+func (s *MemoryStore) hub() *hub {
+	if s == nil {
+		return nil
+	}
+	return s.h
+}
+
+// Close sends the outcomes still waiting and stops the store's goroutine. Breakers on a closed
+// store decide alone. Close is idempotent and always returns nil.
+func (s *MemoryStore) Close() error {
+	s.h.close()
+	return nil
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *MemoryStore) Stats() StoreStats { return s.h.stats() }
+
+// sharedEntry is the shared state of one breaker: the fields of the hash in shared.lua.
+type sharedEntry struct {
+	g, s, u, cf, r, ps int64
+	n, nf              int64 // outcomes and failures counted, for the totals
+	probes             []int64
+	win                [10]struct{ t, c, f int64 }
+	expires            int64
+}
+
+func (s *MemoryStore) run(_ context.Context, reqs []request, res []reply) error {
+	now := time.Now().UnixMilli()
+	var changed []string
+	s.mu.Lock()
+	s.n++
+	if s.n >= 1024 {
+		s.n = 0
+		for k, e := range s.m {
+			if now >= e.expires {
+				delete(s.m, k)
+			}
+		}
+	}
+	for i := range reqs {
+		q := &reqs[i]
+		e := s.m[q.name]
+		if e == nil || now >= e.expires {
+			e = &sharedEntry{}
+			s.m[q.name] = e
+		}
+		var c bool
+		res[i], c = e.apply(q, now)
+		if c {
+			changed = append(changed, q.name)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range changed {
+		s.h.notify(name)
+	}
+	return nil
+}
+
+// totals returns the outcomes and failures counted for name, for tests.
+func (s *MemoryStore) totals(name string) (n, failed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[name]; e != nil {
+		return e.n, e.nf
+	}
+	return 0, 0
+}
+
+// apply runs one request at now (ms); the same arithmetic as shared.lua. It reports whether the
+// state changed.
+func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
+	p := q.pol
+	if int64(len(e.probes)) != p.probes {
+		e.probes = make([]int64, p.probes)
+	}
+	changed := false
+	clearProbes := func() {
+		clear(e.probes)
+		e.ps = 0
+	}
+	trip := func(reopen bool) {
+		if reopen {
+			e.r++
+		} else {
+			e.r = 0
+		}
+		d := p.open
+		if p.maxOpen > d && e.r > 0 {
+			ceil := p.maxOpen
+			if e.r < 30 && d<<e.r < ceil {
+				ceil = d << e.r
+			}
+			d += int64(q.jitter * float64(ceil-d+1))
+		}
+		e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+d, 0
+		clearProbes()
+		changed = true
+	}
+	closeIt := func() {
+		e.g, e.s, e.cf, e.r = e.g+1, int64(StateClosed), 0, 0
+		clearProbes()
+		e.win = [10]struct{ t, c, f int64 }{}
+		changed = true
+	}
+	out := reply{}
+	switch q.op {
+	case opSync:
+		e.n += q.succ + q.fail + q.late
+		e.nf += q.fail + q.lateFail
+		if e.s == int64(StateClosed) && (q.gen == e.g || q.gen < 0) && q.succ+q.fail > 0 {
+			out.counted = true
+			if q.succ > 0 {
+				e.cf = q.tail
+			} else {
+				e.cf += q.tail
+			}
+			tripped := e.cf >= p.failures
+			if p.rate > 0 {
+				width := max(1, p.window/10)
+				b := now / width
+				w := &e.win[b%10]
+				if w.t == b {
+					w.c += q.succ + q.fail
+					w.f += q.fail
+				} else {
+					w.t, w.c, w.f = b, q.succ+q.fail, q.fail
+				}
+				var calls, failed int64
+				for _, w := range e.win {
+					if w.c > 0 && w.t > b-10 {
+						calls += w.c
+						failed += w.f
+					}
+				}
+				if calls >= p.minCalls && float64(failed) >= p.rate*float64(calls) {
+					tripped = true
+				}
+			}
+			if tripped {
+				trip(false)
+			}
+		}
+	case opAcquire:
+		if e.s == int64(StateOpen) && now >= e.u {
+			e.g, e.s = e.g+1, int64(StateHalfOpen)
+			clearProbes()
+			changed = true
+		}
+		if e.s == int64(StateHalfOpen) {
+			var earliest int64
+			for i, d := range e.probes {
+				if d <= now {
+					out.slot, out.deadline = int64(i+1), now+p.probeTimeout
+					e.probes[i] = out.deadline
+					break
+				}
+				if earliest == 0 || d < earliest {
+					earliest = d
+				}
+			}
+			if out.slot == 0 {
+				out.wait = earliest - now
+			}
+		}
+	case opReport:
+		if q.outcome != 2 {
+			e.n++
+			if q.outcome == 1 {
+				e.nf++
+			}
+		}
+		if e.s == int64(StateHalfOpen) && q.gen == e.g {
+			if q.slot >= 1 && q.slot <= int64(len(e.probes)) && e.probes[q.slot-1] == q.deadline {
+				e.probes[q.slot-1] = 0
+			}
+			switch q.outcome {
+			case 1:
+				out.counted = true
+				trip(true)
+			case 0:
+				out.counted = true
+				e.ps++
+				if e.ps >= p.successes {
+					closeIt()
+				}
+			}
+		}
+	}
+	if e.s == int64(StateOpen) {
+		out.wait = max(0, e.u-now)
+	}
+	ttl := max(p.window, p.probeTimeout, p.open)
+	if e.s == int64(StateOpen) {
+		ttl += max(0, e.u-now)
+	}
+	e.expires = now + ttl
+	out.gen, out.state = e.g, State(e.s)
+	return out, changed
+}

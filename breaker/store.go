@@ -1,0 +1,406 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+)
+
+// Store shares the state of breakers between instances: breakers with the same Name on stores
+// over the same Redis (or on one [MemoryStore]) open, probe and close together. Set it in
+// Config.Store. It is implemented by [*MemoryStore] and [*RedisStore] only.
+//
+// Admission never waits for the store: a breaker decides from its local state, which the store
+// keeps in step. Each breaker's outcomes are added up locally and sent in batches (every
+// FlushInterval, or at once after FlushOutcomes outcomes or when the breaker opens), all
+// breakers of a store in one round trip; the reply carries the shared state. A transition is
+// announced to every instance, which then reads the new state: an instance that opened makes the
+// others refuse calls within about a round trip. Half-open probes are leases taken from the
+// store, so exactly Config.Probes probes run at a time across all instances.
+//
+// When the store fails, breakers go on alone (each instance trips on its own outcomes, as
+// without a store) and rejoin when it answers again; a user call never fails because of the
+// store. Outcomes whose batch failed are sent again later, counted in the totals but not in the
+// policy, since their moment has passed.
+type Store interface {
+	hub() *hub
+}
+
+// StoreStats is a snapshot of a store's counters.
+type StoreStats struct {
+	Flushes       uint64 // batches sent (one round trip each, for every dirty breaker of the store)
+	Calls         uint64 // probe leases and probe reports, one round trip each
+	Errors        uint64 // failed round trips
+	Notifications uint64 // announcements of another instance's transition received
+	Down          bool   // the store failed recently; breakers are deciding alone
+}
+
+// backend runs requests against the shared state: one round trip for all of them where it can.
+// It sets res[i].err for a request that failed and returns the first error.
+type backend interface {
+	run(ctx context.Context, reqs []request, res []reply) error
+}
+
+// policy is what the shared state machine needs of a Config, in milliseconds.
+type policy struct {
+	failures, minCalls, probes, successes int64
+	rate                                  float64
+	window, open, maxOpen, probeTimeout   int64
+}
+
+func policyOf(c *Config) policy {
+	ms := func(d time.Duration) int64 { return max(1, int64((d+time.Millisecond-1)/time.Millisecond)) }
+	return policy{
+		failures: int64(min(c.Failures, 1<<50)), minCalls: int64(c.MinCalls), probes: int64(c.Probes),
+		successes: int64(c.Successes), rate: c.FailureRate, window: ms(c.Window), open: ms(c.OpenDuration),
+		maxOpen: ms(max(c.MaxOpenDuration, c.OpenDuration)), probeTimeout: ms(c.ProbeTimeout),
+	}
+}
+
+// The operations on the shared state.
+const (
+	opSync    = 's' // add outcomes, read the state
+	opAcquire = 'a' // take a half-open probe lease
+	opReport  = 'r' // report a probe's outcome
+)
+
+type request struct {
+	name   string
+	op     byte
+	pol    *policy
+	jitter float64 // in [0, 1): where the reopening's open duration falls within its range
+	gen    int64   // the generation the outcomes or the probe belong to; -1 unknown
+	// opSync: outcomes of gen (succ, fail, the failures after the last success), and outcomes
+	// to count in the totals only (late, lateFail).
+	succ, fail, tail, late, lateFail int64
+	// opReport: the lease and the outcome (0 success, 1 failure, 2 ignore).
+	slot, deadline, outcome int64
+}
+
+type reply struct {
+	gen      int64
+	state    State
+	wait     int64 // ms: until open ends, or until a busy probe lease expires
+	slot     int64 // a granted probe lease (1-based), 0 when none
+	deadline int64
+	counted  bool
+	err      error
+}
+
+// hub is the part of a store that talks to breakers: batching, announcements, health.
+type hub struct {
+	be       backend
+	logger   *slog.Logger
+	timeout  time.Duration
+	retry    time.Duration
+	every    time.Duration
+	batch    int64
+	epoch    time.Time
+	loopDone chan struct{}
+
+	mu     sync.Mutex
+	dirty  []*Breaker
+	spare  []*Breaker
+	byName map[string][]weak.Pointer[Breaker]
+	closed bool
+	kick   chan struct{}
+	stop   chan struct{}
+
+	downUntil atomic.Int64 // ns since epoch until which the store is not asked; 0 when up
+	probing   atomic.Bool
+
+	flushes, calls, errs, notes atomic.Uint64
+	closeOnce                  sync.Once
+	onClose                    func()
+}
+
+type hubConfig struct {
+	timeout, retry, every time.Duration
+	batch                 int
+	logger                *slog.Logger
+}
+
+func (c *hubConfig) check(pkg string) error {
+	if c.timeout < 0 || c.retry < 0 || c.every < 0 || c.batch < 0 {
+		return fmt.Errorf("%w: negative %s setting", ErrInvalidConfig, pkg)
+	}
+	if c.timeout == 0 {
+		c.timeout = 50 * time.Millisecond
+	}
+	if c.retry == 0 {
+		c.retry = 500 * time.Millisecond
+	}
+	if c.every == 0 {
+		c.every = 100 * time.Millisecond
+	}
+	if c.batch == 0 {
+		c.batch = 64
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return nil
+}
+
+func newHub(be backend, c hubConfig) *hub {
+	h := &hub{
+		be: be, logger: c.logger, timeout: c.timeout, retry: c.retry, every: c.every, batch: int64(c.batch),
+		epoch: time.Now(), byName: make(map[string][]weak.Pointer[Breaker]),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
+	}
+	go h.loop()
+	return h
+}
+
+func (h *hub) now() int64 { return int64(time.Since(h.epoch)) }
+
+var errStoreClosed = errors.New("breaker: store closed")
+
+// register makes b reachable by announcements for its name, until b is garbage.
+func (h *hub) register(b *Breaker) {
+	name := b.cfg.Name
+	h.mu.Lock()
+	h.byName[name] = append(h.byName[name], weak.Make(b))
+	h.mu.Unlock()
+	runtime.AddCleanup(b, h.prune, name)
+}
+
+// prune forgets the collected breakers of name.
+func (h *hub) prune(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := h.byName[name][:0]
+	for _, w := range h.byName[name] {
+		if w.Value() != nil {
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) == 0 {
+		delete(h.byName, name)
+	} else {
+		h.byName[name] = ws
+	}
+}
+
+// notify is an announcement that name changed state: its local breakers read the new state.
+func (h *hub) notify(name string) {
+	h.notes.Add(1)
+	h.mu.Lock()
+	for _, w := range h.byName[name] {
+		if b := w.Value(); b != nil && b.sh.dirty.CompareAndSwap(false, true) {
+			h.dirty = append(h.dirty, b)
+		}
+	}
+	h.mu.Unlock()
+	h.flushSoon()
+}
+
+// markDirty queues b for the next flush.
+func (h *hub) markDirty(b *Breaker) {
+	h.mu.Lock()
+	h.dirty = append(h.dirty, b)
+	h.mu.Unlock()
+}
+
+// flushSoon wakes the loop without waiting for the next tick.
+func (h *hub) flushSoon() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (h *hub) loop() {
+	defer close(h.loopDone)
+	t := time.NewTicker(h.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			h.flush() // what is pending is sent once more
+			return
+		case <-t.C:
+		case <-h.kick:
+		}
+		h.flush()
+	}
+}
+
+// up reports whether the store may be asked now: it is up, or its outage is old enough for one
+// probe.
+func (h *hub) up() bool {
+	until := h.downUntil.Load()
+	if until == 0 {
+		return true
+	}
+	return h.now() >= until && h.probing.CompareAndSwap(false, true)
+}
+
+// result records the health of the store after a round trip.
+func (h *hub) result(err error) {
+	if err == nil {
+		if h.downUntil.Load() != 0 {
+			h.downUntil.Store(0)
+			h.logger.Info("breaker: store answers again; breakers share their state")
+		}
+	} else {
+		h.errs.Add(1)
+		if h.downUntil.Swap(h.now()+int64(h.retry)) == 0 {
+			h.logger.Warn("breaker: store failed; breakers decide alone", "err", err)
+		}
+	}
+	h.probing.Store(false)
+}
+
+// flush sends the outcomes of every dirty breaker in one round trip and applies the replies.
+func (h *hub) flush() {
+	h.mu.Lock()
+	bs := h.dirty
+	h.dirty, h.spare = h.spare[:0], nil
+	h.mu.Unlock()
+	if len(bs) == 0 {
+		h.mu.Lock()
+		h.spare = bs
+		h.mu.Unlock()
+		return
+	}
+	reqs := make([]request, len(bs))
+	for i, b := range bs {
+		b.sh.dirty.Store(false)
+		reqs[i] = b.sh.take(b)
+	}
+	res := make([]reply, len(bs))
+	var err error
+	if h.up() {
+		h.flushes.Add(1)
+		err = h.be.run(context.Background(), reqs, res)
+		h.result(err)
+	} else {
+		err = errStoreDown
+		for i := range res {
+			res[i].err = err
+		}
+	}
+	for i, b := range bs {
+		if res[i].err != nil {
+			b.sh.giveBack(b, &reqs[i])
+			continue
+		}
+		b.adopt(res[i], false)
+	}
+	clear(bs)
+	h.mu.Lock()
+	h.spare = bs[:0]
+	h.mu.Unlock()
+}
+
+var errStoreDown = errors.New("breaker: store unavailable")
+
+// call runs one request (a probe lease or report) on the caller's goroutine.
+func (h *hub) call(ctx context.Context, req request) (reply, error) {
+	if !h.up() {
+		return reply{}, errStoreDown
+	}
+	h.calls.Add(1)
+	res := make([]reply, 1)
+	err := h.be.run(context.WithoutCancel(ctx), []request{req}, res)
+	h.result(err)
+	return res[0], err
+}
+
+func (h *hub) stats() StoreStats {
+	return StoreStats{
+		Flushes: h.flushes.Load(), Calls: h.calls.Load(), Errors: h.errs.Load(),
+		Notifications: h.notes.Load(), Down: h.downUntil.Load() != 0,
+	}
+}
+
+// close sends what is pending and stops the loop; breakers then decide alone.
+func (h *hub) close() {
+	h.closeOnce.Do(func() {
+		close(h.stop)
+		<-h.loopDone
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		h.downUntil.Store(1 << 62)
+		if h.onClose != nil {
+			h.onClose()
+		}
+	})
+}
+
+// sharing is a breaker's link to its store.
+type sharing struct {
+	h     *hub
+	pol   policy
+	gen   atomic.Int64 // the newest shared generation seen; -1 before the first reply
+	dirty atomic.Bool
+	// Outcomes not yet sent. Each is swapped out whole at a flush, so every outcome is sent
+	// exactly once; a success and a failure racing with a flush may go in different batches.
+	succ, fail, tail, late, lateFail atomic.Int64
+	pending                          atomic.Int64
+	acquiring                        atomic.Bool // a probe lease request is in flight
+}
+
+func newSharing(h *hub, c *Config) *sharing {
+	sh := &sharing{h: h, pol: policyOf(c)}
+	sh.gen.Store(-1)
+	return sh
+}
+
+// touch queues b for the next flush, once.
+func (sh *sharing) touch(b *Breaker) {
+	if !sh.dirty.Load() && sh.dirty.CompareAndSwap(false, true) {
+		sh.h.markDirty(b)
+	}
+}
+
+// add counts an outcome for the next flush; current says it belongs to the present generation.
+func (sh *sharing) add(b *Breaker, o Outcome, current bool) {
+	switch {
+	case !current:
+		sh.late.Add(1)
+		if o == Failure {
+			sh.lateFail.Add(1)
+		}
+	case o == Success:
+		sh.succ.Add(1)
+		if sh.tail.Load() != 0 {
+			sh.tail.Store(0)
+		}
+	default:
+		sh.fail.Add(1)
+		sh.tail.Add(1)
+	}
+	sh.touch(b)
+	if sh.pending.Add(1)%sh.h.batch == 0 {
+		sh.h.flushSoon()
+	}
+}
+
+// take empties the counters into a sync request.
+func (sh *sharing) take(b *Breaker) request {
+	sh.pending.Store(0)
+	return request{
+		name: b.cfg.Name, op: opSync, pol: &sh.pol, gen: sh.gen.Load(),
+		succ: sh.succ.Swap(0), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
+		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: rand.Float64(),
+	}
+}
+
+// giveBack keeps the outcomes of a failed flush for the next one, in the totals only.
+func (sh *sharing) giveBack(b *Breaker, r *request) {
+	if n := r.succ + r.fail + r.late; n > 0 {
+		sh.late.Add(n)
+		sh.lateFail.Add(r.fail + r.lateFail)
+		sh.touch(b)
+	}
+}
