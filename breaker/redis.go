@@ -89,6 +89,11 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	// Subscribe before any breaker can act, so that no announcement is missed once New returns;
 	// the subscription connects in the background and go-redis resubscribes after a reconnect.
 	s.sub = rdb.Subscribe(context.Background(), s.channel)
+	// Wait (at most Timeout) for Redis to confirm, so that announcements made after New returns
+	// reach this instance. Redis may be down: go-redis subscribes again when it reconnects.
+	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
+	_, _ = s.sub.Receive(ctx)
+	cancel()
 	s.h = newHub(s, hc)
 	s.h.onClose = func() {
 		_ = s.sub.Close()

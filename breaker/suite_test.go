@@ -1,0 +1,321 @@
+package breaker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// The shared-state contract, run on the memory store and on every Redis backend: breakers of
+// one name on different stores (instances) trip, probe and close together.
+
+const eventually = 3 * time.Second
+
+// fleet is n instances of one breaker sharing state through be.
+type fleet struct {
+	be     redistest.Backend
+	name   string
+	stores []Store
+	bs     []*Breaker
+}
+
+func newFleet(t *testing.T, be redistest.Backend, n int, cfg Config) *fleet {
+	t.Helper()
+	cfg.Name += ":" + t.Name() // subtests share a backend's prefix
+	f := &fleet{be: be, name: cfg.Name}
+	var mem *MemoryStore
+	for range n {
+		var st Store
+		switch {
+		case !be.IsRedis() && mem != nil:
+			st = mem
+		case !be.IsRedis():
+			s, err := NewMemoryStore(MemoryConfig{FlushInterval: 10 * time.Millisecond})
+			require.NoError(t, err)
+			mem, st = s, s
+			t.Cleanup(func() { _ = s.Close() })
+		default:
+			s, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: 10 * time.Millisecond, Timeout: time.Second})
+			require.NoError(t, err)
+			st = s
+			t.Cleanup(func() { _ = s.Close() })
+		}
+		f.stores = append(f.stores, st)
+		c := cfg
+		c.Store = st
+		f.bs = append(f.bs, newBreaker(t, c))
+	}
+	return f
+}
+
+// totals reads the outcomes and failures the shared state counted.
+func (f *fleet) totals(t *testing.T) (n, failed int64) {
+	t.Helper()
+	if m, ok := f.stores[0].(*MemoryStore); ok {
+		return m.totals(f.name)
+	}
+	v, err := f.be.Client.HMGet(context.Background(), rediskey.Key(f.be.Prefix, f.name, ""), "n", "nf").Result()
+	require.NoError(t, err)
+	num := func(x any) int64 {
+		if s, ok := x.(string); ok {
+			var i int64
+			for _, c := range s {
+				i = i*10 + int64(c-'0')
+			}
+			return i
+		}
+		return 0
+	}
+	return num(v[0]), num(v[1])
+}
+
+// flush sends every instance's pending outcomes now.
+func (f *fleet) flush() {
+	for _, s := range f.stores {
+		s.hub().flush()
+	}
+}
+
+func TestSharedSuite(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		t.Run("FailuresAddUpAcrossInstances", func(t *testing.T) {
+			f := newFleet(t, be, 2, Config{Name: "pay"})
+			a, b := f.bs[0], f.bs[1]
+			for range 3 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			f.flush()
+			for range 2 {
+				require.ErrorIs(t, call(b, errDown), errDown)
+			}
+			assert.Equal(t, StateClosed, b.State(), "two failures of its own do not open b")
+			f.flush()
+			require.Eventually(t, func() bool {
+				return a.State() == StateOpen && b.State() == StateOpen
+			}, eventually, time.Millisecond, "five failures among the instances open them all")
+			require.ErrorIs(t, call(a, nil), ErrOpen)
+			n, failed := f.totals(t)
+			assert.Equal(t, int64(5), n)
+			assert.Equal(t, int64(5), failed)
+		})
+		t.Run("SuccessElsewhereResetsTheCount", func(t *testing.T) {
+			f := newFleet(t, be, 2, Config{Name: "pay"})
+			a, b := f.bs[0], f.bs[1]
+			for range 4 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			f.flush()
+			require.NoError(t, call(b, nil))
+			f.flush()
+			for range 4 {
+				require.ErrorIs(t, call(b, errDown), errDown)
+			}
+			f.flush()
+			assert.Equal(t, StateClosed, a.State())
+			assert.Equal(t, StateClosed, b.State())
+		})
+		t.Run("LocalTripReachesTheOthers", func(t *testing.T) {
+			f := newFleet(t, be, 3, Config{Name: "pay", OpenDuration: time.Minute})
+			for range 5 {
+				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
+			}
+			assert.Equal(t, StateOpen, f.bs[0].State(), "an instance opens on its own failures at once")
+			require.Eventually(t, func() bool {
+				return f.bs[1].State() == StateOpen && f.bs[2].State() == StateOpen
+			}, eventually, time.Millisecond)
+			var oe *OpenError
+			err := call(f.bs[2], nil)
+			require.ErrorAs(t, err, &oe)
+			assert.InDelta(t, time.Minute.Seconds(), oe.RetryAfter().Seconds(), 5)
+		})
+		t.Run("ExactlyNProbesAcrossInstances", func(t *testing.T) {
+			cfg := Config{Name: "pay", OpenDuration: 100 * time.Millisecond, Probes: 2, ProbeTimeout: time.Minute}
+			f := newFleet(t, be, 4, cfg)
+			for range 5 {
+				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
+			}
+			require.Eventually(t, func() bool {
+				for _, b := range f.bs {
+					if b.State() == StateClosed {
+						return false
+					}
+				}
+				return true
+			}, eventually, time.Millisecond)
+			time.Sleep(150 * time.Millisecond)
+			var mu sync.Mutex
+			var probes []Token
+			var wg sync.WaitGroup
+			for _, b := range f.bs {
+				for range 8 {
+					wg.Go(func() {
+						for range 20 {
+							if tok, err := b.Allow(context.Background()); err == nil {
+								mu.Lock()
+								probes = append(probes, tok)
+								mu.Unlock()
+							}
+							time.Sleep(time.Millisecond)
+						}
+					})
+				}
+			}
+			wg.Wait()
+			require.Len(t, probes, 2, "exactly Probes probes at a time, whatever the instances")
+			for _, p := range probes {
+				assert.True(t, p.Done(nil), "a probe's outcome counts")
+			}
+			require.Eventually(t, func() bool {
+				for _, b := range f.bs {
+					if b.State() != StateClosed {
+						return false
+					}
+				}
+				return true
+			}, eventually, time.Millisecond, "two successful probes close every instance")
+			for _, b := range f.bs {
+				require.NoError(t, call(b, nil))
+			}
+		})
+		t.Run("FailedProbeReopensEverywhere", func(t *testing.T) {
+			cfg := Config{Name: "pay", OpenDuration: 300 * time.Millisecond}
+			f := newFleet(t, be, 2, cfg)
+			for range 5 {
+				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
+			}
+			require.Eventually(t, func() bool { return f.bs[1].State() != StateClosed }, eventually, time.Millisecond)
+			time.Sleep(350 * time.Millisecond)
+			tok, err := f.bs[1].Allow(context.Background())
+			require.NoError(t, err, "b probes")
+			_, err = f.bs[0].Allow(context.Background())
+			require.ErrorIs(t, err, ErrOpen, "while b's probe runs, a waits")
+			assert.True(t, tok.Done(errDown))
+			assert.Equal(t, StateOpen, f.bs[1].State())
+			require.Eventually(t, func() bool {
+				return f.bs[0].sh.gen.Load() == f.bs[1].sh.gen.Load() && f.bs[0].State() == StateOpen
+			}, eventually, time.Millisecond, "a learns the reopening")
+		})
+		t.Run("HungProbeLeaseExpires", func(t *testing.T) {
+			cfg := Config{Name: "pay", OpenDuration: 50 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond}
+			f := newFleet(t, be, 2, cfg)
+			for range 5 {
+				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
+			}
+			require.Eventually(t, func() bool { return f.bs[1].State() != StateClosed }, eventually, time.Millisecond)
+			time.Sleep(80 * time.Millisecond)
+			hung, err := f.bs[0].Allow(context.Background())
+			require.NoError(t, err)
+			var probe Token
+			require.Eventually(t, func() bool {
+				probe, err = f.bs[1].Allow(context.Background())
+				return err == nil
+			}, eventually, 5*time.Millisecond, "the hung probe's lease ends and b may probe")
+			assert.True(t, probe.Done(nil))
+			assert.False(t, hung.Done(nil), "the hung probe reports after its generation ended")
+			require.Eventually(t, func() bool { return f.bs[0].State() == StateClosed }, eventually, time.Millisecond)
+		})
+		t.Run("LateOutcomesCountInTotalsOnly", func(t *testing.T) {
+			f := newFleet(t, be, 2, Config{Name: "pay", Failures: 2})
+			a, b := f.bs[0], f.bs[1]
+			late, err := b.Allow(context.Background())
+			require.NoError(t, err)
+			for range 2 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			require.Eventually(t, func() bool { return b.State() == StateOpen }, eventually, time.Millisecond)
+			assert.False(t, late.Done(errDown), "an outcome from before the trip does not count")
+			f.flush()
+			n, failed := f.totals(t)
+			assert.Equal(t, int64(3), n)
+			assert.Equal(t, int64(3), failed)
+		})
+		t.Run("CancellationIsNotShared", func(t *testing.T) {
+			f := newFleet(t, be, 1, Config{Name: "pay", Failures: 1})
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			for range 5 {
+				require.ErrorIs(t, f.bs[0].Do(ctx, func(ctx context.Context) error { return ctx.Err() }), context.Canceled)
+			}
+			f.flush()
+			n, _ := f.totals(t)
+			assert.Zero(t, n)
+			assert.Equal(t, StateClosed, f.bs[0].State())
+		})
+		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
+			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
+			f := newFleet(t, be, 2, cfg)
+			for i := range 10 {
+				b := f.bs[i%2]
+				err := errDown
+				if i%4 == 0 {
+					err = nil
+				}
+				_ = call(b, err)
+				assert.Equal(t, StateClosed, b.State(), "five calls of its own are below MinCalls")
+			}
+			f.flush()
+			require.Eventually(t, func() bool {
+				return f.bs[0].State() == StateOpen && f.bs[1].State() == StateOpen
+			}, eventually, time.Millisecond, "7 failures of 10 calls among the instances")
+		})
+	})
+}
+
+func TestSharedKeyHasTTL(t *testing.T) {
+	for _, k := range redistest.Kinds()[1:] {
+		t.Run(string(k), func(t *testing.T) {
+			be := redistest.Open(t, k)
+			f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 2 * time.Second, Window: time.Second})
+			for range 5 {
+				_ = call(f.bs[0], errDown)
+			}
+			f.flush()
+			ttl, err := be.Client.PTTL(context.Background(), rediskey.Key(be.Prefix, f.name, "")).Result()
+			require.NoError(t, err)
+			assert.Greater(t, ttl, 2*time.Second, "the key outlives the open period")
+			assert.LessOrEqual(t, ttl, 4*time.Second, "but not by more than the longest setting")
+		})
+	}
+}
+
+func TestSharedStoreDownDecidesAlone(t *testing.T) {
+	be := redistest.Open(t, redistest.Miniredis)
+	var opened atomic.Int32
+	f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 100 * time.Millisecond, Hooks: Hooks{
+		OnStateChange: func(_ string, _, to State, _ Stats) {
+			if to == StateOpen {
+				opened.Add(1)
+			}
+		},
+	}})
+	b := f.bs[0]
+	require.NoError(t, call(b, nil))
+	f.flush()
+	be.Mini.SetError("LOADING Redis is loading the dataset in memory")
+	for range 5 {
+		require.ErrorIs(t, call(b, errDown), errDown, "no call fails because of the store")
+	}
+	assert.Equal(t, StateOpen, b.State(), "the instance trips on its own")
+	f.flush()
+	require.Eventually(t, func() bool { return f.stores[0].(*RedisStore).Stats().Down }, eventually, time.Millisecond)
+	time.Sleep(120 * time.Millisecond)
+	require.NoError(t, call(b, nil), "the instance probes alone while the store is down")
+	assert.Equal(t, StateClosed, b.State())
+
+	be.Mini.SetError("")
+	time.Sleep(600 * time.Millisecond) // RetryInterval
+	require.NoError(t, call(b, nil))
+	f.flush()
+	assert.False(t, f.stores[0].(*RedisStore).Stats().Down, "the store is used again")
+	n, failed := f.totals(t)
+	assert.Equal(t, int64(8), n, "outcomes of the outage reach the totals once the store is back")
+	assert.Equal(t, int64(5), failed)
+}
