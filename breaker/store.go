@@ -117,8 +117,8 @@ type hub struct {
 	probing   atomic.Bool
 
 	flushes, calls, errs, notes atomic.Uint64
-	closeOnce                  sync.Once
-	onClose                    func()
+	closeOnce                   sync.Once
+	onClose                     func()
 }
 
 type hubConfig struct {
