@@ -3,9 +3,6 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,52 +11,16 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
-
-// redisServer runs a private redis-server on a free loopback port.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedisServer(t *testing.T, port int) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed; .ci/run installs it")
-	}
-	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		port = ln.Addr().(*net.TCPAddr).Port
-		require.NoError(t, ln.Close())
-	}
-	s := &redisServer{t: t, port: port}
-	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	require.NoError(t, s.cmd.Start())
-	t.Cleanup(s.stop)
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
-	defer c.Close()
-	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, 5*time.Second, 10*time.Millisecond)
-	return s
-}
-
-func (s *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
-
-func (s *redisServer) stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
 
 // TestRedisServerOutage stops a real redis-server under load and starts it again: decisions
 // follow each limiter's failure policy, none waits much longer than the store's timeout, and the
 // store is used again within about a second of the server's return.
 func TestRedisServerOutage(t *testing.T) {
-	srv := startRedisServer(t, 0)
-	c := redis.NewClient(&redis.Options{Addr: srv.addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	srv := redistest.StartServer(t, 0)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer c.Close()
 	store, err := NewRedisStore(c, RedisConfig{Timeout: 50 * time.Millisecond})
 	require.NoError(t, err)
@@ -110,7 +71,7 @@ func TestRedisServerOutage(t *testing.T) {
 
 	slowest.Store(0)
 	phase.Store(1)
-	srv.stop()
+	srv.Stop()
 	time.Sleep(time.Second)
 	assert.Positive(t, grantedDown.Load(), "global falls back to the local limiter")
 	assert.Positive(t, closedDown.Load(), "login fails closed")
@@ -118,7 +79,7 @@ func TestRedisServerOutage(t *testing.T) {
 	assert.Less(t, time.Duration(slowest.Load()), 400*time.Millisecond,
 		"no decision waits much longer than the 50 ms timeout (two limiters per iteration, race detector on)")
 
-	back := startRedisServer(t, srv.port)
+	back := redistest.StartServer(t, srv.Port())
 	_ = back
 	phase.Store(2)
 	returned := time.Now()

@@ -12,33 +12,33 @@ import (
 const incr = `return redis.call('INCRBY', KEYS[1], ARGV[1])`
 
 func TestRunLoadsScriptAndPipelines(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
-		if !b.IsRedis() {
-			t.Skip("Redis only")
-		}
-		ctx := context.Background()
-		s := New(incr + " -- " + b.Prefix) // a script this server has never seen: NOSCRIPT first
-		calls := []*Call{
-			{Args: []any{1, b.Prefix + "{a}", 2}},
-			{Args: []any{1, b.Prefix + "{b}", 3}},
-		}
-		if err := s.Run(ctx, b.Client, calls); err != nil {
-			t.Fatal(err)
-		}
-		for i, want := range []int64{2, 3} {
-			if got, err := calls[i].Cmd.Int64(); err != nil || got != want {
-				t.Fatalf("call %d: %d, %v; want %d", i, got, err, want)
+	for _, k := range redistest.Kinds()[1:] { // every Redis; Kinds()[0] is memory
+		t.Run(string(k), func(t *testing.T) {
+			b := redistest.Open(t, k)
+			ctx := context.Background()
+			s := New(incr + " -- " + b.Prefix) // a script this server has never seen: NOSCRIPT first
+			calls := []*Call{
+				{Args: []any{1, b.Prefix + "{a}", 2}},
+				{Args: []any{1, b.Prefix + "{b}", 3}},
 			}
-		}
-		// Loaded now: one more run adds once (a NOSCRIPT resend must never run a script twice).
-		one := []*Call{{Args: []any{1, b.Prefix + "{a}", 2}}}
-		if err := s.Run(ctx, b.Client, one); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := b.Client.Get(ctx, b.Prefix+"{a}").Int64(); got != 4 {
-			t.Fatalf("a = %d, want 4", got)
-		}
-	})
+			if err := s.Run(ctx, b.Client, calls); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []int64{2, 3} {
+				if got, err := calls[i].Cmd.Int64(); err != nil || got != want {
+					t.Fatalf("call %d: %d, %v; want %d", i, got, err, want)
+				}
+			}
+			// Loaded now: one more run adds once (a NOSCRIPT resend must never run a script twice).
+			one := []*Call{{Args: []any{1, b.Prefix + "{a}", 2}}}
+			if err := s.Run(ctx, b.Client, one); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := b.Client.Get(ctx, b.Prefix+"{a}").Int64(); got != 4 {
+				t.Fatalf("a = %d, want 4", got)
+			}
+		})
+	}
 }
 
 func TestRunReportsPartialFailure(t *testing.T) {
