@@ -69,7 +69,7 @@ type sharedEntry struct {
 	expires            int64
 }
 
-func (s *MemoryStore) run(_ context.Context, reqs []request, res []reply) error {
+func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, res []reply) error {
 	now := time.Now().UnixMilli()
 	var changed []string
 	s.mu.Lock()

@@ -58,7 +58,6 @@ type RedisStore struct {
 	rdb         redis.UniversalClient
 	prefix      string
 	channel     string
-	timeout     time.Duration
 	ctxTimeouts bool
 	sub         *redis.PubSub
 	subDone     chan struct{}
@@ -83,7 +82,7 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		return nil, err
 	}
 	s := &RedisStore{
-		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + "changes", timeout: hc.timeout,
+		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + "changes",
 		ctxTimeouts: redisscript.ContextTimeouts(rdb), subDone: make(chan struct{}),
 	}
 	// Subscribe before any breaker can act, so that no announcement is missed once New returns;
@@ -130,12 +129,12 @@ func (s *RedisStore) listen() {
 
 func (s *RedisStore) key(name string) string { return rediskey.Key(s.prefix, name, "") }
 
-func (s *RedisStore) run(ctx context.Context, reqs []request, res []reply) error {
+func (s *RedisStore) run(ctx context.Context, timeout time.Duration, reqs []request, res []reply) error {
 	calls := make([]*redisscript.Call, len(reqs))
 	for i := range reqs {
 		calls[i] = &redisscript.Call{Args: s.args(&reqs[i])}
 	}
-	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
+	err := redisscript.Bound(ctx, timeout, s.ctxTimeouts, func(ctx context.Context) error {
 		return sharedScript.Run(ctx, s.rdb, calls)
 	})
 	var partial *redisscript.PartialError

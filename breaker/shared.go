@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 )
 
@@ -50,7 +51,7 @@ func (b *Breaker) reportShared(t Token, o Outcome) bool {
 	}
 	r, err := sh.h.call(t.ctx, request{
 		name: b.cfg.Name, op: opReport, pol: &sh.pol, gen: t.sgen,
-		slot: int64(-t.lease), deadline: t.until, outcome: code,
+		slot: int64(-t.lease), deadline: t.until, outcome: code, jitter: rand.Float64(),
 	})
 	if err == nil {
 		b.adopt(r, true)

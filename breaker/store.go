@@ -42,10 +42,10 @@ type StoreStats struct {
 	Down          bool   // the store failed recently; breakers are deciding alone
 }
 
-// backend runs requests against the shared state: one round trip for all of them where it can.
-// It sets res[i].err for a request that failed and returns the first error.
+// backend runs requests against the shared state: one round trip for all of them where it can,
+// bounded by timeout. It sets res[i].err for a request that failed and returns the first error.
 type backend interface {
-	run(ctx context.Context, reqs []request, res []reply) error
+	run(ctx context.Context, timeout time.Duration, reqs []request, res []reply) error
 }
 
 // policy is what the shared state machine needs of a Config, in milliseconds.
@@ -107,7 +107,6 @@ type hub struct {
 
 	mu     sync.Mutex
 	dirty  []*Breaker
-	spare  []*Breaker
 	byName map[string][]weak.Pointer[Breaker]
 	closed bool
 	kick   chan struct{}
@@ -205,7 +204,9 @@ func (h *hub) notify(name string) {
 // markDirty queues b for the next flush.
 func (h *hub) markDirty(b *Breaker) {
 	h.mu.Lock()
-	h.dirty = append(h.dirty, b)
+	if !h.closed { // a closed store flushes no more: let b decide alone
+		h.dirty = append(h.dirty, b)
+	}
 	h.mu.Unlock()
 }
 
@@ -263,12 +264,9 @@ func (h *hub) result(err error) {
 func (h *hub) flush() {
 	h.mu.Lock()
 	bs := h.dirty
-	h.dirty, h.spare = h.spare[:0], nil
+	h.dirty = nil
 	h.mu.Unlock()
 	if len(bs) == 0 {
-		h.mu.Lock()
-		h.spare = bs
-		h.mu.Unlock()
 		return
 	}
 	reqs := make([]request, len(bs))
@@ -280,7 +278,9 @@ func (h *hub) flush() {
 	var err error
 	if h.up() {
 		h.flushes.Add(1)
-		err = h.be.run(context.Background(), reqs, res)
+		// No caller waits for a flush: it gets more time than a call, so that a busy CPU does
+		// not pass for a Redis outage.
+		err = h.be.run(context.Background(), max(10*h.timeout, h.every), reqs, res)
 		h.result(err)
 	} else {
 		err = errStoreDown
@@ -295,10 +295,6 @@ func (h *hub) flush() {
 		}
 		b.adopt(res[i], false)
 	}
-	clear(bs)
-	h.mu.Lock()
-	h.spare = bs[:0]
-	h.mu.Unlock()
 }
 
 var errStoreDown = errors.New("breaker: store unavailable")
@@ -310,7 +306,7 @@ func (h *hub) call(ctx context.Context, req request) (reply, error) {
 	}
 	h.calls.Add(1)
 	res := make([]reply, 1)
-	err := h.be.run(context.WithoutCancel(ctx), []request{req}, res)
+	err := h.be.run(context.WithoutCancel(ctx), h.timeout, []request{req}, res)
 	h.result(err)
 	return res[0], err
 }
@@ -325,11 +321,11 @@ func (h *hub) stats() StoreStats {
 // close sends what is pending and stops the loop; breakers then decide alone.
 func (h *hub) close() {
 	h.closeOnce.Do(func() {
-		close(h.stop)
-		<-h.loopDone
 		h.mu.Lock()
 		h.closed = true
 		h.mu.Unlock()
+		close(h.stop)
+		<-h.loopDone
 		h.downUntil.Store(1 << 62)
 		if h.onClose != nil {
 			h.onClose()
@@ -339,15 +335,18 @@ func (h *hub) close() {
 
 // sharing is a breaker's link to its store.
 type sharing struct {
-	h     *hub
-	pol   policy
-	gen   atomic.Int64 // the newest shared generation seen; -1 before the first reply
-	dirty atomic.Bool
+	h         *hub
+	pol       policy
+	gen       atomic.Int64 // the newest shared generation seen; -1 before the first reply
+	dirty     atomic.Bool  // queued for the next flush; read by every call
+	acquiring atomic.Bool  // a probe lease request is in flight
+	_         [64]byte
 	// Outcomes not yet sent. Each is swapped out whole at a flush, so every outcome is sent
 	// exactly once; a success and a failure racing with a flush may go in different batches.
-	succ, fail, tail, late, lateFail atomic.Int64
-	pending                          atomic.Int64
-	acquiring                        atomic.Bool // a probe lease request is in flight
+	// Successes, the common case, have a cache line of their own.
+	succ                       atomic.Int64
+	_                          [56]byte
+	fail, tail, late, lateFail atomic.Int64
 }
 
 func newSharing(h *hub, c *Config) *sharing {
@@ -372,23 +371,24 @@ func (sh *sharing) add(b *Breaker, o Outcome, current bool) {
 			sh.lateFail.Add(1)
 		}
 	case o == Success:
-		sh.succ.Add(1)
+		n := sh.succ.Add(1)
 		if sh.tail.Load() != 0 {
 			sh.tail.Store(0)
 		}
+		if n%sh.h.batch == 0 {
+			sh.h.flushSoon()
+		}
 	default:
-		sh.fail.Add(1)
+		if sh.fail.Add(1)%sh.h.batch == 0 {
+			sh.h.flushSoon()
+		}
 		sh.tail.Add(1)
 	}
 	sh.touch(b)
-	if sh.pending.Add(1)%sh.h.batch == 0 {
-		sh.h.flushSoon()
-	}
 }
 
 // take empties the counters into a sync request.
 func (sh *sharing) take(b *Breaker) request {
-	sh.pending.Store(0)
 	return request{
 		name: b.cfg.Name, op: opSync, pol: &sh.pol, gen: sh.gen.Load(),
 		succ: sh.succ.Swap(0), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),

@@ -1,0 +1,228 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// Instances of a service, each with its own Redis client, sharing breakers through one Redis:
+// the real server when OUTGROW_REDIS_URL is set, else a miniredis.
+
+type instance struct {
+	rdb   *redis.Client
+	store *RedisStore
+}
+
+func instances(t *testing.T, n int, cfg RedisConfig) ([]*instance, redistest.Backend) {
+	t.Helper()
+	kind := redistest.Miniredis
+	if os.Getenv(redistest.EnvURL) != "" {
+		kind = redistest.Redis
+	}
+	be := redistest.Open(t, kind)
+	opt := be.Client.(*redis.Client).Options()
+	cfg.Prefix = be.Prefix
+	var out []*instance
+	for range n {
+		o := *opt
+		rdb := redis.NewClient(&o)
+		s, err := NewRedisStore(rdb, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = rdb.Close()
+		})
+		out = append(out, &instance{rdb: rdb, store: s})
+	}
+	return out, be
+}
+
+func hashInt(t *testing.T, be redistest.Backend, name, field string) int64 {
+	t.Helper()
+	v, err := be.Client.HGet(context.Background(), rediskey.Key(be.Prefix, name, ""), field).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0
+	}
+	require.NoError(t, err)
+	return v
+}
+
+// TestDistributedExactness: four instances fail and succeed concurrently while their breakers
+// trip, probe and close; every outcome of every call made reaches the shared totals exactly once,
+// and at no moment do more than Probes probes run across the instances.
+func TestDistributedExactness(t *testing.T) {
+	const probes = 2
+	ins, be := instances(t, 4, RedisConfig{Timeout: 5 * time.Second}) // no timeout: a timed-out batch may be sent twice
+	cfg := Config{Name: "exact", OpenDuration: 20 * time.Millisecond, Probes: probes, Successes: probes, ProbeTimeout: time.Minute}
+	var made, failed, inProbe, maxProbe, probesRun atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i, in := range ins {
+		c := cfg
+		c.Store = in.store
+		b := newBreaker(t, c)
+		for g := range 4 {
+			wg.Go(func() {
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					tok, err := b.Allow(context.Background())
+					if err != nil {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					probe := tok.lease < 0
+					if probe {
+						now := inProbe.Add(1)
+						for m := maxProbe.Load(); now > m && !maxProbe.CompareAndSwap(m, now); m = maxProbe.Load() {
+						}
+						probesRun.Add(1)
+						time.Sleep(2 * time.Millisecond)
+						inProbe.Add(-1)
+					}
+					var outcome error
+					if (n/20+i+g)%2 == 0 { // bursts of 20 failures, then 20 successes
+						outcome = errDown
+						failed.Add(1)
+					}
+					made.Add(1)
+					tok.Done(outcome)
+				}
+			})
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for _, in := range ins {
+		require.NoError(t, in.store.Close()) // sends what is pending
+	}
+	assert.Equal(t, made.Load(), hashInt(t, be, cfg.Name, "n"), "every outcome counted once")
+	assert.Equal(t, failed.Load(), hashInt(t, be, cfg.Name, "nf"), "every failure counted once")
+	assert.LessOrEqual(t, maxProbe.Load(), int64(probes), "never more than Probes probes at once")
+	assert.Positive(t, probesRun.Load(), "the breakers went through half-open")
+	assert.Positive(t, hashInt(t, be, cfg.Name, "g"), "the shared breaker changed state")
+	t.Logf("%d calls, %d failures, %d probes, at most %d at once", made.Load(), failed.Load(), probesRun.Load(), maxProbe.Load())
+}
+
+// TestDistributedPropagation: once one instance trips, how long until the others refuse calls.
+func TestDistributedPropagation(t *testing.T) {
+	ins, _ := instances(t, 4, RedisConfig{})
+	var lat []time.Duration
+	for round := range 30 {
+		var bs []*Breaker
+		for _, in := range ins {
+			bs = append(bs, newBreaker(t, Config{Name: "prop" + string(rune('a'+round)), Failures: 1, OpenDuration: time.Minute, Store: in.store}))
+		}
+		start := time.Now()
+		require.ErrorIs(t, call(bs[0], errDown), errDown)
+		for _, b := range bs[1:] {
+			deadline := start.Add(2 * time.Second)
+			for b.State() != StateOpen {
+				require.True(t, time.Now().Before(deadline), "round %d: an instance never learned", round)
+				time.Sleep(20 * time.Microsecond)
+			}
+			lat = append(lat, time.Since(start))
+		}
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	t.Logf("propagation of OPEN to the other instances: p50 %v, p99 %v, max %v (%d samples)", p50, p99, lat[len(lat)-1], len(lat))
+	assert.Less(t, p99, 100*time.Millisecond, "well under the 100 ms flush interval, through announcements")
+}
+
+// TestRedisServerOutage stops a real redis-server while calls go on and starts it again: no call
+// fails because of Redis, none waits much longer than the store's timeout, breakers keep
+// tripping on their own, and the instances share state again after the restart.
+func TestRedisServerOutage(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	var ins []*instance
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		s, err := NewRedisStore(rdb, RedisConfig{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = rdb.Close()
+		})
+		ins = append(ins, &instance{rdb: rdb, store: s})
+	}
+	cfg := Config{Name: "outage", Failures: 3, OpenDuration: 50 * time.Millisecond}
+	a := newBreaker(t, Config{Name: cfg.Name, Failures: 3, OpenDuration: 50 * time.Millisecond, Store: ins[0].store})
+	b := newBreaker(t, Config{Name: cfg.Name, Failures: 3, OpenDuration: 50 * time.Millisecond, Store: ins[1].store})
+
+	var slowest atomic.Int64
+	var foreign atomic.Int64 // errors that are neither ours nor ErrOpen
+	stop := make(chan struct{})
+	var fail atomic.Bool
+	var wg sync.WaitGroup
+	for _, br := range []*Breaker{a, b} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				err := br.Do(context.Background(), func(context.Context) error {
+					if fail.Load() {
+						return errDown
+					}
+					return nil
+				})
+				d := int64(time.Since(start))
+				for old := slowest.Load(); d > old && !slowest.CompareAndSwap(old, d); old = slowest.Load() {
+				}
+				if err != nil && !errors.Is(err, errDown) && !errors.Is(err, ErrOpen) {
+					foreign.Add(1)
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	srv.Stop()
+	slowest.Store(0)
+	time.Sleep(300 * time.Millisecond)
+	assert.True(t, ins[0].store.Stats().Down, "the store noticed the outage")
+	fail.Store(true)
+	require.Eventually(t, func() bool { return a.State() != StateClosed }, time.Second, time.Millisecond,
+		"a trips on its own failures with Redis down")
+	fail.Store(false)
+	time.Sleep(200 * time.Millisecond)
+	assert.Less(t, time.Duration(slowest.Load()), 300*time.Millisecond,
+		"no call waits much longer than the 50 ms timeout (race detector on)")
+
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool {
+		return !ins[0].store.Stats().Down && !ins[1].store.Stats().Down
+	}, 3*time.Second, 10*time.Millisecond, "the instances use the store again")
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, foreign.Load(), "no call failed because of Redis")
+
+	// Shared again: three failures on a trip b.
+	require.Eventually(t, func() bool { return a.State() == StateClosed && b.State() == StateClosed }, 3*time.Second, time.Millisecond)
+	for range 3 {
+		_ = call(a, errDown)
+	}
+	require.Eventually(t, func() bool { return b.State() == StateOpen }, 3*time.Second, time.Millisecond)
+	t.Logf("slowest call during the outage %v", time.Duration(slowest.Load()))
+}
