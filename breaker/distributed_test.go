@@ -226,3 +226,29 @@ func TestRedisServerOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return b.State() == StateOpen }, 3*time.Second, time.Millisecond)
 	t.Logf("slowest call during the outage %v", time.Duration(slowest.Load()))
 }
+
+// TestDistributedWithoutAnnouncements: an instance whose subscription is gone still learns of
+// a trip at its next flush as long as it has calls, within about FlushInterval.
+func TestDistributedWithoutAnnouncements(t *testing.T) {
+	ins, _ := instances(t, 2, RedisConfig{FlushInterval: 50 * time.Millisecond})
+	require.NoError(t, ins[1].store.sub.Close()) // announcements no longer reach instance 1
+	a := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[0].store})
+	b := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[1].store})
+	require.NoError(t, call(b, nil))
+	notes := ins[1].store.Stats().Notifications
+
+	start := time.Now()
+	require.ErrorIs(t, call(a, errDown), errDown)
+	var admitted int
+	for b.State() != StateOpen {
+		require.Less(t, time.Since(start), 2*time.Second, "b never learned")
+		if call(b, nil) == nil {
+			admitted++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	learned := time.Since(start)
+	assert.Equal(t, notes, ins[1].store.Stats().Notifications, "b learned from its flush, not an announcement")
+	assert.Less(t, learned, time.Second, "within a few flush intervals")
+	t.Logf("without announcements b learned after %v, admitting %d calls meanwhile", learned, admitted)
+}

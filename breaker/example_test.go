@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/health"
@@ -76,4 +79,47 @@ func ExampleBreaker_Check() {
 	// Output:
 	// pass
 	// warn
+}
+
+// Two instances of a service share one breaker through a store: a MemoryStore here, a
+// RedisStore in production (NewRedisStore(rdb, breaker.RedisConfig{})). Failures on either
+// instance add up, and when one opens the breaker the other refuses calls too.
+func ExampleNewMemoryStore() {
+	store, _ := breaker.NewMemoryStore(breaker.MemoryConfig{})
+	defer store.Close()
+	a, _ := breaker.New(breaker.Config{Name: "payments", Store: store})
+	b, _ := breaker.New(breaker.Config{Name: "payments", Store: store})
+
+	down := func(context.Context) error { return errors.New("payments down") }
+	ctx := context.Background()
+	for range 5 {
+		_ = a.Do(ctx, down)
+	}
+	fmt.Println("a:", a.State())
+	for deadline := time.Now().Add(time.Second); b.State() != breaker.StateOpen && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // the announcement reaches b within a flush
+	}
+	fmt.Println("b:", b.State())
+	err := b.Do(ctx, func(context.Context) error { return nil })
+	fmt.Println(errors.Is(err, breaker.ErrOpen))
+	// Output:
+	// a: open
+	// b: open
+	// true
+}
+
+// In production every instance creates one RedisStore on its Redis client and passes it to the
+// breakers it wants shared.
+func ExampleNewRedisStore() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	store, err := breaker.NewRedisStore(rdb, breaker.RedisConfig{Prefix: "myapp:breaker:"})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close() // sends the outcomes still waiting
+
+	payments, _ := breaker.New(breaker.Config{Name: "payments", Store: store})
+	client := &http.Client{Transport: payments.Transport(nil)}
+	_ = client
 }
