@@ -39,7 +39,8 @@
 //
 // [Breaker.Transport] wraps an http.RoundTripper for clients: transport errors, 5xx, 408 and 429
 // fail, other 4xx succeed (so no client can open the breaker for everyone with bad requests),
-// and a 429 or 503 with Retry-After opens the breaker for that long, bounded.
+// and a 429 or 503 with Retry-After opens the breaker for that long, bounded by the longer of
+// OpenDuration and MaxOpenDuration (on every instance, with a Store).
 // [Breaker.Middleware] protects a handler: 5xx and panics fail, and while open it answers 503
 // with Retry-After and {"error":"Service temporarily unavailable."}.
 //

@@ -100,6 +100,9 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 func (b *Breaker) openFor(w uint64, d time.Duration) {
 	bound := max(b.cfg.OpenDuration, b.cfg.MaxOpenDuration)
 	d = min(d, bound)
+	if b.sh != nil {
+		b.sh.holdFor(b, d)
+	}
 	b.mu.Lock()
 	cur := b.word.Load()
 	until := b.now() + int64(d)

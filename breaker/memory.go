@@ -186,6 +186,11 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 				trip(false)
 			}
 		}
+		if q.hold > 0 && (e.s != int64(StateOpen) || e.u < now+q.hold) {
+			e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+q.hold, 0
+			clearProbes()
+			changed = true
+		}
 	case opAcquire:
 		if e.s == int64(StateOpen) && now >= e.u {
 			e.g, e.s = e.g+1, int64(StateHalfOpen)

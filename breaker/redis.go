@@ -166,7 +166,7 @@ func (s *RedisStore) args(q *request) []any {
 	}
 	switch q.op {
 	case opSync:
-		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail)
+		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold)
 	case opReport:
 		args = append(args, q.slot, q.deadline, q.outcome)
 	}

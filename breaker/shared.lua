@@ -3,7 +3,7 @@
 --
 -- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe), channel, name,
 --   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter,
---   then for "s": gen, succ, fail, tail, late, latefail
+--   then for "s": gen, succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After)
 --          for "r": gen, slot, deadline, outcome (0 success, 1 failure, 2 ignore)
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
 local k = KEYS[1]
@@ -77,6 +77,13 @@ if op == 's' then
       if calls >= minc and failed >= rate * calls then tripped = true end
     end
     if tripped then trip(false) end
+  end
+  local hold = tonumber(ARGV[20])
+  if hold > 0 and (s ~= 1 or u < now + hold) then
+    -- The dependency asked for a pause (Retry-After): open for that long, whatever the state.
+    g, s, u, cf = g + 1, 1, now + hold, 0
+    clearprobes()
+    changed = true
   end
 elseif op == 'a' then
   if s == 1 and now >= u then

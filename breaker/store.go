@@ -80,6 +80,7 @@ type request struct {
 	// opSync: outcomes of gen (succ, fail, the failures after the last success), and outcomes
 	// to count in the totals only (late, lateFail).
 	succ, fail, tail, late, lateFail int64
+	hold                             int64 // ms the dependency asked to be left alone (Retry-After)
 	// opReport: the lease and the outcome (0 success, 1 failure, 2 ignore).
 	slot, deadline, outcome int64
 }
@@ -347,6 +348,7 @@ type sharing struct {
 	succ                       atomic.Int64
 	_                          [56]byte
 	fail, tail, late, lateFail atomic.Int64
+	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
 }
 
 func newSharing(h *hub, c *Config) *sharing {
@@ -393,7 +395,17 @@ func (sh *sharing) take(b *Breaker) request {
 		name: b.cfg.Name, op: opSync, pol: &sh.pol, gen: sh.gen.Load(),
 		succ: sh.succ.Swap(0), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
 		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: rand.Float64(),
+		hold: sh.hold.Swap(0),
 	}
+}
+
+// holdFor asks every instance to stay open for d (a Retry-After), at the next flush, now.
+func (sh *sharing) holdFor(b *Breaker, d time.Duration) {
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	for old := sh.hold.Load(); ms > old && !sh.hold.CompareAndSwap(old, ms); old = sh.hold.Load() {
+	}
+	sh.touch(b)
+	sh.h.flushSoon()
 }
 
 // giveBack keeps the outcomes of a failed flush for the next one, in the totals only.

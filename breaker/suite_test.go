@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -248,6 +249,17 @@ func TestSharedSuite(t *testing.T) {
 			n, _ := f.totals(t)
 			assert.Zero(t, n)
 			assert.Equal(t, StateClosed, f.bs[0].State())
+		})
+		t.Run("RetryAfterHoldsEveryInstance", func(t *testing.T) {
+			f := newFleet(t, be, 2, Config{Name: "pay"})
+			resp, err := get(t, f.bs[0].Transport(respond(http.StatusServiceUnavailable, "Retry-After", "20")))
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Eventually(t, func() bool { return f.bs[1].State() == StateOpen }, eventually, time.Millisecond,
+				"the downstream's Retry-After pauses every instance")
+			var oe *OpenError
+			require.ErrorAs(t, call(f.bs[1], nil), &oe)
+			assert.InDelta(t, 20, oe.RetryAfter().Seconds(), 2)
 		})
 		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
 			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
