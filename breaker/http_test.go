@@ -145,3 +145,26 @@ func TestMiddleware(t *testing.T) {
 		assert.Equal(t, StateClosed, b.State(), "4xx from the handler are not failures")
 	})
 }
+
+// FuzzParseRetryAfter: any header value parses to a positive wait of at most a year, or to none.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "120", "-5", "99999999999999999999", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", " 5"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := parseRetryAfter(v, now)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("%q: not ok but %v", v, d)
+			}
+			return
+		}
+		if d <= 0 {
+			t.Fatalf("%q: wait %v", v, d)
+		}
+		if _, err := http.ParseTime(v); err != nil && d > 365*24*time.Hour {
+			t.Fatalf("%q: seconds beyond a year: %v", v, d)
+		}
+	})
+}

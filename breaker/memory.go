@@ -26,8 +26,9 @@ type MemoryConfig struct {
 // A MemoryStore must be created with [NewMemoryStore]; it is safe for concurrent use. It runs one
 // goroutine, stopped by Close.
 type MemoryStore struct {
-	h  *hub
-	mu sync.Mutex
+	h     *hub
+	clock func() time.Time // time.Now; tests move it
+	mu    sync.Mutex
 	m  map[string]*sharedEntry
 	n  int // operations since the last sweep
 }
@@ -38,7 +39,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if err := hc.check("MemoryConfig"); err != nil {
 		return nil, err
 	}
-	s := &MemoryStore{m: make(map[string]*sharedEntry)}
+	s := &MemoryStore{m: make(map[string]*sharedEntry), clock: time.Now}
 	s.h = newHub(s, hc)
 	return s, nil
 }
@@ -70,7 +71,7 @@ type sharedEntry struct {
 }
 
 func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, res []reply) error {
-	now := time.Now().UnixMilli()
+	now := s.clock().UnixMilli()
 	var changed []string
 	s.mu.Lock()
 	s.n++
@@ -106,7 +107,7 @@ func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, re
 func (s *MemoryStore) totals(name string) (n, failed int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.m[name]; e != nil {
+	if e := s.m[name]; e != nil && s.clock().UnixMilli() < e.expires {
 		return e.n, e.nf
 	}
 	return 0, 0

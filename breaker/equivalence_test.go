@@ -1,0 +1,105 @@
+package breaker
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzScriptMatchesMemory runs one random sequence of operations (outcome batches of the
+// current, an older or an unknown generation, probe leases and reports, Retry-After holds,
+// time jumps past leases, open periods and TTLs) against shared.lua on miniredis and against the
+// MemoryStore, on the same clock, and requires the same reply at every step: the two stores
+// share one state machine.
+func FuzzScriptMatchesMemory(f *testing.F) {
+	for seed := range uint64(8) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		mini := miniredis.NewMiniRedis()
+		require.NoError(t, mini.Start())
+		defer mini.Close()
+		rdb := redis.NewClient(&redis.Options{Addr: mini.Addr()})
+		defer rdb.Close()
+		rs := &RedisStore{rdb: rdb, prefix: "eq:", channel: "eq:changes"}
+
+		now := time.UnixMilli(1_800_000_000_000)
+		mini.SetTime(now)
+		ms := &MemoryStore{m: make(map[string]*sharedEntry), clock: func() time.Time { return now }, h: &hub{}}
+
+		pol := policy{
+			failures: 1 + rng.Int64N(5), minCalls: 1 + rng.Int64N(10), probes: 1 + rng.Int64N(3),
+			successes: 1 + rng.Int64N(3), window: 100 + rng.Int64N(2000), open: 50 + rng.Int64N(500),
+			probeTimeout: 20 + rng.Int64N(500),
+		}
+		pol.maxOpen = pol.open + rng.Int64N(4)*pol.open
+		if rng.IntN(2) == 0 {
+			pol.rate = float64(1+rng.IntN(9)) / 10
+		}
+		var gen int64 = -1
+		var lease reply
+		for step := range 60 {
+			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6}
+			switch rng.IntN(10) {
+			case 0, 1, 2, 3, 4:
+				q.op = opSync
+				q.gen = gen
+				if rng.IntN(5) == 0 {
+					q.gen = gen - 1 - rng.Int64N(2)
+				}
+				q.succ, q.fail = rng.Int64N(4), rng.Int64N(6)
+				q.tail = q.fail
+				if q.succ > 0 {
+					q.tail = rng.Int64N(q.fail + 1)
+				}
+				q.late, q.lateFail = rng.Int64N(2), 0
+				if rng.IntN(12) == 0 {
+					q.hold = 1 + rng.Int64N(1000)
+				}
+			case 5, 6:
+				q.op = opAcquire
+				q.gen = gen
+			default:
+				q.op = opReport
+				q.gen, q.slot, q.deadline = lease.gen, lease.slot, lease.deadline
+				if q.slot == 0 || rng.IntN(4) == 0 {
+					q.slot, q.deadline = 1+rng.Int64N(pol.probes), rng.Int64N(3)
+				}
+				q.outcome = rng.Int64N(3)
+			}
+			want := make([]reply, 1)
+			require.NoError(t, ms.run(context.Background(), 0, []request{q}, want))
+			got := make([]reply, 1)
+			require.NoError(t, rs.run(context.Background(), time.Second, []request{q}, got))
+			require.Equal(t, want[0], got[0], "step %d: %+v (policy %+v)", step, q, pol)
+			gen = got[0].gen
+			if got[0].slot > 0 {
+				lease = got[0]
+			}
+			d := time.Duration(rng.Int64N(3*max(pol.open, pol.probeTimeout))) * time.Millisecond
+			if rng.IntN(3) == 0 {
+				d = 0
+			}
+			now = now.Add(d)
+			mini.SetTime(now)
+			mini.FastForward(d)
+		}
+		n, nf := ms.totals("b")
+		v, err := rdb.HMGet(context.Background(), rs.key("b"), "n", "nf").Result()
+		require.NoError(t, err)
+		str := func(x any) string {
+			if x == nil {
+				return "0"
+			}
+			return x.(string)
+		}
+		require.Equal(t, strconv.FormatInt(n, 10)+"/"+strconv.FormatInt(nf, 10), str(v[0])+"/"+str(v[1]), "totals")
+	})
+}
