@@ -29,8 +29,8 @@ type MemoryStore struct {
 	h     *hub
 	clock func() time.Time // time.Now; tests move it
 	mu    sync.Mutex
-	m  map[string]*sharedEntry
-	n  int // operations since the last sweep
+	m     map[string]*sharedEntry
+	n     int // operations since the last sweep
 }
 
 // NewMemoryStore returns an empty MemoryStore.
