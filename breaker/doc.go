@@ -92,9 +92,10 @@
 //
 // # Redis keys
 //
-// One hash per breaker, prefix{name} ("breaker:" by default), with the TTL of its open period
-// plus the longest of Window, OpenDuration and ProbeTimeout, so a stale state never outlives
-// its time. Its fields: g (generation, +1 per transition), s (0 closed, 1 open, 2 half-open),
+// One hash per breaker, prefix{name} ("breaker:" by default). Its TTL is the longest of
+// Window, OpenDuration and ProbeTimeout, plus what is left of the open period when open, or
+// plus a ProbeTimeout when half-open, renewed at each write: a stale state never outlives its
+// time, and a breaker nobody uses for that long starts again closed. Its fields: g (generation, +1 per transition), s (0 closed, 1 open, 2 half-open),
 // u (open until, ms of Redis time), cf (consecutive failures), r (reopenings, for the backoff),
 // ps (probe successes), p1..pN (probe lease deadlines), wt/wc/wf0..9 (FailureRate buckets), and
 // n and nf: the outcomes and failures counted since the key was created. Announcements go to

@@ -242,8 +242,11 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 		out.wait = max(0, e.u-now)
 	}
 	ttl := max(p.window, p.probeTimeout, p.open)
-	if e.s == int64(StateOpen) {
+	switch e.s {
+	case int64(StateOpen):
 		ttl += max(0, e.u-now)
+	case int64(StateHalfOpen):
+		ttl += p.probeTimeout
 	}
 	e.expires = now + ttl
 	out.gen, out.state = e.g, State(e.s)

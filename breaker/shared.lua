@@ -128,7 +128,8 @@ end
 if s == 1 then wait = math.max(0, u - now) end
 redis.call('HSET', k, 'g', g, 's', s, 'u', u, 'cf', cf, 'r', r, 'ps', ps)
 local ttl = math.max(win, ptimeout, openms)
-if s == 1 then ttl = ttl + math.max(0, u - now) end
+-- Open: live past the open period; half-open: past the lease just given or still running.
+if s == 1 then ttl = ttl + math.max(0, u - now) elseif s == 2 then ttl = ttl + ptimeout end
 redis.call('PEXPIRE', k, ttl)
 if changed then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return {g, s, wait, slot, deadline, counted}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -330,4 +331,63 @@ func TestSharedStoreDownDecidesAlone(t *testing.T) {
 	n, failed := f.totals(t)
 	assert.Equal(t, int64(8), n, "outcomes of the outage reach the totals once the store is back")
 	assert.Equal(t, int64(5), failed)
+}
+
+// TestSharedDeterministic runs the article's breaker shared by two instances on a MemoryStore
+// with fake time: failures add up, the cooldown is 30 s, and hung, panicking and cancelled
+// probes never wedge half-open across instances.
+func TestSharedDeterministic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store, err := NewMemoryStore(MemoryConfig{})
+		require.NoError(t, err)
+		defer store.Close()
+		a := newBreaker(t, Config{Name: "db", Store: store})
+		b := newBreaker(t, Config{Name: "db", Store: store})
+		ctx := context.Background()
+		for range 3 {
+			require.ErrorIs(t, call(a, errDown), errDown)
+		}
+		for range 2 {
+			require.ErrorIs(t, call(b, errDown), errDown)
+		}
+		time.Sleep(100 * time.Millisecond) // one flush
+		synctest.Wait()
+		require.Equal(t, StateOpen, a.State())
+		require.Equal(t, StateOpen, b.State())
+		var oe *OpenError
+		require.ErrorAs(t, call(b, nil), &oe)
+		assert.Equal(t, 30*time.Second, oe.RetryAfter().Round(time.Second))
+
+		// After the cooldown one probe runs across both instances; it hangs.
+		time.Sleep(30 * time.Second)
+		hung, err := a.Allow(ctx)
+		require.NoError(t, err)
+		_, err = b.Allow(ctx)
+		require.ErrorIs(t, err, ErrOpen, "one probe at a time across instances")
+
+		// Its lease ends after ProbeTimeout (30 s): b probes, and panics.
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.Panics(t, func() {
+			_ = b.Do(ctx, func(context.Context) error { panic("boom") })
+		})
+		synctest.Wait()
+		require.Equal(t, StateOpen, b.State(), "a panicking probe reopens")
+		assert.False(t, hung.Done(nil), "the hung probe's generation is over")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		require.Equal(t, StateOpen, a.State())
+
+		// Next probe: its caller gives up. That frees the lease without counting.
+		time.Sleep(30 * time.Second)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		require.ErrorIs(t, a.Do(cctx, func(ctx context.Context) error { return ctx.Err() }), context.Canceled)
+		synctest.Wait()
+		require.NoError(t, b.Do(ctx, func(context.Context) error { return nil }), "the lease is free at once")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, StateClosed, a.State())
+		assert.Equal(t, StateClosed, b.State())
+	})
 }
