@@ -159,7 +159,12 @@ type OpenError struct {
 }
 
 // Error returns "breaker <name>: open".
-func (e *OpenError) Error() string { return "breaker " + e.Name + ": open" }
+func (e *OpenError) Error() string {
+	if e.Name == "" {
+		return "breaker: open"
+	}
+	return "breaker " + e.Name + ": open"
+}
 
 // Is makes errors.Is(err, ErrOpen) true.
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
@@ -175,10 +180,11 @@ func (e *OpenError) RetryAfter() time.Duration {
 
 // Breaker is a circuit breaker: closed, open after Config.Failures consecutive failures, then
 // half-open with a few leased probes. Its closed path is lock-free and allocation-free: a call
-// reads one atomic word when allowed and writes shared memory only after a failure, so it scales
-// across cores.
+// reads one atomic word when allowed and, without a Store, writes shared memory only after a
+// failure, so it scales across cores (with a Store, a success also adds to a striped counter).
 //
-// A Breaker must be created with New; it is safe for concurrent use and has no goroutine.
+// A Breaker must be created with New; it is safe for concurrent use and has no goroutine of its
+// own (a Store has one for all its breakers).
 type Breaker struct {
 	cfg   Config
 	epoch time.Time
@@ -258,7 +264,10 @@ func New(cfg Config) (*Breaker, error) {
 	if cfg.Store != nil {
 		h := cfg.Store.hub()
 		if h == nil {
-			return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
+			return nil, fmt.Errorf("%w: Store must come from NewMemoryStore or NewRedisStore", ErrInvalidConfig)
+		}
+		if cfg.Name == "" {
+			return nil, fmt.Errorf("%w: a shared breaker needs a Name: it is what instances share", ErrInvalidConfig)
 		}
 		b.sh = newSharing(h, &b.cfg)
 		h.register(b)
@@ -399,6 +408,9 @@ func (t Token) Done(err error) bool {
 }
 
 func (b *Breaker) record(t Token, o Outcome) bool {
+	if t.lease < 0 {
+		return b.reportShared(t, o) // whatever the mode: the store's lease must be given back
+	}
 	switch Mode(b.mode.Load()) {
 	case Disabled:
 		return false
@@ -407,9 +419,6 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 			b.totalFailures.Add(1)
 		}
 		return o != Ignore
-	}
-	if t.lease < 0 {
-		return b.reportShared(t, o)
 	}
 	if t.lease != 0 {
 		if b.sh != nil && o != Ignore {

@@ -200,8 +200,9 @@ func TestRedisServerOutage(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	srv.Stop()
 	slowest.Store(0)
-	time.Sleep(300 * time.Millisecond)
-	assert.True(t, ins[0].store.Stats().Down, "the store noticed the outage")
+	// A flush notices: at once when a command sees the connection close, else within its bound.
+	require.Eventually(t, func() bool { return ins[0].store.Stats().Down }, 3*time.Second, time.Millisecond,
+		"the store noticed the outage")
 	fail.Store(true)
 	require.Eventually(t, func() bool { return a.State() != StateClosed }, time.Second, time.Millisecond,
 		"a trips on its own failures with Redis down")
@@ -231,7 +232,11 @@ func TestRedisServerOutage(t *testing.T) {
 // a trip at its next flush as long as it has calls, within about FlushInterval.
 func TestDistributedWithoutAnnouncements(t *testing.T) {
 	ins, _ := instances(t, 2, RedisConfig{FlushInterval: 50 * time.Millisecond})
-	require.NoError(t, ins[1].store.sub.Close()) // announcements no longer reach instance 1
+	ins[1].store.mu.Lock()
+	sub := ins[1].store.sub
+	ins[1].store.mu.Unlock()
+	require.NotNil(t, sub)
+	require.NoError(t, sub.Close()) // announcements no longer reach instance 1
 	a := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[0].store})
 	b := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[1].store})
 	require.NoError(t, call(b, nil))

@@ -100,9 +100,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 func (b *Breaker) openFor(w uint64, d time.Duration) {
 	bound := max(b.cfg.OpenDuration, b.cfg.MaxOpenDuration)
 	d = min(d, bound)
-	if b.sh != nil {
-		b.sh.holdFor(b, d)
-	}
 	b.mu.Lock()
 	cur := b.word.Load()
 	until := b.now() + int64(d)
@@ -113,6 +110,9 @@ func (b *Breaker) openFor(w uint64, d time.Duration) {
 	b.openErr.Store(&OpenError{Name: b.cfg.Name, until: until, b: b})
 	ok := b.word.CompareAndSwap(cur, pack(StateOpen, uint64(until)))
 	b.mu.Unlock()
+	if ok && b.sh != nil && Mode(b.mode.Load()) == Auto {
+		b.sh.holdFor(b, d) // the pause applies to every instance
+	}
 	if ok && stateOf(cur) != StateOpen {
 		b.failures.Store(0)
 		b.opens.Add(1)

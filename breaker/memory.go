@@ -63,17 +63,173 @@ func (s *MemoryStore) Stats() StoreStats { return s.h.stats() }
 
 // sharedEntry is the shared state of one breaker: the fields of the hash in shared.lua.
 type sharedEntry struct {
-	g, s, u, cf, r, ps int64
-	n, nf              int64 // outcomes and failures counted, for the totals
-	probes             []int64
-	win                [10]struct{ t, c, f int64 }
-	expires            int64
+	g, g0, s, u, cf, r, ps int64
+	n, nf                  int64 // outcomes and failures counted, for the totals
+	probes                 []int64
+	win                    [10]struct{ t, c, f int64 }
+	expires                int64
+}
+
+// apply runs one request at now (ms); the same arithmetic as shared.lua. It reports whether the
+// state changed.
+func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
+	p := q.pol
+	if int64(len(e.probes)) < p.probes {
+		e.probes = append(e.probes, make([]int64, p.probes-int64(len(e.probes)))...)
+	}
+	probes := e.probes[:p.probes]
+	wrote, changed := false, false
+	if e.g == 0 {
+		e.g = now * 16
+		e.g0 = e.g
+		wrote = true
+	}
+	clearProbes := func() {
+		clear(probes)
+		e.ps = 0
+	}
+	trip := func(reopen bool) {
+		if reopen {
+			e.r++
+		} else {
+			e.r = 0
+		}
+		d := p.open
+		if p.maxOpen > d && e.r > 0 {
+			ceil := p.maxOpen
+			if e.r < 30 && d<<e.r < ceil {
+				ceil = d << e.r
+			}
+			d += int64(q.jitter * float64(ceil-d+1))
+		}
+		e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+d, 0
+		clearProbes()
+		changed = true
+	}
+	closeIt := func() {
+		e.g, e.s, e.cf, e.r = e.g+1, int64(StateClosed), 0, 0
+		clearProbes()
+		e.win = [10]struct{ t, c, f int64 }{}
+		changed = true
+	}
+	out := reply{}
+	switch q.op {
+	case opSync:
+		if q.succ+q.fail+q.late > 0 {
+			e.n += q.succ + q.fail + q.late
+			e.nf += q.fail + q.lateFail
+			wrote = true
+		}
+		if e.s == int64(StateClosed) && (q.gen == e.g || q.gen < e.g0) && q.succ+q.fail > 0 {
+			out.counted = true
+			if q.succ > 0 {
+				e.cf = q.tail
+			} else {
+				e.cf += q.tail
+			}
+			tripped := e.cf >= p.failures
+			if p.rate > 0 {
+				width := max(1, p.window/10)
+				b := now / width
+				w := &e.win[b%10]
+				if w.c > 0 && w.t == b {
+					w.c += q.succ + q.fail
+					w.f += q.fail
+				} else {
+					w.t, w.c, w.f = b, q.succ+q.fail, q.fail
+				}
+				var calls, failed int64
+				for _, w := range e.win {
+					if w.c > 0 && w.t > b-10 {
+						calls += w.c
+						failed += w.f
+					}
+				}
+				if calls >= p.minCalls && float64(failed) >= p.rate*float64(calls) {
+					tripped = true
+				}
+			}
+			if tripped {
+				trip(false)
+			}
+			wrote = true
+		}
+		if q.hold > 0 && (e.s != int64(StateOpen) || e.u < now+q.hold) {
+			e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+q.hold, 0
+			clearProbes()
+			changed = true
+		}
+	case opAcquire:
+		if e.s == int64(StateOpen) && now >= e.u {
+			e.g, e.s = e.g+1, int64(StateHalfOpen)
+			clearProbes()
+			changed = true
+		}
+		if e.s == int64(StateHalfOpen) {
+			var earliest int64
+			for i, d := range probes {
+				if d <= now {
+					out.slot, out.deadline = int64(i+1), now+p.probeTimeout
+					probes[i] = out.deadline
+					wrote = true
+					break
+				}
+				if earliest == 0 || d < earliest {
+					earliest = d
+				}
+			}
+			if out.slot == 0 {
+				out.wait = earliest - now
+			}
+		}
+	case opReport:
+		if q.outcome != 2 {
+			e.n++
+			if q.outcome == 1 {
+				e.nf++
+			}
+			wrote = true
+		}
+		if e.s == int64(StateHalfOpen) && q.gen == e.g {
+			if q.slot >= 1 && q.slot <= int64(len(probes)) && probes[q.slot-1] != 0 && probes[q.slot-1] == q.deadline {
+				probes[q.slot-1] = 0
+				wrote = true
+			}
+			switch q.outcome {
+			case 1:
+				out.counted = true
+				trip(true)
+			case 0:
+				out.counted = true
+				e.ps++
+				if e.ps >= p.successes {
+					closeIt()
+				}
+				wrote = true
+			}
+		}
+	}
+	if e.s == int64(StateOpen) {
+		out.wait = max(0, e.u-now)
+	}
+	if wrote || changed {
+		ttl := max(p.window, p.probeTimeout, p.open)
+		switch e.s {
+		case int64(StateOpen):
+			ttl += max(0, e.u-now)
+		case int64(StateHalfOpen):
+			ttl += p.probeTimeout
+		}
+		e.expires = now + ttl
+	}
+	out.gen, out.state = e.g, State(e.s)
+	return out, changed
 }
 
 func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, res []reply) error {
-	now := s.clock().UnixMilli()
 	var changed []string
 	s.mu.Lock()
+	now := s.clock().UnixMilli()
 	s.n++
 	if s.n >= 1024 {
 		s.n = 0
@@ -111,144 +267,4 @@ func (s *MemoryStore) totals(name string) (n, failed int64) {
 		return e.n, e.nf
 	}
 	return 0, 0
-}
-
-// apply runs one request at now (ms); the same arithmetic as shared.lua. It reports whether the
-// state changed.
-func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
-	p := q.pol
-	if int64(len(e.probes)) != p.probes {
-		e.probes = make([]int64, p.probes)
-	}
-	changed := false
-	clearProbes := func() {
-		clear(e.probes)
-		e.ps = 0
-	}
-	trip := func(reopen bool) {
-		if reopen {
-			e.r++
-		} else {
-			e.r = 0
-		}
-		d := p.open
-		if p.maxOpen > d && e.r > 0 {
-			ceil := p.maxOpen
-			if e.r < 30 && d<<e.r < ceil {
-				ceil = d << e.r
-			}
-			d += int64(q.jitter * float64(ceil-d+1))
-		}
-		e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+d, 0
-		clearProbes()
-		changed = true
-	}
-	closeIt := func() {
-		e.g, e.s, e.cf, e.r = e.g+1, int64(StateClosed), 0, 0
-		clearProbes()
-		e.win = [10]struct{ t, c, f int64 }{}
-		changed = true
-	}
-	out := reply{}
-	switch q.op {
-	case opSync:
-		e.n += q.succ + q.fail + q.late
-		e.nf += q.fail + q.lateFail
-		if e.s == int64(StateClosed) && (q.gen == e.g || q.gen < 0) && q.succ+q.fail > 0 {
-			out.counted = true
-			if q.succ > 0 {
-				e.cf = q.tail
-			} else {
-				e.cf += q.tail
-			}
-			tripped := e.cf >= p.failures
-			if p.rate > 0 {
-				width := max(1, p.window/10)
-				b := now / width
-				w := &e.win[b%10]
-				if w.t == b {
-					w.c += q.succ + q.fail
-					w.f += q.fail
-				} else {
-					w.t, w.c, w.f = b, q.succ+q.fail, q.fail
-				}
-				var calls, failed int64
-				for _, w := range e.win {
-					if w.c > 0 && w.t > b-10 {
-						calls += w.c
-						failed += w.f
-					}
-				}
-				if calls >= p.minCalls && float64(failed) >= p.rate*float64(calls) {
-					tripped = true
-				}
-			}
-			if tripped {
-				trip(false)
-			}
-		}
-		if q.hold > 0 && (e.s != int64(StateOpen) || e.u < now+q.hold) {
-			e.g, e.s, e.u, e.cf = e.g+1, int64(StateOpen), now+q.hold, 0
-			clearProbes()
-			changed = true
-		}
-	case opAcquire:
-		if e.s == int64(StateOpen) && now >= e.u {
-			e.g, e.s = e.g+1, int64(StateHalfOpen)
-			clearProbes()
-			changed = true
-		}
-		if e.s == int64(StateHalfOpen) {
-			var earliest int64
-			for i, d := range e.probes {
-				if d <= now {
-					out.slot, out.deadline = int64(i+1), now+p.probeTimeout
-					e.probes[i] = out.deadline
-					break
-				}
-				if earliest == 0 || d < earliest {
-					earliest = d
-				}
-			}
-			if out.slot == 0 {
-				out.wait = earliest - now
-			}
-		}
-	case opReport:
-		if q.outcome != 2 {
-			e.n++
-			if q.outcome == 1 {
-				e.nf++
-			}
-		}
-		if e.s == int64(StateHalfOpen) && q.gen == e.g {
-			if q.slot >= 1 && q.slot <= int64(len(e.probes)) && e.probes[q.slot-1] == q.deadline {
-				e.probes[q.slot-1] = 0
-			}
-			switch q.outcome {
-			case 1:
-				out.counted = true
-				trip(true)
-			case 0:
-				out.counted = true
-				e.ps++
-				if e.ps >= p.successes {
-					closeIt()
-				}
-			}
-		}
-	}
-	if e.s == int64(StateOpen) {
-		out.wait = max(0, e.u-now)
-	}
-	ttl := max(p.window, p.probeTimeout, p.open)
-	switch e.s {
-	case int64(StateOpen):
-		ttl += max(0, e.u-now)
-	case int64(StateHalfOpen):
-		ttl += p.probeTimeout
-	}
-	e.expires = now + ttl
-	out.gen, out.state = e.g, State(e.s)
-	return out, changed
 }

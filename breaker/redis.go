@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,8 +60,13 @@ type RedisStore struct {
 	prefix      string
 	channel     string
 	ctxTimeouts bool
-	sub         *redis.PubSub
-	subDone     chan struct{}
+
+	mu        sync.Mutex
+	sub       *redis.PubSub // nil until the listener has subscribed
+	subClosed bool
+	subStop   context.CancelFunc
+	subReady  chan struct{}
+	subDone   chan struct{}
 }
 
 // NewRedisStore returns a RedisStore over rdb.
@@ -83,22 +89,23 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	}
 	s := &RedisStore{
 		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + "changes",
-		ctxTimeouts: redisscript.ContextTimeouts(rdb), subDone: make(chan struct{}),
+		ctxTimeouts: redisscript.ContextTimeouts(rdb),
+		subReady:    make(chan struct{}), subDone: make(chan struct{}),
 	}
-	// Subscribe before any breaker can act, so that no announcement is missed once New returns;
-	// the subscription connects in the background and go-redis resubscribes after a reconnect.
-	s.sub = rdb.Subscribe(context.Background(), s.channel)
-	// Wait (at most Timeout) for Redis to confirm, so that announcements made after New returns
-	// reach this instance. Redis may be down: go-redis subscribes again when it reconnects.
-	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
-	_, _ = s.sub.Receive(ctx)
-	cancel()
 	s.h = newHub(s, hc)
-	s.h.onClose = func() {
-		_ = s.sub.Close()
-		<-s.subDone
+	s.h.onClose = s.stopListening
+	ctx, stop := context.WithCancel(context.Background())
+	s.subStop = stop
+	go s.listen(ctx)
+	// Wait (at most Timeout) for Redis to confirm the subscription, so that announcements made
+	// after NewRedisStore returns reach this instance. Redis may be down or slow: the listener
+	// goes on trying, and go-redis subscribes again after each reconnect.
+	t := time.NewTimer(hc.timeout)
+	defer t.Stop()
+	select {
+	case <-s.subReady:
+	case <-t.C:
 	}
-	go s.listen()
 	return s, nil
 }
 
@@ -120,11 +127,35 @@ func (s *RedisStore) Close() error {
 // Stats returns a snapshot of the store's counters.
 func (s *RedisStore) Stats() StoreStats { return s.h.stats() }
 
-func (s *RedisStore) listen() {
+func (s *RedisStore) listen(ctx context.Context) {
 	defer close(s.subDone)
-	for msg := range s.sub.Channel() {
+	sub := s.rdb.Subscribe(ctx, s.channel)
+	s.mu.Lock()
+	if s.subClosed {
+		s.mu.Unlock()
+		_ = sub.Close()
+		return
+	}
+	s.sub = sub
+	s.mu.Unlock()
+	_, _ = sub.Receive(ctx) // the confirmation, or an error go-redis recovers from
+	close(s.subReady)
+	for msg := range sub.Channel() {
 		s.h.notify(msg.Payload)
 	}
+}
+
+// stopListening ends the subscription and waits for the listener.
+func (s *RedisStore) stopListening() {
+	s.mu.Lock()
+	s.subClosed = true
+	sub := s.sub
+	s.mu.Unlock()
+	s.subStop()
+	if sub != nil {
+		_ = sub.Close()
+	}
+	<-s.subDone
 }
 
 func (s *RedisStore) key(name string) string { return rediskey.Key(s.prefix, name, "") }

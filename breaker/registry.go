@@ -43,7 +43,12 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if cfg.MaxKeys < 0 || cfg.IdleTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative MaxKeys or IdleTimeout", ErrInvalidConfig)
 	}
-	if _, err := New(cfg.Config); err != nil {
+	tmpl := cfg.Config
+	if tmpl.Store != nil && tmpl.Store.hub() == nil {
+		return nil, fmt.Errorf("%w: Store must come from NewMemoryStore or NewRedisStore", ErrInvalidConfig)
+	}
+	tmpl.Store = nil // checked without joining the store under a name no breaker will have
+	if _, err := New(tmpl); err != nil {
 		return nil, err
 	}
 	if cfg.MaxKeys == 0 {

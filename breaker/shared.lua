@@ -1,11 +1,16 @@
 -- The shared state of one breaker, in one hash (KEYS[1]). The arithmetic is the same as
--- sharedMemory in memory.go; times are milliseconds of Redis TIME.
+-- sharedEntry.apply in memory.go; times are milliseconds of Redis TIME.
 --
 -- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe), channel, name,
---   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter,
---   then for "s": gen, succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After)
---          for "r": gen, slot, deadline, outcome (0 success, 1 failure, 2 ignore)
+--   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter, gen,
+--   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After)
+--          for "r": slot, deadline, outcome (0 success, 1 failure, 2 ignore)
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
+--
+-- Generations start at 16 times the key's creation time in ms (g0; 14 digits, exact in any
+-- number format), so a key that expired and was created again has generations above every one
+-- of its former life (which would need 16 transitions a millisecond to catch up): instances that
+-- saw the old ones take the new ones as newer, and their outcomes (gen < g0) count in the new life.
 local k = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -13,10 +18,18 @@ local op = ARGV[1]
 local maxf, rate, minc = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local win, openms, maxopen = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local probes, succs, ptimeout, jitter = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local gen = tonumber(ARGV[14])
 
-local h = redis.call('HMGET', k, 'g', 's', 'u', 'cf', 'r', 'ps')
-local g, s, u = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
-local cf, r, ps = tonumber(h[4]) or 0, tonumber(h[5]) or 0, tonumber(h[6]) or 0
+local h = redis.call('HMGET', k, 'g', 's', 'u', 'cf', 'r', 'ps', 'g0')
+local g, s, u = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+local cf, r, ps, g0 = tonumber(h[4]) or 0, tonumber(h[5]) or 0, tonumber(h[6]) or 0, tonumber(h[7])
+local wrote = false
+if not g then
+  g = now * 16
+  g0 = g
+  redis.call('HSET', k, 'g0', g0)
+  wrote = true
+end
 local changed = false
 local width = math.max(1, math.floor(win / 10))
 
@@ -29,8 +42,8 @@ local function trip(reopen)
   if reopen then r = r + 1 else r = 0 end
   local d = openms
   if maxopen > d and r > 0 then
-    local ceil = d * 2 ^ math.min(r, 30)
-    if ceil > maxopen then ceil = maxopen end
+    local ceil = maxopen
+    if r < 30 and d * 2 ^ r < ceil then ceil = d * 2 ^ r end
     d = d + math.floor(jitter * (ceil - d + 1))
   end
   g, s, u, cf = g + 1, 1, now + d, 0
@@ -48,11 +61,14 @@ end
 local wait, slot, deadline, counted = 0, 0, 0, 0
 
 if op == 's' then
-  local gen, succ, fail, tail = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
-  local late, latefail = tonumber(ARGV[18]), tonumber(ARGV[19])
-  redis.call('HINCRBY', k, 'n', succ + fail + late)
-  redis.call('HINCRBY', k, 'nf', fail + latefail)
-  if s == 0 and (gen == g or gen < 0) and succ + fail > 0 then
+  local succ, fail, tail = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  local late, latefail, hold = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+  if succ + fail + late > 0 then
+    redis.call('HINCRBY', k, 'n', succ + fail + late)
+    redis.call('HINCRBY', k, 'nf', fail + latefail)
+    wrote = true
+  end
+  if s == 0 and (gen == g or gen < g0) and succ + fail > 0 then
     counted = 1
     if succ > 0 then cf = tail else cf = cf + tail end
     local tripped = cf >= maxf
@@ -65,20 +81,26 @@ if op == 's' then
       else
         redis.call('HSET', k, 'wt' .. i, b, 'wc' .. i, succ + fail, 'wf' .. i, fail)
       end
+      local fields = {}
+      for j = 0, 9 do
+        fields[#fields + 1] = 'wt' .. j
+        fields[#fields + 1] = 'wc' .. j
+        fields[#fields + 1] = 'wf' .. j
+      end
+      local w = redis.call('HMGET', k, unpack(fields))
       local calls, failed = 0, 0
       for j = 0, 9 do
-        local w = redis.call('HMGET', k, 'wt' .. j, 'wc' .. j, 'wf' .. j)
-        local wb = tonumber(w[1])
+        local wb = tonumber(w[3 * j + 1])
         if wb and wb > b - 10 then
-          calls = calls + tonumber(w[2])
-          failed = failed + tonumber(w[3])
+          calls = calls + tonumber(w[3 * j + 2])
+          failed = failed + tonumber(w[3 * j + 3])
         end
       end
       if calls >= minc and failed >= rate * calls then tripped = true end
     end
     if tripped then trip(false) end
+    wrote = true
   end
-  local hold = tonumber(ARGV[20])
   if hold > 0 and (s ~= 1 or u < now + hold) then
     -- The dependency asked for a pause (Retry-After): open for that long, whatever the state.
     g, s, u, cf = g + 1, 1, now + hold, 0
@@ -98,6 +120,7 @@ elseif op == 'a' then
       if d <= now then
         slot, deadline = i, now + ptimeout
         redis.call('HSET', k, 'p' .. i, deadline)
+        wrote = true
         break
       end
       if earliest == 0 or d < earliest then earliest = d end
@@ -105,14 +128,16 @@ elseif op == 'a' then
     if slot == 0 then wait = earliest - now end
   end
 elseif op == 'r' then
-  local gen, pslot, pdeadline, outcome = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  local pslot, pdeadline, outcome = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
   if outcome ~= 2 then
     redis.call('HINCRBY', k, 'n', 1)
     if outcome == 1 then redis.call('HINCRBY', k, 'nf', 1) end
+    wrote = true
   end
   if s == 2 and gen == g then
     if tonumber(redis.call('HGET', k, 'p' .. pslot)) == pdeadline then
       redis.call('HDEL', k, 'p' .. pslot)
+      wrote = true
     end
     if outcome == 1 then
       counted = 1
@@ -121,15 +146,18 @@ elseif op == 'r' then
       counted = 1
       ps = ps + 1
       if ps >= succs then close() end
+      wrote = true
     end
   end
 end
 
 if s == 1 then wait = math.max(0, u - now) end
-redis.call('HSET', k, 'g', g, 's', s, 'u', u, 'cf', cf, 'r', r, 'ps', ps)
-local ttl = math.max(win, ptimeout, openms)
--- Open: live past the open period; half-open: past the lease just given or still running.
-if s == 1 then ttl = ttl + math.max(0, u - now) elseif s == 2 then ttl = ttl + ptimeout end
-redis.call('PEXPIRE', k, ttl)
+if wrote or changed then
+  redis.call('HSET', k, 'g', g, 's', s, 'u', u, 'cf', cf, 'r', r, 'ps', ps)
+  -- Open: live past the open period; half-open: past the lease just given or still running.
+  local ttl = math.max(win, ptimeout, openms)
+  if s == 1 then ttl = ttl + math.max(0, u - now) elseif s == 2 then ttl = ttl + ptimeout end
+  redis.call('PEXPIRE', k, ttl)
+end
 if changed then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return {g, s, wait, slot, deadline, counted}

@@ -161,8 +161,6 @@ func newHub(be backend, c hubConfig) *hub {
 
 func (h *hub) now() int64 { return int64(time.Since(h.epoch)) }
 
-var errStoreClosed = errors.New("breaker: store closed")
-
 // register makes b reachable by announcements for its name, until b is garbage.
 func (h *hub) register(b *Breaker) {
 	name := b.cfg.Name
@@ -193,6 +191,10 @@ func (h *hub) prune(name string) {
 func (h *hub) notify(name string) {
 	h.notes.Add(1)
 	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
 	for _, w := range h.byName[name] {
 		if b := w.Value(); b != nil && b.sh.dirty.CompareAndSwap(false, true) {
 			h.dirty = append(h.dirty, b)
@@ -313,6 +315,9 @@ func (h *hub) call(ctx context.Context, req request) (reply, error) {
 }
 
 func (h *hub) stats() StoreStats {
+	if h == nil {
+		return StoreStats{}
+	}
 	return StoreStats{
 		Flushes: h.flushes.Load(), Calls: h.calls.Load(), Errors: h.errs.Load(),
 		Notifications: h.notes.Load(), Down: h.downUntil.Load() != 0,
@@ -321,6 +326,9 @@ func (h *hub) stats() StoreStats {
 
 // close sends what is pending and stops the loop; breakers then decide alone.
 func (h *hub) close() {
+	if h == nil {
+		return
+	}
 	h.closeOnce.Do(func() {
 		h.mu.Lock()
 		h.closed = true
@@ -343,10 +351,9 @@ type sharing struct {
 	acquiring atomic.Bool  // a probe lease request is in flight
 	_         [64]byte
 	// Outcomes not yet sent. Each is swapped out whole at a flush, so every outcome is sent
-	// exactly once; a success and a failure racing with a flush may go in different batches.
-	// Successes, the common case, have a cache line of their own.
-	succ                       atomic.Int64
-	_                          [56]byte
+	// once; a success and a failure racing with a flush may go in different batches. Successes,
+	// the common case, are striped over cache lines of their own.
+	succ                       [4]paddedCount
 	fail, tail, late, lateFail atomic.Int64
 	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
 }
@@ -373,12 +380,10 @@ func (sh *sharing) add(b *Breaker, o Outcome, current bool) {
 			sh.lateFail.Add(1)
 		}
 	case o == Success:
-		n := sh.succ.Add(1)
+		// Successes wait for the next tick: sending them early tells the others nothing urgent.
+		sh.succ[rand.Uint32()%uint32(len(sh.succ))].n.Add(1)
 		if sh.tail.Load() != 0 {
 			sh.tail.Store(0)
-		}
-		if n%sh.h.batch == 0 {
-			sh.h.flushSoon()
 		}
 	default:
 		if sh.fail.Add(1)%sh.h.batch == 0 {
@@ -393,10 +398,18 @@ func (sh *sharing) add(b *Breaker, o Outcome, current bool) {
 func (sh *sharing) take(b *Breaker) request {
 	return request{
 		name: b.cfg.Name, op: opSync, pol: &sh.pol, gen: sh.gen.Load(),
-		succ: sh.succ.Swap(0), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
-		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: rand.Float64(),
+		succ: sh.takeSuccesses(), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
+		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: jitter(),
 		hold: sh.hold.Swap(0),
 	}
+}
+
+func (sh *sharing) takeSuccesses() int64 {
+	var n uint64
+	for i := range sh.succ {
+		n += sh.succ[i].n.Swap(0)
+	}
+	return int64(n)
 }
 
 // holdFor asks every instance to stay open for d (a Retry-After), at the next flush, now.

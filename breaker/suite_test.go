@@ -21,7 +21,9 @@ import (
 
 const eventually = 3 * time.Second
 
-// fleet is n instances of one breaker sharing state through be.
+// fleet is n instances of one breaker sharing state through be. Their stores flush when a
+// breaker opens or an announcement arrives, and when the test calls flush; never on a timer, so
+// that a test's flushes are the only ones carrying outcomes.
 type fleet struct {
 	be     redistest.Backend
 	name   string
@@ -40,12 +42,12 @@ func newFleet(t *testing.T, be redistest.Backend, n int, cfg Config) *fleet {
 		case !be.IsRedis() && mem != nil:
 			st = mem
 		case !be.IsRedis():
-			s, err := NewMemoryStore(MemoryConfig{FlushInterval: 10 * time.Millisecond})
+			s, err := NewMemoryStore(MemoryConfig{FlushInterval: time.Hour})
 			require.NoError(t, err)
 			mem, st = s, s
 			t.Cleanup(func() { _ = s.Close() })
 		default:
-			s, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: 10 * time.Millisecond, Timeout: time.Second})
+			s, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: time.Hour, Timeout: time.Second})
 			require.NoError(t, err)
 			st = s
 			t.Cleanup(func() { _ = s.Close() })
@@ -152,7 +154,7 @@ func TestSharedSuite(t *testing.T) {
 				}
 				return true
 			}, eventually, time.Millisecond)
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond) // the shared open period is over
 			var mu sync.Mutex
 			var probes []Token
 			var wg sync.WaitGroup
@@ -194,10 +196,13 @@ func TestSharedSuite(t *testing.T) {
 				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
 			}
 			require.Eventually(t, func() bool { return f.bs[1].State() != StateClosed }, eventually, time.Millisecond)
-			time.Sleep(350 * time.Millisecond)
-			tok, err := f.bs[1].Allow(context.Background())
-			require.NoError(t, err, "b probes")
-			_, err = f.bs[0].Allow(context.Background())
+			var tok Token
+			require.Eventually(t, func() bool {
+				var err error
+				tok, err = f.bs[1].Allow(context.Background())
+				return err == nil
+			}, eventually, 5*time.Millisecond, "b probes once the open period is over")
+			_, err := f.bs[0].Allow(context.Background())
 			require.ErrorIs(t, err, ErrOpen, "while b's probe runs, a waits")
 			assert.True(t, tok.Done(errDown))
 			assert.Equal(t, StateOpen, f.bs[1].State())
@@ -212,11 +217,15 @@ func TestSharedSuite(t *testing.T) {
 				require.ErrorIs(t, call(f.bs[0], errDown), errDown)
 			}
 			require.Eventually(t, func() bool { return f.bs[1].State() != StateClosed }, eventually, time.Millisecond)
-			time.Sleep(80 * time.Millisecond)
-			hung, err := f.bs[0].Allow(context.Background())
-			require.NoError(t, err)
+			var hung Token
+			require.Eventually(t, func() bool {
+				var err error
+				hung, err = f.bs[0].Allow(context.Background())
+				return err == nil
+			}, eventually, 5*time.Millisecond, "a probes once the open period is over")
 			var probe Token
 			require.Eventually(t, func() bool {
+				var err error
 				probe, err = f.bs[1].Allow(context.Background())
 				return err == nil
 			}, eventually, 5*time.Millisecond, "the hung probe's lease ends and b may probe")
@@ -261,6 +270,16 @@ func TestSharedSuite(t *testing.T) {
 			var oe *OpenError
 			require.ErrorAs(t, call(f.bs[1], nil), &oe)
 			assert.InDelta(t, 20, oe.RetryAfter().Seconds(), 2)
+		})
+		t.Run("DisabledBreakerDoesNotPauseOthers", func(t *testing.T) {
+			f := newFleet(t, be, 2, Config{Name: "pay"})
+			f.bs[0].SetMode(Disabled)
+			resp, err := get(t, f.bs[0].Transport(respond(http.StatusServiceUnavailable, "Retry-After", "20")))
+			require.NoError(t, err)
+			resp.Body.Close()
+			f.flush()
+			require.NoError(t, call(f.bs[1], nil))
+			assert.Equal(t, StateClosed, f.bs[1].State())
 		})
 		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
 			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
@@ -389,5 +408,43 @@ func TestSharedDeterministic(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, StateClosed, a.State())
 		assert.Equal(t, StateClosed, b.State())
+
+		// Unused for longer than its TTL, the shared state is gone; the next one's generations
+		// are above the old ones, so the instances keep sharing.
+		time.Sleep(time.Minute)
+		for range 3 {
+			require.ErrorIs(t, call(a, errDown), errDown)
+		}
+		for range 2 {
+			require.ErrorIs(t, call(b, errDown), errDown)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, StateOpen, a.State(), "failures add up in the new shared state")
+		assert.Equal(t, StateOpen, b.State())
+		time.Sleep(30 * time.Second)
+		require.NoError(t, call(a, nil))
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, StateClosed, b.State(), "and recover together")
 	})
+}
+
+func TestSharedConfig(t *testing.T) {
+	store, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(t, err)
+	defer store.Close()
+	_, err = New(Config{Store: store})
+	require.ErrorIs(t, err, ErrInvalidConfig, "a shared breaker needs a name")
+	_, err = New(Config{Name: "x", Store: &MemoryStore{}})
+	require.ErrorIs(t, err, ErrInvalidConfig, "a store not made by its constructor")
+	_, err = NewRegistry(RegistryConfig{Config: Config{Store: store}})
+	require.NoError(t, err, "a registry names its breakers after their keys")
+	_, err = NewMemoryStore(MemoryConfig{FlushInterval: -1})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewRedisStore(nil, RedisConfig{})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	var zero MemoryStore
+	assert.NoError(t, zero.Close())
+	assert.Equal(t, StoreStats{}, zero.Stats())
 }
