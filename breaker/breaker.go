@@ -108,7 +108,8 @@ type Config struct {
 }
 
 // Hooks are optional callbacks, called after the change they report, outside any lock, on the
-// goroutine that caused it. They must be safe for concurrent use. The zero value has no hooks.
+// goroutine that caused it (for a transition adopted from a Store, the store's goroutine). They
+// must be safe for concurrent use. The zero value has no hooks.
 type Hooks struct {
 	// OnStateChange is called after each transition, with a snapshot taken right after it.
 	OnStateChange func(name string, from, to State, s Stats)

@@ -74,21 +74,28 @@
 //
 // Admission costs no round trip: each instance decides from its local state and still trips at
 // once on its own outcomes. Outcomes are counted locally and sent in batches (every 100 ms, or
-// after 64 outcomes, or at once when the breaker opens), all of a store's breakers in one
-// pipeline; each reply carries the shared state. Transitions are announced with PUBLISH; an
-// instance that hears of one reads the state itself, and an instance that missed the
-// announcement learns the state at its next batch. Only leaving open takes a round trip on a
-// call's path: the probe lease, and the report of the probe's outcome.
+// at once after 64 failures or when the breaker opens), all of a store's breakers in one
+// pipeline (one round trip per node on a Cluster); each reply carries the shared state.
+// Transitions are announced with PUBLISH; an instance that hears of one reads the state itself,
+// and an instance that missed the announcement learns the state at its next batch. Only leaving
+// open takes a round trip on a call's path: the probe lease in Allow, and the report of the
+// probe's outcome in Done.
 //
 // The state machine in Redis counts consecutive failures per batch (the failures after a batch's
 // last success extend the shared run; a batch with a success restarts it), so with several
 // instances "consecutive" is exact up to the interleaving within one batch interval. Outcomes
 // reported after the shared breaker changed state count in the totals, never in the policy.
 //
-// When Redis fails or is slow (a call takes longer than RedisConfig.Timeout, 50 ms), breakers
-// go on alone as if they had no store, and rejoin after RedisConfig.RetryInterval once Redis
-// answers; no call fails or waits longer than the timeout because of Redis. Outcomes whose
-// batch failed are sent later, in the totals only.
+// When Redis fails or is slow (a probe lease or report takes longer than RedisConfig.Timeout,
+// 50 ms, or a batch longer than ten times that), breakers go on alone as if they had no store,
+// and rejoin after RedisConfig.RetryInterval once Redis answers. No call fails because of Redis,
+// and a probe call waits at most Timeout for it in Allow and again in Done; other calls never
+// wait. Outcomes whose batch failed are sent later, in the totals only; a batch that timed out
+// after Redis ran it is counted twice in the totals (never in the policy). A probe lease whose
+// request timed out after Redis granted it stays taken until its ProbeTimeout.
+//
+// Transitions that an instance adopts from the store are reported to Hooks.OnStateChange on the
+// store's goroutine: keep hooks short, and never call the store's Close from one.
 //
 // # Redis keys
 //

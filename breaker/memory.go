@@ -12,7 +12,8 @@ type MemoryConfig struct {
 	// FlushInterval is how often each breaker's outcomes are sent to the shared state; 100 ms
 	// when zero.
 	FlushInterval time.Duration
-	// FlushOutcomes sends a breaker's outcomes at once when that many are waiting; 64 when zero.
+	// FlushOutcomes sends a breaker's outcomes at once when that many failures are waiting; 64
+	// when zero. Successes wait for the next FlushInterval.
 	FlushOutcomes int
 	// Logger receives the store's background events; slog.Default() when nil.
 	Logger *slog.Logger

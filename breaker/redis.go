@@ -26,7 +26,9 @@ type RedisConfig struct {
 	// Prefix starts every key and the announcement channel; "breaker:" when empty. It must not
 	// contain '{' or '}'.
 	Prefix string
-	// Timeout bounds one round trip; 50 ms when zero.
+	// Timeout bounds the round trip of a probe lease or report, made on a call's path; 50 ms
+	// when zero. A batch, which no call waits for, gets ten times as long, so that a busy CPU
+	// does not pass for an outage.
 	Timeout time.Duration
 	// RetryInterval is how long breakers decide alone after the store failed before it is asked
 	// again; 500 ms when zero. It is also how often an instance whose calls all wait for another
@@ -34,7 +36,8 @@ type RedisConfig struct {
 	RetryInterval time.Duration
 	// FlushInterval is how often each breaker's outcomes are sent; 100 ms when zero.
 	FlushInterval time.Duration
-	// FlushOutcomes sends a breaker's outcomes at once when that many are waiting; 64 when zero.
+	// FlushOutcomes sends a breaker's outcomes at once when that many failures are waiting; 64
+	// when zero. Successes wait for the next FlushInterval.
 	FlushOutcomes int
 	// Logger receives the store's background events; slog.Default() when nil.
 	Logger *slog.Logger
@@ -53,7 +56,9 @@ type RedisConfig struct {
 // can never force a state on a breaker.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use. It runs two
-// goroutines (batching and announcements), stopped by Close.
+// goroutines (batching and announcements), stopped by Close, which sends the outcomes still
+// waiting first: Close takes up to a batch's bound, and longer if Redis is frozen (the client's
+// own dial and read timeouts).
 type RedisStore struct {
 	h           *hub
 	rdb         redis.UniversalClient

@@ -19,8 +19,8 @@ import (
 //
 // Admission never waits for the store: a breaker decides from its local state, which the store
 // keeps in step. Each breaker's outcomes are added up locally and sent in batches (every
-// FlushInterval, or at once after FlushOutcomes outcomes or when the breaker opens), all
-// breakers of a store in one round trip; the reply carries the shared state. A transition is
+// FlushInterval, or at once after FlushOutcomes failures or when the breaker opens), all
+// breakers of a store in one pipeline; the reply carries the shared state. A transition is
 // announced to every instance, which then reads the new state: an instance that opened makes the
 // others refuse calls within about a round trip. Half-open probes are leases taken from the
 // store, so exactly Config.Probes probes run at a time across all instances.
@@ -28,7 +28,7 @@ import (
 // When the store fails, breakers go on alone (each instance trips on its own outcomes, as
 // without a store) and rejoin when it answers again; a user call never fails because of the
 // store. Outcomes whose batch failed are sent again later, counted in the totals but not in the
-// policy, since their moment has passed.
+// policy, since their moment has passed. See the package documentation for the details.
 type Store interface {
 	hub() *hub
 }
@@ -39,7 +39,7 @@ type StoreStats struct {
 	Calls         uint64 // probe leases and probe reports, one round trip each
 	Errors        uint64 // failed round trips
 	Notifications uint64 // announcements of another instance's transition received
-	Down          bool   // the store failed recently; breakers are deciding alone
+	Down          bool   // the store failed recently, or was closed: breakers are deciding alone
 }
 
 // backend runs requests against the shared state: one round trip for all of them where it can,
@@ -283,7 +283,7 @@ func (h *hub) flush() {
 		h.flushes.Add(1)
 		// No caller waits for a flush: it gets more time than a call, so that a busy CPU does
 		// not pass for a Redis outage.
-		err = h.be.run(context.Background(), max(10*h.timeout, h.every), reqs, res)
+		err = h.be.run(context.Background(), 10*h.timeout, reqs, res)
 		h.result(err)
 	} else {
 		err = errStoreDown
