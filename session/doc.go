@@ -1,5 +1,55 @@
-// Package session will keep server-side sessions in Redis (or memory), never in process memory,
-// so that every instance of a service is interchangeable.
+// Package session keeps server-side sessions in Redis (or in memory), never in an instance's
+// memory, so that every instance of a service can serve every request: the article's
+// "store sessions in Redis".
 //
-// It is not implemented yet; see the project's issue tracker.
+//	store, _ := session.NewRedisStore(rdb, session.RedisConfig{})
+//	sm, _ := session.New(store, session.Config{})
+//	http.ListenAndServe(addr, sm.Middleware(mux))
+//
+//	func login(w http.ResponseWriter, r *http.Request) {
+//		s := session.FromContext(r.Context())
+//		// ... check the password ...
+//		s.Login(userID)              // new ID (no fixation), and listed under the user
+//		s.Put("name", "Ada")         // saved when the response starts
+//	}
+//
+// # Requests
+//
+// [Manager.Middleware] loads the session named by the request's cookie and saves what the
+// handler changed when the response starts; handlers never save by hand. Values are strings,
+// integers, booleans, times ([Session.String], [Session.Int], [Session.Bool], [Session.Time])
+// or anything the Codec (JSON by default) encodes ([Session.Get]). An unknown, malformed or
+// expired ID starts a new session, which is stored (and its cookie sent) only once something is
+// put in it. A change after the response started fails with ErrCommitted instead of being lost.
+//
+// # Expiry
+//
+// A session ends after IdleTimeout unused (30 minutes) or Lifetime after it was created (24
+// hours), whichever comes first. Both are checked by the store on every load and every save with
+// one clock (Redis TIME for the RedisStore); the stored key's TTL never passes the absolute
+// deadline, and a save after it deletes the session instead of writing it again.
+//
+// # Security
+//
+// IDs carry 256 bits from crypto/rand; stores keep only their SHA-256. The cookie is HttpOnly,
+// Secure (unless Config.Insecure, for local development), SameSite=Lax, optionally "__Host-".
+// [Session.Renew] and [Session.Login] replace the ID atomically (the old one stops working at
+// once); [Session.Destroy] deletes the session; [Manager.DestroyAll] ends every session of a
+// user through a per-user index. Responses that set the cookie get Cache-Control: no-store, and
+// responses to requests with a session get Vary: Cookie. Data over Config.MaxSize (16 KiB) is
+// refused with ErrTooLarge.
+//
+// # Backends
+//
+// [RedisStore] shares sessions between instances: loading and sliding the idle deadline is one
+// round trip, saving is one round trip that writes only the fields that changed, so concurrent
+// requests changing different values of one session all keep their changes, and a request that
+// only read its session writes nothing. Sessions are always read on the primary. [MemoryStore]
+// has the same semantics in one process, for tests and single instances.
+//
+// # Failures
+//
+// When the store fails or does not answer within its timeout (100 ms), the middleware answers
+// 503 with {"error":"Service temporarily unavailable."} (Config.OnError), or with Config.FailOpen
+// serves the request with an empty session that is not saved. It never panics.
 package session

@@ -1,0 +1,216 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+)
+
+// MemoryStore is a [Store] in this process, with the semantics of [RedisStore]: digests at
+// rest, idle and absolute deadlines checked on every load and commit, field-level changes, atomic
+// renewal and a per-user index. Use it for tests and for a single instance; sessions in it do
+// not survive a restart and are not shared between instances.
+//
+// The zero value is not usable: create one with [NewMemoryStore]. It is safe for concurrent use
+// and has no goroutine: expired sessions are removed as they are met and by a sweep every
+// 1024 writes.
+type MemoryStore struct {
+	clock func() time.Time // time.Now; tests move it
+
+	mu     sync.Mutex
+	m      map[string]*memSession // by digest key
+	users  map[string]map[string]struct{}
+	writes int
+}
+
+type memSession struct {
+	values       map[string][]byte
+	user         string
+	created, abs time.Time
+	idle         time.Duration
+	expires      time.Time
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{clock: time.Now, m: make(map[string]*memSession), users: make(map[string]map[string]struct{})}
+}
+
+func memKey(id string) string {
+	tag, hash := digest(id)
+	return tag + ":" + hash
+}
+
+// live returns the session at key if it has not expired at now, deleting it if it has. s.mu is
+// held.
+func (s *MemoryStore) live(key string, now time.Time) *memSession {
+	e := s.m[key]
+	if e == nil {
+		return nil
+	}
+	if !now.Before(e.expires) || !now.Before(e.abs) {
+		s.remove(key, e)
+		return nil
+	}
+	return e
+}
+
+func (s *MemoryStore) remove(key string, e *memSession) {
+	delete(s.m, key)
+	if e.user != "" {
+		s.unindex(e.user, key)
+	}
+}
+
+func (s *MemoryStore) unindex(user, key string) {
+	if set := s.users[user]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(s.users, user)
+		}
+	}
+}
+
+func (e *memSession) record() Record {
+	vals := make(map[string][]byte, len(e.values))
+	for k, v := range e.values {
+		vals[k] = append([]byte(nil), v...)
+	}
+	return Record{Values: vals, User: e.user, Created: e.created, Deadline: e.abs, Expires: e.expires}
+}
+
+// Load implements [Store].
+func (s *MemoryStore) Load(_ context.Context, id string) (Record, error) {
+	if !validID(id) {
+		return Record{}, ErrNotFound
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock()
+	e := s.live(memKey(id), now)
+	if e == nil {
+		return Record{}, ErrNotFound
+	}
+	e.expires = deadlineOf(now, e.abs, e.idle)
+	return e.record(), nil
+}
+
+// Commit implements [Store].
+func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
+	if err := checkChange(c); err != nil {
+		return Record{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock()
+	s.sweep(now)
+	key := memKey(c.ID)
+	e := s.live(key, now)
+	switch {
+	case c.Destroy:
+		if e != nil {
+			s.remove(key, e)
+		}
+		return Record{}, nil
+	case c.Create:
+		if e != nil {
+			s.remove(key, e)
+		}
+		e = &memSession{values: make(map[string][]byte), created: now, abs: now.Add(c.Lifetime)}
+		s.m[key] = e
+	case e == nil:
+		return Record{}, ErrNotFound
+	}
+	e.idle = c.Idle
+	for k, v := range c.Set {
+		e.values[k] = append([]byte(nil), v...)
+	}
+	for _, k := range c.Del {
+		delete(e.values, k)
+	}
+	if c.SetUser && c.User != e.user {
+		if e.user != "" {
+			s.unindex(e.user, key)
+		}
+		e.user = c.User
+	}
+	if c.NewID != "" {
+		delete(s.m, key)
+		if e.user != "" {
+			s.unindex(e.user, key)
+		}
+		key = memKey(c.NewID)
+		s.m[key] = e
+	}
+	if e.user != "" {
+		set := s.users[e.user]
+		if set == nil {
+			set = make(map[string]struct{})
+			s.users[e.user] = set
+		}
+		set[key] = struct{}{}
+	}
+	e.expires = deadlineOf(now, e.abs, e.idle)
+	if !now.Before(e.expires) {
+		s.remove(key, e)
+		return Record{}, ErrNotFound
+	}
+	return e.record(), nil
+}
+
+// User implements [Store].
+func (s *MemoryStore) User(_ context.Context, user string, destroy bool) ([]Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock()
+	var out []Info
+	for _, key := range sortedKeys(s.users[user]) {
+		e := s.live(key, now)
+		if e == nil {
+			continue
+		}
+		out = append(out, Info{Handle: key, Created: e.created, Deadline: e.abs, Expires: e.expires})
+		if destroy {
+			s.remove(key, e)
+		}
+	}
+	return out, nil
+}
+
+func sortedKeys(set map[string]struct{}) []string {
+	keys := make([]string, 0, len(set))
+	for k := range maps.Keys(set) {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// sweep removes expired sessions every 1024 writes. s.mu is held.
+func (s *MemoryStore) sweep(now time.Time) {
+	if s.writes++; s.writes < 1024 {
+		return
+	}
+	s.writes = 0
+	for key := range s.m {
+		s.live(key, now)
+	}
+}
+
+// checkChange validates a Change for any store.
+func checkChange(c *Change) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: nil Change", ErrInvalidConfig)
+	case !validID(c.ID):
+		return fmt.Errorf("%w: malformed session ID", ErrInvalidConfig)
+	case c.NewID != "" && (!validID(c.NewID) || c.NewID[:tagLen] != c.ID[:tagLen]):
+		return fmt.Errorf("%w: a renewed ID must be well formed and keep the old ID's tag", ErrInvalidConfig)
+	case !c.Destroy && (c.Idle <= 0 || c.Create && c.Lifetime <= 0):
+		return fmt.Errorf("%w: Idle and Lifetime must be positive", ErrInvalidConfig)
+	}
+	return nil
+}

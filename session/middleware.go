@@ -1,0 +1,247 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Middleware loads the session of each request (from its cookie) into the request's context
+// for [FromContext], and saves its changes when the response starts: at the first Write,
+// WriteHeader or Flush, or when next returns. A request that only reads its session writes
+// nothing to the store (loading already slid its idle deadline).
+//
+// An unknown, malformed or expired session ID starts a new, empty session: never an error. When
+// the store fails (or does not answer within its timeout), the request is answered by
+// Config.OnError (503 by default), or served without a saved session with Config.FailOpen.
+// Responses that set or clear the cookie get Cache-Control: no-store, and every response of a
+// request with a session cookie gets Vary: Cookie, so that no shared cache serves one user's
+// page to another.
+func (m *Manager) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, hadCookie, err := m.load(r)
+		if err != nil {
+			m.storeError(r, err)
+			if !m.cfg.FailOpen {
+				m.cfg.OnError(w, r, err)
+				return
+			}
+			s.detached = true
+		}
+		if hadCookie {
+			w.Header().Add("Vary", "Cookie")
+		}
+		sw := &writer{ResponseWriter: w, m: m, s: s, r: r, hadCookie: hadCookie}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+		sw.start()
+	})
+}
+
+// load finds the request's session. It returns an empty new session when there is none.
+func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) {
+	s = &Session{m: m, values: map[string][]byte{}, set: map[string][]byte{}, del: map[string]struct{}{}}
+	id := ""
+	for _, c := range r.CookiesNamed(m.cookie) {
+		hadCookie = true
+		if validID(c.Value) {
+			id = c.Value
+			break
+		}
+	}
+	if id == "" {
+		if hadCookie {
+			m.misses.Add(1)
+		}
+		return s, hadCookie, nil
+	}
+	rec, err := m.store.Load(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		m.misses.Add(1)
+		return s, true, nil
+	case err != nil:
+		return s, true, err
+	}
+	m.loads.Add(1)
+	s.id, s.rec, s.user = id, rec, rec.User
+	for k, v := range rec.Values {
+		s.values[k] = v
+		s.size += len(k) + len(v)
+	}
+	return s, true, nil
+}
+
+func (m *Manager) storeError(r *http.Request, err error) {
+	m.storeErrors.Add(1)
+	m.logger.Error("session: store failed", "err", err, "path", r.URL.Path)
+	if h := m.cfg.Hooks.OnStoreError; h != nil {
+		h(r, err)
+	}
+}
+
+// commit saves the session's changes and says which cookie to send: cookie is the ID to set,
+// clear asks to remove the cookie.
+func (m *Manager) commit(ctx context.Context, s *Session) (cookie string, deadline time.Time, clear bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.committed {
+		return "", time.Time{}, false, nil
+	}
+	s.committed = true
+	if s.detached {
+		return "", time.Time{}, false, nil
+	}
+	// A request outlives its client's interest: save what the handler did even if the client
+	// has gone, within the store's own timeout.
+	ctx = context.WithoutCancel(ctx)
+	if s.destroyID != "" {
+		if _, err := m.store.Commit(ctx, &Change{ID: s.destroyID, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", time.Time{}, false, err
+		}
+		m.commits.Add(1)
+		m.destroyed.Add(1)
+		clear = true
+	}
+	changed := len(s.set) > 0 || len(s.del) > 0 || s.setUser
+	c := &Change{
+		ID: s.id, Set: s.set, User: s.user, SetUser: s.setUser,
+		Idle: m.cfg.IdleTimeout, Lifetime: m.cfg.Lifetime,
+	}
+	for k := range s.del {
+		c.Del = append(c.Del, k)
+	}
+	switch {
+	case s.id == "":
+		if !changed {
+			return "", time.Time{}, clear, nil // nothing to keep: no session, no cookie
+		}
+		c.ID, c.Create = newID(""), true
+		c.Del = nil
+	case s.renew:
+		c.NewID = newID(s.id[:tagLen])
+	case !changed:
+		return "", time.Time{}, clear, nil // only read: nothing to write
+	}
+	rec, err := m.store.Commit(ctx, c)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// The session expired or was destroyed elsewhere during the request: its changes are
+		// dropped rather than written to a session that must be over.
+		m.lost.Add(1)
+		return "", time.Time{}, true, nil
+	case err != nil:
+		return "", time.Time{}, false, err
+	}
+	m.commits.Add(1)
+	switch {
+	case c.Create:
+		m.created.Add(1)
+		cookie = c.ID
+	case c.NewID != "":
+		m.renewed.Add(1)
+		cookie = c.NewID
+	}
+	if cookie != "" {
+		s.id, clear = cookie, false
+	}
+	s.rec = rec
+	return cookie, rec.Deadline, clear, nil
+}
+
+func (m *Manager) setCookie(h http.Header, id string, deadline time.Time) {
+	c := &http.Cookie{
+		Name: m.cookie, Value: id, Path: m.cfg.Path, Domain: m.cfg.Domain,
+		HttpOnly: true, Secure: !m.cfg.Insecure, SameSite: m.cfg.SameSite,
+	}
+	switch {
+	case id == "":
+		c.MaxAge = -1
+		c.Expires = time.Unix(1, 0)
+	case m.cfg.Persist && !deadline.IsZero():
+		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
+	}
+	h.Add("Set-Cookie", c.String())
+	h.Set("Cache-Control", "no-store")
+	if !hasVaryCookie(h) {
+		h.Add("Vary", "Cookie")
+	}
+}
+
+func hasVaryCookie(h http.Header) bool {
+	for _, v := range h.Values("Vary") {
+		if v == "Cookie" {
+			return true
+		}
+	}
+	return false
+}
+
+// writer saves the session before the response's first byte.
+type writer struct {
+	http.ResponseWriter
+	m         *Manager
+	s         *Session
+	r         *http.Request
+	hadCookie bool
+	started   bool
+	failed    bool // the session could not be saved: OnError answered instead
+}
+
+// start commits the session once, before anything reaches the client.
+func (w *writer) start() {
+	if w.started {
+		return
+	}
+	w.started = true
+	cookie, deadline, clear, err := w.m.commit(w.r.Context(), w.s)
+	if err != nil {
+		w.m.storeError(w.r, err)
+		if !w.m.cfg.FailOpen {
+			w.failed = true
+			w.m.cfg.OnError(w.ResponseWriter, w.r, err)
+			return
+		}
+	}
+	switch {
+	case cookie != "":
+		w.m.setCookie(w.Header(), cookie, deadline)
+	case clear && w.hadCookie:
+		w.m.setCookie(w.Header(), "", time.Time{})
+	}
+}
+
+func (w *writer) WriteHeader(code int) {
+	w.start()
+	if !w.failed {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *writer) Write(b []byte) (int, error) {
+	w.start()
+	if w.failed {
+		return len(b), nil // the handler's response is replaced by OnError's
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher.
+func (w *writer) Flush() {
+	w.start()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.failed {
+		f.Flush()
+	}
+}
+
+// Hijack implements http.Hijacker for protocols that take over the connection; the session is
+// saved first.
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.start()
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }

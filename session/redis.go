@@ -1,0 +1,266 @@
+package session
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/outgrow/outgrow/internal/redisscript"
+)
+
+var (
+	//go:embed load.lua
+	loadSource string
+	//go:embed commit.lua
+	commitSource string
+	//go:embed info.lua
+	infoSource string
+
+	loadScript   = redisscript.New(loadSource)
+	commitScript = redisscript.New(commitSource)
+	infoScript   = redisscript.New(infoSource)
+)
+
+// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+type RedisConfig struct {
+	// Prefix starts every key; "session:" when empty. It must not contain '{' or '}'.
+	Prefix string
+	// Timeout bounds each store operation; 100 ms when zero.
+	Timeout time.Duration
+}
+
+// RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
+// can serve any request. It works on standalone Redis, Sentinel and Cluster through any
+// [redis.UniversalClient], and never closes the client.
+//
+// Each session is one hash, prefix{tag}:digest, where digest is the SHA-256 of the session ID (the
+// ID itself is never stored) and tag the ID's first 4 characters, kept by renewals so that a
+// renewal is one atomic RENAME within a slot. Values are fields ("." + key); "_c", "_a", "_i" and
+// "_u" hold the creation time, the absolute deadline, the idle timeout and the user. The key
+// expires at its idle deadline, capped by the absolute one.
+//
+// Loading a session and sliding its idle deadline is one script call; committing a request's
+// changes is one script call that writes only the fields that changed, so concurrent requests
+// changing different keys of one session all keep their changes. Scripts read the time from Redis
+// (TIME), so instance clocks do not matter, and they run on the primary even when the client
+// routes reads to replicas: a session is never read from a replica that has not seen its last
+// write. A user's sessions are listed in a sorted set, prefix{u:user}, written before the
+// session in the same pipeline.
+//
+// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
+type RedisStore struct {
+	rdb         redis.UniversalClient
+	prefix      string
+	timeout     time.Duration
+	ctxTimeouts bool
+}
+
+// NewRedisStore returns a RedisStore over rdb.
+func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "session:"
+	}
+	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("%w: negative Timeout", ErrInvalidConfig)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 100 * time.Millisecond
+	}
+	return &RedisStore{rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, ctxTimeouts: redisscript.ContextTimeouts(rdb)}, nil
+}
+
+func (s *RedisStore) key(id string) (key, member string) {
+	tag, hash := digest(id)
+	return rediskey.Key(s.prefix, tag, ":"+hash), tag + ":" + hash
+}
+
+func (s *RedisStore) keyOfMember(member string) string {
+	tag, hash, _ := strings.Cut(member, ":")
+	return rediskey.Key(s.prefix, tag, ":"+hash)
+}
+
+func (s *RedisStore) userKey(user string) string { return rediskey.Key(s.prefix, "u:"+user, "") }
+
+func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call, extra func(redis.Pipeliner)) error {
+	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
+		if extra != nil {
+			// The index comes first, in the same round trip: a session is never in Redis
+			// without being listed under its user.
+			pipe := s.rdb.Pipeline()
+			extra(pipe)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return sc.Run(ctx, s.rdb, calls)
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func ms(v int64) time.Time { return time.UnixMilli(v) }
+
+// Load implements [Store].
+func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
+	if !validID(id) {
+		return Record{}, ErrNotFound
+	}
+	key, _ := s.key(id)
+	call := &redisscript.Call{Args: []any{1, key}}
+	if err := s.run(ctx, loadScript, []*redisscript.Call{call}, nil); err != nil {
+		return Record{}, err
+	}
+	vals, err := call.Cmd.Slice()
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(vals) == 0 {
+		return Record{}, ErrNotFound
+	}
+	exp, _ := vals[0].(int64)
+	r := Record{Values: make(map[string][]byte, len(vals)/2), Expires: ms(exp)}
+	for i := 1; i+1 < len(vals); i += 2 {
+		f, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		switch {
+		case strings.HasPrefix(f, "."):
+			r.Values[f[1:]] = []byte(v)
+		case f == "_c":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			r.Created = ms(n)
+		case f == "_a":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			r.Deadline = ms(n)
+		case f == "_u":
+			r.User = v
+		}
+	}
+	return r, nil
+}
+
+// Commit implements [Store]. It is one round trip: the session's script, preceded in the same
+// pipeline by the user index when a session gains a user or a new ID.
+func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
+	if err := checkChange(c); err != nil {
+		return Record{}, err
+	}
+	key, member := s.key(c.ID)
+	newKey := key
+	if c.NewID != "" {
+		newKey, member = s.key(c.NewID)
+	}
+	bool01 := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	args := make([]any, 0, 10+2*len(c.Set)+len(c.Del))
+	args = append(args, 2, key, newKey, bool01(c.Create), bool01(c.Destroy),
+		c.Lifetime.Milliseconds(), max(1, c.Idle.Milliseconds()), bool01(c.SetUser), c.User, len(c.Set))
+	for k, v := range c.Set {
+		args = append(args, "."+k, v)
+	}
+	for _, k := range c.Del {
+		args = append(args, "."+k)
+	}
+	var index func(redis.Pipeliner)
+	if !c.Destroy && c.User != "" && (c.SetUser || c.Create || c.NewID != "") {
+		ukey := s.userKey(c.User)
+		deadline := time.Now().Add(c.Lifetime).UnixMilli()
+		index = func(p redis.Pipeliner) {
+			p.ZAdd(ctx, ukey, redis.Z{Score: float64(deadline), Member: member})
+			p.ZRemRangeByScore(ctx, ukey, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+			p.PExpire(ctx, ukey, c.Lifetime+time.Minute)
+		}
+	}
+	call := &redisscript.Call{Args: args}
+	if err := s.run(ctx, commitScript, []*redisscript.Call{call}, index); err != nil {
+		return Record{}, err
+	}
+	v, err := call.Cmd.Slice()
+	if err != nil || len(v) == 0 {
+		return Record{}, fmt.Errorf("%w: unexpected reply %v: %v", ErrUnavailable, v, err)
+	}
+	if ok, _ := v[0].(int64); ok != 1 {
+		return Record{}, ErrNotFound
+	}
+	if c.Destroy || len(v) < 5 {
+		return Record{}, nil
+	}
+	created, _ := v[1].(int64)
+	abs, _ := v[2].(int64)
+	exp, _ := v[3].(int64)
+	user, _ := v[4].(string)
+	return Record{User: user, Created: ms(created), Deadline: ms(abs), Expires: ms(exp)}, nil
+}
+
+// User implements [Store]: the index, then one script per listed session (pipelined) that reads
+// it on the primary; with destroy, the sessions and their index entries are deleted.
+func (s *RedisStore) User(ctx context.Context, user string, destroy bool) ([]Info, error) {
+	ukey := s.userKey(user)
+	var members []string
+	var infos []Info
+	err := redisscript.Bound(ctx, 10*s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
+		var err error
+		members, err = s.rdb.ZRange(ctx, ukey, 0, -1).Result()
+		if err != nil || len(members) == 0 {
+			return err
+		}
+		calls := make([]*redisscript.Call, len(members))
+		for i, m := range members {
+			calls[i] = &redisscript.Call{Args: []any{1, s.keyOfMember(m)}}
+		}
+		if err := infoScript.Run(ctx, s.rdb, calls); err != nil {
+			return err
+		}
+		var gone []any
+		pipe := s.rdb.Pipeline()
+		for i, c := range calls {
+			v, err := c.Cmd.Int64Slice()
+			if err != nil {
+				return err
+			}
+			if len(v) != 3 {
+				gone = append(gone, members[i])
+				continue
+			}
+			infos = append(infos, Info{Handle: members[i], Created: ms(v[0]), Deadline: ms(v[1]), Expires: ms(v[2])})
+			if destroy {
+				pipe.Del(ctx, s.keyOfMember(members[i]))
+				gone = append(gone, members[i])
+			}
+		}
+		if len(gone) > 0 {
+			pipe.ZRem(ctx, ukey, gone...)
+		}
+		if pipe.Len() > 0 {
+			_, err = pipe.Exec(ctx)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Handle < infos[j].Handle })
+	return infos, nil
+}

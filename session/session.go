@@ -1,0 +1,537 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Codec turns values that are not strings, integers, booleans or times into bytes and back.
+// encoding/json's functions satisfy it (the default).
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Config configures a Manager. The zero value is the secure default: a cookie named "session",
+// HttpOnly, Secure, SameSite=Lax, Path=/, ending with the browser session; sessions end after 30
+// minutes unused or 24 hours in all; store failures answer 503.
+type Config struct {
+	// CookieName names the cookie; "session" when empty. With HostPrefix, "__Host-" is put in
+	// front of it.
+	CookieName string
+	// HostPrefix names the cookie "__Host-"+CookieName, which browsers accept only from a
+	// secure origin, for Path=/ and no Domain: no subdomain can set or shadow it.
+	HostPrefix bool
+	// Domain and Path of the cookie; Path is "/" when empty.
+	Domain, Path string
+	// Insecure drops the cookie's Secure attribute, for local development over plain HTTP only.
+	Insecure bool
+	// SameSite is the cookie's SameSite attribute; http.SameSiteLaxMode when zero.
+	SameSite http.SameSite
+	// Persist gives the cookie a Max-Age up to the session's absolute deadline, so it survives a
+	// browser restart; by default the cookie ends with the browser session.
+	Persist bool
+	// IdleTimeout ends a session unused for that long; 30 minutes when zero.
+	IdleTimeout time.Duration
+	// Lifetime ends a session that long after it was created, used or not; 24 hours when zero.
+	Lifetime time.Duration
+	// MaxSize bounds a session's keys and encoded values, in bytes; 16 KiB when zero. A Put that
+	// would pass it fails with ErrTooLarge.
+	MaxSize int
+	// Codec encodes values other than strings, integers, booleans and times; JSON when nil.
+	Codec Codec
+	// FailOpen serves requests without a session when the store fails (the session starts empty
+	// and is not saved); by default they are answered by OnError.
+	FailOpen bool
+	// OnError answers a request whose session could not be loaded or saved; by default 503 with
+	// {"error":"Service temporarily unavailable."}. It never receives ErrNotFound.
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// Logger receives store failures; slog.Default() when nil.
+	Logger *slog.Logger
+	// Hooks observe the Manager.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks, called on the request's goroutine; they must be safe for
+// concurrent use. The zero value has no hooks.
+type Hooks struct {
+	// OnStoreError is called when the store fails to load or save a session.
+	OnStoreError func(r *http.Request, err error)
+}
+
+// Stats counts what a Manager did.
+type Stats struct {
+	Loads       uint64 // sessions found
+	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
+	Created     uint64
+	Renewed     uint64
+	Destroyed   uint64
+	Commits     uint64 // writes to the store (created, changed, renewed or destroyed sessions)
+	Lost        uint64 // changes to sessions that expired or vanished during their request
+	StoreErrors uint64
+}
+
+// Manager loads sessions for requests and saves their changes. Create it with New; it is safe
+// for concurrent use.
+type Manager struct {
+	store  Store
+	cfg    Config
+	cookie string
+	logger *slog.Logger
+
+	loads, misses, created, renewed, destroyed, commits, lost, storeErrors atomic.Uint64
+}
+
+// New returns a Manager over store.
+func New(store Store, cfg Config) (*Manager, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
+	}
+	if cfg.IdleTimeout < 0 || cfg.Lifetime < 0 || cfg.MaxSize < 0 {
+		return nil, fmt.Errorf("%w: negative IdleTimeout, Lifetime or MaxSize", ErrInvalidConfig)
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Minute
+	}
+	if cfg.Lifetime == 0 {
+		cfg.Lifetime = 24 * time.Hour
+	}
+	if cfg.MaxSize == 0 {
+		cfg.MaxSize = 16 << 10
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.SameSite == 0 {
+		cfg.SameSite = http.SameSiteLaxMode
+	}
+	if cfg.SameSite == http.SameSiteNoneMode && cfg.Insecure {
+		return nil, fmt.Errorf("%w: SameSite=None needs a Secure cookie", ErrInvalidConfig)
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = jsonCodec{}
+	}
+	if cfg.OnError == nil {
+		cfg.OnError = unavailable
+	}
+	name := cfg.CookieName
+	if name == "" {
+		name = "session"
+	}
+	if !validCookieName(name) {
+		return nil, fmt.Errorf("%w: cookie name %q", ErrInvalidConfig, name)
+	}
+	if cfg.HostPrefix {
+		if cfg.Insecure || cfg.Domain != "" || cfg.Path != "/" {
+			return nil, fmt.Errorf("%w: a __Host- cookie must be Secure, with Path=/ and no Domain", ErrInvalidConfig)
+		}
+		name = "__Host-" + name
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Manager{store: store, cfg: cfg, cookie: name, logger: logger}, nil
+}
+
+func validCookieName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '=' || c == ';' || c == ',' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func unavailable(w http.ResponseWriter, _ *http.Request, _ error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"error":"Service temporarily unavailable."}` + "\n"))
+}
+
+// Stats returns a snapshot of the counters.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Loads: m.loads.Load(), Misses: m.misses.Load(), Created: m.created.Load(), Renewed: m.renewed.Load(),
+		Destroyed: m.destroyed.Load(), Commits: m.commits.Load(), Lost: m.lost.Load(), StoreErrors: m.storeErrors.Load(),
+	}
+}
+
+// List returns the live sessions of user (sessions gain a user with [Session.Login]).
+func (m *Manager) List(ctx context.Context, user string) ([]Info, error) {
+	return m.store.User(ctx, user, false)
+}
+
+// DestroyAll ends every session of user ("sign out everywhere") and returns how many there were.
+// Requests already running on one of them may still save it: call DestroyAll after the change
+// that motivates it (a new password) is stored.
+func (m *Manager) DestroyAll(ctx context.Context, user string) (int, error) {
+	infos, err := m.store.User(ctx, user, true)
+	m.destroyed.Add(uint64(len(infos)))
+	return len(infos), err
+}
+
+type ctxKey struct{}
+
+// FromContext returns the session of the request whose context is ctx, or nil outside the
+// Manager's middleware. Every method of a nil *Session returns zero values or ErrNoSession.
+func FromContext(ctx context.Context) *Session {
+	s, _ := ctx.Value(ctxKey{}).(*Session)
+	return s
+}
+
+// Session is the session of one request, from [FromContext]. Its changes are saved when the
+// response starts (the first Write or WriteHeader, or the handler's return); a change after that
+// fails with ErrCommitted. A Session is safe for concurrent use by the request's goroutines.
+type Session struct {
+	m      *Manager
+	mu     sync.Mutex
+	id     string // "" for a session not stored yet
+	values map[string][]byte
+	set    map[string][]byte
+	del    map[string]struct{}
+	size   int
+	rec    Record
+
+	user      string
+	setUser   bool
+	renew     bool
+	destroyID string // a stored session to delete at commit (Destroy, then maybe a new one)
+	committed bool
+	detached  bool // FailOpen after a store failure: never saved
+}
+
+// The kinds of encoded values: the first byte of what a store keeps.
+const (
+	kindString = 's'
+	kindInt    = 'i'
+	kindBool   = 'b'
+	kindTime   = 't'
+	kindCodec  = 'c'
+)
+
+func (s *Session) raw(key string) ([]byte, bool) {
+	if s == nil {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.values[key]
+	return v, ok
+}
+
+// String returns the string stored at key, or "" (also when the value is of another kind).
+func (s *Session) String(key string) string {
+	v, ok := s.raw(key)
+	if !ok || len(v) == 0 || v[0] != kindString {
+		return ""
+	}
+	return string(v[1:])
+}
+
+// Int returns the integer stored at key, or 0.
+func (s *Session) Int(key string) int {
+	v, ok := s.raw(key)
+	if !ok || len(v) == 0 || v[0] != kindInt {
+		return 0
+	}
+	n, _ := strconv.ParseInt(string(v[1:]), 10, 64)
+	return int(n)
+}
+
+// Bool returns the boolean stored at key, or false.
+func (s *Session) Bool(key string) bool {
+	v, ok := s.raw(key)
+	return ok && len(v) == 2 && v[0] == kindBool && v[1] == '1'
+}
+
+// Time returns the time stored at key, or the zero time.
+func (s *Session) Time(key string) time.Time {
+	v, ok := s.raw(key)
+	if !ok || len(v) == 0 || v[0] != kindTime {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, string(v[1:]))
+	return t
+}
+
+// Get decodes the value stored at key into dst (a pointer) and reports whether there was one.
+// Strings, integers, booleans and times decode into *string, *int, *int64, *bool and
+// *time.Time; other values through the Codec.
+func (s *Session) Get(key string, dst any) (bool, error) {
+	v, ok := s.raw(key)
+	if !ok || len(v) == 0 {
+		return false, nil
+	}
+	switch d := dst.(type) {
+	case *string:
+		if v[0] == kindString {
+			*d = string(v[1:])
+			return true, nil
+		}
+	case *int:
+		if v[0] == kindInt {
+			n, err := strconv.Atoi(string(v[1:]))
+			*d = n
+			return true, err
+		}
+	case *int64:
+		if v[0] == kindInt {
+			n, err := strconv.ParseInt(string(v[1:]), 10, 64)
+			*d = n
+			return true, err
+		}
+	case *bool:
+		if v[0] == kindBool {
+			*d = v[1] == '1'
+			return true, nil
+		}
+	case *time.Time:
+		if v[0] == kindTime {
+			t, err := time.Parse(time.RFC3339Nano, string(v[1:]))
+			*d = t
+			return true, err
+		}
+	}
+	if v[0] != kindCodec {
+		return true, fmt.Errorf("session: value at %q is not of the kind asked for", key)
+	}
+	return true, s.m.cfg.Codec.Unmarshal(v[1:], dst)
+}
+
+// Has reports whether a value is stored at key.
+func (s *Session) Has(key string) bool {
+	_, ok := s.raw(key)
+	return ok
+}
+
+// Keys returns the keys of the session's values, sorted.
+func (s *Session) Keys() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.values))
+	for k := range s.values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (s *Session) encode(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return append([]byte{kindString}, x...), nil
+	case int:
+		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt([]byte{kindInt}, x, 10), nil
+	case int32:
+		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+	case bool:
+		if x {
+			return []byte{kindBool, '1'}, nil
+		}
+		return []byte{kindBool, '0'}, nil
+	case time.Time:
+		return x.AppendFormat([]byte{kindTime}, time.RFC3339Nano), nil
+	}
+	b, err := s.m.cfg.Codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("session: encode: %w", err)
+	}
+	return append([]byte{kindCodec}, b...), nil
+}
+
+// mutable checks that s can still change. s.mu is held.
+func (s *Session) mutable() error {
+	if s.committed {
+		return ErrCommitted
+	}
+	return nil
+}
+
+// Put stores v at key: strings, integers, booleans and times as such, anything else through
+// the Codec. It fails with ErrTooLarge if the session would outgrow Config.MaxSize, and with
+// ErrCommitted once the response has started.
+func (s *Session) Put(key string, v any) error {
+	if s == nil {
+		return ErrNoSession
+	}
+	b, err := s.encode(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.mutable(); err != nil {
+		return err
+	}
+	old, had := s.values[key]
+	size := s.size + len(b)
+	if had {
+		size -= len(old)
+	} else {
+		size += len(key)
+	}
+	if size > s.m.cfg.MaxSize {
+		return fmt.Errorf("%w: %d bytes with %q, over MaxSize %d", ErrTooLarge, size, key, s.m.cfg.MaxSize)
+	}
+	s.size = size
+	s.values[key] = b
+	s.set[key] = b
+	delete(s.del, key)
+	return nil
+}
+
+// Remove deletes the value at key.
+func (s *Session) Remove(key string) error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.removeLocked(key)
+}
+
+func (s *Session) removeLocked(key string) error {
+	if err := s.mutable(); err != nil {
+		return err
+	}
+	if old, ok := s.values[key]; ok {
+		s.size -= len(key) + len(old)
+		delete(s.values, key)
+		delete(s.set, key)
+		s.del[key] = struct{}{}
+	}
+	return nil
+}
+
+// PopString returns the string at key and removes it: a flash message.
+func (s *Session) PopString(key string) string {
+	v := s.String(key)
+	if v != "" {
+		_ = s.Remove(key)
+	}
+	return v
+}
+
+// Clear removes every value; the session itself (and its user) stays.
+func (s *Session) Clear() error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.values {
+		if err := s.removeLocked(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Renew gives the session a new ID, keeping its data; the old ID stops working when the
+// response starts. Call it whenever privileges change (log in, log out, sudo), so that an ID an
+// attacker planted or saw before is worth nothing after.
+func (s *Session) Renew() error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.mutable(); err != nil {
+		return err
+	}
+	s.renew = true
+	return nil
+}
+
+// Login renews the session's ID and ties the session to user, who can then list their sessions
+// and end them all ([Manager.List], [Manager.DestroyAll]).
+func (s *Session) Login(user string) error {
+	if s == nil {
+		return ErrNoSession
+	}
+	if user == "" {
+		return errors.New("session: Login with an empty user")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.mutable(); err != nil {
+		return err
+	}
+	s.renew = true
+	s.user, s.setUser = user, true
+	return nil
+}
+
+// User returns the user the session belongs to, "" when anonymous.
+func (s *Session) User() string {
+	if s == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.user
+}
+
+// Destroy ends the session: its data is deleted and the cookie removed when the response
+// starts. Values put after Destroy go into a new session with a new ID.
+func (s *Session) Destroy() error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.mutable(); err != nil {
+		return err
+	}
+	if s.id != "" {
+		s.destroyID = s.id
+	}
+	s.id = ""
+	s.values, s.set, s.del = map[string][]byte{}, map[string][]byte{}, map[string]struct{}{}
+	s.size, s.user, s.setUser, s.renew = 0, "", false, false
+	s.rec = Record{}
+	return nil
+}
+
+// IsNew reports whether the session was not found in the store for this request.
+func (s *Session) IsNew() bool {
+	if s == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id == ""
+}
+
+// Deadline returns when the session ends at the latest (its absolute deadline); the zero time
+// for a session not stored yet.
+func (s *Session) Deadline() time.Time {
+	if s == nil {
+		return time.Time{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec.Deadline
+}

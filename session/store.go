@@ -1,0 +1,86 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store keeps sessions. It is given session IDs and keeps only their digests. Implementations
+// must be safe for concurrent use; [MemoryStore] and [RedisStore] share one contract, proven by
+// one test suite.
+type Store interface {
+	// Load returns the session of id and slides its idle deadline, in one step. It returns
+	// ErrNotFound for a session that does not exist or has expired (idle or absolute); an
+	// expired one is deleted.
+	Load(ctx context.Context, id string) (Record, error)
+	// Commit applies c: creates, changes, renews or destroys one session. Changing or renewing
+	// a session that no longer exists, or whose absolute deadline has passed, returns
+	// ErrNotFound and writes nothing (an expired session is deleted, never written again).
+	Commit(ctx context.Context, c *Change) (Record, error)
+	// User lists the live sessions of user through a per-user index, and with destroy, deletes
+	// them (O(sessions of that user), never a scan).
+	User(ctx context.Context, user string, destroy bool) ([]Info, error)
+}
+
+// Record is a session as stored.
+type Record struct {
+	Values   map[string][]byte // encoded values by key
+	User     string            // the user the session belongs to; "" when anonymous
+	Created  time.Time
+	Deadline time.Time // absolute: the session ends then, used or not
+	Expires  time.Time // idle: the session ends then unless used before
+}
+
+// Change is what a request did to its session, for [Store.Commit].
+type Change struct {
+	ID      string // the session's ID as loaded; for a new session, its new ID
+	Create  bool   // a session not stored yet
+	Destroy bool   // delete the session
+	// NewID, when set, renews the session: its data moves to NewID and ID stops working, at
+	// once. It shares ID's first 4 characters.
+	NewID string
+	Set   map[string][]byte // values written
+	Del   []string          // values removed
+	// User, when SetUser, replaces the session's user (the per-user index follows).
+	User    string
+	SetUser bool
+	// Idle is the idle timeout, Lifetime the absolute one (used at creation).
+	Idle, Lifetime time.Duration
+}
+
+// Info describes one session of a user, for listings.
+type Info struct {
+	// Handle identifies the session without being its ID (it cannot open the session).
+	Handle   string
+	Created  time.Time
+	Deadline time.Time
+	Expires  time.Time
+}
+
+// Errors returned by stores and the Manager.
+var (
+	// ErrNotFound reports a session that does not exist or has expired.
+	ErrNotFound = errors.New("session: not found")
+	// ErrUnavailable reports a store that failed or did not answer in time; it wraps the cause.
+	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrTooLarge reports session data over Config.MaxSize.
+	ErrTooLarge = errors.New("session: data too large")
+	// ErrCommitted reports a change made after the response's headers were written: the session
+	// was saved with them, so the change could not be.
+	ErrCommitted = errors.New("session: changed after the response started")
+	// ErrNoSession reports a call on the session of a request that did not go through the
+	// Manager's middleware.
+	ErrNoSession = errors.New("session: no session in this context")
+	// ErrInvalidConfig reports a Config or store configuration that cannot work.
+	ErrInvalidConfig = errors.New("session: invalid config")
+)
+
+// deadlineOf is when a session used at now expires: its idle deadline, capped by its absolute
+// one.
+func deadlineOf(now, abs time.Time, idle time.Duration) time.Time {
+	if e := now.Add(idle); e.Before(abs) {
+		return e
+	}
+	return abs
+}
