@@ -161,7 +161,7 @@ func (m *Manager) setCookie(h http.Header, id string, deadline time.Time) {
 		c.MaxAge = -1
 		c.Expires = time.Unix(1, 0)
 	case m.cfg.Persist && !deadline.IsZero():
-		c.MaxAge = max(1, int(time.Until(deadline).Seconds()))
+		c.MaxAge = max(1, int((time.Until(deadline)+time.Second/2)/time.Second))
 	}
 	h.Add("Set-Cookie", c.String())
 	h.Set("Cache-Control", "no-store")

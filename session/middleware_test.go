@@ -1,0 +1,331 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// app is a handler exercising the session API.
+func app() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		fmt.Fprintf(w, "%s|%d|%s", s.String(r.FormValue("k")), len(s.Keys()), s.User())
+	})
+	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+		if err := FromContext(r.Context()).Put(r.FormValue("k"), r.FormValue("v")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if err := FromContext(r.Context()).Login(r.FormValue("user")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		_ = FromContext(r.Context()).Destroy()
+	})
+	mux.HandleFunc("POST /late", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("started "))
+		err := FromContext(r.Context()).Put("late", "x")
+		_, _ = w.Write([]byte(fmt.Sprint(errors.Is(err, ErrCommitted))))
+	})
+	return mux
+}
+
+// client carries one browser's session cookie.
+type client struct {
+	t      *testing.T
+	h      http.Handler
+	cookie *http.Cookie
+}
+
+func (c *client) do(method, target string) *httptest.ResponseRecorder {
+	c.t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	if c.cookie != nil {
+		req.AddCookie(c.cookie)
+	}
+	rec := httptest.NewRecorder()
+	c.h.ServeHTTP(rec, req)
+	for _, ck := range rec.Result().Cookies() {
+		if ck.MaxAge < 0 {
+			c.cookie = nil
+		} else {
+			c.cookie = ck
+		}
+	}
+	return rec
+}
+
+func newManager(t *testing.T, st Store, cfg Config) *Manager {
+	t.Helper()
+	m, err := New(st, cfg)
+	require.NoError(t, err)
+	return m
+}
+
+func TestMiddlewareFlow(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		m := newManager(t, newBackend(t, be).store, Config{})
+		c := &client{t: t, h: m.Middleware(app())}
+
+		rec := c.do("GET", "/get?k=a")
+		assert.Empty(t, rec.Result().Cookies(), "an empty new session is not stored and sets no cookie")
+		assert.Equal(t, "|0|", rec.Body.String())
+
+		rec = c.do("POST", "/put?k=a&v=1")
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.NotNil(t, c.cookie)
+		sc := rec.Header().Get("Set-Cookie")
+		for _, attr := range []string{"session=", "Path=/", "HttpOnly", "Secure", "SameSite=Lax"} {
+			assert.Contains(t, sc, attr)
+		}
+		assert.NotContains(t, sc, "Max-Age", "a browser-session cookie by default")
+		assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+		assert.Contains(t, rec.Header().Values("Vary"), "Cookie")
+		first := c.cookie.Value
+
+		commits := m.Stats().Commits
+		rec = c.do("GET", "/get?k=a")
+		assert.Equal(t, "1|1|", rec.Body.String())
+		assert.Empty(t, rec.Result().Cookies(), "reading sends no cookie")
+		assert.Equal(t, commits, m.Stats().Commits, "and writes nothing")
+		assert.Contains(t, rec.Header().Values("Vary"), "Cookie")
+
+		rec = c.do("POST", "/login?user=ada")
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.NotEqual(t, first, c.cookie.Value, "login renews the ID")
+		assert.Equal(t, "1|1|ada", c.do("GET", "/get?k=a").Body.String(), "data and user follow")
+		old := &client{t: t, h: c.h, cookie: &http.Cookie{Name: "session", Value: first}}
+		assert.Equal(t, "|0|", old.do("GET", "/get?k=a").Body.String(), "the old ID is worthless")
+
+		infos, err := m.List(context.Background(), "ada")
+		require.NoError(t, err)
+		assert.Len(t, infos, 1)
+
+		rec = c.do("POST", "/late")
+		assert.Equal(t, "started true", rec.Body.String(), "a change after the response started fails loudly")
+
+		rec = c.do("POST", "/logout")
+		assert.Contains(t, rec.Header().Get("Set-Cookie"), "Max-Age=0", "logout clears the cookie")
+		assert.Nil(t, c.cookie)
+		infos, err = m.List(context.Background(), "ada")
+		require.NoError(t, err)
+		assert.Empty(t, infos)
+	})
+}
+
+func TestMiddlewareBadCookies(t *testing.T) {
+	m := newManager(t, NewMemoryStore(), Config{})
+	h := m.Middleware(app())
+	for _, v := range []string{"", "x", strings.Repeat("a", idLen), strings.Repeat("é", idLen), newID("") + "x"} {
+		req := httptest.NewRequest("GET", "/get?k=a", nil)
+		req.Header.Set("Cookie", "session="+v)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusOK, rec.Code, "cookie %q: a new session, never an error", v)
+		assert.Equal(t, "|0|", rec.Body.String())
+	}
+	assert.Zero(t, m.Stats().StoreErrors)
+}
+
+// failing is a store that always fails.
+type failing struct{}
+
+var errStore = errors.New("connection refused")
+
+func (failing) Load(context.Context, string) (Record, error) {
+	return Record{}, fmt.Errorf("%w: %w", ErrUnavailable, errStore)
+}
+func (failing) Commit(context.Context, *Change) (Record, error) {
+	return Record{}, fmt.Errorf("%w: %w", ErrUnavailable, errStore)
+}
+func (failing) User(context.Context, string, bool) ([]Info, error) { return nil, ErrUnavailable }
+
+func TestStoreFailure(t *testing.T) {
+	m := newManager(t, failing{}, Config{})
+	c := &client{t: t, h: m.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID("")}}
+	rec := c.do("GET", "/get?k=a")
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "fails closed by default")
+	assert.JSONEq(t, `{"error":"Service temporarily unavailable."}`, rec.Body.String())
+	assert.NotContains(t, rec.Body.String(), "refused", "no internal error in the body")
+
+	c.cookie = nil
+	rec = c.do("POST", "/put?k=a&v=1")
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "a save that fails answers 503, not the handler's 200")
+
+	open := newManager(t, failing{}, Config{FailOpen: true})
+	c = &client{t: t, h: open.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID("")}}
+	rec = c.do("GET", "/get?k=a")
+	assert.Equal(t, http.StatusOK, rec.Code, "FailOpen serves without a session")
+	rec = c.do("POST", "/put?k=a&v=1")
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Empty(t, rec.Result().Cookies())
+	assert.Equal(t, uint64(2), open.Stats().StoreErrors)
+}
+
+func TestMaxSize(t *testing.T) {
+	m := newManager(t, NewMemoryStore(), Config{MaxSize: 100})
+	c := &client{t: t, h: m.Middleware(app())}
+	assert.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v="+strings.Repeat("x", 50)).Code)
+	rec := c.do("POST", "/put?k=b&v="+strings.Repeat("x", 60))
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Contains(t, rec.Body.String(), "data too large")
+	assert.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v="+strings.Repeat("y", 90)).Code, "replacing counts the new size only")
+}
+
+func TestConfig(t *testing.T) {
+	st := NewMemoryStore()
+	_, err := New(nil, Config{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(st, Config{HostPrefix: true, Insecure: true})
+	assert.ErrorIs(t, err, ErrInvalidConfig, "__Host- needs Secure")
+	_, err = New(st, Config{HostPrefix: true, Domain: "example.com"})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(st, Config{CookieName: "a;b"})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(st, Config{SameSite: http.SameSiteNoneMode, Insecure: true})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+
+	m := newManager(t, st, Config{HostPrefix: true, Persist: true, Lifetime: time.Hour})
+	c := &client{t: t, h: m.Middleware(app())}
+	sc := c.do("POST", "/put?k=a&v=1").Header().Get("Set-Cookie")
+	assert.True(t, strings.HasPrefix(sc, "__Host-session="), sc)
+	assert.Contains(t, sc, "Max-Age=3600")
+	assert.NotContains(t, sc, "Domain")
+}
+
+func TestTypedValues(t *testing.T) {
+	m := newManager(t, NewMemoryStore(), Config{})
+	type prefs struct {
+		Theme string
+		Size  int
+	}
+	when := time.Date(2026, 11, 27, 10, 0, 0, 123, time.UTC)
+	var s *Session
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s = FromContext(r.Context())
+		require.NoError(t, s.Put("s", "str"))
+		require.NoError(t, s.Put("i", 42))
+		require.NoError(t, s.Put("b", true))
+		require.NoError(t, s.Put("t", when))
+		require.NoError(t, s.Put("p", prefs{"dark", 3}))
+		require.NoError(t, s.Put("flash", "saved"))
+	}))
+	c := &client{t: t, h: h}
+	c.do("GET", "/")
+	h2 := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		assert.Equal(t, "str", s.String("s"))
+		assert.Equal(t, 42, s.Int("i"))
+		assert.Equal(t, "", s.String("i"), "a value of another kind reads as zero")
+		assert.True(t, s.Bool("b"))
+		assert.True(t, when.Equal(s.Time("t")))
+		var p prefs
+		ok, err := s.Get("p", &p)
+		assert.True(t, ok)
+		assert.NoError(t, err)
+		assert.Equal(t, prefs{"dark", 3}, p)
+		var n int64
+		ok, err = s.Get("i", &n)
+		assert.True(t, ok && err == nil && n == 42)
+		ok, err = s.Get("missing", &p)
+		assert.False(t, ok)
+		assert.NoError(t, err)
+		assert.Equal(t, "saved", s.PopString("flash"))
+		assert.Equal(t, "", s.PopString("flash"))
+		assert.Equal(t, []string{"b", "i", "p", "s", "t"}, s.Keys())
+	}))
+	c.h = h2
+	c.do("GET", "/")
+	c.h = m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.False(t, FromContext(r.Context()).Has("flash"), "a popped value is gone for good")
+	}))
+	c.do("GET", "/")
+
+	var nilSession *Session
+	assert.ErrorIs(t, nilSession.Put("a", 1), ErrNoSession)
+	assert.Equal(t, "", nilSession.String("a"))
+	assert.Nil(t, FromContext(context.Background()))
+}
+
+// TestNoLostUpdates: 1,000 concurrent requests on one session, each writing its own key: all
+// 1,000 are there afterwards.
+func TestNoLostUpdates(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		m := newManager(t, newBackend(t, be).store, Config{})
+		h := m.Middleware(app())
+		c := &client{t: t, h: h}
+		c.do("POST", "/put?k=seed&v=1")
+		require.NotNil(t, c.cookie)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for i := range 1000 {
+			wg.Go(func() {
+				req := httptest.NewRequest("POST", fmt.Sprintf("/put?k=k%d&v=%d", i, i), nil)
+				req.AddCookie(c.cookie)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				mu.Lock()
+				codes[rec.Code]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		require.Equal(t, map[int]int{200: 1000}, codes)
+		assert.Equal(t, "1|1001|", c.do("GET", "/get?k=seed").Body.String(), "1,000 keys and the seed")
+	})
+}
+
+// TestRenewUnderConcurrency: one request logs in (renewing the ID) while others write with the
+// old cookie. Afterwards the old ID opens nothing, the new one has the login, and no request
+// failed: a write that lost the race to the renewal is counted as lost, never resurrected under
+// the old ID.
+func TestRenewUnderConcurrency(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		m := newManager(t, newBackend(t, be).store, Config{})
+		h := m.Middleware(app())
+		c := &client{t: t, h: h}
+		c.do("POST", "/put?k=seed&v=1")
+		old := c.cookie
+		var wg sync.WaitGroup
+		var renewed *http.Cookie
+		for i := range 50 {
+			wg.Go(func() {
+				target := fmt.Sprintf("/put?k=k%d&v=1", i)
+				if i == 25 {
+					target = "/login?user=ada"
+				}
+				req := httptest.NewRequest("POST", target, nil)
+				req.AddCookie(old)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				assert.Equal(t, http.StatusOK, rec.Code)
+				if i == 25 {
+					renewed = rec.Result().Cookies()[0]
+				}
+			})
+		}
+		wg.Wait()
+		stale := &client{t: t, h: h, cookie: old}
+		assert.Equal(t, "|0|", stale.do("GET", "/get?k=seed").Body.String())
+		fresh := &client{t: t, h: h, cookie: renewed}
+		body := fresh.do("GET", "/get?k=seed").Body.String()
+		assert.True(t, strings.HasPrefix(body, "1|") && strings.HasSuffix(body, "|ada"), body)
+		t.Logf("%d writes lost to the renewal", m.Stats().Lost)
+	})
+}
