@@ -1,0 +1,149 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// TestStatelessInstances: two servers, each with its own Manager and its own Redis client, on
+// one Redis (the real one when OUTGROW_REDIS_URL is set). A browser logs in on A, goes on on B,
+// logs out on B, and is anonymous on A.
+func TestStatelessInstances(t *testing.T) {
+	kind := redistest.Miniredis
+	if os.Getenv(redistest.EnvURL) != "" {
+		kind = redistest.Redis
+	}
+	be := redistest.Open(t, kind)
+	opt := *be.Client.(*redis.Client).Options()
+	var servers []*httptest.Server
+	for range 2 {
+		o := opt
+		rdb := redis.NewClient(&o)
+		t.Cleanup(func() { _ = rdb.Close() })
+		st, err := NewRedisStore(rdb, RedisConfig{Prefix: be.Prefix})
+		require.NoError(t, err)
+		m := newManager(t, st, Config{Insecure: true}) // plain-HTTP test servers
+		srv := httptest.NewServer(m.Middleware(app()))
+		t.Cleanup(srv.Close)
+		servers = append(servers, srv)
+	}
+	a, b := servers[0], servers[1]
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browser := &http.Client{Jar: jar}
+	t.Cleanup(browser.CloseIdleConnections)
+	call := func(srv *httptest.Server, method, path string) string {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		require.NoError(t, err)
+		resp, err := browser.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		return string(body)
+	}
+	// httptest servers differ only by port; cookies ignore ports, so the jar sends the session
+	// to both, as a browser does behind a load balancer.
+	call(a, "POST", "/login?user=ada")
+	call(a, "POST", "/put?k=cart&v=3")
+	assert.Equal(t, "3|1|ada", call(b, "GET", "/get?k=cart"), "B serves the session A created")
+	call(b, "POST", "/put?k=cart&v=4")
+	assert.Equal(t, "4|1|ada", call(a, "GET", "/get?k=cart"))
+	call(b, "POST", "/logout")
+	assert.Equal(t, "|0|", call(a, "GET", "/get?k=cart"), "logged out on B, anonymous on A")
+}
+
+// TestExpiryDeterministic: the idle and absolute deadlines on the memory store with fake time,
+// through the middleware: a session used every 20 minutes lives until its 24 hours are over, and
+// a save racing the deadline deletes it rather than writing it again.
+func TestExpiryDeterministic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := NewMemoryStore()
+		m := newManager(t, st, Config{})
+		c := &client{t: t, h: m.Middleware(app())}
+		c.do("POST", "/put?k=a&v=1")
+		for range 71 { // 71 × 20 min = 23 h 40 min
+			time.Sleep(20 * time.Minute)
+			require.Equal(t, "1|1|", c.do("GET", "/get?k=a").Body.String())
+		}
+		time.Sleep(20 * time.Minute) // 24 h
+		assert.Equal(t, "|0|", c.do("GET", "/get?k=a").Body.String(), "the absolute deadline ends it")
+
+		c = &client{t: t, h: c.h}
+		c.do("POST", "/put?k=a&v=1")
+		time.Sleep(29 * time.Minute)
+		assert.Equal(t, "1|1|", c.do("GET", "/get?k=a").Body.String())
+		time.Sleep(30*time.Minute + time.Second)
+		assert.Equal(t, "|0|", c.do("GET", "/get?k=a").Body.String(), "30 minutes unused end it")
+
+		// A request that loads the session two minutes before its absolute deadline and saves
+		// three minutes later: the save deletes the session instead of writing it again.
+		m = newManager(t, st, Config{Lifetime: time.Hour})
+		slow := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(3 * time.Minute)
+			_ = FromContext(r.Context()).Put("b", "2")
+		}))
+		c = &client{t: t, h: m.Middleware(app())}
+		c.do("POST", "/put?k=a&v=1")
+		time.Sleep(20 * time.Minute)
+		c.do("GET", "/get?k=a")
+		time.Sleep(20 * time.Minute)
+		c.do("GET", "/get?k=a")
+		time.Sleep(18 * time.Minute) // two minutes left
+		c.h = slow
+		rec := c.do("POST", "/")
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Contains(t, rec.Header().Get("Set-Cookie"), "Max-Age=0", "the cookie is cleared")
+		assert.Equal(t, uint64(1), m.Stats().Lost)
+		st.mu.Lock()
+		assert.Empty(t, st.m, "no session outlives its deadline")
+		st.mu.Unlock()
+	})
+}
+
+// FuzzCookie: whatever the Cookie header, the middleware answers and never asks the store about
+// a malformed ID.
+func FuzzCookie(f *testing.F) {
+	for _, s := range []string{"session=" + newID(""), "session=", "session=\x00", "a=b; session=x; session=" + newID(""), "session=%zz"} {
+		f.Add(s)
+	}
+	m, err := New(&spy{Store: NewMemoryStore()}, Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := m.Middleware(app())
+	f.Fuzz(func(t *testing.T, header string) {
+		req := httptest.NewRequest("GET", "/get?k=a", nil)
+		req.Header.Set("Cookie", header)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%q: %d", header, rec.Code)
+		}
+	})
+}
+
+// spy fails the test run if a store sees a malformed ID.
+type spy struct{ Store }
+
+func (s *spy) Load(ctx context.Context, id string) (Record, error) {
+	if !validID(id) {
+		panic(fmt.Sprintf("malformed ID %q reached the store", id))
+	}
+	return s.Store.Load(ctx, id)
+}
