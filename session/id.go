@@ -41,6 +41,12 @@ func validID(s string) bool {
 	return true
 }
 
+// appendDigest appends the base64url SHA-256 of id.
+func appendDigest(dst []byte, id string) []byte {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:])
+}
+
 // digest is what stores keep instead of the ID: a leaked store (a dump, MONITOR) gives no
 // usable session. It keeps the tag in front so that the Redis key can use it as its hash tag.
 func digest(id string) (tag, hash string) {

@@ -158,7 +158,7 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 		s.remove(key, e)
 		return Record{}, ErrNotFound
 	}
-	return e.record(), nil
+	return Record{Deadline: e.abs, Expires: e.expires}, nil
 }
 
 // User implements [Store].

@@ -42,7 +42,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 
 // load finds the request's session. It returns an empty new session when there is none.
 func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) {
-	s = &Session{m: m, values: map[string][]byte{}, set: map[string][]byte{}, del: map[string]struct{}{}}
+	s = &Session{m: m}
 	id := ""
 	for _, c := range r.CookiesNamed(m.cookie) {
 		hadCookie = true
@@ -66,9 +66,8 @@ func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) 
 		return s, true, err
 	}
 	m.loads.Add(1)
-	s.id, s.rec, s.user = id, rec, rec.User
+	s.id, s.rec, s.user, s.values = id, rec, rec.User, rec.Values
 	for k, v := range rec.Values {
-		s.values[k] = v
 		s.size += len(k) + len(v)
 	}
 	return s, true, nil

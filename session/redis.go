@@ -83,9 +83,17 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	return &RedisStore{rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, ctxTimeouts: redisscript.ContextTimeouts(rdb)}, nil
 }
 
-func (s *RedisStore) key(id string) (key, member string) {
+// sessionKey is prefix{tag}:digest, built in one allocation.
+func (s *RedisStore) sessionKey(id string) string {
+	var buf [128]byte
+	k := rediskey.Append(buf[:0], s.prefix, id[:tagLen], ":")
+	return string(appendDigest(k, id))
+}
+
+// memberOf is a session's entry in its user's index: tag:digest.
+func memberOf(id string) string {
 	tag, hash := digest(id)
-	return rediskey.Key(s.prefix, tag, ":"+hash), tag + ":" + hash
+	return tag + ":" + hash
 }
 
 func (s *RedisStore) keyOfMember(member string) string {
@@ -124,8 +132,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	if !validID(id) {
 		return Record{}, ErrNotFound
 	}
-	key, _ := s.key(id)
-	call := &redisscript.Call{Args: []any{1, key}}
+	call := &redisscript.Call{Args: []any{1, s.sessionKey(id)}}
 	if err := s.run(ctx, loadScript, []*redisscript.Call{call}, nil); err != nil {
 		return Record{}, err
 	}
@@ -137,24 +144,54 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	exp, _ := vals[0].(int64)
-	r := Record{Values: make(map[string][]byte, len(vals)/2), Expires: ms(exp)}
-	for i := 1; i+1 < len(vals); i += 2 {
-		f, _ := vals[i].(string)
-		v, _ := vals[i+1].(string)
+	packed, _ := vals[1].(string)
+	r, ok := unpack([]byte(packed))
+	if !ok {
+		return Record{}, fmt.Errorf("%w: malformed session data", ErrUnavailable)
+	}
+	r.Expires = ms(exp)
+	return r, nil
+}
+
+// unpack reads the fields packed by load.lua. Values are slices of b, which the Record owns.
+func unpack(b []byte) (Record, bool) {
+	r := Record{Values: make(map[string][]byte, 4)}
+	next := func() ([]byte, bool) {
+		i := 0
+		for i < len(b) && b[i] != ':' {
+			i++
+		}
+		n, err := strconv.Atoi(string(b[:i]))
+		if err != nil || n < 0 || i+1+n > len(b) {
+			return nil, false
+		}
+		v := b[i+1 : i+1+n : i+1+n]
+		b = b[i+1+n:]
+		return v, true
+	}
+	for len(b) > 0 {
+		f, ok := next()
+		if !ok {
+			return Record{}, false
+		}
+		v, ok := next()
+		if !ok {
+			return Record{}, false
+		}
 		switch {
-		case strings.HasPrefix(f, "."):
-			r.Values[f[1:]] = []byte(v)
-		case f == "_c":
-			n, _ := strconv.ParseInt(v, 10, 64)
+		case len(f) > 0 && f[0] == '.':
+			r.Values[string(f[1:])] = v
+		case string(f) == "_c":
+			n, _ := strconv.ParseInt(string(v), 10, 64)
 			r.Created = ms(n)
-		case f == "_a":
-			n, _ := strconv.ParseInt(v, 10, 64)
+		case string(f) == "_a":
+			n, _ := strconv.ParseInt(string(v), 10, 64)
 			r.Deadline = ms(n)
-		case f == "_u":
-			r.User = v
+		case string(f) == "_u":
+			r.User = string(v)
 		}
 	}
-	return r, nil
+	return r, true
 }
 
 // Commit implements [Store]. It is one round trip: the session's script, preceded in the same
@@ -163,10 +200,10 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	key, member := s.key(c.ID)
-	newKey := key
+	key := s.sessionKey(c.ID)
+	newKey, final := key, c.ID
 	if c.NewID != "" {
-		newKey, member = s.key(c.NewID)
+		newKey, final = s.sessionKey(c.NewID), c.NewID
 	}
 	bool01 := func(b bool) string {
 		if b {
@@ -185,7 +222,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	}
 	var index func(redis.Pipeliner)
 	if !c.Destroy && c.User != "" && (c.SetUser || c.Create || c.NewID != "") {
-		ukey := s.userKey(c.User)
+		ukey, member := s.userKey(c.User), memberOf(final)
 		deadline := time.Now().Add(c.Lifetime).UnixMilli()
 		index = func(p redis.Pipeliner) {
 			p.ZAdd(ctx, ukey, redis.Z{Score: float64(deadline), Member: member})
@@ -204,14 +241,12 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if ok, _ := v[0].(int64); ok != 1 {
 		return Record{}, ErrNotFound
 	}
-	if c.Destroy || len(v) < 5 {
+	if c.Destroy || len(v) < 3 {
 		return Record{}, nil
 	}
-	created, _ := v[1].(int64)
-	abs, _ := v[2].(int64)
-	exp, _ := v[3].(int64)
-	user, _ := v[4].(string)
-	return Record{User: user, Created: ms(created), Deadline: ms(abs), Expires: ms(exp)}, nil
+	abs, _ := v[1].(int64)
+	exp, _ := v[2].(int64)
+	return Record{Deadline: ms(abs), Expires: ms(exp)}, nil
 }
 
 // User implements [Store]: the index, then one script per listed session (pipelined) that reads

@@ -396,6 +396,12 @@ func (s *Session) Put(key string, v any) error {
 		return fmt.Errorf("%w: %d bytes with %q, over MaxSize %d", ErrTooLarge, size, key, s.m.cfg.MaxSize)
 	}
 	s.size = size
+	if s.values == nil {
+		s.values = make(map[string][]byte)
+	}
+	if s.set == nil {
+		s.set = make(map[string][]byte)
+	}
 	s.values[key] = b
 	s.set[key] = b
 	delete(s.del, key)
@@ -420,6 +426,9 @@ func (s *Session) removeLocked(key string) error {
 		s.size -= len(key) + len(old)
 		delete(s.values, key)
 		delete(s.set, key)
+		if s.del == nil {
+			s.del = make(map[string]struct{})
+		}
 		s.del[key] = struct{}{}
 	}
 	return nil
@@ -509,7 +518,7 @@ func (s *Session) Destroy() error {
 		s.destroyID = s.id
 	}
 	s.id = ""
-	s.values, s.set, s.del = map[string][]byte{}, map[string][]byte{}, map[string]struct{}{}
+	s.values, s.set, s.del = nil, nil, nil
 	s.size, s.user, s.setUser, s.renew = 0, "", false, false
 	s.rec = Record{}
 	return nil

@@ -16,7 +16,8 @@ type Store interface {
 	Load(ctx context.Context, id string) (Record, error)
 	// Commit applies c: creates, changes, renews or destroys one session. Changing or renewing
 	// a session that no longer exists, or whose absolute deadline has passed, returns
-	// ErrNotFound and writes nothing (an expired session is deleted, never written again).
+	// ErrNotFound and writes nothing (an expired session is deleted, never written again). The
+	// Record returned has only the deadlines (Deadline and Expires).
 	Commit(ctx context.Context, c *Change) (Record, error)
 	// User lists the live sessions of user through a per-user index, and with destroy, deletes
 	// them (O(sessions of that user), never a scan).

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,25 @@ func TestStoreSuite(t *testing.T) {
 			r, err := st.Load(ctx, id)
 			require.NoError(t, err)
 			assert.Equal(t, map[string][]byte{"b": []byte("2"), "x": []byte("X"), "y": []byte("Y")}, r.Values)
+		})
+		t.Run("ManyFields", func(t *testing.T) {
+			st := newBackend(t, be).store
+			id := create(t, st, nil, "")
+			set := map[string][]byte{}
+			for i := range 2500 {
+				set[fmt.Sprint("k", i)] = []byte("v")
+			}
+			_, err := st.Commit(ctx, &Change{ID: id, Set: set, Idle: time.Minute})
+			require.NoError(t, err)
+			var del []string
+			for i := range 2400 {
+				del = append(del, fmt.Sprint("k", i))
+			}
+			_, err = st.Commit(ctx, &Change{ID: id, Del: del, Idle: time.Minute})
+			require.NoError(t, err)
+			r, err := st.Load(ctx, id)
+			require.NoError(t, err)
+			assert.Len(t, r.Values, 100)
 		})
 		t.Run("Renew", func(t *testing.T) {
 			st := newBackend(t, be).store
@@ -197,10 +217,7 @@ func TestStoreSuite(t *testing.T) {
 	})
 }
 
-func (s *RedisStore) mustKey(id string) string {
-	k, _ := s.key(id)
-	return k
-}
+func (s *RedisStore) mustKey(id string) string { return s.sessionKey(id) }
 
 // TestRedisKeepsOnlyDigests: nothing in Redis contains a session ID.
 func TestRedisKeepsOnlyDigests(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,4 +91,34 @@ func Delta(before, after map[string]int64) int64 {
 		n += calls - before[cmd]
 	}
 	return n
+}
+
+// RoundTrips counts the round trips a client makes: one per command sent alone, one per
+// pipeline. Add it with [CountRoundTrips]; it is safe for concurrent use.
+type RoundTrips struct{ n atomic.Int64 }
+
+// Load returns the round trips counted so far.
+func (r *RoundTrips) Load() int64 { return r.n.Load() }
+
+func (r *RoundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *RoundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *RoundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// CountRoundTrips adds a round-trip counter to rdb.
+func CountRoundTrips(rdb redis.UniversalClient) *RoundTrips {
+	r := &RoundTrips{}
+	rdb.AddHook(r)
+	return r
 }

@@ -1,0 +1,150 @@
+package benchmarks
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/goredisstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/benchmarks/internal/harness"
+	"github.com/outgrow/outgrow/session"
+)
+
+// Sessions side by side: one HTTP request through each library's middleware with a session of
+// three values, idle timeout 30 minutes and lifetime 24 hours in both. "read" reads one value;
+// "write" changes one. Redis runs report roundtrips/op (commands or pipelines the client sent,
+// counted by a go-redis hook) besides rediscmds/op.
+
+// sessionLib is one library's handler and a cookie naming a session it created.
+type sessionLib struct {
+	read, write http.Handler
+	cookie      *http.Cookie
+}
+
+func outgrowSessions(b *testing.B, st session.Store) sessionLib {
+	sm, err := session.New(st, session.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	read := sm.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if session.FromContext(r.Context()).String("user") != "ada" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	write := sm.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		if err := s.Put("cart", s.Int("cart")+1); err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	seed := sm.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.FromContext(r.Context())
+		_ = s.Put("user", "ada")
+		_ = s.Put("cart", 0)
+		_ = s.Put("theme", "dark")
+	}))
+	return sessionLib{read: read, write: write, cookie: seedCookie(b, seed)}
+}
+
+func scsSessions(b *testing.B, st scs.Store) sessionLib {
+	sm := scs.New()
+	sm.Store = st
+	sm.IdleTimeout = 30 * time.Minute
+	sm.Lifetime = 24 * time.Hour
+	read := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sm.GetString(r.Context(), "user") != "ada" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	write := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "cart", sm.GetInt(r.Context(), "cart")+1)
+	}))
+	seed := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "user", "ada")
+		sm.Put(r.Context(), "cart", 0)
+		sm.Put(r.Context(), "theme", "dark")
+	}))
+	return sessionLib{read: read, write: write, cookie: seedCookie(b, seed)}
+}
+
+func seedCookie(b *testing.B, h http.Handler) *http.Cookie {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	cs := rec.Result().Cookies()
+	if len(cs) != 1 {
+		b.Fatalf("no session cookie: %v", rec.Header())
+	}
+	return cs[0]
+}
+
+func serveSession(b *testing.B, h http.Handler, cookie *http.Cookie) {
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(cookie)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("status %d", rec.Code)
+	}
+}
+
+func benchSessions(b *testing.B, lib sessionLib, write bool, rdb redis.UniversalClient, rt *harness.RoundTrips) {
+	h := lib.read
+	if write {
+		h = lib.write
+	}
+	serveSession(b, h, lib.cookie)
+	var c *cmdCounter
+	var trips int64
+	if rdb != nil {
+		c = countCommands(b, rdb)
+		trips = rt.Load()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		serveSession(b, h, lib.cookie)
+	}
+	if rdb != nil {
+		b.StopTimer()
+		b.ReportMetric(float64(rt.Load()-trips-1)/float64(b.N), "roundtrips/op") // -1: the INFO read
+		c.report(b)
+	}
+}
+
+func BenchmarkSessionRedis(b *testing.B) {
+	for _, op := range []string{"read", "write"} {
+		b.Run("op="+op+"/lib=outgrow", func(b *testing.B) {
+			rdb, prefix := harness.Redis(b)
+			rt := harness.CountRoundTrips(rdb)
+			st, err := session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSessions(b, outgrowSessions(b, st), op == "write", rdb, rt)
+		})
+		b.Run("op="+op+"/lib=scs", func(b *testing.B) {
+			rdb, prefix := harness.Redis(b)
+			rt := harness.CountRoundTrips(rdb)
+			benchSessions(b, scsSessions(b, goredisstore.NewWithPrefix(rdb.(*redis.Client), prefix)), op == "write", rdb, rt)
+		})
+	}
+}
+
+func BenchmarkSessionMemory(b *testing.B) {
+	for _, op := range []string{"read", "write"} {
+		b.Run("op="+op+"/lib=outgrow", func(b *testing.B) {
+			benchSessions(b, outgrowSessions(b, session.NewMemoryStore()), op == "write", nil, nil)
+		})
+		b.Run("op="+op+"/lib=scs", func(b *testing.B) {
+			st := memstore.NewWithCleanupInterval(0)
+			benchSessions(b, scsSessions(b, st), op == "write", nil, nil)
+		})
+	}
+}
+
+var _ = context.Background
