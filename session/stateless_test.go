@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -146,4 +147,27 @@ func (s *spy) Load(ctx context.Context, id string) (Record, error) {
 		panic(fmt.Sprintf("malformed ID %q reached the store", id))
 	}
 	return s.Store.Load(ctx, id)
+}
+
+// TestReadsFromPrimary: with a client that sends read-only commands to random nodes, replicas
+// included, a session created is found at once, every time: the store's scripts run on the
+// primary. It needs the Sentinel setup of scripts/test-services.sh.
+func TestReadsFromPrimary(t *testing.T) {
+	addrs, master := os.Getenv(redistest.EnvSentinel), os.Getenv(redistest.EnvSentinelMaster)
+	if addrs == "" || master == "" {
+		t.Skip("needs OUTGROW_REDIS_SENTINEL and OUTGROW_REDIS_SENTINEL_MASTER (a primary with a replica)")
+	}
+	rdb := redis.NewFailoverClusterClient(&redis.FailoverOptions{
+		MasterName: master, SentinelAddrs: strings.Split(addrs, ","), RouteRandomly: true,
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	st, err := NewRedisStore(rdb, RedisConfig{Prefix: redistest.Prefix(t, rdb), Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for range 50 {
+		id := create(t, st, map[string][]byte{"a": []byte("1")}, "")
+		r, err := st.Load(ctx, id)
+		require.NoError(t, err, "a session is read where it was written")
+		require.Equal(t, []byte("1"), r.Values["a"])
+	}
 }
