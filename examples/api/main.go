@@ -5,13 +5,18 @@
 //	REDIS_URL=redis://127.0.0.1:6379/0 go run ./examples/api
 //	curl -i localhost:8080/api/health                     # liveness: {"status":"ok","uptime":...}
 //	curl -i localhost:8080/api/ready                      # readiness: cached checks, 503 when not ready
-//	curl -i -X POST localhost:8080/api/login              # 5 per minute per IP, then 429
 //	curl -i -H 'X-API-Key: k1' localhost:8080/api/items   # 100 per minute per API key
+//	COOKIE_INSECURE=1 go run ./examples/api               # session cookies over plain HTTP
+//	curl -i -c jar -d user=ada localhost:8080/api/login   # 5 per minute per IP, then 429
+//	curl -i -b jar localhost:8080/api/me                  # {"user":"ada"}
+//	curl -i -b jar -X POST localhost:8080/api/logout
 //
 // Every request is under the article's rate limits, layered all or nothing: 1000 requests per
-// minute per IP, 5 login attempts per minute per IP, 100 calls per minute per API key. With
-// REDIS_URL they are shared by every instance; KEY_PREFIX (default "ratelimit:") starts their
-// Redis keys.
+// minute per IP, 5 login attempts per minute per IP, 100 calls per minute per API key. Sessions
+// live in the store too, never in the instance: with REDIS_URL any instance serves any
+// request. KEY_PREFIX starts every Redis key (then "ratelimit:" or "session:"). The session
+// cookie is Secure: browsers and curl send it over HTTPS only, unless COOKIE_INSECURE=1 (local
+// development over plain HTTP).
 //
 // On SIGINT or SIGTERM it drains (readiness 503, liveness 200), keeps serving for a short delay so
 // that load balancers stop routing to it, and shuts down gracefully. Packages land here as they
@@ -20,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +38,7 @@ import (
 
 	"github.com/outgrow/outgrow/health"
 	"github.com/outgrow/outgrow/ratelimit"
+	"github.com/outgrow/outgrow/session"
 )
 
 func main() {
@@ -53,6 +60,8 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	var checks []health.Check
 	backend := "memory"
 	var store ratelimit.Store
+	var sessions session.Store = session.NewMemoryStore()
+	prefix := os.Getenv("KEY_PREFIX")
 	if redisURL != "" {
 		opt, err := redis.ParseURL(redisURL)
 		if err != nil {
@@ -62,7 +71,10 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		defer rdb.Close()
 		checks = append(checks, health.Check{Name: "redis", Func: health.RedisCheck(rdb)})
 		backend = "redis"
-		if store, err = ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: os.Getenv("KEY_PREFIX")}); err != nil {
+		if store, err = ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix + "ratelimit:"}); err != nil {
+			return err
+		}
+		if sessions, err = session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix + "session:"}); err != nil {
 			return err
 		}
 	} else {
@@ -88,9 +100,47 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"service\":\"outgrow example\",\"backend\":%q}\n", backend)
 	})
+	sm, err := session.New(sessions, session.Config{Insecure: os.Getenv("COOKIE_INSECURE") == "1", Logger: logger})
+	if err != nil {
+		return err
+	}
 	mux.HandleFunc("POST /api/login", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"token":"example"}`)
+		// A real service checks a password here. Login gives the session a new ID, so that an
+		// ID seen before logging in is worth nothing after.
+		user := r.FormValue("user")
+		if user == "" {
+			user = "demo"
+		}
+		if err := session.FromContext(r.Context()).Login(user); err != nil {
+			http.Error(w, `{"error":"Bad request."}`, http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"user": user})
+	})
+	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
+		user := session.FromContext(r.Context()).User()
+		if user == "" {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Not logged in."})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"user": user})
+	})
+	mux.HandleFunc("POST /api/logout", func(w http.ResponseWriter, r *http.Request) {
+		_ = session.FromContext(r.Context()).Destroy()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /api/logout-everywhere", func(w http.ResponseWriter, r *http.Request) {
+		user := session.FromContext(r.Context()).User()
+		if user == "" {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Not logged in."})
+			return
+		}
+		n, err := sm.DestroyAll(r.Context(), user)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Service temporarily unavailable."})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"ended": n})
 	})
 	mux.HandleFunc("GET /api/items", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -102,7 +152,8 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		return err
 	}
 	// Health probes answer before the rate limits, so load balancers are never limited.
-	srv := &http.Server{Handler: hc.Middleware(limit(mux)), ReadHeaderTimeout: 5 * time.Second}
+	// Rate limits come before sessions, so refused requests cost no session load.
+	srv := &http.Server{Handler: hc.Middleware(limit(sm.Middleware(mux))), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("api listening", "addr", ln.Addr().String(), "backend", backend)
@@ -122,6 +173,12 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	err = <-shutdown
 	logger.Info("api stopped")
 	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // rateLimits returns the article's three limits as one middleware. Behind a load balancer, set

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ func TestRun(t *testing.T) {
 				// The example's rate-limit keys go under a prefix of this test, removed at the end.
 				t.Setenv("KEY_PREFIX", redistest.Prefix(t, redistest.Open(t, redistest.Redis).Client))
 			}
+			t.Setenv("COOKIE_INSECURE", "1") // the test server is plain HTTP
 			ctx, cancel := context.WithCancel(context.Background())
 			listening := make(chan string, 1)
 			done := make(chan error, 1)
@@ -35,7 +37,11 @@ func TestRun(t *testing.T) {
 			case err := <-done:
 				t.Fatalf("run: %v", err)
 			}
-			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+			jar, err := cookiejar.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}, Jar: jar}
 			defer client.CloseIdleConnections()
 
 			var live struct {
@@ -67,8 +73,20 @@ func TestRun(t *testing.T) {
 				t.Errorf("backend %q, want %q", root.Backend, want)
 			}
 
-			// The article's login limit: the sixth attempt within a minute is refused.
-			for i := 1; i <= 6; i++ {
+			// Sessions: anonymous, logged in, logged out.
+			var me map[string]string
+			getJSON(t, client, "http://"+addr+"/api/me", http.StatusUnauthorized, &me)
+			post(t, client, "http://"+addr+"/api/login?user=ada", http.StatusOK)
+			getJSON(t, client, "http://"+addr+"/api/me", http.StatusOK, &me)
+			if me["user"] != "ada" {
+				t.Errorf("me: %v", me)
+			}
+			post(t, client, "http://"+addr+"/api/logout", http.StatusNoContent)
+			getJSON(t, client, "http://"+addr+"/api/me", http.StatusUnauthorized, &me)
+
+			// The article's login limit: the sixth attempt within a minute is refused (the
+			// first was the session's login above).
+			for i := 2; i <= 6; i++ {
 				resp, err := client.Post("http://"+addr+"/api/login", "application/json", nil)
 				if err != nil {
 					t.Fatal(err)
@@ -102,6 +120,19 @@ func TestRun(t *testing.T) {
 func TestRunRejectsBadRedisURL(t *testing.T) {
 	if err := run(context.Background(), "127.0.0.1:0", "not a url", nil); err == nil {
 		t.Fatal("run accepted an invalid REDIS_URL")
+	}
+}
+
+func post(t *testing.T, c *http.Client, url string, code int) {
+	t.Helper()
+	resp, err := c.Post(url, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != code {
+		t.Fatalf("POST %s: %d %s", url, resp.StatusCode, b)
 	}
 }
 
