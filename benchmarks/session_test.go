@@ -1,7 +1,6 @@
 package benchmarks
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -146,5 +145,3 @@ func BenchmarkSessionMemory(b *testing.B) {
 		})
 	}
 }
-
-var _ = context.Background
