@@ -41,6 +41,13 @@ func validID(s string) bool {
 	return true
 }
 
+// userTag is the tag of every session of user, so that a user's sessions and their index share
+// a Redis Cluster slot and can be listed or ended in one atomic script.
+func userTag(user string) string {
+	sum := sha256.Sum256([]byte("user:" + user))
+	return base64.RawURLEncoding.EncodeToString(sum[:3]) // 3 bytes: 4 characters
+}
+
 // appendDigest appends the base64url SHA-256 of id.
 func appendDigest(dst []byte, id string) []byte {
 	sum := sha256.Sum256([]byte(id))

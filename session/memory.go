@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -119,7 +120,7 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 		if e != nil {
 			s.remove(key, e)
 		}
-		e = &memSession{values: make(map[string][]byte), created: now, abs: now.Add(c.Lifetime)}
+		e = &memSession{values: make(map[string][]byte), user: c.User, created: now, abs: now.Add(c.Lifetime)}
 		s.m[key] = e
 	case e == nil:
 		return Record{}, ErrNotFound
@@ -131,19 +132,15 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	for _, k := range c.Del {
 		delete(e.values, k)
 	}
-	if c.SetUser && c.User != e.user {
-		if e.user != "" {
-			s.unindex(e.user, key)
-		}
-		e.user = c.User
-	}
 	if c.NewID != "" {
-		delete(s.m, key)
-		if e.user != "" {
-			s.unindex(e.user, key)
-		}
+		s.remove(key, e)
 		key = memKey(c.NewID)
 		s.m[key] = e
+	}
+	e.expires = deadlineOf(now, e.abs, e.idle)
+	if !now.Before(e.expires) {
+		s.remove(key, e)
+		return Record{}, ErrNotFound
 	}
 	if e.user != "" {
 		set := s.users[e.user]
@@ -152,11 +149,6 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 			s.users[e.user] = set
 		}
 		set[key] = struct{}{}
-	}
-	e.expires = deadlineOf(now, e.abs, e.idle)
-	if !now.Before(e.expires) {
-		s.remove(key, e)
-		return Record{}, ErrNotFound
 	}
 	return Record{Deadline: e.abs, Expires: e.expires}, nil
 }
@@ -172,12 +164,24 @@ func (s *MemoryStore) User(_ context.Context, user string, destroy bool) ([]Info
 		if e == nil {
 			continue
 		}
-		out = append(out, Info{Handle: key, Created: e.created, Deadline: e.abs, Expires: e.expires})
+		_, hash, _ := strings.Cut(key, ":")
+		out = append(out, Info{Handle: hash, Created: e.created, Deadline: e.abs, Expires: e.expires})
 		if destroy {
 			s.remove(key, e)
 		}
 	}
+	sortInfos(out)
 	return out, nil
+}
+
+// sortInfos orders a listing by creation, then handle.
+func sortInfos(infos []Info) {
+	sort.Slice(infos, func(i, j int) bool {
+		if !infos[i].Created.Equal(infos[j].Created) {
+			return infos[i].Created.Before(infos[j].Created)
+		}
+		return infos[i].Handle < infos[j].Handle
+	})
 }
 
 func sortedKeys(set map[string]struct{}) []string {
@@ -209,6 +213,8 @@ func checkChange(c *Change) error {
 		return fmt.Errorf("%w: malformed session ID", ErrInvalidConfig)
 	case c.NewID != "" && (!validID(c.NewID) || c.NewID[:tagLen] != c.ID[:tagLen]):
 		return fmt.Errorf("%w: a renewed ID must be well formed and keep the old ID's tag", ErrInvalidConfig)
+	case c.User != "" && c.ID[:tagLen] != userTag(c.User):
+		return fmt.Errorf("%w: the ID of a user's session must start with the user's tag", ErrInvalidConfig)
 	case !c.Destroy && (c.Idle <= 0 || c.Create && c.Lifetime <= 0):
 		return fmt.Errorf("%w: Idle and Lifetime must be positive", ErrInvalidConfig)
 	}

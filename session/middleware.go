@@ -97,48 +97,63 @@ func (m *Manager) commit(ctx context.Context, s *Session) (cookie string, deadli
 	// has gone, within the store's own timeout.
 	ctx = context.WithoutCancel(ctx)
 	if s.destroyID != "" {
-		if _, err := m.store.Commit(ctx, &Change{ID: s.destroyID, Destroy: true}); err != nil && !errors.Is(err, ErrNotFound) {
+		_, err := m.store.Commit(ctx, &Change{ID: s.destroyID, Destroy: true, User: s.destroyUser})
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return "", time.Time{}, false, err
 		}
 		m.commits.Add(1)
 		m.destroyed.Add(1)
 		clear = true
 	}
-	changed := len(s.set) > 0 || len(s.del) > 0 || s.setUser
-	c := &Change{
-		ID: s.id, Set: s.set, User: s.user, SetUser: s.setUser,
-		Idle: m.cfg.IdleTimeout, Lifetime: m.cfg.Lifetime,
-	}
-	for k := range s.del {
-		c.Del = append(c.Del, k)
-	}
+	changed := len(s.set) > 0 || len(s.del) > 0
+	var c *Change
 	switch {
+	case s.login:
+		// Logging in creates a new session for the user, with everything the old one held; the
+		// old one is then deleted. An ID anyone saw before the login opens nothing after it.
+		c = &Change{ID: newID(userTag(s.user)), Create: true, Set: s.values, User: s.user}
 	case s.id == "":
 		if !changed {
 			return "", time.Time{}, clear, nil // nothing to keep: no session, no cookie
 		}
-		c.ID, c.Create = newID(""), true
-		c.Del = nil
+		c = &Change{ID: newID(""), Create: true, Set: s.set}
 	case s.renew:
-		c.NewID = newID(s.id[:tagLen])
+		c = &Change{ID: s.id, NewID: newID(s.id[:tagLen]), Set: s.set, User: s.user}
 	case !changed:
 		return "", time.Time{}, clear, nil // only read: nothing to write
+	default:
+		c = &Change{ID: s.id, Set: s.set, User: s.user}
+	}
+	c.Idle, c.Lifetime = m.cfg.IdleTimeout, m.cfg.Lifetime
+	if !c.Create {
+		for k := range s.del {
+			c.Del = append(c.Del, k)
+		}
 	}
 	rec, err := m.store.Commit(ctx, c)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		// The session expired or was destroyed elsewhere during the request: its changes are
-		// dropped rather than written to a session that must be over.
+		// The session expired, or a concurrent request renewed or destroyed it: its changes are
+		// dropped rather than written to a session that must be over. The cookie is left alone:
+		// the browser may already hold a newer one.
 		m.lost.Add(1)
-		return "", time.Time{}, true, nil
+		return "", time.Time{}, clear, nil
 	case err != nil:
 		return "", time.Time{}, false, err
 	}
 	m.commits.Add(1)
+	if s.login && s.id != "" {
+		if _, err := m.store.Commit(ctx, &Change{ID: s.id, Destroy: true, User: s.rec.User}); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", time.Time{}, false, err
+		}
+	}
 	switch {
 	case c.Create:
 		m.created.Add(1)
 		cookie = c.ID
+		if s.login && s.id != "" {
+			m.renewed.Add(1)
+		}
 	case c.NewID != "":
 		m.renewed.Add(1)
 		cookie = c.NewID

@@ -329,3 +329,37 @@ func TestRenewUnderConcurrency(t *testing.T) {
 		t.Logf("%d writes lost to the renewal", m.Stats().Lost)
 	})
 }
+
+// TestLostWriteKeepsTheCookie: a request loads the session, a login replaces it meanwhile, then
+// the request writes. Its write is dropped, and its response sends no cookie: arriving after
+// the login's response, a cleared or new cookie would log the user out.
+func TestLostWriteKeepsTheCookie(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		m := newManager(t, newBackend(t, be).store, Config{})
+		loaded, proceed := make(chan struct{}), make(chan struct{})
+		slow := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(loaded)
+			<-proceed
+			assert.NoError(t, FromContext(r.Context()).Put("late", "1"))
+		}))
+		c := &client{t: t, h: m.Middleware(app())}
+		c.do("POST", "/put?k=a&v=1")
+		old := c.cookie
+		done := make(chan *httptest.ResponseRecorder)
+		go func() {
+			req := httptest.NewRequest("POST", "/", nil)
+			req.AddCookie(old)
+			rec := httptest.NewRecorder()
+			slow.ServeHTTP(rec, req)
+			done <- rec
+		}()
+		<-loaded
+		c.do("POST", "/login?user=ada")
+		close(proceed)
+		rec := <-done
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Empty(t, rec.Result().Cookies(), "a lost write sends no cookie")
+		assert.Equal(t, uint64(1), m.Stats().Lost)
+		assert.Equal(t, "1|1|ada", c.do("GET", "/get?k=a").Body.String(), "the login stands")
+	})
+}

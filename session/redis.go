@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,12 +20,15 @@ var (
 	loadSource string
 	//go:embed commit.lua
 	commitSource string
-	//go:embed info.lua
-	infoSource string
+	//go:embed user.lua
+	userSource string
+	//go:embed index.lua
+	indexSource string
 
 	loadScript   = redisscript.New(loadSource)
 	commitScript = redisscript.New(commitSource)
-	infoScript   = redisscript.New(infoSource)
+	userScript   = redisscript.New(userSource)
+	indexScript  = redisscript.New(indexSource)
 )
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
@@ -90,30 +92,13 @@ func (s *RedisStore) sessionKey(id string) string {
 	return string(appendDigest(k, id))
 }
 
-// memberOf is a session's entry in its user's index: tag:digest.
-func memberOf(id string) string {
-	tag, hash := digest(id)
-	return tag + ":" + hash
+// indexKey is prefix{tag}:u:user, with the tag all of user's sessions share.
+func (s *RedisStore) indexKey(user string) string {
+	return rediskey.Key(s.prefix, userTag(user), ":u:"+user)
 }
 
-func (s *RedisStore) keyOfMember(member string) string {
-	tag, hash, _ := strings.Cut(member, ":")
-	return rediskey.Key(s.prefix, tag, ":"+hash)
-}
-
-func (s *RedisStore) userKey(user string) string { return rediskey.Key(s.prefix, "u:"+user, "") }
-
-func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call, extra func(redis.Pipeliner)) error {
+func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call) error {
 	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
-		if extra != nil {
-			// The index comes first, in the same round trip: a session is never in Redis
-			// without being listed under its user.
-			pipe := s.rdb.Pipeline()
-			extra(pipe)
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-		}
 		return sc.Run(ctx, s.rdb, calls)
 	})
 	if err != nil {
@@ -133,7 +118,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	call := &redisscript.Call{Args: []any{1, s.sessionKey(id)}}
-	if err := s.run(ctx, loadScript, []*redisscript.Call{call}, nil); err != nil {
+	if err := s.run(ctx, loadScript, []*redisscript.Call{call}); err != nil {
 		return Record{}, err
 	}
 	vals, err := call.Cmd.Slice()
@@ -194,16 +179,19 @@ func unpack(b []byte) (Record, bool) {
 	return r, true
 }
 
-// Commit implements [Store]. It is one round trip: the session's script, preceded in the same
-// pipeline by the user index when a session gains a user or a new ID.
+// Commit implements [Store]. It is one script call, one round trip: the session, its renewed
+// key and its user's index share a hash tag.
 func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
 	key := s.sessionKey(c.ID)
-	newKey, final := key, c.ID
+	newKey, index := key, key
 	if c.NewID != "" {
-		newKey, final = s.sessionKey(c.NewID), c.NewID
+		newKey = s.sessionKey(c.NewID)
+	}
+	if c.User != "" {
+		index = s.indexKey(c.User)
 	}
 	bool01 := func(b bool) string {
 		if b {
@@ -212,26 +200,16 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 		return "0"
 	}
 	args := make([]any, 0, 10+2*len(c.Set)+len(c.Del))
-	args = append(args, 2, key, newKey, bool01(c.Create), bool01(c.Destroy),
-		c.Lifetime.Milliseconds(), max(1, c.Idle.Milliseconds()), bool01(c.SetUser), c.User, len(c.Set))
+	args = append(args, 3, key, newKey, index, bool01(c.Create), bool01(c.Destroy),
+		c.Lifetime.Milliseconds(), max(1, c.Idle.Milliseconds()), c.User, len(c.Set))
 	for k, v := range c.Set {
 		args = append(args, "."+k, v)
 	}
 	for _, k := range c.Del {
 		args = append(args, "."+k)
 	}
-	var index func(redis.Pipeliner)
-	if !c.Destroy && c.User != "" && (c.SetUser || c.Create || c.NewID != "") {
-		ukey, member := s.userKey(c.User), memberOf(final)
-		deadline := time.Now().Add(c.Lifetime).UnixMilli()
-		index = func(p redis.Pipeliner) {
-			p.ZAdd(ctx, ukey, redis.Z{Score: float64(deadline), Member: member})
-			p.ZRemRangeByScore(ctx, ukey, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-			p.PExpire(ctx, ukey, c.Lifetime+time.Minute)
-		}
-	}
 	call := &redisscript.Call{Args: args}
-	if err := s.run(ctx, commitScript, []*redisscript.Call{call}, index); err != nil {
+	if err := s.run(ctx, commitScript, []*redisscript.Call{call}); err != nil {
 		return Record{}, err
 	}
 	v, err := call.Cmd.Slice()
@@ -249,53 +227,52 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	return Record{Deadline: ms(abs), Expires: ms(exp)}, nil
 }
 
-// User implements [Store]: the index, then one script per listed session (pipelined) that reads
-// it on the primary; with destroy, the sessions and their index entries are deleted.
+// User implements [Store]: the index read on the primary, then one script over the index and
+// every session it names (they share a slot) that lists them and, with destroy, deletes them; if
+// a login or renewal changed the index in between, the script refuses and User reads it again.
 func (s *RedisStore) User(ctx context.Context, user string, destroy bool) ([]Info, error) {
-	ukey := s.userKey(user)
-	var members []string
-	var infos []Info
-	err := redisscript.Bound(ctx, 10*s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
-		var err error
-		members, err = s.rdb.ZRange(ctx, ukey, 0, -1).Result()
-		if err != nil || len(members) == 0 {
-			return err
-		}
-		calls := make([]*redisscript.Call, len(members))
-		for i, m := range members {
-			calls[i] = &redisscript.Call{Args: []any{1, s.keyOfMember(m)}}
-		}
-		if err := infoScript.Run(ctx, s.rdb, calls); err != nil {
-			return err
-		}
-		var gone []any
-		pipe := s.rdb.Pipeline()
-		for i, c := range calls {
-			v, err := c.Cmd.Int64Slice()
-			if err != nil {
-				return err
-			}
-			if len(v) != 3 {
-				gone = append(gone, members[i])
-				continue
-			}
-			infos = append(infos, Info{Handle: members[i], Created: ms(v[0]), Deadline: ms(v[1]), Expires: ms(v[2])})
-			if destroy {
-				pipe.Del(ctx, s.keyOfMember(members[i]))
-				gone = append(gone, members[i])
-			}
-		}
-		if len(gone) > 0 {
-			pipe.ZRem(ctx, ukey, gone...)
-		}
-		if pipe.Len() > 0 {
-			_, err = pipe.Exec(ctx)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	index := s.indexKey(user)
+	flag := "0"
+	if destroy {
+		flag = "1"
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Handle < infos[j].Handle })
-	return infos, nil
+	for range 8 {
+		read := &redisscript.Call{Args: []any{1, index}}
+		if err := s.run(ctx, indexScript, []*redisscript.Call{read}); err != nil {
+			return nil, err
+		}
+		members, err := read.Cmd.StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		args := make([]any, 0, 3+len(members))
+		args = append(args, 1+len(members), index)
+		for _, m := range members {
+			args = append(args, m)
+		}
+		args = append(args, flag)
+		call := &redisscript.Call{Args: args}
+		if err := s.run(ctx, userScript, []*redisscript.Call{call}); err != nil {
+			return nil, err
+		}
+		v, err := call.Cmd.Slice()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if len(v) == 1 {
+			continue // the index changed under us
+		}
+		infos := make([]Info, 0, len(v)/4)
+		for i := 0; i+3 < len(v); i += 4 {
+			k, _ := v[i].(string)
+			c, _ := v[i+1].(int64)
+			a, _ := v[i+2].(int64)
+			e, _ := v[i+3].(int64)
+			_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
+			infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
+		}
+		sortInfos(infos)
+		return infos, nil
+	}
+	return nil, fmt.Errorf("%w: the sessions of %q keep changing", ErrUnavailable, user)
 }

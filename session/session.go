@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -209,11 +208,12 @@ type Session struct {
 	size   int
 	rec    Record
 
-	user      string
-	setUser   bool
-	renew     bool
-	destroyID string // a stored session to delete at commit (Destroy, then maybe a new one)
-	committed bool
+	user        string
+	login       bool // Login: a new session for user replaces this one at commit
+	renew       bool
+	destroyID   string // a stored session to delete at commit (Destroy, then maybe a new one)
+	destroyUser string // its user, whose index lists it
+	committed   bool
 	detached  bool // FailOpen after a store failure: never saved
 }
 
@@ -474,22 +474,23 @@ func (s *Session) Renew() error {
 	return nil
 }
 
-// Login renews the session's ID and ties the session to user, who can then list their sessions
-// and end them all ([Manager.List], [Manager.DestroyAll]).
+// Login ties the session to user, who can then list their sessions and end them all
+// ([Manager.List], [Manager.DestroyAll]). When the response starts, a new session with a new ID
+// takes over the values and the old one is deleted: an ID seen before logging in opens nothing
+// after (no session fixation). To log out, Destroy the session.
 func (s *Session) Login(user string) error {
 	if s == nil {
 		return ErrNoSession
 	}
 	if user == "" {
-		return errors.New("session: Login with an empty user")
+		return fmt.Errorf("%w: Login with an empty user", ErrInvalidConfig)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.mutable(); err != nil {
 		return err
 	}
-	s.renew = true
-	s.user, s.setUser = user, true
+	s.login, s.user = true, user
 	return nil
 }
 
@@ -515,11 +516,11 @@ func (s *Session) Destroy() error {
 		return err
 	}
 	if s.id != "" {
-		s.destroyID = s.id
+		s.destroyID, s.destroyUser = s.id, s.rec.User
 	}
 	s.id = ""
 	s.values, s.set, s.del = nil, nil, nil
-	s.size, s.user, s.setUser, s.renew = 0, "", false, false
+	s.size, s.user, s.login, s.renew = 0, "", false, false
 	s.rec = Record{}
 	return nil
 }

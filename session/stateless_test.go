@@ -109,7 +109,7 @@ func TestExpiryDeterministic(t *testing.T) {
 		c.h = slow
 		rec := c.do("POST", "/")
 		assert.Equal(t, http.StatusOK, rec.Code)
-		assert.Contains(t, rec.Header().Get("Set-Cookie"), "Max-Age=0", "the cookie is cleared")
+		assert.Empty(t, rec.Header().Get("Set-Cookie"), "the cookie is left alone (the browser may hold a newer one)")
 		assert.Equal(t, uint64(1), m.Stats().Lost)
 		st.mu.Lock()
 		assert.Empty(t, st.m, "no session outlives its deadline")

@@ -20,7 +20,7 @@ type Store interface {
 	// Record returned has only the deadlines (Deadline and Expires).
 	Commit(ctx context.Context, c *Change) (Record, error)
 	// User lists the live sessions of user through a per-user index, and with destroy, deletes
-	// them (O(sessions of that user), never a scan).
+	// them, atomically (O(sessions of that user), never a scan).
 	User(ctx context.Context, user string, destroy bool) ([]Info, error)
 }
 
@@ -43,16 +43,19 @@ type Change struct {
 	NewID string
 	Set   map[string][]byte // values written
 	Del   []string          // values removed
-	// User, when SetUser, replaces the session's user (the per-user index follows).
-	User    string
-	SetUser bool
+	// User is the user the session belongs to ("" when anonymous): for Create, the user it is
+	// created for; otherwise the one it was loaded with. A user's sessions are listed in the
+	// user's index, and their IDs start with the user's tag (see userTag), which places them
+	// with the index. A session never changes users: logging in creates a new session.
+	User string
 	// Idle is the idle timeout, Lifetime the absolute one (used at creation).
 	Idle, Lifetime time.Duration
 }
 
 // Info describes one session of a user, for listings.
 type Info struct {
-	// Handle identifies the session without being its ID (it cannot open the session).
+	// Handle identifies the session without being its ID (it cannot open the session): the
+	// digest stores keep.
 	Handle   string
 	Created  time.Time
 	Deadline time.Time

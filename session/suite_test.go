@@ -67,8 +67,11 @@ func newBackend(t *testing.T, be redistest.Backend) *backend {
 func create(t *testing.T, st Store, values map[string][]byte, user string) string {
 	t.Helper()
 	id := newID("")
+	if user != "" {
+		id = newID(userTag(user))
+	}
 	_, err := st.Commit(context.Background(), &Change{
-		ID: id, Create: true, Set: values, User: user, SetUser: user != "",
+		ID: id, Create: true, Set: values, User: user,
 		Idle: time.Minute, Lifetime: time.Hour,
 	})
 	require.NoError(t, err)
@@ -197,7 +200,7 @@ func TestStoreSuite(t *testing.T) {
 			}
 			bob := create(t, st, nil, "bob")
 			anon := create(t, st, map[string][]byte{"a": []byte("1")}, "")
-			_, err := st.Commit(ctx, &Change{ID: ada[2], Destroy: true})
+			_, err := st.Commit(ctx, &Change{ID: ada[2], Destroy: true, User: "ada"})
 			require.NoError(t, err)
 
 			infos, err := st.User(ctx, "ada", false)

@@ -125,44 +125,27 @@ func ContextTimeouts(rdb redis.UniversalClient) bool {
 	return false
 }
 
-// Bound runs fn and waits for it at most timeout. When go-redis honours context deadlines
-// (ctxTimeouts), fn gets a context that ends after timeout. Otherwise a deadline would change
-// nothing for go-redis, so fn runs with ctx on its own goroutine while the caller waits at most
-// the timeout (returning context.DeadlineExceeded); fn then finishes in the background within
-// the client's ReadTimeout.
+// Bound runs fn with a context that ends after timeout. go-redis always honours a context's
+// deadline while it waits for a pooled connection or dials one; with ContextTimeoutEnabled
+// (ctxTimeouts) it also does for reads and writes. Otherwise fn runs on its own goroutine, so that
+// the caller still waits at most the timeout; fn then finishes in the background, within the
+// client's ReadTimeout.
 func Bound(ctx context.Context, timeout time.Duration, ctxTimeouts bool, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if ctxTimeouts {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
 		return fn(ctx)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w := waiters.Get().(*waiter)
-	w.t.Reset(timeout)
-	go func() { w.ch <- fn(ctx) }()
+	ch := results.Get().(chan error)
+	go func() { ch <- fn(ctx) }()
 	select {
-	case err := <-w.ch:
-		w.t.Stop() // since Go 1.23, no stale tick can be received after Stop
-		waiters.Put(w)
+	case err := <-ch:
+		results.Put(ch) // empty again: its one send was received
 		return err
-	case <-w.t.C:
-		return context.DeadlineExceeded // w stays with fn, which still sends on w.ch
 	case <-ctx.Done():
-		w.t.Stop()
-		return ctx.Err()
+		return ctx.Err() // ch stays with fn, which still sends on it
 	}
 }
 
-// waiter is what Bound needs per call, pooled: most calls end in time and give it back.
-type waiter struct {
-	ch chan error
-	t  *time.Timer
-}
-
-var waiters = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan error, 1), t: t}
-}}
+// results pools Bound's channels: most calls end in time and give theirs back.
+var results = sync.Pool{New: func() any { return make(chan error, 1) }}
