@@ -214,7 +214,7 @@ type Session struct {
 	destroyID   string // a stored session to delete at commit (Destroy, then maybe a new one)
 	destroyUser string // its user, whose index lists it
 	committed   bool
-	detached  bool // FailOpen after a store failure: never saved
+	detached    bool // FailOpen after a store failure: never saved
 }
 
 // The kinds of encoded values: the first byte of what a store keeps.
