@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -23,6 +24,9 @@ import (
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, hadCookie, err := m.load(r)
+		if err != nil && r.Context().Err() != nil {
+			return // the client has gone: nobody to answer, and nothing wrong with the store
+		}
 		if err != nil {
 			m.storeError(r, err)
 			if !m.cfg.FailOpen {
@@ -75,7 +79,6 @@ func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) 
 
 func (m *Manager) storeError(r *http.Request, err error) {
 	m.storeErrors.Add(1)
-	m.logger.Error("session: store failed", "err", err, "path", r.URL.Path)
 	if h := m.cfg.Hooks.OnStoreError; h != nil {
 		h(r, err)
 	}
@@ -210,11 +213,14 @@ func (w *writer) start() {
 		return
 	}
 	w.started = true
-	cookie, deadline, clear, err := w.m.commit(w.r.Context(), w.s)
+	cookie, deadline, drop, err := w.m.commit(w.r.Context(), w.s)
 	if err != nil {
 		w.m.storeError(w.r, err)
 		if !w.m.cfg.FailOpen {
 			w.failed = true
+			// The handler's headers (Location, Content-Encoding, cookies...) describe a response
+			// that will not be sent.
+			clear(w.Header())
 			w.m.cfg.OnError(w.ResponseWriter, w.r, err)
 			return
 		}
@@ -222,12 +228,19 @@ func (w *writer) start() {
 	switch {
 	case cookie != "":
 		w.m.setCookie(w.Header(), cookie, deadline)
-	case clear && w.hadCookie:
+	case drop && w.hadCookie:
 		w.m.setCookie(w.Header(), "", time.Time{})
 	}
 }
 
 func (w *writer) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational (103 Early Hints): the response has not started; nothing is saved yet.
+		if !w.started {
+			w.ResponseWriter.WriteHeader(code)
+		}
+		return
+	}
 	w.start()
 	if !w.failed {
 		w.ResponseWriter.WriteHeader(code)
@@ -243,17 +256,33 @@ func (w *writer) Write(b []byte) (int, error) {
 }
 
 // Flush implements http.Flusher.
-func (w *writer) Flush() {
+func (w *writer) Flush() { _ = w.FlushError() }
+
+// FlushError flushes for http.ResponseController, saving the session first.
+func (w *writer) FlushError() error {
 	w.start()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.failed {
-		f.Flush()
+	if w.failed {
+		return nil
 	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// ReadFrom saves the session, then lets the underlying writer copy r (sendfile for files).
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	w.start()
+	if w.failed {
+		return io.Copy(io.Discard, r)
+	}
+	return io.Copy(w.ResponseWriter, r)
 }
 
 // Hijack implements http.Hijacker for protocols that take over the connection; the session is
-// saved first.
+// saved first, but a new cookie cannot reach the client unless the handler writes it.
 func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.start()
+	if w.failed {
+		return nil, nil, errors.New("session: the session could not be saved; the response was sent")
+	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 

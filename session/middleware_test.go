@@ -40,7 +40,8 @@ func app() http.Handler {
 	mux.HandleFunc("POST /late", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("started "))
 		err := FromContext(r.Context()).Put("late", "x")
-		_, _ = w.Write([]byte(fmt.Sprint(errors.Is(err, ErrCommitted))))
+		_, perr := FromContext(r.Context()).PopString("a")
+		_, _ = w.Write([]byte(fmt.Sprint(errors.Is(err, ErrCommitted) && errors.Is(perr, ErrCommitted))))
 	})
 	return mux
 }
@@ -245,8 +246,12 @@ func TestTypedValues(t *testing.T) {
 		ok, err = s.Get("missing", &p)
 		assert.False(t, ok)
 		assert.NoError(t, err)
-		assert.Equal(t, "saved", s.PopString("flash"))
-		assert.Equal(t, "", s.PopString("flash"))
+		flash, err := s.PopString("flash")
+		assert.Equal(t, "saved", flash)
+		assert.NoError(t, err)
+		flash, err = s.PopString("flash")
+		assert.Equal(t, "", flash)
+		assert.NoError(t, err)
 		assert.Equal(t, []string{"b", "i", "p", "s", "t"}, s.Keys())
 	}))
 	c.h = h2
@@ -362,4 +367,54 @@ func TestLostWriteKeepsTheCookie(t *testing.T) {
 		assert.Equal(t, uint64(1), m.Stats().Lost)
 		assert.Equal(t, "1|1|ada", c.do("GET", "/get?k=a").Body.String(), "the login stands")
 	})
+}
+
+// failingCommit loads from a MemoryStore but cannot save.
+type failingCommit struct{ *MemoryStore }
+
+func (failingCommit) Commit(context.Context, *Change) (Record, error) {
+	return Record{}, fmt.Errorf("%w: %w", ErrUnavailable, errStore)
+}
+
+func TestFailedSaveDropsHandlerHeaders(t *testing.T) {
+	m := newManager(t, failingCommit{NewMemoryStore()}, Config{})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = FromContext(r.Context()).Put("a", "1")
+		w.Header().Set("Location", "/next")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusSeeOther)
+		_, _ = w.Write([]byte("gzipped bytes"))
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Empty(t, rec.Header().Get("Location"))
+	assert.Empty(t, rec.Header().Get("Content-Encoding"))
+	assert.JSONEq(t, `{"error":"Service temporarily unavailable."}`, rec.Body.String())
+}
+
+func TestEarlyHintsDoNotCommit(t *testing.T) {
+	m := newManager(t, NewMemoryStore(), Config{})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		assert.NoError(t, FromContext(r.Context()).Put("a", "1"), "the response has not started")
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	srv.Client().CloseIdleConnections()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Len(t, resp.Cookies(), 1, "the session is saved with the final response")
+}
+
+func TestCookieNamesAreChecked(t *testing.T) {
+	for _, name := range []string{"app:session", "a b", "a;b", "é"} {
+		_, err := New(NewMemoryStore(), Config{CookieName: name})
+		assert.ErrorIs(t, err, ErrInvalidConfig, name)
+	}
+	_, err := New(NewMemoryStore(), Config{Path: "/a;b"})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -57,11 +56,11 @@ type Config struct {
 	// and is not saved); by default they are answered by OnError.
 	FailOpen bool
 	// OnError answers a request whose session could not be loaded or saved; by default 503 with
-	// {"error":"Service temporarily unavailable."}. It never receives ErrNotFound.
+	// {"error":"Service temporarily unavailable."}. It never receives ErrNotFound. When a save
+	// fails, the handler's headers are removed first: they described another response.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
-	// Logger receives store failures; slog.Default() when nil.
-	Logger *slog.Logger
-	// Hooks observe the Manager.
+	// Hooks observe the Manager: Hooks.OnStoreError is where to log store failures (the
+	// Manager itself never logs).
 	Hooks Hooks
 }
 
@@ -84,13 +83,12 @@ type Stats struct {
 	StoreErrors uint64
 }
 
-// Manager loads sessions for requests and saves their changes. Create it with New; it is safe
-// for concurrent use.
+// Manager loads sessions for requests and saves their changes. Create it with New (the zero
+// value is not usable); it is safe for concurrent use and has no goroutine.
 type Manager struct {
 	store  Store
 	cfg    Config
 	cookie string
-	logger *slog.Logger
 
 	loads, misses, created, renewed, destroyed, commits, lost, storeErrors atomic.Uint64
 }
@@ -140,21 +138,15 @@ func New(store Store, cfg Config) (*Manager, error) {
 		}
 		name = "__Host-" + name
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
+	probe := &http.Cookie{Name: name, Value: newID(""), Domain: cfg.Domain, Path: cfg.Path}
+	if err := probe.Valid(); err != nil {
+		return nil, fmt.Errorf("%w: cookie: %w", ErrInvalidConfig, err)
 	}
-	return &Manager{store: store, cfg: cfg, cookie: name, logger: logger}, nil
+	return &Manager{store: store, cfg: cfg, cookie: name}, nil
 }
 
 func validCookieName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || c == '=' || c == ';' || c == ',' || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return s != ""
+	return (&http.Cookie{Name: s, Value: "x"}).Valid() == nil
 }
 
 func unavailable(w http.ResponseWriter, _ *http.Request, _ error) {
@@ -298,7 +290,7 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 			return true, err
 		}
 	case *bool:
-		if v[0] == kindBool {
+		if v[0] == kindBool && len(v) == 2 {
 			*d = v[1] == '1'
 			return true, nil
 		}
@@ -310,7 +302,7 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 		}
 	}
 	if v[0] != kindCodec {
-		return true, fmt.Errorf("session: value at %q is not of the kind asked for", key)
+		return true, fmt.Errorf("%w: %q", ErrKind, key)
 	}
 	return true, s.m.cfg.Codec.Unmarshal(v[1:], dst)
 }
@@ -392,7 +384,7 @@ func (s *Session) Put(key string, v any) error {
 	} else {
 		size += len(key)
 	}
-	if size > s.m.cfg.MaxSize {
+	if size > s.m.cfg.MaxSize && size > s.size { // a Put that shrinks the session always passes
 		return fmt.Errorf("%w: %d bytes with %q, over MaxSize %d", ErrTooLarge, size, key, s.m.cfg.MaxSize)
 	}
 	s.size = size
@@ -434,13 +426,22 @@ func (s *Session) removeLocked(key string) error {
 	return nil
 }
 
-// PopString returns the string at key and removes it: a flash message.
-func (s *Session) PopString(key string) string {
-	v := s.String(key)
-	if v != "" {
-		_ = s.Remove(key)
+// PopString returns the string at key and removes it: a flash message. Once the response has
+// started it returns "" and ErrCommitted, so that a message is never shown without being removed.
+func (s *Session) PopString(key string) (string, error) {
+	if s == nil {
+		return "", ErrNoSession
 	}
-	return v
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.mutable(); err != nil {
+		return "", err
+	}
+	v, ok := s.values[key]
+	if !ok || len(v) == 0 || v[0] != kindString {
+		return "", nil
+	}
+	return string(v[1:]), s.removeLocked(key)
 }
 
 // Clear removes every value; the session itself (and its user) stays.

@@ -76,6 +76,8 @@ var (
 	// ErrNoSession reports a call on the session of a request that did not go through the
 	// Manager's middleware.
 	ErrNoSession = errors.New("session: no session in this context")
+	// ErrKind reports a value read as another kind than it was put (Session.Get).
+	ErrKind = errors.New("session: value of another kind")
 	// ErrInvalidConfig reports a Config or store configuration that cannot work.
 	ErrInvalidConfig = errors.New("session: invalid config")
 )

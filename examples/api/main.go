@@ -100,7 +100,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"service\":\"outgrow example\",\"backend\":%q}\n", backend)
 	})
-	sm, err := session.New(sessions, session.Config{Insecure: os.Getenv("COOKIE_INSECURE") == "1", Logger: logger})
+	sm, err := session.New(sessions, session.Config{Insecure: os.Getenv("COOKIE_INSECURE") == "1"})
 	if err != nil {
 		return err
 	}
