@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outgrow/outgrow/internal/failfast"
 	"github.com/outgrow/outgrow/internal/rediskey"
 	"github.com/outgrow/outgrow/internal/redisscript"
 	"github.com/redis/go-redis/v9"
@@ -54,10 +55,8 @@ type RedisStore struct {
 	timeout     time.Duration
 	retry       time.Duration
 	ctxTimeouts bool
-	epoch       time.Time
 
-	downUntil atomic.Int64 // ns since epoch until which calls fail fast; 0 when up
-	probing   atomic.Bool  // one probe at a time once downUntil has passed
+	outage *failfast.Window
 
 	calls, failures, fastFails, refundFailures atomic.Uint64
 }
@@ -83,7 +82,8 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		cfg.RetryInterval = 500 * time.Millisecond
 	}
 	return &RedisStore{
-		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval, epoch: time.Now(),
+		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval,
+		outage:      failfast.New(cfg.RetryInterval),
 		ctxTimeouts: redisscript.ContextTimeouts(rdb),
 	}, nil
 }
@@ -101,11 +101,9 @@ type RedisStats struct {
 func (s *RedisStore) Stats() RedisStats {
 	return RedisStats{
 		Calls: s.calls.Load(), Failures: s.failures.Load(), FastFails: s.fastFails.Load(),
-		RefundFailures: s.refundFailures.Load(), Down: s.downUntil.Load() != 0,
+		RefundFailures: s.refundFailures.Load(), Down: s.outage.Down(),
 	}
 }
-
-func (s *RedisStore) now() int64 { return int64(time.Since(s.epoch)) }
 
 // Take implements [Store].
 func (s *RedisStore) Take(ctx context.Context, reqs []Request, res []Result) error {
@@ -142,11 +140,7 @@ func (s *RedisStore) key(policy, key string) string {
 
 // admit fails fast during an outage, letting one probe through per RetryInterval.
 func (s *RedisStore) admit() error {
-	until := s.downUntil.Load()
-	if until == 0 {
-		return nil
-	}
-	if s.now() >= until && s.probing.CompareAndSwap(false, true) {
+	if s.outage.Admit() {
 		return nil
 	}
 	s.fastFails.Add(1)
@@ -156,18 +150,12 @@ func (s *RedisStore) admit() error {
 // record opens or closes the outage window after a call.
 func (s *RedisStore) record(ctx context.Context, err error) {
 	s.calls.Add(1)
-	switch {
-	case err == nil:
-		if s.downUntil.Load() != 0 {
-			s.downUntil.Store(0)
-		}
-	case gaveUp(ctx) || !errors.Is(err, ErrUnavailable):
-		// The caller went away, or the request was invalid: says nothing about Redis.
-	default:
+	// A caller that went away, or an invalid request, says nothing about Redis.
+	failed := err != nil && !gaveUp(ctx) && errors.Is(err, ErrUnavailable)
+	if failed {
 		s.failures.Add(1)
-		s.downUntil.Store(s.now() + int64(s.retry))
 	}
-	s.probing.Store(false)
+	s.outage.Record(failed, err == nil)
 }
 
 // do runs fn bounded by the store's timeout.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outgrow/outgrow/internal/failfast"
 	"github.com/outgrow/outgrow/internal/rediskey"
 	"github.com/outgrow/outgrow/internal/redisscript"
 )
@@ -37,6 +38,10 @@ type RedisConfig struct {
 	Prefix string
 	// Timeout bounds each store operation; 100 ms when zero.
 	Timeout time.Duration
+	// RetryInterval is how long operations fail at once with ErrUnavailable, without calling
+	// Redis, after one failed; then one operation probes Redis and the first success ends the
+	// outage. 500 ms when zero.
+	RetryInterval time.Duration
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
@@ -63,6 +68,7 @@ type RedisStore struct {
 	prefix      string
 	timeout     time.Duration
 	ctxTimeouts bool
+	outage      *failfast.Window
 }
 
 // NewRedisStore returns a RedisStore over rdb.
@@ -76,13 +82,19 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative Timeout", ErrInvalidConfig)
+	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
+		return nil, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidConfig)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 100 * time.Millisecond
 	}
-	return &RedisStore{rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, ctxTimeouts: redisscript.ContextTimeouts(rdb)}, nil
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = 500 * time.Millisecond
+	}
+	return &RedisStore{
+		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, ctxTimeouts: redisscript.ContextTimeouts(rdb),
+		outage: failfast.New(cfg.RetryInterval),
+	}, nil
 }
 
 // sessionKey is prefix{tag}:digest, built in one allocation.
@@ -98,13 +110,18 @@ func (s *RedisStore) indexKey(user string) string {
 }
 
 func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call) error {
+	if !s.outage.Admit() {
+		return fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", ErrUnavailable, s.outage.Retry())
+	}
 	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
 		return sc.Run(ctx, s.rdb, calls)
 	})
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		s.outage.Record(false, false) // the caller went away: says nothing about Redis
+		return ctx.Err()
+	}
+	s.outage.Record(err != nil, err == nil)
 	if err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			return ctx.Err()
-		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -171,3 +171,34 @@ func TestReadsFromPrimary(t *testing.T) {
 		require.Equal(t, []byte("1"), r.Values["a"])
 	}
 }
+
+// TestRedisServerOutage stops a real redis-server and starts it again: requests get a quick 503
+// (never a hang, never a panic) while it is down, and sessions work again once it is back.
+func TestRedisServerOutage(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	st, err := NewRedisStore(rdb, RedisConfig{})
+	require.NoError(t, err)
+	m := newManager(t, st, Config{})
+	c := &client{t: t, h: m.Middleware(app())}
+	require.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v=1").Code)
+
+	srv.Stop()
+	var slowest time.Duration
+	for range 20 {
+		start := time.Now()
+		rec := c.do("GET", "/get?k=a")
+		slowest = max(slowest, time.Since(start))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	}
+	assert.Less(t, slowest, 500*time.Millisecond, "bounded by the store's timeout (race detector on)")
+	assert.Positive(t, m.Stats().StoreErrors)
+
+	redistest.StartServer(t, srv.Port()) // empty: the session is gone with the old server
+	require.Eventually(t, func() bool {
+		return c.do("POST", "/put?k=b&v=2").Code == http.StatusOK
+	}, 3*time.Second, 50*time.Millisecond, "back within RetryInterval of the restart")
+	assert.Equal(t, "2|1|", c.do("GET", "/get?k=b").Body.String())
+	t.Logf("slowest request during the outage %v", slowest)
+}
