@@ -9,7 +9,7 @@
 //	func login(w http.ResponseWriter, r *http.Request) {
 //		s := session.FromContext(r.Context())
 //		// ... check the password ...
-//		s.Login(userID)              // new ID (no fixation), and listed under the user
+//		s.Login(userID)              // a new session and ID (no fixation), listed under the user
 //		s.Put("name", "Ada")         // saved when the response starts
 //	}
 //
@@ -22,6 +22,14 @@
 // expired ID starts a new session, which is stored (and its cookie sent) only once something is
 // put in it. A change after the response started fails with ErrCommitted instead of being lost.
 //
+// # HTTP
+//
+// The session is saved when the response starts: the first Write, WriteHeader (1xx responses
+// excepted) or Flush, or when the handler returns. A handler that panics saves nothing, Destroy
+// included. When the save fails, the handler's headers are dropped and Config.OnError answers
+// instead (503). The wrapper passes Flush, ReadFrom and, through http.ResponseController, Hijack
+// to the server's writer.
+//
 // # Expiry
 //
 // A session ends after IdleTimeout unused (30 minutes) or Lifetime after it was created (24
@@ -33,9 +41,11 @@
 //
 // IDs carry 256 bits from crypto/rand; stores keep only their SHA-256. The cookie is HttpOnly,
 // Secure (unless Config.Insecure, for local development), SameSite=Lax, optionally "__Host-".
-// [Session.Renew] and [Session.Login] replace the ID atomically (the old one stops working at
-// once); [Session.Destroy] deletes the session; [Manager.DestroyAll] ends every session of a
-// user through a per-user index. Responses that set the cookie get Cache-Control: no-store, and
+// [Session.Renew] replaces the ID atomically (the old one stops working at once);
+// [Session.Login] moves the session's values into a new session of the user and deletes the old
+// one; [Session.Destroy] deletes the session; [Manager.DestroyAll] ends every session of a user,
+// atomically, through a per-user index. A request whose session was renewed or destroyed by
+// another request while it ran loses its changes (Stats.Lost) and leaves the cookie alone. Responses that set the cookie get Cache-Control: no-store, and
 // responses to requests with a session get Vary: Cookie. Data over Config.MaxSize (16 KiB) is
 // refused with ErrTooLarge.
 //
@@ -51,5 +61,16 @@
 //
 // When the store fails or does not answer within its timeout (100 ms), the middleware answers
 // 503 with {"error":"Service temporarily unavailable."} (Config.OnError), or with Config.FailOpen
-// serves the request with an empty session that is not saved. It never panics.
+// serves the request with an empty session that is not saved. After a failure the RedisStore
+// answers at once for RedisConfig.RetryInterval (500 ms), then probes Redis again. It never
+// panics, and never logs: Hooks.OnStoreError sees each failure.
+//
+// # Redis keys
+//
+// A session is a hash, prefix{tag}:digest ("session:" by default), where digest is the base64url
+// SHA-256 of its ID and tag the ID's first 4 characters: random for an anonymous session, derived
+// from the user for a logged-in one. Fields "." + key hold the values; "_c", "_a", "_i" and "_u"
+// the creation time, the absolute deadline, the idle timeout and the user. A user's index is a
+// sorted set, prefix{tag}:u:user, in the same slot as the user's sessions, scored by their
+// absolute deadlines. Every read and write is a Lua script, so it runs on the primary.
 package session

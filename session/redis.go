@@ -50,17 +50,18 @@ type RedisConfig struct {
 //
 // Each session is one hash, prefix{tag}:digest, where digest is the SHA-256 of the session ID (the
 // ID itself is never stored) and tag the ID's first 4 characters, kept by renewals so that a
-// renewal is one atomic RENAME within a slot. Values are fields ("." + key); "_c", "_a", "_i" and
-// "_u" hold the creation time, the absolute deadline, the idle timeout and the user. The key
-// expires at its idle deadline, capped by the absolute one.
+// renewal is one atomic RENAME within a slot; a logged-in user's sessions and their index share
+// the user's tag. Values are fields ("." + key); "_c", "_a", "_i" and "_u" hold the creation time,
+// the absolute deadline, the idle timeout and the user. The key expires at its idle deadline,
+// capped by the absolute one.
 //
 // Loading a session and sliding its idle deadline is one script call; committing a request's
 // changes is one script call that writes only the fields that changed, so concurrent requests
 // changing different keys of one session all keep their changes. Scripts read the time from Redis
 // (TIME), so instance clocks do not matter, and they run on the primary even when the client
 // routes reads to replicas: a session is never read from a replica that has not seen its last
-// write. A user's sessions are listed in a sorted set, prefix{u:user}, written before the
-// session in the same pipeline.
+// write. A user's sessions are listed in a sorted set, prefix{tag}:u:user, changed by the same
+// scripts as the sessions, atomically.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {

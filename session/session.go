@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Codec turns values that are not strings, integers, booleans or times into bytes and back.
-// encoding/json's functions satisfy it (the default).
+// Codec turns values that are not strings, integers, booleans or times into bytes and back; JSON
+// by default. Implementations must be safe for concurrent use.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -189,7 +189,9 @@ func FromContext(ctx context.Context) *Session {
 
 // Session is the session of one request, from [FromContext]. Its changes are saved when the
 // response starts (the first Write or WriteHeader, or the handler's return); a change after that
-// fails with ErrCommitted. A Session is safe for concurrent use by the request's goroutines.
+// fails with ErrCommitted. A Session is safe for concurrent use by the request's goroutines. There
+// is no useful zero value: a nil *Session (outside the middleware) answers zero values and
+// ErrNoSession.
 type Session struct {
 	m      *Manager
 	mu     sync.Mutex
