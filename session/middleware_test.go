@@ -132,7 +132,7 @@ func TestMiddlewareFlow(t *testing.T) {
 func TestMiddlewareBadCookies(t *testing.T) {
 	m := newManager(t, NewMemoryStore(), Config{})
 	h := m.Middleware(app())
-	for _, v := range []string{"", "x", strings.Repeat("a", idLen), strings.Repeat("é", idLen), newID("") + "x"} {
+	for _, v := range []string{"", "x", strings.Repeat("a", idLen), strings.Repeat("a", idLen-2) + "é", strings.Repeat("a", idLen-1) + ".", newID("") + "x"} {
 		req := httptest.NewRequest("GET", "/get?k=a", nil)
 		req.Header.Set("Cookie", "session="+v)
 		rec := httptest.NewRecorder()

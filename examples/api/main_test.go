@@ -84,9 +84,29 @@ func TestRun(t *testing.T) {
 			post(t, client, "http://"+addr+"/api/logout", http.StatusNoContent)
 			getJSON(t, client, "http://"+addr+"/api/me", http.StatusUnauthorized, &me)
 
-			// The article's login limit: the sixth attempt within a minute is refused (the
-			// first was the session's login above).
-			for i := 2; i <= 6; i++ {
+			// Two devices of one user; "sign out everywhere" from the first ends both.
+			other, err := cookiejar.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			phone := &http.Client{Timeout: 5 * time.Second, Transport: client.Transport, Jar: other}
+			post(t, client, "http://"+addr+"/api/login?user=bob", http.StatusOK)
+			post(t, phone, "http://"+addr+"/api/login?user=bob", http.StatusOK)
+			var ended map[string]int
+			resp, err := client.Post("http://"+addr+"/api/logout-everywhere", "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&ended)
+			resp.Body.Close()
+			if ended["ended"] != 2 {
+				t.Errorf("logout-everywhere ended %v, want 2", ended)
+			}
+			getJSON(t, phone, "http://"+addr+"/api/me", http.StatusUnauthorized, &me)
+
+			// The article's login limit: the sixth attempt within a minute is refused (three
+			// were made above).
+			for i := 4; i <= 6; i++ {
 				resp, err := client.Post("http://"+addr+"/api/login", "application/json", nil)
 				if err != nil {
 					t.Fatal(err)
