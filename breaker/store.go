@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
+
+	"github.com/outgrow/outgrow/internal/failfast"
 )
 
 // Store shares the state of breakers between instances: breakers with the same Name on stores
@@ -103,7 +105,6 @@ type hub struct {
 	retry    time.Duration
 	every    time.Duration
 	batch    int64
-	epoch    time.Time
 	loopDone chan struct{}
 
 	mu     sync.Mutex
@@ -113,8 +114,8 @@ type hub struct {
 	kick   chan struct{}
 	stop   chan struct{}
 
-	downUntil atomic.Int64 // ns since epoch until which the store is not asked; 0 when up
-	probing   atomic.Bool
+	outage *failfast.Window
+	gone   atomic.Bool // closed: never asked again
 
 	flushes, calls, errs, notes atomic.Uint64
 	closeOnce                   sync.Once
@@ -152,14 +153,12 @@ func (c *hubConfig) check(pkg string) error {
 func newHub(be backend, c hubConfig) *hub {
 	h := &hub{
 		be: be, logger: c.logger, timeout: c.timeout, retry: c.retry, every: c.every, batch: int64(c.batch),
-		epoch: time.Now(), byName: make(map[string][]weak.Pointer[Breaker]),
+		byName: make(map[string][]weak.Pointer[Breaker]), outage: failfast.New(c.retry),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	go h.loop()
 	return h
 }
-
-func (h *hub) now() int64 { return int64(time.Since(h.epoch)) }
 
 // register makes b reachable by announcements for its name, until b is garbage.
 func (h *hub) register(b *Breaker) {
@@ -238,29 +237,22 @@ func (h *hub) loop() {
 }
 
 // up reports whether the store may be asked now: it is up, or its outage is old enough for one
-// probe.
-func (h *hub) up() bool {
-	until := h.downUntil.Load()
-	if until == 0 {
-		return true
-	}
-	return h.now() >= until && h.probing.CompareAndSwap(false, true)
-}
+// probe (then result must follow).
+func (h *hub) up() bool { return !h.gone.Load() && h.outage.Admit() }
 
 // result records the health of the store after a round trip.
 func (h *hub) result(err error) {
-	if err == nil {
-		if h.downUntil.Load() != 0 {
-			h.downUntil.Store(0)
-			h.logger.Info("breaker: store answers again; breakers share their state")
-		}
-	} else {
+	was := h.outage.Down()
+	if err != nil {
 		h.errs.Add(1)
-		if h.downUntil.Swap(h.now()+int64(h.retry)) == 0 {
-			h.logger.Warn("breaker: store failed; breakers decide alone", "err", err)
-		}
 	}
-	h.probing.Store(false)
+	h.outage.Record(err != nil, err == nil)
+	switch {
+	case was && err == nil:
+		h.logger.Info("breaker: store answers again; breakers share their state")
+	case !was && err != nil:
+		h.logger.Warn("breaker: store failed; breakers decide alone", "err", err)
+	}
 }
 
 // flush sends the outcomes of every dirty breaker in one round trip and applies the replies.
@@ -320,7 +312,7 @@ func (h *hub) stats() StoreStats {
 	}
 	return StoreStats{
 		Flushes: h.flushes.Load(), Calls: h.calls.Load(), Errors: h.errs.Load(),
-		Notifications: h.notes.Load(), Down: h.downUntil.Load() != 0,
+		Notifications: h.notes.Load(), Down: h.outage.Down() || h.gone.Load(),
 	}
 }
 
@@ -335,7 +327,7 @@ func (h *hub) close() {
 		h.mu.Unlock()
 		close(h.stop)
 		<-h.loopDone
-		h.downUntil.Store(1 << 62)
+		h.gone.Store(true)
 		if h.onClose != nil {
 			h.onClose()
 		}
