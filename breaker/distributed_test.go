@@ -257,3 +257,42 @@ func TestDistributedWithoutAnnouncements(t *testing.T) {
 	assert.Less(t, learned, time.Second, "within a few flush intervals")
 	t.Logf("without announcements b learned after %v, admitting %d calls meanwhile", learned, admitted)
 }
+
+// TestBatchesAppliedOnceAfterTimeouts: Redis stalls (CLIENT PAUSE) longer than a batch may wait,
+// then runs the batch anyway. The store sends it again; Redis applies it once: the totals count
+// every outcome exactly once.
+func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	st, err := NewRedisStore(rdb, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = st.Close()
+		_ = rdb.Close()
+	})
+	b := newBreaker(t, Config{Name: "once", Failures: -1, Store: st})
+	ctx := context.Background()
+	made := 0
+	for round := range 5 {
+		for range 10 {
+			require.ErrorIs(t, call(b, errDown), errDown)
+			made++
+		}
+		if round%2 == 0 {
+			require.NoError(t, admin.ClientPause(ctx, 400*time.Millisecond).Err()) // longer than the 200 ms a batch waits
+		}
+		st.h.flush()
+		time.Sleep(450 * time.Millisecond)
+		for range 3 {
+			st.h.flush() // the unknown batch again, then what came after
+			time.Sleep(60 * time.Millisecond)
+		}
+	}
+	require.NoError(t, st.Close())
+	n, err := admin.HGet(ctx, rediskey.Key("breaker:", "once", ""), "n").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(made), n, "every outcome counted once")
+	assert.Positive(t, st.Stats().Errors, "batches did time out")
+}

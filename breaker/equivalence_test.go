@@ -32,7 +32,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 
 		now := time.UnixMilli(1_800_000_000_000)
 		mini.SetTime(now)
-		ms := &MemoryStore{m: make(map[string]*sharedEntry), clock: func() time.Time { return now }, h: &hub{}}
+		ms := &MemoryStore{m: make(map[string]*sharedEntry), seen: make(map[string]seen), clock: func() time.Time { return now }, h: &hub{}}
 
 		pol := policy{
 			failures: 1 + rng.Int64N(5), minCalls: 1 + rng.Int64N(10), probes: 1 + rng.Int64N(3),
@@ -45,9 +45,15 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		}
 		var gen int64 = -1
 		var lease reply
+		var seq int64
+		var last request // the last batch, to send again as after a timeout
 		for step := range 60 {
-			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6}
-			switch rng.IntN(10) {
+			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6, inst: "fz"}
+			switch rng.IntN(11) {
+			case 10:
+				if last.op == opSync {
+					q = last // sent again: applied at most once
+				}
 			case 0, 1, 2, 3, 4:
 				q.op = opSync
 				q.gen = gen
@@ -63,6 +69,11 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 				if rng.IntN(12) == 0 {
 					q.hold = 1 + rng.Int64N(1000)
 				}
+				if q.succ+q.fail+q.late > 0 || q.hold > 0 {
+					seq++
+					q.seq = seq
+				}
+				last = q
 			case 5, 6:
 				q.op = opAcquire
 				q.gen = gen

@@ -31,7 +31,8 @@ type MemoryStore struct {
 	clock func() time.Time // time.Now; tests move it
 	mu    sync.Mutex
 	m     map[string]*sharedEntry
-	n     int // operations since the last sweep
+	seen  map[string]seen // the last batch number applied, by breaker and instance
+	n     int             // operations since the last sweep
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -40,7 +41,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if err := hc.check("MemoryConfig"); err != nil {
 		return nil, err
 	}
-	s := &MemoryStore{m: make(map[string]*sharedEntry), clock: time.Now}
+	s := &MemoryStore{m: make(map[string]*sharedEntry), seen: make(map[string]seen), clock: time.Now}
 	s.h = newHub(s, hc)
 	return s, nil
 }
@@ -61,6 +62,8 @@ func (s *MemoryStore) Close() error {
 
 // Stats returns a snapshot of the store's counters.
 func (s *MemoryStore) Stats() StoreStats { return s.h.stats() }
+
+type seen struct{ seq, expires int64 }
 
 // sharedEntry is the shared state of one breaker: the fields of the hash in shared.lua.
 type sharedEntry struct {
@@ -239,9 +242,24 @@ func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, re
 				delete(s.m, k)
 			}
 		}
+		for k, v := range s.seen {
+			if now >= v.expires {
+				delete(s.seen, k)
+			}
+		}
 	}
 	for i := range reqs {
 		q := &reqs[i]
+		if q.op == opSync && q.seq > 0 {
+			k := q.name + "\x00" + q.inst
+			if v, ok := s.seen[k]; ok && now < v.expires && q.seq <= v.seq {
+				r := *q // applied before: read only
+				r.succ, r.fail, r.tail, r.late, r.lateFail, r.hold = 0, 0, 0, 0, 0, 0
+				q = &r
+			} else {
+				s.seen[k] = seen{seq: q.seq, expires: now + 600_000}
+			}
+		}
 		e := s.m[q.name]
 		if e == nil || now >= e.expires {
 			e = &sharedEntry{}

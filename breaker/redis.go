@@ -194,7 +194,7 @@ func (s *RedisStore) run(ctx context.Context, timeout time.Duration, reqs []requ
 func (s *RedisStore) args(q *request) []any {
 	p := q.pol
 	args := []any{
-		1, s.key(q.name),
+		2, s.key(q.name), rediskey.Key(s.prefix, q.name, ":q:"+q.inst),
 		string(rune(q.op)), s.channel, q.name,
 		p.failures, strconv.FormatFloat(p.rate, 'g', -1, 64), p.minCalls, p.window, p.open, p.maxOpen,
 		p.probes, p.successes, p.probeTimeout, strconv.FormatFloat(q.jitter, 'f', 6, 64),
@@ -202,7 +202,7 @@ func (s *RedisStore) args(q *request) []any {
 	}
 	switch q.op {
 	case opSync:
-		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold)
+		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq)
 	case opReport:
 		args = append(args, q.slot, q.deadline, q.outcome)
 	}

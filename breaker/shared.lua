@@ -3,7 +3,9 @@
 --
 -- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe), channel, name,
 --   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter, gen,
---   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After)
+--   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After), seq
+--          (the batch's number for its instance, whose last applied number is KEYS[2]: a batch
+--          sent again after a timeout is applied once; 0 for a batch with nothing to apply)
 --          for "r": slot, deadline, outcome (0 success, 1 failure, 2 ignore)
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
 --
@@ -63,6 +65,14 @@ local wait, slot, deadline, counted = 0, 0, 0, 0
 if op == 's' then
   local succ, fail, tail = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
   local late, latefail, hold = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+  local seq = tonumber(ARGV[21])
+  if seq > 0 then
+    if seq <= (tonumber(redis.call('GET', KEYS[2])) or 0) then
+      succ, fail, tail, late, latefail, hold = 0, 0, 0, 0, 0, 0 -- applied before: read only
+    else
+      redis.call('SET', KEYS[2], seq, 'PX', 600000)
+    end
+  end
   if succ + fail + late > 0 then
     redis.call('HINCRBY', k, 'n', succ + fail + late)
     redis.call('HINCRBY', k, 'nf', fail + latefail)

@@ -2,6 +2,8 @@ package breaker
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +85,10 @@ type request struct {
 	// to count in the totals only (late, lateFail).
 	succ, fail, tail, late, lateFail int64
 	hold                             int64 // ms the dependency asked to be left alone (Retry-After)
+	// inst and seq number the batch, so that one sent again after a timeout is applied once;
+	// seq is 0 for a batch with nothing to apply.
+	inst string
+	seq  int64
 	// opReport: the lease and the outcome (0 success, 1 failure, 2 ignore).
 	slot, deadline, outcome int64
 }
@@ -116,6 +122,8 @@ type hub struct {
 
 	outage *failfast.Window
 	gone   atomic.Bool // closed: never asked again
+
+	flushMu sync.Mutex // one flush at a time: batches of one breaker go out in order
 
 	flushes, calls, errs, notes atomic.Uint64
 	closeOnce                   sync.Once
@@ -227,7 +235,8 @@ func (h *hub) loop() {
 	for {
 		select {
 		case <-h.stop:
-			h.flush() // what is pending is sent once more
+			h.flush() // a batch sent again, if any
+			h.flush() // then what is pending
 			return
 		case <-t.C:
 		case <-h.kick:
@@ -257,6 +266,8 @@ func (h *hub) result(err error) {
 
 // flush sends the outcomes of every dirty breaker in one round trip and applies the replies.
 func (h *hub) flush() {
+	h.flushMu.Lock()
+	defer h.flushMu.Unlock()
 	h.mu.Lock()
 	bs := h.dirty
 	h.dirty = nil
@@ -267,7 +278,11 @@ func (h *hub) flush() {
 	reqs := make([]request, len(bs))
 	for i, b := range bs {
 		b.sh.dirty.Store(false)
-		reqs[i] = b.sh.take(b)
+		if u := b.sh.unsent; u != nil {
+			reqs[i] = *u // first the batch whose fate is unknown, alone and unchanged
+		} else {
+			reqs[i] = b.sh.take(b)
+		}
 	}
 	res := make([]reply, len(bs))
 	var err error
@@ -285,8 +300,15 @@ func (h *hub) flush() {
 	}
 	for i, b := range bs {
 		if res[i].err != nil {
-			b.sh.giveBack(b, &reqs[i])
+			b.sh.keep(b, &reqs[i])
 			continue
+		}
+		if b.sh.unsent != nil {
+			b.sh.unsent = nil
+			if b.sh.pending() {
+				b.sh.touch(b)
+				h.flushSoon()
+			}
 		}
 		b.adopt(res[i], false)
 	}
@@ -348,10 +370,14 @@ type sharing struct {
 	succ                       [4]paddedCount
 	fail, tail, late, lateFail atomic.Int64
 	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
+	// Owned by the flush: the last batch number, and a batch that failed, to send again as is.
+	inst   string // this breaker's name in batch numbers: random, unique to this Breaker
+	seq    int64
+	unsent *request
 }
 
 func newSharing(h *hub, c *Config) *sharing {
-	sh := &sharing{h: h, pol: policyOf(c)}
+	sh := &sharing{h: h, pol: policyOf(c), inst: instanceName()}
 	sh.gen.Store(-1)
 	return sh
 }
@@ -388,12 +414,27 @@ func (sh *sharing) add(b *Breaker, o Outcome, current bool) {
 
 // take empties the counters into a sync request.
 func (sh *sharing) take(b *Breaker) request {
-	return request{
+	r := request{
 		name: b.cfg.Name, op: opSync, pol: &sh.pol, gen: sh.gen.Load(),
 		succ: sh.takeSuccesses(), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
 		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: jitter(),
-		hold: sh.hold.Swap(0),
+		hold: sh.hold.Swap(0), inst: sh.inst,
 	}
+	if r.succ+r.fail+r.late > 0 || r.hold > 0 {
+		sh.seq++
+		r.seq = sh.seq
+	}
+	return r
+}
+
+// pending reports whether outcomes wait to be sent.
+func (sh *sharing) pending() bool {
+	for i := range sh.succ {
+		if sh.succ[i].n.Load() != 0 {
+			return true
+		}
+	}
+	return sh.fail.Load() != 0 || sh.late.Load() != 0 || sh.hold.Load() != 0
 }
 
 func (sh *sharing) takeSuccesses() int64 {
@@ -413,11 +454,23 @@ func (sh *sharing) holdFor(b *Breaker, d time.Duration) {
 	sh.h.flushSoon()
 }
 
-// giveBack keeps the outcomes of a failed flush for the next one, in the totals only.
-func (sh *sharing) giveBack(b *Breaker, r *request) {
-	if n := r.succ + r.fail + r.late; n > 0 {
-		sh.late.Add(n)
-		sh.lateFail.Add(r.fail + r.lateFail)
-		sh.touch(b)
+// keep holds a batch that failed, to send it again unchanged but for its outcomes' moment,
+// which has passed: they count in the totals only, and its Retry-After is dropped. Redis may have
+// applied it before the failure; its number makes sure it is applied once.
+func (sh *sharing) keep(b *Breaker, r *request) {
+	if r.seq == 0 {
+		return
 	}
+	u := *r
+	u.late, u.lateFail = r.late+r.succ+r.fail, r.lateFail+r.fail
+	u.succ, u.fail, u.tail, u.hold = 0, 0, 0, 0
+	sh.unsent = &u
+	sh.touch(b)
+}
+
+// instanceName names a breaker in batch numbers: random, so that no two breakers share one.
+func instanceName() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
