@@ -16,15 +16,20 @@ import (
 // not survive a restart and are not shared between instances.
 //
 // The zero value is not usable: create one with [NewMemoryStore]. It is safe for concurrent use
-// and has no goroutine: expired sessions are removed as they are met and by a sweep every
-// 1024 writes.
+// and has no goroutine: expired sessions are removed as they are met and by a sweep of a shard
+// every 1024 writes to it. Sessions are sharded by their ID's tag, like Redis Cluster slots, so
+// that a user's sessions and index share a shard.
 type MemoryStore struct {
-	clock func() time.Time // time.Now; tests move it
+	clock  func() time.Time // time.Now; tests move it
+	shards [32]memShard
+}
 
+type memShard struct {
 	mu     sync.Mutex
 	m      map[string]*memSession // by digest key
 	users  map[string]map[string]struct{}
 	writes int
+	_      [64]byte // no false sharing between neighbouring shards' locks
 }
 
 type memSession struct {
@@ -37,7 +42,33 @@ type memSession struct {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{clock: time.Now, m: make(map[string]*memSession), users: make(map[string]map[string]struct{})}
+	s := &MemoryStore{clock: time.Now}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*memSession)
+		s.shards[i].users = make(map[string]map[string]struct{})
+	}
+	return s
+}
+
+// shard returns the shard of a tag.
+func (s *MemoryStore) shard(tag string) *memShard {
+	h := uint32(2166136261)
+	for i := 0; i < len(tag); i++ {
+		h = (h ^ uint32(tag[i])) * 16777619
+	}
+	return &s.shards[h%uint32(len(s.shards))]
+}
+
+// count returns the number of sessions stored, expired ones included, for tests.
+func (s *MemoryStore) count() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 func memKey(id string) string {
@@ -47,7 +78,7 @@ func memKey(id string) string {
 
 // live returns the session at key if it has not expired at now, deleting it if it has. s.mu is
 // held.
-func (s *MemoryStore) live(key string, now time.Time) *memSession {
+func (s *memShard) live(key string, now time.Time) *memSession {
 	e := s.m[key]
 	if e == nil {
 		return nil
@@ -59,14 +90,14 @@ func (s *MemoryStore) live(key string, now time.Time) *memSession {
 	return e
 }
 
-func (s *MemoryStore) remove(key string, e *memSession) {
+func (s *memShard) remove(key string, e *memSession) {
 	delete(s.m, key)
 	if e.user != "" {
 		s.unindex(e.user, key)
 	}
 }
 
-func (s *MemoryStore) unindex(user, key string) {
+func (s *memShard) unindex(user, key string) {
 	if set := s.users[user]; set != nil {
 		delete(set, key)
 		if len(set) == 0 {
@@ -88,10 +119,11 @@ func (s *MemoryStore) Load(_ context.Context, id string) (Record, error) {
 	if !validID(id) {
 		return Record{}, ErrNotFound
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	sh := s.shard(id[:tagLen])
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	now := s.clock()
-	e := s.live(memKey(id), now)
+	e := sh.live(memKey(id), now)
 	if e == nil {
 		return Record{}, ErrNotFound
 	}
@@ -104,24 +136,26 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// A renewed ID keeps the tag, a user's sessions share the user's: one shard holds it all.
+	sh := s.shard(c.ID[:tagLen])
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	now := s.clock()
-	s.sweep(now)
+	sh.sweep(now)
 	key := memKey(c.ID)
-	e := s.live(key, now)
+	e := sh.live(key, now)
 	switch {
 	case c.Destroy:
 		if e != nil {
-			s.remove(key, e)
+			sh.remove(key, e)
 		}
 		return Record{}, nil
 	case c.Create:
 		if e != nil {
-			s.remove(key, e)
+			sh.remove(key, e)
 		}
 		e = &memSession{values: make(map[string][]byte), user: c.User, created: now, abs: now.Add(c.Lifetime)}
-		s.m[key] = e
+		sh.m[key] = e
 	case e == nil:
 		return Record{}, ErrNotFound
 	}
@@ -133,20 +167,20 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 		delete(e.values, k)
 	}
 	if c.NewID != "" {
-		s.remove(key, e)
+		sh.remove(key, e)
 		key = memKey(c.NewID)
-		s.m[key] = e
+		sh.m[key] = e
 	}
 	e.expires = deadlineOf(now, e.abs, e.idle)
 	if !now.Before(e.expires) {
-		s.remove(key, e)
+		sh.remove(key, e)
 		return Record{}, ErrNotFound
 	}
 	if e.user != "" {
-		set := s.users[e.user]
+		set := sh.users[e.user]
 		if set == nil {
 			set = make(map[string]struct{})
-			s.users[e.user] = set
+			sh.users[e.user] = set
 		}
 		set[key] = struct{}{}
 	}
@@ -155,19 +189,20 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 
 // User implements [Store].
 func (s *MemoryStore) User(_ context.Context, user string, destroy bool) ([]Info, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	sh := s.shard(userTag(user))
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	now := s.clock()
 	var out []Info
-	for _, key := range sortedKeys(s.users[user]) {
-		e := s.live(key, now)
+	for _, key := range sortedKeys(sh.users[user]) {
+		e := sh.live(key, now)
 		if e == nil {
 			continue
 		}
 		_, hash, _ := strings.Cut(key, ":")
 		out = append(out, Info{Handle: hash, Created: e.created, Deadline: e.abs, Expires: e.expires})
 		if destroy {
-			s.remove(key, e)
+			sh.remove(key, e)
 		}
 	}
 	sortInfos(out)
@@ -194,7 +229,7 @@ func sortedKeys(set map[string]struct{}) []string {
 }
 
 // sweep removes expired sessions every 1024 writes. s.mu is held.
-func (s *MemoryStore) sweep(now time.Time) {
+func (s *memShard) sweep(now time.Time) {
 	if s.writes++; s.writes < 1024 {
 		return
 	}
