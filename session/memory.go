@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -188,7 +189,8 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 }
 
 // User implements [Store].
-func (s *MemoryStore) User(_ context.Context, user string, destroy bool) ([]Info, error) {
+func (s *MemoryStore) User(_ context.Context, q UserQuery) ([]Info, error) {
+	user := q.User
 	sh := s.shard(userTag(user))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -200,8 +202,11 @@ func (s *MemoryStore) User(_ context.Context, user string, destroy bool) ([]Info
 			continue
 		}
 		_, hash, _ := strings.Cut(key, ":")
+		if q.Destroy && len(q.Handles) > 0 && !slices.Contains(q.Handles, hash) {
+			continue
+		}
 		out = append(out, Info{Handle: hash, Created: e.created, Deadline: e.abs, Expires: e.expires})
-		if destroy {
+		if q.Destroy {
 			sh.remove(key, e)
 		}
 	}

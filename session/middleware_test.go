@@ -154,7 +154,7 @@ func (failing) Load(context.Context, string) (Record, error) {
 func (failing) Commit(context.Context, *Change) (Record, error) {
 	return Record{}, fmt.Errorf("%w: %w", ErrUnavailable, errStore)
 }
-func (failing) User(context.Context, string, bool) ([]Info, error) { return nil, ErrUnavailable }
+func (failing) User(context.Context, UserQuery) ([]Info, error) { return nil, ErrUnavailable }
 
 func TestStoreFailure(t *testing.T) {
 	m := newManager(t, failing{}, Config{})
@@ -417,4 +417,34 @@ func TestCookieNamesAreChecked(t *testing.T) {
 	}
 	_, err := New(NewMemoryStore(), Config{Path: "/a;b"})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+func TestRevokeOneDevice(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		m := newManager(t, newBackend(t, be).store, Config{})
+		var handle string
+		mux := http.NewServeMux()
+		mux.Handle("/", app())
+		mux.HandleFunc("GET /handle", func(w http.ResponseWriter, r *http.Request) {
+			handle = FromContext(r.Context()).Handle()
+		})
+		h := m.Middleware(mux)
+		laptop, phone := &client{t: t, h: h}, &client{t: t, h: h}
+		laptop.do("POST", "/login?user=ada")
+		phone.do("POST", "/login?user=ada")
+		phone.do("GET", "/handle")
+		require.NotEmpty(t, handle)
+
+		infos, err := m.List(context.Background(), "ada")
+		require.NoError(t, err)
+		require.Len(t, infos, 2)
+		ok, err := m.Revoke(context.Background(), "ada", handle)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		assert.Equal(t, "|0|", phone.do("GET", "/get?k=a").Body.String(), "the phone is signed out")
+		assert.Equal(t, "|0|ada", laptop.do("GET", "/get?k=a").Body.String(), "the laptop is not")
+		ok, err = m.Revoke(context.Background(), "ada", handle)
+		require.NoError(t, err)
+		assert.False(t, ok, "already gone")
+	})
 }

@@ -248,10 +248,11 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 // User implements [Store]: the index read on the primary, then one script over the index and
 // every session it names (they share a slot) that lists them and, with destroy, deletes them; if
 // a login or renewal changed the index in between, the script refuses and User reads it again.
-func (s *RedisStore) User(ctx context.Context, user string, destroy bool) ([]Info, error) {
+func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
+	user := q.User
 	index := s.indexKey(user)
 	flag := "0"
-	if destroy {
+	if q.Destroy {
 		flag = "1"
 	}
 	for range 8 {
@@ -269,6 +270,11 @@ func (s *RedisStore) User(ctx context.Context, user string, destroy bool) ([]Inf
 			args = append(args, m)
 		}
 		args = append(args, flag)
+		if q.Destroy {
+			for _, h := range q.Handles {
+				args = append(args, h)
+			}
+		}
 		call := &redisscript.Call{Args: args}
 		if err := s.run(ctx, userScript, []*redisscript.Call{call}); err != nil {
 			return nil, err

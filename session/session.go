@@ -164,16 +164,28 @@ func (m *Manager) Stats() Stats {
 	}
 }
 
-// List returns the live sessions of user (sessions gain a user with [Session.Login]).
+// List returns the live sessions of user (sessions gain a user with [Session.Login]), oldest
+// first. [Session.Handle] tells which one is the current request's.
 func (m *Manager) List(ctx context.Context, user string) ([]Info, error) {
-	return m.store.User(ctx, user, false)
+	return m.store.User(ctx, UserQuery{User: user})
+}
+
+// Revoke ends one session of user, named by its Info.Handle ("sign out that device"). It
+// reports whether there was such a live session.
+func (m *Manager) Revoke(ctx context.Context, user, handle string) (bool, error) {
+	if handle == "" {
+		return false, nil
+	}
+	infos, err := m.store.User(ctx, UserQuery{User: user, Destroy: true, Handles: []string{handle}})
+	m.destroyed.Add(uint64(len(infos)))
+	return len(infos) > 0, err
 }
 
 // DestroyAll ends every session of user ("sign out everywhere") and returns how many there were.
 // Requests already running on one of them may still save it: call DestroyAll after the change
 // that motivates it (a new password) is stored.
 func (m *Manager) DestroyAll(ctx context.Context, user string) (int, error) {
-	infos, err := m.store.User(ctx, user, true)
+	infos, err := m.store.User(ctx, UserQuery{User: user, Destroy: true})
 	m.destroyed.Add(uint64(len(infos)))
 	return len(infos), err
 }
@@ -526,6 +538,21 @@ func (s *Session) Destroy() error {
 	s.size, s.user, s.login, s.renew = 0, "", false, false
 	s.rec = Record{}
 	return nil
+}
+
+// Handle identifies the stored session in listings ([Manager.List], [Info.Handle]) without
+// revealing its ID; "" for a session not stored yet.
+func (s *Session) Handle() string {
+	if s == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id == "" {
+		return ""
+	}
+	_, hash := digest(s.id)
+	return hash
 }
 
 // IsNew reports whether the session was not found in the store for this request.

@@ -19,9 +19,17 @@ type Store interface {
 	// ErrNotFound and writes nothing (an expired session is deleted, never written again). The
 	// Record returned has only the deadlines (Deadline and Expires).
 	Commit(ctx context.Context, c *Change) (Record, error)
-	// User lists the live sessions of user through a per-user index, and with destroy, deletes
-	// them, atomically (O(sessions of that user), never a scan).
-	User(ctx context.Context, user string, destroy bool) ([]Info, error)
+	// User lists the live sessions of a user through a per-user index and, with q.Destroy,
+	// deletes them (only those of q.Handles, when given), atomically: O(sessions of that user),
+	// never a scan. It returns the sessions listed, or with q.Destroy, those deleted.
+	User(ctx context.Context, q UserQuery) ([]Info, error)
+}
+
+// UserQuery selects the sessions of a user for [Store.User].
+type UserQuery struct {
+	User    string
+	Destroy bool     // delete the sessions selected
+	Handles []string // with Destroy, only these (Info.Handle); all when empty
 }
 
 // Record is a session as stored.

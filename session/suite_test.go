@@ -139,7 +139,7 @@ func TestStoreSuite(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, map[string][]byte{"a": []byte("1"), "b": []byte("2")}, r.Values)
 			assert.Equal(t, "ada", r.User)
-			infos, err := st.User(ctx, "ada", false)
+			infos, err := st.User(ctx, UserQuery{User: "ada"})
 			require.NoError(t, err)
 			require.Len(t, infos, 1, "the index follows the renewal")
 
@@ -204,16 +204,22 @@ func TestStoreSuite(t *testing.T) {
 			_, err := st.Commit(ctx, &Change{ID: ada[2], Destroy: true, User: "ada"})
 			require.NoError(t, err)
 
-			infos, err := st.User(ctx, "ada", false)
+			infos, err := st.User(ctx, UserQuery{User: "ada"})
 			require.NoError(t, err)
 			assert.Len(t, infos, 2, "live sessions only")
 			for _, in := range infos {
 				assert.NotContains(t, in.Handle, ada[0], "a handle is not the ID")
 				assert.NotContains(t, in.Handle, ada[1])
 			}
-			infos, err = st.User(ctx, "ada", true)
+			infos, err = st.User(ctx, UserQuery{User: "ada", Destroy: true, Handles: []string{infos[0].Handle, "nope"}})
 			require.NoError(t, err)
-			assert.Len(t, infos, 2)
+			assert.Len(t, infos, 1, "one session revoked by its handle")
+			infos, err = st.User(ctx, UserQuery{User: "ada"})
+			require.NoError(t, err)
+			assert.Len(t, infos, 1)
+			infos, err = st.User(ctx, UserQuery{User: "ada", Destroy: true})
+			require.NoError(t, err)
+			assert.Len(t, infos, 1, "and the rest all at once")
 			for _, id := range ada {
 				_, err := st.Load(ctx, id)
 				assert.ErrorIs(t, err, ErrNotFound)
@@ -222,7 +228,7 @@ func TestStoreSuite(t *testing.T) {
 			assert.NoError(t, err, "other users keep theirs")
 			_, err = st.Load(ctx, anon)
 			assert.NoError(t, err)
-			infos, err = st.User(ctx, "ada", false)
+			infos, err = st.User(ctx, UserQuery{User: "ada"})
 			require.NoError(t, err)
 			assert.Empty(t, infos)
 		})
