@@ -43,8 +43,9 @@
 // Secure (unless Config.Insecure, for local development), SameSite=Lax, optionally "__Host-".
 // [Session.Renew] replaces the ID atomically (the old one stops working at once);
 // [Session.Login] moves the session's values into a new session of the user and deletes the old
-// one; [Session.Destroy] deletes the session; [Manager.DestroyAll] ends every session of a user,
-// atomically, through a per-user index. A request whose session was renewed or destroyed by
+// one; [Session.Destroy] deletes the session; [Manager.List] shows a user's sessions,
+// [Manager.Revoke] ends one of them and [Manager.DestroyAll] all, atomically, through a per-user
+// index. A request whose session was renewed or destroyed by
 // another request while it ran loses its changes (Stats.Lost) and leaves the cookie alone. Responses that set the cookie get Cache-Control: no-store, and
 // responses to requests with a session get Vary: Cookie. Data over Config.MaxSize (16 KiB) is
 // refused with ErrTooLarge.
