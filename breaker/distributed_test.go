@@ -296,3 +296,45 @@ func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 	assert.Equal(t, int64(made), n, "every outcome counted once")
 	assert.Positive(t, st.Stats().Errors, "batches did time out")
 }
+
+// TestTimedOutLeaseIsGivenBack: an instance's probe-lease request times out after Redis granted
+// it. Once Redis answers again the instance gives the lease back, so another instance probes
+// within moments instead of waiting out ProbeTimeout (a minute here).
+func TestTimedOutLeaseIsGivenBack(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	var bs []*Breaker
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+		st, err := NewRedisStore(rdb, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: 50 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = st.Close()
+			_ = rdb.Close()
+		})
+		bs = append(bs, newBreaker(t, Config{Name: "lease", Failures: 1, OpenDuration: 100 * time.Millisecond, ProbeTimeout: time.Minute, Store: st}))
+	}
+	a, b := bs[0], bs[1]
+	ctx := context.Background()
+	require.ErrorIs(t, call(a, errDown), errDown)
+	require.Eventually(t, func() bool { return b.State() != StateClosed }, 3*time.Second, time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // the open period is over
+
+	require.NoError(t, admin.ClientPause(ctx, 300*time.Millisecond).Err())
+	tok, err := a.Allow(ctx) // its lease request times out; Redis grants it once the pause ends
+	if err == nil {
+		defer tok.Done(nil)
+	}
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		tok, err := b.Allow(ctx)
+		if err != nil {
+			return false
+		}
+		shared := tok.lease < 0 // not a probe b runs alone while its store is down
+		tok.Done(errDown)       // keep the breaker from closing: only the lease matters here
+		return shared
+	}, 5*time.Second, 10*time.Millisecond, "b gets the lease a gave back")
+	t.Logf("b probed %v after the pause began", time.Since(start))
+}

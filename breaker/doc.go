@@ -92,8 +92,8 @@
 // and a probe call waits at most Timeout for it in Allow and again in Done; other calls never
 // wait. A batch that failed is sent again, unchanged but for its outcomes, which then count in
 // the totals only (their moment has passed); batches are numbered per Breaker, so one that timed
-// out after Redis ran it is applied once. A probe lease whose request timed out after Redis
-// granted it stays taken until its ProbeTimeout.
+// out after Redis ran it is applied once. A probe lease whose request failed (and may have been
+// granted) is given back as soon as Redis answers again.
 //
 // Transitions that an instance adopts from the store are reported to Hooks.OnStateChange on the
 // store's goroutine: keep hooks short, and never call the store's Close from one.
@@ -105,7 +105,8 @@
 // plus a ProbeTimeout when half-open, renewed at each write: a stale state never outlives its
 // time, and a breaker nobody uses for that long starts again closed. Its fields: g (generation, +1 per transition), s (0 closed, 1 open, 2 half-open),
 // u (open until, ms of Redis time), cf (consecutive failures), r (reopenings, for the backoff),
-// ps (probe successes), p1..pN (probe lease deadlines), wt/wc/wf0..9 (FailureRate buckets), and
+// ps (probe successes), p1..pN and l1..lN (probe lease deadlines and ids), wt/wc/wf0..9
+// (FailureRate buckets), and
 // n and nf: the outcomes and failures counted since the key was created. Next to it,
 // prefix{name}:q:<id> holds the number of the last batch each Breaker applied, for 10 minutes.
 // Announcements go to the channel prefix + "changes", carrying only the name.

@@ -49,7 +49,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		var last request // the last batch, to send again as after a timeout
 		for step := range 60 {
 			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6, inst: "fz"}
-			switch rng.IntN(11) {
+			switch rng.IntN(12) {
 			case 10:
 				if last.op == opSync {
 					q = last // sent again: applied at most once
@@ -77,6 +77,10 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 			case 5, 6:
 				q.op = opAcquire
 				q.gen = gen
+				q.leaseID = "L" + strconv.Itoa(rng.IntN(3))
+			case 11:
+				q.op = opRelease
+				q.leaseID = "L" + strconv.Itoa(rng.IntN(3))
 			default:
 				q.op = opReport
 				q.gen, q.slot, q.deadline = lease.gen, lease.slot, lease.deadline

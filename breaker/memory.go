@@ -70,6 +70,7 @@ type sharedEntry struct {
 	g, g0, s, u, cf, r, ps int64
 	n, nf                  int64 // outcomes and failures counted, for the totals
 	probes                 []int64
+	leases                 []string // the id of each probe lease
 	win                    [10]struct{ t, c, f int64 }
 	expires                int64
 }
@@ -80,8 +81,9 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 	p := q.pol
 	if int64(len(e.probes)) < p.probes {
 		e.probes = append(e.probes, make([]int64, p.probes-int64(len(e.probes)))...)
+		e.leases = append(e.leases, make([]string, p.probes-int64(len(e.leases)))...)
 	}
-	probes := e.probes[:p.probes]
+	probes, leases := e.probes[:p.probes], e.leases[:p.probes]
 	wrote, changed := false, false
 	if e.g == 0 {
 		e.g = now * 16
@@ -90,6 +92,7 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 	}
 	clearProbes := func() {
 		clear(probes)
+		clear(leases)
 		e.ps = 0
 	}
 	trip := func(reopen bool) {
@@ -174,7 +177,7 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 			for i, d := range probes {
 				if d <= now {
 					out.slot, out.deadline = int64(i+1), now+p.probeTimeout
-					probes[i] = out.deadline
+					probes[i], leases[i] = out.deadline, q.leaseID
 					wrote = true
 					break
 				}
@@ -184,6 +187,13 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 			}
 			if out.slot == 0 {
 				out.wait = earliest - now
+			}
+		}
+	case opRelease:
+		for i, id := range leases {
+			if probes[i] != 0 && id == q.leaseID {
+				probes[i], leases[i] = 0, ""
+				wrote = true
 			}
 		}
 	case opReport:
@@ -196,7 +206,7 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 		}
 		if e.s == int64(StateHalfOpen) && q.gen == e.g {
 			if q.slot >= 1 && q.slot <= int64(len(probes)) && probes[q.slot-1] != 0 && probes[q.slot-1] == q.deadline {
-				probes[q.slot-1] = 0
+				probes[q.slot-1], leases[q.slot-1] = 0, ""
 				wrote = true
 			}
 			switch q.outcome {

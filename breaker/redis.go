@@ -205,6 +205,8 @@ func (s *RedisStore) args(q *request) []any {
 		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq)
 	case opReport:
 		args = append(args, q.slot, q.deadline, q.outcome)
+	case opAcquire, opRelease:
+		args = append(args, q.leaseID)
 	}
 	return args
 }

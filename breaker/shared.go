@@ -19,8 +19,13 @@ func (b *Breaker) allowShared(ctx context.Context) (tok Token, err error, ok boo
 		return Token{}, b.busyErr, true
 	}
 	defer sh.acquiring.Store(false)
-	r, err := sh.h.call(ctx, request{name: b.cfg.Name, op: opAcquire, pol: &sh.pol, gen: sh.gen.Load(), jitter: jitter()})
+	id := instanceName()
+	r, err := sh.h.call(ctx, request{name: b.cfg.Name, op: opAcquire, pol: &sh.pol, gen: sh.gen.Load(), jitter: jitter(), leaseID: id})
 	if err != nil {
+		// Redis may have granted the lease before the failure: give it back when it answers
+		// again, rather than keep every instance waiting ProbeTimeout for a probe nobody runs.
+		sh.lost.Store(&id)
+		sh.touch(b)
 		return Token{}, nil, false
 	}
 	b.adopt(r, true)

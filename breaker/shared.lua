@@ -1,12 +1,14 @@
 -- The shared state of one breaker, in one hash (KEYS[1]). The arithmetic is the same as
 -- sharedEntry.apply in memory.go; times are milliseconds of Redis TIME.
 --
--- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe), channel, name,
+-- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe, "x" release a
+--   lease whose acquisition timed out), channel, name,
 --   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter, gen,
 --   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After), seq
 --          (the batch's number for its instance, whose last applied number is KEYS[2]: a batch
 --          sent again after a timeout is applied once; 0 for a batch with nothing to apply)
 --          for "r": slot, deadline, outcome (0 success, 1 failure, 2 ignore)
+--          for "a" and "x": the lease's id
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
 --
 -- Generations start at 16 times the key's creation time in ms (g0; 14 digits, exact in any
@@ -36,7 +38,7 @@ local changed = false
 local width = math.max(1, math.floor(win / 10))
 
 local function clearprobes()
-  for i = 1, probes do redis.call('HDEL', k, 'p' .. i) end
+  for i = 1, probes do redis.call('HDEL', k, 'p' .. i, 'l' .. i) end
   ps = 0
 end
 
@@ -129,13 +131,20 @@ elseif op == 'a' then
       local d = tonumber(redis.call('HGET', k, 'p' .. i)) or 0
       if d <= now then
         slot, deadline = i, now + ptimeout
-        redis.call('HSET', k, 'p' .. i, deadline)
+        redis.call('HSET', k, 'p' .. i, deadline, 'l' .. i, ARGV[15])
         wrote = true
         break
       end
       if earliest == 0 or d < earliest then earliest = d end
     end
     if slot == 0 then wait = earliest - now end
+  end
+elseif op == 'x' then
+  for i = 1, probes do
+    if redis.call('HGET', k, 'l' .. i) == ARGV[15] then
+      redis.call('HDEL', k, 'p' .. i, 'l' .. i)
+      wrote = true
+    end
   end
 elseif op == 'r' then
   local pslot, pdeadline, outcome = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
@@ -146,7 +155,7 @@ elseif op == 'r' then
   end
   if s == 2 and gen == g then
     if tonumber(redis.call('HGET', k, 'p' .. pslot)) == pdeadline then
-      redis.call('HDEL', k, 'p' .. pslot)
+      redis.call('HDEL', k, 'p' .. pslot, 'l' .. pslot)
       wrote = true
     end
     if outcome == 1 then

@@ -73,6 +73,7 @@ const (
 	opSync    = 's' // add outcomes, read the state
 	opAcquire = 'a' // take a half-open probe lease
 	opReport  = 'r' // report a probe's outcome
+	opRelease = 'x' // give back a lease whose acquisition timed out
 )
 
 type request struct {
@@ -91,6 +92,9 @@ type request struct {
 	seq  int64
 	// opReport: the lease and the outcome (0 success, 1 failure, 2 ignore).
 	slot, deadline, outcome int64
+	// opAcquire, opRelease: the lease's id, so that one whose acquisition timed out after Redis
+	// granted it can be given back.
+	leaseID string
 }
 
 type reply struct {
@@ -275,7 +279,7 @@ func (h *hub) flush() {
 	if len(bs) == 0 {
 		return
 	}
-	reqs := make([]request, len(bs))
+	reqs := make([]request, len(bs), len(bs)+1)
 	for i, b := range bs {
 		b.sh.dirty.Store(false)
 		if u := b.sh.unsent; u != nil {
@@ -284,7 +288,15 @@ func (h *hub) flush() {
 			reqs[i] = b.sh.take(b)
 		}
 	}
-	res := make([]reply, len(bs))
+	var released []*Breaker // leases to give back, after the batches
+	var ids []*string
+	for _, b := range bs {
+		if id := b.sh.lost.Swap(nil); id != nil {
+			released, ids = append(released, b), append(ids, id)
+			reqs = append(reqs, request{name: b.cfg.Name, op: opRelease, pol: &b.sh.pol, leaseID: *id})
+		}
+	}
+	res := make([]reply, len(reqs))
 	var err error
 	if h.up() {
 		h.flushes.Add(1)
@@ -296,6 +308,12 @@ func (h *hub) flush() {
 		err = errStoreDown
 		for i := range res {
 			res[i].err = err
+		}
+	}
+	for j, b := range released {
+		if res[len(bs)+j].err != nil {
+			b.sh.lost.CompareAndSwap(nil, ids[j]) // next time
+			b.sh.touch(b)
 		}
 	}
 	for i, b := range bs {
@@ -370,6 +388,8 @@ type sharing struct {
 	succ                       [4]paddedCount
 	fail, tail, late, lateFail atomic.Int64
 	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
+	lost atomic.Pointer[string] // a lease that may have been granted to an acquisition that failed
+
 	// Owned by the flush: the last batch number, and a batch that failed, to send again as is.
 	inst   string // this breaker's name in batch numbers: random, unique to this Breaker
 	seq    int64
