@@ -387,8 +387,8 @@ type sharing struct {
 	// the common case, are striped over cache lines of their own.
 	succ                       [4]paddedCount
 	fail, tail, late, lateFail atomic.Int64
-	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
-	lost atomic.Pointer[string] // a lease that may have been granted to an acquisition that failed
+	hold                       atomic.Int64           // the longest Retry-After (ms) not yet sent
+	lost                       atomic.Pointer[string] // a lease that may have been granted to an acquisition that failed
 
 	// Owned by the flush: the last batch number, and a batch that failed, to send again as is.
 	inst   string // this breaker's name in batch numbers: random, unique to this Breaker
