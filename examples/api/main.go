@@ -10,11 +10,16 @@
 //	curl -i -c jar -d user=ada localhost:8080/api/login   # 5 per minute per IP, then 429
 //	curl -i -b jar localhost:8080/api/me                  # {"user":"ada"}
 //	curl -i -b jar -X POST localhost:8080/api/logout
+//	DOWNSTREAM_URL=http://127.0.0.1:9999 go run ./examples/api
+//	curl -i localhost:8080/api/quote                      # through a breaker: 503 fast once it is open
 //
 // Every request is under the article's rate limits, layered all or nothing: 1000 requests per
 // minute per IP, 5 login attempts per minute per IP, 100 calls per minute per API key. Sessions
 // live in the store too, never in the instance: with REDIS_URL any instance serves any
-// request. KEY_PREFIX starts every Redis key (then "ratelimit:" or "session:"). The session
+// request. GET /api/quote calls DOWNSTREAM_URL through the article's circuit breaker (open
+// after 5 failures, for 30 s), shared by every instance with REDIS_URL, and shown as a
+// non-critical readiness check. KEY_PREFIX starts every Redis key (then "ratelimit:",
+// "session:" or "breaker:"). The session
 // cookie is Secure: browsers and curl send it over HTTPS only, unless COOKIE_INSECURE=1 (local
 // development over plain HTTP).
 //
@@ -28,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +42,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/health"
 	"github.com/outgrow/outgrow/ratelimit"
 	"github.com/outgrow/outgrow/session"
@@ -61,6 +68,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	backend := "memory"
 	var store ratelimit.Store
 	var sessions session.Store = session.NewMemoryStore()
+	var breakers breaker.Store
 	prefix := os.Getenv("KEY_PREFIX")
 	if redisURL != "" {
 		opt, err := redis.ParseURL(redisURL)
@@ -77,6 +85,12 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		if sessions, err = session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix + "session:"}); err != nil {
 			return err
 		}
+		shared, err := breaker.NewRedisStore(rdb, breaker.RedisConfig{Prefix: prefix + "breaker:", Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer shared.Close() // before rdb.Close: sends the outcomes still waiting
+		breakers = shared
 	} else {
 		mem, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 		if err != nil {
@@ -88,6 +102,13 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	if err != nil {
 		return err
 	}
+	downstream, err := breaker.New(breaker.Config{Name: "downstream", Store: breakers})
+	if err != nil {
+		return err
+	}
+	// An open breaker is degraded readiness (warn, still 200), not a reason to leave the pool.
+	checks = append(checks, health.Check{Name: "downstream-breaker", Func: downstream.Check, NonCritical: true})
+	client := &http.Client{Timeout: 2 * time.Second, Transport: downstream.Transport(nil)}
 
 	hc, err := health.New(health.Config{Logger: logger, DrainDelay: 2 * time.Second}, checks...)
 	if err != nil {
@@ -124,6 +145,37 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"user": user})
+	})
+	mux.HandleFunc("GET /api/quote", func(w http.ResponseWriter, r *http.Request) {
+		url := os.Getenv("DOWNSTREAM_URL")
+		if url == "" {
+			writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "DOWNSTREAM_URL is not set."})
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, url, nil)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "Bad DOWNSTREAM_URL."})
+			return
+		}
+		resp, err := client.Do(req)
+		var open *breaker.OpenError
+		switch {
+		case errors.As(err, &open):
+			// Fail fast while the downstream recovers; tell the client when to come back.
+			w.Header().Set("Retry-After", fmt.Sprint(max(1, int(open.RetryAfter().Seconds()+0.5))))
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Quotes are unavailable right now."})
+			return
+		case err != nil:
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": "Quotes are unavailable right now."})
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": "Quotes are unavailable right now."})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
 	})
 	mux.HandleFunc("POST /api/logout", func(w http.ResponseWriter, r *http.Request) {
 		_ = session.FromContext(r.Context()).Destroy()

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,13 @@ func TestRun(t *testing.T) {
 				t.Setenv("KEY_PREFIX", redistest.Prefix(t, redistest.Open(t, redistest.Redis).Client))
 			}
 			t.Setenv("COOKIE_INSECURE", "1") // the test server is plain HTTP
+			var downstreamCalls atomic.Int32
+			flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				downstreamCalls.Add(1)
+				w.WriteHeader(http.StatusBadGateway)
+			}))
+			defer flaky.Close()
+			t.Setenv("DOWNSTREAM_URL", flaky.URL)
 			ctx, cancel := context.WithCancel(context.Background())
 			listening := make(chan string, 1)
 			done := make(chan error, 1)
@@ -123,6 +132,16 @@ func TestRun(t *testing.T) {
 			}
 			var items struct{ Items []string }
 			getJSON(t, client, "http://"+addr+"/api/items", http.StatusOK, &items)
+
+			// The downstream fails: five calls reach it, then the breaker answers alone.
+			var quote map[string]string
+			for range 5 {
+				getJSON(t, client, "http://"+addr+"/api/quote", http.StatusBadGateway, &quote)
+			}
+			getJSON(t, client, "http://"+addr+"/api/quote", http.StatusServiceUnavailable, &quote)
+			if n := downstreamCalls.Load(); n != 5 {
+				t.Errorf("the downstream got %d calls, want 5", n)
+			}
 
 			cancel()
 			select {
