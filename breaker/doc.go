@@ -90,10 +90,11 @@
 // 50 ms, or a batch longer than ten times that), breakers go on alone as if they had no store,
 // and rejoin after RedisConfig.RetryInterval once Redis answers. No call fails because of Redis,
 // and a probe call waits at most Timeout for it in Allow and again in Done; other calls never
-// wait. A batch that failed is sent again, unchanged but for its outcomes, which then count in
-// the totals only (their moment has passed); batches are numbered per Breaker, so one that timed
-// out after Redis ran it is applied once. A probe lease whose request failed (and may have been
-// granted) is given back as soon as Redis answers again.
+// wait. A batch that failed is sent again, alone, its outcomes counting in the totals only (their
+// moment has passed); batches are numbered per Breaker, so one that timed out after Redis ran it
+// is applied once, as long as it is sent again within 10 minutes. A probe lease whose request or
+// report failed is given back once Redis answers again; a probe outcome whose report failed is
+// not counted again, so the totals may miss it.
 //
 // Transitions that an instance adopts from the store are reported to Hooks.OnStateChange on the
 // store's goroutine: keep hooks short, and never call the store's Close from one.

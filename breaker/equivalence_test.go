@@ -46,13 +46,15 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		var gen int64 = -1
 		var lease reply
 		var seq int64
-		var last request // the last batch, to send again as after a timeout
+		var sent []request // batches, to send again as after a timeout
 		for step := range 60 {
 			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6, inst: "fz"}
 			switch rng.IntN(12) {
 			case 10:
-				if last.op == opSync {
-					q = last // sent again: applied at most once
+				if len(sent) > 0 {
+					q = sent[rng.IntN(len(sent))] // sent again, maybe after newer ones: applied once
+				} else {
+					q.op = opAcquire
 				}
 			case 0, 1, 2, 3, 4:
 				q.op = opSync
@@ -72,8 +74,8 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 				if q.succ+q.fail+q.late > 0 || q.hold > 0 {
 					seq++
 					q.seq = seq
+					sent = append(sent, q)
 				}
-				last = q
 			case 5, 6:
 				q.op = opAcquire
 				q.gen = gen
@@ -99,8 +101,11 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 				lease = got[0]
 			}
 			d := time.Duration(rng.Int64N(3*max(pol.open, pol.probeTimeout))) * time.Millisecond
-			if rng.IntN(3) == 0 {
+			switch rng.IntN(40) {
+			case 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12:
 				d = 0
+			case 13:
+				d = 11 * time.Minute // past the memory of batch numbers
 			}
 			now = now.Add(d)
 			mini.SetTime(now)

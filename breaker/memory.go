@@ -266,6 +266,7 @@ func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, re
 				r := *q // applied before: read only
 				r.succ, r.fail, r.tail, r.late, r.lateFail, r.hold = 0, 0, 0, 0, 0, 0
 				q = &r
+				s.seen[k] = seen{seq: v.seq, expires: now + 600_000} // remembered while sent again
 			} else {
 				s.seen[k] = seen{seq: q.seq, expires: now + 600_000}
 			}

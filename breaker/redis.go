@@ -48,7 +48,8 @@ type RedisConfig struct {
 // the client.
 //
 // Each breaker's state is one hash, prefix{name}, changed only by one Lua script that reads the
-// time from Redis (TIME), so instance clocks do not matter. The hash's TTL outlives its open
+// time from Redis (TIME), so instance clocks do not matter; next to it, one small key per
+// Breaker object (prefix{name}:q:<id>, 10 minutes) remembers its last batch number. The hash's TTL outlives its open
 // period and window by little, so a forgotten OPEN cannot outlast its time. A flush is one
 // pipeline of script calls for every breaker with news; a probe lease or report is one call.
 // Transitions are published on prefix + "changes" (PUBLISH; on a Cluster it reaches every node)

@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -24,14 +25,16 @@ func (b *Breaker) allowShared(ctx context.Context) (tok Token, err error, ok boo
 	if err != nil {
 		// Redis may have granted the lease before the failure: give it back when it answers
 		// again, rather than keep every instance waiting ProbeTimeout for a probe nobody runs.
-		sh.lost.Store(&id)
-		sh.touch(b)
+		if !errors.Is(err, errStoreDown) { // errStoreDown: nothing was sent
+			sh.addLost(b, id)
+		}
 		return Token{}, nil, false
 	}
 	b.adopt(r, true)
 	w := b.word.Load()
 	switch {
 	case r.slot > 0:
+		sh.leased(r.deadline, id)
 		return Token{
 			b: b, ctx: ctx, word: w, start: b.now(),
 			lease: -int(r.slot), until: r.deadline, sgen: r.gen,
@@ -58,6 +61,7 @@ func (b *Breaker) reportShared(t Token, o Outcome) bool {
 		code = 1
 		b.totalFailures.Add(1)
 	}
+	id := sh.unlease(t.until)
 	r, err := sh.h.call(t.ctx, request{
 		name: b.cfg.Name, op: opReport, pol: &sh.pol, gen: t.sgen,
 		slot: int64(-t.lease), deadline: t.until, outcome: code, jitter: jitter(),
@@ -66,12 +70,15 @@ func (b *Breaker) reportShared(t Token, o Outcome) bool {
 		b.adopt(r, true)
 		return r.counted
 	}
-	// The store failed: the probe decides for this instance alone, unless this instance has moved
-	// on since; either way its outcome waits in the totals for the store to come back.
+	// The store failed: the lease is given back when it answers again (the report may have run:
+	// its outcome is not counted again, so the totals may miss it), and the probe decides for
+	// this instance alone, unless this instance has moved on since.
+	if id != "" {
+		sh.addLost(b, id)
+	}
 	if o == Ignore {
 		return false
 	}
-	sh.add(b, o, false)
 	if b.word.Load() != t.word || Mode(b.mode.Load()) != Auto {
 		return false
 	}

@@ -2,7 +2,7 @@
 -- sharedEntry.apply in memory.go; times are milliseconds of Redis TIME.
 --
 -- ARGV: op ("s" sync outcomes, "a" acquire a probe lease, "r" report a probe, "x" release a
---   lease whose acquisition timed out), channel, name,
+--   lease whose acquisition or report failed), channel, name,
 --   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter, gen,
 --   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After), seq
 --          (the batch's number for its instance, whose last applied number is KEYS[2]: a batch
@@ -71,6 +71,7 @@ if op == 's' then
   if seq > 0 then
     if seq <= (tonumber(redis.call('GET', KEYS[2])) or 0) then
       succ, fail, tail, late, latefail, hold = 0, 0, 0, 0, 0, 0 -- applied before: read only
+      redis.call('PEXPIRE', KEYS[2], 600000) -- remembered while it is being sent again
     else
       redis.call('SET', KEYS[2], seq, 'PX', 600000)
     end

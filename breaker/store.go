@@ -73,7 +73,7 @@ const (
 	opSync    = 's' // add outcomes, read the state
 	opAcquire = 'a' // take a half-open probe lease
 	opReport  = 'r' // report a probe's outcome
-	opRelease = 'x' // give back a lease whose acquisition timed out
+	opRelease = 'x' // give back a lease whose acquisition or report failed
 )
 
 type request struct {
@@ -283,17 +283,18 @@ func (h *hub) flush() {
 	for i, b := range bs {
 		b.sh.dirty.Store(false)
 		if u := b.sh.unsent; u != nil {
-			reqs[i] = *u // first the batch whose fate is unknown, alone and unchanged
+			// First the batch whose fate is unknown, alone, with its number (its outcomes now
+			// count as late ones); newer outcomes wait for the next flush, one round trip later.
+			reqs[i] = *u
 		} else {
 			reqs[i] = b.sh.take(b)
 		}
 	}
 	var released []*Breaker // leases to give back, after the batches
-	var ids []*string
 	for _, b := range bs {
-		if id := b.sh.lost.Swap(nil); id != nil {
-			released, ids = append(released, b), append(ids, id)
-			reqs = append(reqs, request{name: b.cfg.Name, op: opRelease, pol: &b.sh.pol, leaseID: *id})
+		for _, id := range b.sh.takeLost() {
+			released = append(released, b)
+			reqs = append(reqs, request{name: b.cfg.Name, op: opRelease, pol: &b.sh.pol, leaseID: id})
 		}
 	}
 	res := make([]reply, len(reqs))
@@ -312,8 +313,7 @@ func (h *hub) flush() {
 	}
 	for j, b := range released {
 		if res[len(bs)+j].err != nil {
-			b.sh.lost.CompareAndSwap(nil, ids[j]) // next time
-			b.sh.touch(b)
+			b.sh.addLost(b, reqs[len(bs)+j].leaseID) // next time
 		}
 	}
 	for i, b := range bs {
@@ -362,11 +362,11 @@ func (h *hub) close() {
 		return
 	}
 	h.closeOnce.Do(func() {
+		close(h.stop)
+		<-h.loopDone // its last flushes may queue breakers again: closed comes after
 		h.mu.Lock()
 		h.closed = true
 		h.mu.Unlock()
-		close(h.stop)
-		<-h.loopDone
 		h.gone.Store(true)
 		if h.onClose != nil {
 			h.onClose()
@@ -387,8 +387,11 @@ type sharing struct {
 	// the common case, are striped over cache lines of their own.
 	succ                       [4]paddedCount
 	fail, tail, late, lateFail atomic.Int64
-	hold                       atomic.Int64           // the longest Retry-After (ms) not yet sent
-	lost                       atomic.Pointer[string] // a lease that may have been granted to an acquisition that failed
+	hold                       atomic.Int64 // the longest Retry-After (ms) not yet sent
+
+	leaseMu  sync.Mutex
+	leaseIDs map[int64]string // the ids of this breaker's shared leases, by deadline
+	lostIDs  []string         // leases to give back: their acquisition or report failed
 
 	// Owned by the flush: the last batch number, and a batch that failed, to send again as is.
 	inst   string // this breaker's name in batch numbers: random, unique to this Breaker
@@ -445,6 +448,40 @@ func (sh *sharing) take(b *Breaker) request {
 		r.seq = sh.seq
 	}
 	return r
+}
+
+// addLost queues a lease to give back at the next flush that reaches the store.
+func (sh *sharing) addLost(b *Breaker, id string) {
+	sh.leaseMu.Lock()
+	sh.lostIDs = append(sh.lostIDs, id)
+	sh.leaseMu.Unlock()
+	sh.touch(b)
+}
+
+func (sh *sharing) takeLost() []string {
+	sh.leaseMu.Lock()
+	defer sh.leaseMu.Unlock()
+	ids := sh.lostIDs
+	sh.lostIDs = nil
+	return ids
+}
+
+// leased remembers the id of a lease this breaker holds; unlease forgets and returns it.
+func (sh *sharing) leased(deadline int64, id string) {
+	sh.leaseMu.Lock()
+	if sh.leaseIDs == nil {
+		sh.leaseIDs = make(map[int64]string)
+	}
+	sh.leaseIDs[deadline] = id
+	sh.leaseMu.Unlock()
+}
+
+func (sh *sharing) unlease(deadline int64) string {
+	sh.leaseMu.Lock()
+	defer sh.leaseMu.Unlock()
+	id := sh.leaseIDs[deadline]
+	delete(sh.leaseIDs, deadline)
+	return id
 }
 
 // pending reports whether outcomes wait to be sent.

@@ -449,3 +449,26 @@ func TestSharedConfig(t *testing.T) {
 	assert.NoError(t, zero.Close())
 	assert.Equal(t, StoreStats{}, zero.Stats())
 }
+
+// TestCloseSendsEverything: a batch that failed and the outcomes made after it both reach Redis
+// when the store closes.
+func TestCloseSendsEverything(t *testing.T) {
+	be := redistest.Open(t, redistest.Miniredis)
+	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: time.Hour, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	b := newBreaker(t, Config{Name: "close", Failures: -1, Store: st})
+	for range 5 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	be.Mini.SetError("LOADING")
+	st.h.flush() // fails: the batch waits to be sent again
+	be.Mini.SetError("")
+	for range 7 {
+		require.NoError(t, call(b, nil))
+	}
+	time.Sleep(5 * time.Millisecond) // past RetryInterval
+	require.NoError(t, st.Close())
+	n, err := be.Client.HGet(context.Background(), rediskey.Key(be.Prefix, "close", ""), "n").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(12), n)
+}
