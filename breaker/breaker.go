@@ -78,10 +78,15 @@ type Config struct {
 	// of the last Window failed (0.5 is half), once the window holds MinCalls calls. Every call
 	// then records its outcome and reads the clock, a few ns more per call.
 	FailureRate float64
-	// MinCalls is the fewest calls in the window for FailureRate to apply; 20 when zero.
+	// MinCalls is the fewest calls in the window for FailureRate to apply; 20 when zero (and
+	// at most WindowCalls).
 	MinCalls int
 	// Window is the period FailureRate looks at, in 10 buckets; 10 s when zero.
 	Window time.Duration
+	// WindowCalls, when positive, makes FailureRate look at the last WindowCalls calls instead
+	// of a period. With a Store the shared window is an estimate: each batch's calls are added
+	// and the totals scaled back to WindowCalls, as if failures were spread evenly.
+	WindowCalls int
 	// OpenDuration is how long the breaker stays open before probing; 30 s when zero.
 	OpenDuration time.Duration
 	// MaxOpenDuration, when above OpenDuration, makes each reopening from half-open double the
@@ -199,6 +204,7 @@ type Breaker struct {
 	mode     atomic.Uint32
 	failures atomic.Int64 // consecutive, while closed
 	window   window       // outcomes of the last Window, when FailureRate is set
+	calls    *calls       // outcomes of the last WindowCalls calls, when set instead
 	openErr  atomic.Pointer[OpenError]
 	busyErr  *OpenError
 
@@ -224,11 +230,14 @@ func stateOf(w uint64) State        { return State(w >> stateShift) }
 
 // New returns a closed Breaker.
 func New(cfg Config) (*Breaker, error) {
-	if cfg.FailureRate < 0 || cfg.FailureRate > 1 || cfg.MinCalls < 0 || cfg.Window < 0 {
-		return nil, fmt.Errorf("%w: FailureRate must be within 0..1, MinCalls and Window not negative", ErrInvalidConfig)
+	if cfg.FailureRate < 0 || cfg.FailureRate > 1 || cfg.MinCalls < 0 || cfg.Window < 0 || cfg.WindowCalls < 0 {
+		return nil, fmt.Errorf("%w: FailureRate must be within 0..1, MinCalls, Window and WindowCalls not negative", ErrInvalidConfig)
 	}
 	if cfg.MinCalls == 0 {
 		cfg.MinCalls = 20
+	}
+	if cfg.WindowCalls > 0 {
+		cfg.MinCalls = min(cfg.MinCalls, cfg.WindowCalls)
 	}
 	if cfg.Window == 0 {
 		cfg.Window = 10 * time.Second
@@ -260,6 +269,9 @@ func New(cfg Config) (*Breaker, error) {
 		cfg.Classify = DefaultClassifier
 	}
 	b := &Breaker{cfg: cfg, epoch: time.Now(), plain: plain, leases: make([]int64, cfg.Probes)}
+	if cfg.WindowCalls > 0 && cfg.FailureRate > 0 {
+		b.calls = newCalls(cfg.WindowCalls)
+	}
 	b.busyErr = &OpenError{Name: cfg.Name, b: b}
 	b.word.Store(pack(StateClosed, b.seq.Add(1)))
 	if cfg.Store != nil {
@@ -442,7 +454,10 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 		if b.failures.Load() != 0 { // read first: successes write nothing in the common case
 			b.failures.Store(0)
 		}
-		if rate {
+		switch {
+		case b.calls != nil:
+			b.calls.add(false)
+		case rate:
 			b.window.add(b.now(), b.cfg.Window, false)
 		}
 		return true
@@ -450,10 +465,16 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 	b.totalFailures.Add(1)
 	trip := b.failures.Add(1) >= int64(b.cfg.Failures)
 	if rate {
-		now := b.now()
-		b.window.add(now, b.cfg.Window, true)
-		if calls, failed := b.window.sum(now, b.cfg.Window); calls >= b.cfg.MinCalls &&
-			float64(failed) >= b.cfg.FailureRate*float64(calls) {
+		var calls, failed int
+		if b.calls != nil {
+			b.calls.add(true)
+			calls, failed = b.calls.sum()
+		} else {
+			now := b.now()
+			b.window.add(now, b.cfg.Window, true)
+			calls, failed = b.window.sum(now, b.cfg.Window)
+		}
+		if calls >= b.cfg.MinCalls && float64(failed) >= b.cfg.FailureRate*float64(calls) {
 			trip = true
 		}
 	}
@@ -490,13 +511,21 @@ func (b *Breaker) recordProbe(t Token, o Outcome) bool {
 	}
 	b.reopens = 0
 	b.failures.Store(0)
-	b.window.reset()
+	b.resetWindow()
 	closed := b.word.CompareAndSwap(t.word, pack(StateClosed, b.seq.Add(1)))
 	b.mu.Unlock()
 	if closed {
 		b.changed(StateHalfOpen, StateClosed)
 	}
 	return true
+}
+
+// resetWindow forgets the outcomes FailureRate looks at.
+func (b *Breaker) resetWindow() {
+	b.window.reset()
+	if b.calls != nil {
+		b.calls.reset()
+	}
 }
 
 // open moves the breaker from generation w (in state from) to open.

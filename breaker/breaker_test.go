@@ -330,3 +330,25 @@ func TestCheck(t *testing.T) {
 		assert.NoError(t, b.Check(context.Background()), "half-open is probing, not failing")
 	})
 }
+
+func TestFailureRateOverCalls(t *testing.T) {
+	b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 4, WindowCalls: 10})
+	for range 3 {
+		_ = call(b, errDown)
+	}
+	assert.Equal(t, StateClosed, b.State(), "3 calls are fewer than MinCalls")
+	for range 10 {
+		_ = call(b, nil) // the failures leave the window of the last 10 calls
+	}
+	for range 4 {
+		_ = call(b, errDown)
+	}
+	assert.Equal(t, StateClosed, b.State(), "4 failures in the last 10 calls")
+	_ = call(b, errDown)
+	assert.Equal(t, StateOpen, b.State(), "5 in 10 is half")
+
+	_, err := New(Config{WindowCalls: -1})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	c := newBreaker(t, Config{FailureRate: 0.5, WindowCalls: 5})
+	assert.Equal(t, 5, c.cfg.MinCalls, "MinCalls is at most WindowCalls")
+}

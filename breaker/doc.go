@@ -11,7 +11,8 @@
 //
 // Closed lets calls through and counts consecutive failures; Config.Failures of them open the
 // breaker. With Config.FailureRate it also opens when that share of the calls of the last
-// Config.Window failed, once the window holds Config.MinCalls calls. Open refuses calls with an *OpenError, matching ErrOpen, for Config.OpenDuration
+// Config.Window (or of the last Config.WindowCalls calls) failed, once the window holds
+// Config.MinCalls calls. Open refuses calls with an *OpenError, matching ErrOpen, for Config.OpenDuration
 // (doubling with jitter up to Config.MaxOpenDuration on repeated reopenings). Then the breaker is
 // half-open: Config.Probes calls at a time go through as probes; Config.Successes successful
 // probes close it, one failed probe reopens it. A probe is a lease: if its outcome is not

@@ -42,6 +42,9 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		pol.maxOpen = pol.open + rng.Int64N(4)*pol.open
 		if rng.IntN(2) == 0 {
 			pol.rate = float64(1+rng.IntN(9)) / 10
+			if rng.IntN(2) == 0 {
+				pol.windowCalls = 3 + rng.Int64N(20)
+			}
 		}
 		var gen int64 = -1
 		var lease reply

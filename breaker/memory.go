@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 )
@@ -69,6 +70,7 @@ type seen struct{ seq, expires int64 }
 type sharedEntry struct {
 	g, g0, s, u, cf, r, ps int64
 	n, nf                  int64 // outcomes and failures counted, for the totals
+	kc, kf                 int64 // the count window: calls and failures (estimated)
 	probes                 []int64
 	leases                 []string // the id of each probe lease
 	win                    [10]struct{ t, c, f int64 }
@@ -117,6 +119,7 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 		e.g, e.s, e.cf, e.r = e.g+1, int64(StateClosed), 0, 0
 		clearProbes()
 		e.win = [10]struct{ t, c, f int64 }{}
+		e.kc, e.kf = 0, 0
 		changed = true
 	}
 	out := reply{}
@@ -135,7 +138,17 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 				e.cf += q.tail
 			}
 			tripped := e.cf >= p.failures
-			if p.rate > 0 {
+			if p.rate > 0 && p.windowCalls > 0 {
+				e.kc += q.succ + q.fail
+				e.kf += q.fail
+				if e.kc > p.windowCalls {
+					e.kf = int64(math.Floor(float64(e.kf)*float64(p.windowCalls)/float64(e.kc) + 0.5))
+					e.kc = p.windowCalls
+				}
+				if e.kc >= p.minCalls && float64(e.kf) >= p.rate*float64(e.kc) {
+					tripped = true
+				}
+			} else if p.rate > 0 {
 				width := max(1, p.window/10)
 				b := now / width
 				w := &e.win[b%10]

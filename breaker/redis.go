@@ -203,7 +203,7 @@ func (s *RedisStore) args(q *request) []any {
 	}
 	switch q.op {
 	case opSync:
-		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq)
+		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq, p.windowCalls)
 	case opReport:
 		args = append(args, q.slot, q.deadline, q.outcome)
 	case opAcquire, opRelease:

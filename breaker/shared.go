@@ -153,7 +153,7 @@ func (b *Breaker) transitionLocked(w uint64, to State, d time.Duration) {
 		return
 	}
 	b.failures.Store(0)
-	b.window.reset()
+	b.resetWindow()
 	b.reopens = 0
 	b.word.Store(pack(StateClosed, b.seq.Add(1)))
 }

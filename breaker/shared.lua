@@ -6,7 +6,8 @@
 --   failures, rate, mincalls, window, open, maxopen, probes, successes, probetimeout, jitter, gen,
 --   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After), seq
 --          (the batch's number for its instance, whose last applied number is KEYS[2]: a batch
---          sent again after a timeout is applied once; 0 for a batch with nothing to apply)
+--          sent again after a timeout is applied once; 0 for a batch with nothing to apply),
+--          windowcalls (when positive, the rate looks at about that many last calls: kc, kf)
 --          for "r": slot, deadline, outcome (0 success, 1 failure, 2 ignore)
 --          for "a" and "x": the lease's id
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
@@ -59,6 +60,7 @@ local function close()
   g, s, cf, r = g + 1, 0, 0, 0
   clearprobes()
   for i = 0, 9 do redis.call('HDEL', k, 'wt' .. i, 'wc' .. i, 'wf' .. i) end
+  redis.call('HDEL', k, 'kc', 'kf')
   changed = true
 end
 
@@ -85,7 +87,18 @@ if op == 's' then
     counted = 1
     if succ > 0 then cf = tail else cf = cf + tail end
     local tripped = cf >= maxf
-    if rate > 0 then
+    local wcalls = tonumber(ARGV[22])
+    if rate > 0 and wcalls > 0 then
+      -- The last wcalls calls, estimated: add the batch, scale the totals back to wcalls.
+      local kc = (tonumber(redis.call('HGET', k, 'kc')) or 0) + succ + fail
+      local kf = (tonumber(redis.call('HGET', k, 'kf')) or 0) + fail
+      if kc > wcalls then
+        kf = math.floor(kf * wcalls / kc + 0.5)
+        kc = wcalls
+      end
+      redis.call('HSET', k, 'kc', kc, 'kf', kf)
+      if kc >= minc and kf >= rate * kc then tripped = true end
+    elseif rate > 0 then
       local b = math.floor(now / width)
       local i = b % 10
       if tonumber(redis.call('HGET', k, 'wt' .. i)) == b then

@@ -57,6 +57,7 @@ type policy struct {
 	failures, minCalls, probes, successes int64
 	rate                                  float64
 	window, open, maxOpen, probeTimeout   int64
+	windowCalls                           int64 // 0: the rate looks at a period (window)
 }
 
 func policyOf(c *Config) policy {
@@ -65,6 +66,7 @@ func policyOf(c *Config) policy {
 		failures: int64(min(c.Failures, 1<<50)), minCalls: int64(c.MinCalls), probes: int64(c.Probes),
 		successes: int64(c.Successes), rate: c.FailureRate, window: ms(c.Window), open: ms(c.OpenDuration),
 		maxOpen: ms(max(c.MaxOpenDuration, c.OpenDuration)), probeTimeout: ms(c.ProbeTimeout),
+		windowCalls: int64(c.WindowCalls),
 	}
 }
 

@@ -281,6 +281,21 @@ func TestSharedSuite(t *testing.T) {
 			require.NoError(t, call(f.bs[1], nil))
 			assert.Equal(t, StateClosed, f.bs[1].State())
 		})
+		t.Run("FailureRateOverCallsAcrossInstances", func(t *testing.T) {
+			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 8, WindowCalls: 20}
+			f := newFleet(t, be, 2, cfg)
+			for i := range 8 {
+				err := error(nil)
+				if i%2 == 0 {
+					err = errDown
+				}
+				_ = call(f.bs[i%2], err) // 4 calls each: below MinCalls alone
+				f.flush()
+			}
+			require.Eventually(t, func() bool {
+				return f.bs[0].State() == StateOpen && f.bs[1].State() == StateOpen
+			}, eventually, time.Millisecond, "4 failures in the last 8 calls among the instances")
+		})
 		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
 			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
 			f := newFleet(t, be, 2, cfg)

@@ -54,3 +54,42 @@ func (w *window) reset() {
 		w.b[i].failures.Store(0)
 	}
 }
+
+// calls is a window over the last len(ring) calls: a ring of outcomes (0 none, 1 success, 2
+// failure) written round robin, with a running count of the failures in it. Atomics only;
+// outcomes racing on one slot may leave the count off by one until the slot is written again.
+type calls struct {
+	ring  []atomic.Uint32
+	next  atomic.Uint64
+	fails atomic.Int64
+}
+
+func newCalls(n int) *calls { return &calls{ring: make([]atomic.Uint32, n)} }
+
+func (c *calls) add(failed bool) {
+	v := uint32(1)
+	if failed {
+		v = 2
+	}
+	i := c.next.Add(1) - 1
+	old := c.ring[i%uint64(len(c.ring))].Swap(v)
+	switch {
+	case old == 2 && v != 2:
+		c.fails.Add(-1)
+	case old != 2 && v == 2:
+		c.fails.Add(1)
+	}
+}
+
+// sum returns the calls in the window and the failures among them.
+func (c *calls) sum() (calls, failures int) {
+	return int(min(c.next.Load(), uint64(len(c.ring)))), int(max(0, c.fails.Load()))
+}
+
+func (c *calls) reset() {
+	for i := range c.ring {
+		c.ring[i].Store(0)
+	}
+	c.next.Store(0)
+	c.fails.Store(0)
+}
