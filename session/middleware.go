@@ -97,10 +97,10 @@ func (m *Manager) commit(ctx context.Context, s *Session) (cookie string, deadli
 		return "", time.Time{}, false, nil
 	}
 	// A request outlives its client's interest: save what the handler did even if the client
-	// has gone, within the store's own timeout.
-	ctx = context.WithoutCancel(ctx)
+	// has gone, within the store's own timeout. (Made only when there is something to save: a
+	// request that only read allocates nothing here.)
 	if s.destroyID != "" {
-		_, err := m.store.Commit(ctx, &Change{ID: s.destroyID, Destroy: true, User: s.destroyUser})
+		_, err := m.store.Commit(context.WithoutCancel(ctx), &Change{ID: s.destroyID, Destroy: true, User: s.destroyUser})
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return "", time.Time{}, false, err
 		}
@@ -133,6 +133,7 @@ func (m *Manager) commit(ctx context.Context, s *Session) (cookie string, deadli
 			c.Del = append(c.Del, k)
 		}
 	}
+	ctx = context.WithoutCancel(ctx)
 	rec, err := m.store.Commit(ctx, c)
 	switch {
 	case errors.Is(err, ErrNotFound):
