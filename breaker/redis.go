@@ -80,12 +80,11 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if rdb == nil {
 		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "breaker:"
-	}
-	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
+	prefix, err := rediskey.Prefix(cfg.Prefix, "breaker:")
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	cfg.Prefix = prefix
 	hc := hubConfig{
 		timeout: cfg.Timeout, retry: cfg.RetryInterval, every: cfg.FlushInterval,
 		batch: cfg.FlushOutcomes, logger: cfg.Logger,

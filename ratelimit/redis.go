@@ -66,12 +66,11 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "ratelimit:"
-	}
-	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
+	prefix, err := rediskey.Prefix(cfg.Prefix, "ratelimit:")
+	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
+	cfg.Prefix = prefix
 	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
 		return nil, errors.New("ratelimit: negative Timeout or RetryInterval")
 	}

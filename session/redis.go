@@ -77,12 +77,11 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if rdb == nil {
 		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "session:"
-	}
-	if err := rediskey.CheckPrefix(cfg.Prefix); err != nil {
+	prefix, err := rediskey.Prefix(cfg.Prefix, "session:")
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	cfg.Prefix = prefix
 	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
 		return nil, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidConfig)
 	}

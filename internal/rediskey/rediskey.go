@@ -24,6 +24,14 @@ func CheckPrefix(prefix string) error {
 	return nil
 }
 
+// Prefix returns a component's configured prefix, def when it is empty, after CheckPrefix.
+func Prefix(prefix, def string) (string, error) {
+	if prefix == "" {
+		return def, nil
+	}
+	return prefix, CheckPrefix(prefix)
+}
+
 // Append appends the key prefix{entity}suffix to dst.
 func Append(dst []byte, prefix, entity, suffix string) []byte {
 	dst = append(dst, prefix...)

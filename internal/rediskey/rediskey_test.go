@@ -63,3 +63,15 @@ func TestSlot(t *testing.T) {
 	assert.Equal(t, slot("bar"), slot("x{bar}y"))
 	assert.Equal(t, slot("x{}y"), slot("x{}y"))
 }
+
+func TestPrefix(t *testing.T) {
+	if p, err := Prefix("", "def:"); p != "def:" || err != nil {
+		t.Fatalf("empty: %q, %v", p, err)
+	}
+	if p, err := Prefix("app:", "def:"); p != "app:" || err != nil {
+		t.Fatalf("set: %q, %v", p, err)
+	}
+	if _, err := Prefix("a{b", "def:"); err != ErrBadPrefix {
+		t.Fatalf("braces: %v", err)
+	}
+}
