@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 // FuzzScriptMatchesMemory runs one random sequence of operations (outcome batches of the
@@ -23,12 +23,9 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-		mini := miniredis.NewMiniRedis()
-		require.NoError(t, mini.Start())
-		defer mini.Close()
-		rdb := redis.NewClient(&redis.Options{Addr: mini.Addr()})
-		defer rdb.Close()
-		rs := &RedisStore{rdb: rdb, prefix: "eq:", channel: "eq:changes"}
+		be := redistest.Open(t, redistest.Miniredis)
+		mini := be.Mini
+		rs := &RedisStore{rdb: be.Client, prefix: be.Prefix, channel: be.Prefix + "changes"}
 
 		now := time.UnixMilli(1_800_000_000_000)
 		mini.SetTime(now)
@@ -115,14 +112,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 			mini.FastForward(d)
 		}
 		n, nf := ms.totals("b")
-		v, err := rdb.HMGet(context.Background(), rs.key("b"), "n", "nf").Result()
-		require.NoError(t, err)
-		str := func(x any) string {
-			if x == nil {
-				return "0"
-			}
-			return x.(string)
-		}
-		require.Equal(t, strconv.FormatInt(n, 10)+"/"+strconv.FormatInt(nf, 10), str(v[0])+"/"+str(v[1]), "totals")
+		require.Equal(t, n, hashInt(t, be.Client, be.Prefix, "b", "n"), "totals")
+		require.Equal(t, nf, hashInt(t, be.Client, be.Prefix, "b", "nf"), "failed totals")
 	})
 }

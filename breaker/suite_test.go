@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -66,19 +68,18 @@ func (f *fleet) totals(t *testing.T) (n, failed int64) {
 	if m, ok := f.stores[0].(*MemoryStore); ok {
 		return m.totals(f.name)
 	}
-	v, err := f.be.Client.HMGet(context.Background(), rediskey.Key(f.be.Prefix, f.name, ""), "n", "nf").Result()
-	require.NoError(t, err)
-	num := func(x any) int64 {
-		if s, ok := x.(string); ok {
-			var i int64
-			for _, c := range s {
-				i = i*10 + int64(c-'0')
-			}
-			return i
-		}
+	return hashInt(t, f.be.Client, f.be.Prefix, f.name, "n"), hashInt(t, f.be.Client, f.be.Prefix, f.name, "nf")
+}
+
+// hashInt reads an integer field of a breaker's shared state; 0 when absent.
+func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string) int64 {
+	t.Helper()
+	v, err := rdb.HGet(context.Background(), rediskey.Key(prefix, name, ""), field).Int64()
+	if errors.Is(err, redis.Nil) {
 		return 0
 	}
-	return num(v[0]), num(v[1])
+	require.NoError(t, err)
+	return v
 }
 
 // flush sends every instance's pending outcomes now.
@@ -483,7 +484,5 @@ func TestCloseSendsEverything(t *testing.T) {
 	}
 	time.Sleep(5 * time.Millisecond) // past RetryInterval
 	require.NoError(t, st.Close())
-	n, err := be.Client.HGet(context.Background(), rediskey.Key(be.Prefix, "close", ""), "n").Int64()
-	require.NoError(t, err)
-	assert.Equal(t, int64(12), n)
+	assert.Equal(t, int64(12), hashInt(t, be.Client, be.Prefix, "close", "n"))
 }
