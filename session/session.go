@@ -367,12 +367,18 @@ func (s *Session) encode(v any) ([]byte, error) {
 	return append([]byte{kindCodec}, b...), nil
 }
 
-// mutable checks that s can still change. s.mu is held.
-func (s *Session) mutable() error {
+// edit runs fn with s locked, if s can still change: ErrNoSession for a nil session,
+// ErrCommitted once the response has started.
+func (s *Session) edit(fn func() error) error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.committed {
 		return ErrCommitted
 	}
-	return nil
+	return fn()
 }
 
 // Put stores v at key: strings, integers, booleans and times as such, anything else through
@@ -386,11 +392,10 @@ func (s *Session) Put(key string, v any) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mutable(); err != nil {
-		return err
-	}
+	return s.edit(func() error { return s.putLocked(key, b) })
+}
+
+func (s *Session) putLocked(key string, b []byte) error {
 	old, had := s.values[key]
 	size := s.size + len(b)
 	if had {
@@ -416,18 +421,13 @@ func (s *Session) Put(key string, v any) error {
 
 // Remove deletes the value at key.
 func (s *Session) Remove(key string) error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.removeLocked(key)
+	return s.edit(func() error {
+		s.removeLocked(key)
+		return nil
+	})
 }
 
-func (s *Session) removeLocked(key string) error {
-	if err := s.mutable(); err != nil {
-		return err
-	}
+func (s *Session) removeLocked(key string) {
 	if old, ok := s.values[key]; ok {
 		s.size -= len(key) + len(old)
 		delete(s.values, key)
@@ -437,56 +437,40 @@ func (s *Session) removeLocked(key string) error {
 		}
 		s.del[key] = struct{}{}
 	}
-	return nil
 }
 
 // PopString returns the string at key and removes it: a flash message. Once the response has
 // started it returns "" and ErrCommitted, so that a message is never shown without being removed.
 func (s *Session) PopString(key string) (string, error) {
-	if s == nil {
-		return "", ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mutable(); err != nil {
-		return "", err
-	}
-	v, ok := s.values[key]
-	if !ok || len(v) == 0 || v[0] != kindString {
-		return "", nil
-	}
-	return string(v[1:]), s.removeLocked(key)
+	var out string
+	err := s.edit(func() error {
+		if v, ok := s.values[key]; ok && len(v) > 0 && v[0] == kindString {
+			out = string(v[1:])
+			s.removeLocked(key)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Clear removes every value; the session itself (and its user) stays.
 func (s *Session) Clear() error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k := range s.values {
-		if err := s.removeLocked(k); err != nil {
-			return err
+	return s.edit(func() error {
+		for k := range s.values {
+			s.removeLocked(k)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Renew gives the session a new ID, keeping its data; the old ID stops working when the
 // response starts. Call it whenever privileges change (log in, log out, sudo), so that an ID an
 // attacker planted or saw before is worth nothing after.
 func (s *Session) Renew() error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mutable(); err != nil {
-		return err
-	}
-	s.renew = true
-	return nil
+	return s.edit(func() error {
+		s.renew = true
+		return nil
+	})
 }
 
 // Login ties the session to user, who can then list their sessions and end them all
@@ -494,19 +478,13 @@ func (s *Session) Renew() error {
 // takes over the values and the old one is deleted: an ID seen before logging in opens nothing
 // after (no session fixation). To log out, Destroy the session.
 func (s *Session) Login(user string) error {
-	if s == nil {
-		return ErrNoSession
-	}
-	if user == "" {
+	if user == "" && s != nil {
 		return fmt.Errorf("%w: Login with an empty user", ErrInvalidConfig)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mutable(); err != nil {
-		return err
-	}
-	s.login, s.user = true, user
-	return nil
+	return s.edit(func() error {
+		s.login, s.user = true, user
+		return nil
+	})
 }
 
 // User returns the user the session belongs to, "" when anonymous.
@@ -522,22 +500,16 @@ func (s *Session) User() string {
 // Destroy ends the session: its data is deleted and the cookie removed when the response
 // starts. Values put after Destroy go into a new session with a new ID.
 func (s *Session) Destroy() error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.mutable(); err != nil {
-		return err
-	}
-	if s.id != "" {
-		s.destroyID, s.destroyUser = s.id, s.rec.User
-	}
-	s.id = ""
-	s.values, s.set, s.del = nil, nil, nil
-	s.size, s.user, s.login, s.renew = 0, "", false, false
-	s.rec = Record{}
-	return nil
+	return s.edit(func() error {
+		if s.id != "" {
+			s.destroyID, s.destroyUser = s.id, s.rec.User
+		}
+		s.id = ""
+		s.values, s.set, s.del = nil, nil, nil
+		s.size, s.user, s.login, s.renew = 0, "", false, false
+		s.rec = Record{}
+		return nil
+	})
 }
 
 // Handle identifies the stored session in listings ([Manager.List], [Info.Handle]) without
