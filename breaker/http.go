@@ -1,11 +1,11 @@
 package breaker
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/outgrow/outgrow/internal/httpjson"
 )
 
 // StatusError is the outcome the HTTP integrations report for a response that counts as a
@@ -151,15 +151,9 @@ func (b *Breaker) Middleware(next http.Handler) http.Handler {
 func writeOpen(w http.ResponseWriter, err error) {
 	wait := int64(1)
 	if oe, ok := err.(*OpenError); ok {
-		wait = max(1, int64((oe.RetryAfter()+time.Second-1)/time.Second))
+		wait = int64((oe.RetryAfter() + time.Second - 1) / time.Second)
 	}
-	b, _ := json.Marshal(map[string]string{"error": "Service temporarily unavailable."})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Retry-After", strconv.FormatInt(wait, 10))
-	w.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = fmt.Fprintf(w, "%s\n", b)
+	httpjson.Unavailable(w, wait)
 }
 
 // statusWriter records the status a handler writes.

@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outgrow/outgrow/internal/clientip"
+	"github.com/outgrow/outgrow/internal/httpjson"
 )
 
 // KeyFunc returns the key a Rule limits a request by. Returning ErrNoKey means the rule does not
@@ -390,13 +390,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body deniedBody) {
-	b, _ := json.Marshal(body) // cannot fail: strings and an integer
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	httpjson.Write(w, status, body)
 }
 
 // humanSeconds words a wait: "1 second", "12 seconds", "1 minute", "2 minutes", "90 seconds".

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outgrow/outgrow/internal/httpjson"
 )
 
 // Codec turns values that are not strings, integers, booleans or times into bytes and back; JSON
@@ -149,12 +151,7 @@ func validCookieName(s string) bool {
 	return (&http.Cookie{Name: s, Value: "x"}).Valid() == nil
 }
 
-func unavailable(w http.ResponseWriter, _ *http.Request, _ error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Retry-After", "1")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = w.Write([]byte(`{"error":"Service temporarily unavailable."}` + "\n"))
-}
+func unavailable(w http.ResponseWriter, _ *http.Request, _ error) { httpjson.Unavailable(w, 1) }
 
 // Stats returns a snapshot of the counters.
 func (m *Manager) Stats() Stats {
