@@ -196,7 +196,7 @@ func (s *MemoryStore) User(_ context.Context, q UserQuery) ([]Info, error) {
 	defer sh.mu.Unlock()
 	now := s.clock()
 	var out []Info
-	for _, key := range sortedKeys(sh.users[user]) {
+	for _, key := range slices.Sorted(maps.Keys(sh.users[user])) {
 		e := sh.live(key, now)
 		if e == nil {
 			continue
@@ -224,14 +224,6 @@ func sortInfos(infos []Info) {
 	})
 }
 
-func sortedKeys(set map[string]struct{}) []string {
-	keys := make([]string, 0, len(set))
-	for k := range maps.Keys(set) {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // sweep removes expired sessions every 1024 writes. s.mu is held.
 func (s *memShard) sweep(now time.Time) {
