@@ -224,7 +224,6 @@ func sortInfos(infos []Info) {
 	})
 }
 
-
 // sweep removes expired sessions every 1024 writes. s.mu is held.
 func (s *memShard) sweep(now time.Time) {
 	if s.writes++; s.writes < 1024 {
