@@ -1,5 +1,4 @@
-// Package cache will provide the article's layered cache: an in-process layer with a 300 s TTL,
-// Redis as the layer shared by every instance, and Cache-Control for the CDN layer.
-//
-// It is not implemented yet; see the project's issue tracker.
+// Package cache is the article's layered cache: typed data in process memory (node-cache's
+// 300 s TTL), Redis as the layer shared by every instance, and Cache-Control headers for
+// browsers and CDNs.
 package cache

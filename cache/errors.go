@@ -1,0 +1,16 @@
+package cache
+
+import "errors"
+
+var (
+	// ErrNotFound reports a key that is not cached. A loader returns it (or an error matching
+	// it) to say that the data does not exist; that answer is then cached for
+	// Config.NegativeTTL, so that lookups of missing data do not reach the source each time.
+	ErrNotFound = errors.New("cache: not found")
+	// ErrInvalidConfig reports a Config or store configuration that cannot work.
+	ErrInvalidConfig = errors.New("cache: invalid configuration")
+	// ErrUnavailable reports a shared store (Redis) that failed or did not answer in time.
+	ErrUnavailable = errors.New("cache: store unavailable")
+	// ErrClosed reports a call on a closed Cache or store.
+	ErrClosed = errors.New("cache: closed")
+)
