@@ -57,3 +57,26 @@ func Append(dst []byte, prefix, entity, suffix string) []byte {
 func Key(prefix, entity, suffix string) string {
 	return string(Append(make([]byte, 0, len(prefix)+len(entity)+len(suffix)+8), prefix, entity, suffix))
 }
+
+// Slot returns the Redis Cluster slot of key: CRC16 (XMODEM) of its hash tag, or of the whole
+// key when it has none, modulo 16384. Clients group keys by slot to send one multi-key command
+// per slot.
+func Slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}

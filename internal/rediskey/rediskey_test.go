@@ -1,7 +1,6 @@
 package rediskey
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,8 +26,8 @@ func FuzzSameSlot(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, entity, other string) {
 		a, b := Key("p:", entity, ":login"), Key("p:", entity, ":global-and-more")
-		if slot(a) != slot(b) {
-			t.Fatalf("%q and %q are in slots %d and %d", a, b, slot(a), slot(b))
+		if Slot(a) != Slot(b) {
+			t.Fatalf("%q and %q are in slots %d and %d", a, b, Slot(a), Slot(b))
 		}
 		if entity != other && Key("p:", entity, ":x") == Key("p:", other, ":x") {
 			t.Fatalf("entities %q and %q share a key", entity, other)
@@ -36,32 +35,11 @@ func FuzzSameSlot(f *testing.F) {
 	})
 }
 
-// slot is Redis Cluster's key slot: CRC16 (XMODEM) of the hash tag, or of the key without one.
-func slot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % 16384
-}
-
 func TestSlot(t *testing.T) {
-	assert.Equal(t, 12182, slot("foo")) // CLUSTER KEYSLOT foo
-	assert.Equal(t, 0x31C3%16384, slot("123456789"))
-	assert.Equal(t, slot("bar"), slot("x{bar}y"))
-	assert.Equal(t, slot("x{}y"), slot("x{}y"))
+	assert.Equal(t, 12182, Slot("foo")) // CLUSTER KEYSLOT foo
+	assert.Equal(t, 0x31C3%16384, Slot("123456789"))
+	assert.Equal(t, Slot("bar"), Slot("x{bar}y"))
+	assert.Equal(t, Slot("x{}y"), Slot("x{}y"))
 }
 
 func TestPrefix(t *testing.T) {
