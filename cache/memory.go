@@ -1,0 +1,371 @@
+package cache
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
+type MemoryConfig struct {
+	// MaxEntries caps the number of entries held; DefaultMaxEntries when zero.
+	MaxEntries int
+	// MaxBytes, when positive, also caps the bytes held, counted as the length of each key plus
+	// the size of its value: its length for []byte and string values, its encoded length for
+	// values that came from Redis, and Config.Weigh (or 64 bytes) for other values.
+	MaxBytes int64
+}
+
+// DefaultMaxEntries is a MemoryStore's capacity when MemoryConfig.MaxEntries is zero.
+const DefaultMaxEntries = 10_000
+
+// MemoryStore is the in-process layer: a [Store] on its own (one instance, tests), and the
+// local layer (L1) in front of a [RedisStore].
+//
+// It holds decoded values, so a hit costs a map lookup and no decoding or allocation. Keys are
+// hashed with a per-store random seed into shards, each a read-write mutex over a map, so
+// readers of different shards never meet. Eviction follows SIEVE (Zhang et al., NSDI 2024): a
+// hit only sets a flag on its entry, and when a shard is full a hand walks from its oldest
+// entries, clearing flags, and evicts the first entry not read since the hand last passed. It
+// keeps popular entries like LRU does while new entries read once leave early, and its hit
+// ratio is at least LRU's on most workloads while a hit never takes the write lock. Expired
+// entries are removed when read, when the hand meets them and a few at each insert: no
+// goroutine, nothing to close.
+//
+// A MemoryStore serves one [Cache]. It must be created with [NewMemoryStore]; it is safe for
+// concurrent use.
+type MemoryStore struct {
+	seed     maphash.Seed
+	epoch    time.Time
+	now      func() int64 // ns since epoch; replaced by tests
+	mask     uint64
+	perShard int
+	perBytes int64
+	shards   []memShard
+
+	// Generations guard fills against invalidations that happen while the data is fetched: a
+	// fill started at generation g is dropped if the key (or the whole store) was invalidated
+	// after g. See begin and fill.
+	seq      atomic.Uint64 // bumped by every write, invalidation and flush
+	floor    atomic.Uint64 // fills that started before it are dropped (set by flush)
+	inflight atomic.Int64  // fills in progress; invalidations leave tombstones while > 0
+
+	attached atomic.Bool
+}
+
+type memShard struct {
+	shardState
+	_ [(256 - unsafe.Sizeof(shardState{})%128) % 128]byte // shards never share a cache line
+}
+
+type shardState struct {
+	mu    sync.RWMutex
+	m     map[string]*entry
+	head  *entry // newest
+	tail  *entry // oldest
+	hand  *entry // SIEVE hand: the next entry it looks at, moving from tail to head
+	sweep *entry // next entry the insert-time expiry sweep looks at
+	bytes int64
+	floor uint64 // fills of this shard that started before it are dropped (tombstones gone)
+
+	hits, misses, evictions, expired atomic.Uint64
+}
+
+// entry is one cached value. Everything but visited and the list links is immutable once the
+// entry is in a map: a change replaces the entry.
+type entry struct {
+	key     string
+	value   any
+	fresh   int64 // ns since epoch: fresh until
+	stale   int64 // stale-while-revalidate until
+	hard    int64 // removed at
+	load    int64 // how long the value took to load, ns (for early refresh)
+	gen     uint64
+	weight  int64
+	neg     bool // "not found", cached
+	tomb    bool // an invalidation, kept while fills are in flight
+	visited atomic.Bool
+
+	prev, next *entry // prev is newer, next is older
+}
+
+// tombstoneTTL is how long an invalidation is remembered for fills in flight. When a tombstone
+// goes, its generation becomes the shard's floor, so a fill older than it is still dropped.
+const tombstoneTTL = int64(10 * time.Second)
+
+// defaultWeight is the size of a value whose size the store cannot know.
+const defaultWeight = 64
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
+	if cfg.MaxEntries < 0 {
+		return nil, fmt.Errorf("%w: MemoryConfig.MaxEntries is negative", ErrInvalidConfig)
+	}
+	if cfg.MaxBytes < 0 {
+		return nil, fmt.Errorf("%w: MemoryConfig.MaxBytes is negative", ErrInvalidConfig)
+	}
+	n := cfg.MaxEntries
+	if n == 0 {
+		n = DefaultMaxEntries
+	}
+	// Enough shards that cores rarely meet, few enough that each holds at least 64 entries:
+	// SIEVE judges entries against their shard, and tiny shards would evict by accident.
+	shards := 1 << bits.Len(uint(4*runtime.GOMAXPROCS(0)-1))
+	for shards > 1 && n/shards < 64 {
+		shards /= 2
+	}
+	s := &MemoryStore{
+		seed:     maphash.MakeSeed(),
+		epoch:    time.Now(),
+		mask:     uint64(shards - 1),
+		perShard: (n + shards - 1) / shards,
+		shards:   make([]memShard, shards),
+	}
+	if cfg.MaxBytes > 0 {
+		s.perBytes = max(1, cfg.MaxBytes/int64(shards))
+	}
+	s.now = func() int64 { return int64(time.Since(s.epoch)) }
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*entry)
+	}
+	return s, nil
+}
+
+func (s *MemoryStore) layers() (*MemoryStore, *RedisStore) { return s, nil }
+
+func (s *MemoryStore) attach() bool { return s.attached.CompareAndSwap(false, true) }
+
+func (s *MemoryStore) detach() { s.attached.Store(false) }
+
+func (s *MemoryStore) shard(key string) *shardState {
+	return &s.shards[maphash.String(s.seed, key)&s.mask].shardState
+}
+
+// get returns the live entry of key: not expired and not a tombstone. It takes only the read
+// lock, and writes nothing shared unless the entry was not flagged yet.
+func (s *MemoryStore) get(key string, now int64) *entry {
+	sh := s.shard(key)
+	sh.mu.RLock()
+	e := sh.m[key]
+	sh.mu.RUnlock()
+	if e == nil || e.tomb {
+		sh.misses.Add(1)
+		return nil
+	}
+	if now >= e.hard {
+		sh.misses.Add(1)
+		sh.mu.Lock()
+		if sh.m[key] == e {
+			sh.remove(e, s)
+			sh.expired.Add(1)
+		}
+		sh.mu.Unlock()
+		return nil
+	}
+	if !e.visited.Load() {
+		e.visited.Store(true)
+	}
+	sh.hits.Add(1)
+	return e
+}
+
+// begin marks the start of a fill: it returns the generation to hand to fill, and the caller
+// must call end when the fill is stored or dropped.
+func (s *MemoryStore) begin() uint64 {
+	// The order matters: an invalidation bumps seq and then reads inflight. Either it sees this
+	// fill (and leaves a tombstone), or this fill sees its generation (and is not older).
+	s.inflight.Add(1)
+	return s.seq.Load()
+}
+
+func (s *MemoryStore) end() { s.inflight.Add(-1) }
+
+// fill stores e unless the key, its shard or the store was invalidated after start. It reports
+// whether e was stored.
+func (s *MemoryStore) fill(e *entry, start uint64) bool {
+	sh := s.shard(e.key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if start < s.floor.Load() || start < sh.floor {
+		return false
+	}
+	if old := sh.m[e.key]; old != nil && old.gen > start {
+		return false
+	}
+	e.gen = start
+	sh.put(e, s)
+	return true
+}
+
+// set stores e as the newest write of its key.
+func (s *MemoryStore) set(e *entry) {
+	sh := s.shard(e.key)
+	sh.mu.Lock()
+	e.gen = s.seq.Add(1)
+	sh.put(e, s)
+	sh.mu.Unlock()
+}
+
+// invalidate forgets key. While fills are in flight, it leaves a tombstone so that a fill which
+// started before it cannot store what it fetched.
+func (s *MemoryStore) invalidate(key string) {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	g := s.seq.Add(1)
+	if s.inflight.Load() > 0 {
+		sh.put(&entry{key: key, gen: g, tomb: true, hard: s.now() + tombstoneTTL}, s)
+	} else if e := sh.m[key]; e != nil {
+		sh.remove(e, s)
+	}
+	sh.mu.Unlock()
+}
+
+// flush forgets every entry, and every fill in flight.
+func (s *MemoryStore) flush() {
+	s.floor.Store(s.seq.Add(1))
+	for i := range s.shards {
+		sh := &s.shards[i].shardState
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.head, sh.tail, sh.hand, sh.sweep, sh.bytes = nil, nil, nil, nil, 0
+		sh.mu.Unlock()
+	}
+}
+
+// put inserts e (replacing the key's entry) and evicts what the caps require. sh.mu is held.
+func (sh *shardState) put(e *entry, s *MemoryStore) {
+	if old := sh.m[e.key]; old != nil {
+		e.visited.Store(old.visited.Load())
+		sh.unlink(old)
+	}
+	e.weight = int64(len(e.key)) + e.weight
+	sh.m[e.key] = e
+	sh.bytes += e.weight
+	e.prev, e.next = nil, sh.head
+	if sh.head != nil {
+		sh.head.prev = e
+	}
+	sh.head = e
+	if sh.tail == nil {
+		sh.tail = e
+	}
+	now := s.now()
+	sh.sweepExpired(now, s)
+	for len(sh.m) > s.perShard || (s.perBytes > 0 && sh.bytes > s.perBytes && len(sh.m) > 1) {
+		sh.evict(now, s)
+	}
+}
+
+// sweepExpired removes up to two expired entries, walking the list a few entries per insert.
+func (sh *shardState) sweepExpired(now int64, s *MemoryStore) {
+	for range 4 {
+		e := sh.sweep
+		if e == nil {
+			e = sh.tail
+		}
+		if e == nil {
+			return
+		}
+		sh.sweep = e.prev
+		if now >= e.hard && e != sh.head {
+			sh.remove(e, s)
+			sh.expired.Add(1)
+		}
+	}
+}
+
+// evict removes one entry, as SIEVE chooses: expired or not read since the hand last passed.
+func (sh *shardState) evict(now int64, s *MemoryStore) {
+	e := sh.hand
+	if e == nil {
+		e = sh.tail
+	}
+	for e.visited.Load() && now < e.hard && !e.tomb {
+		e.visited.Store(false)
+		e = e.prev
+		if e == nil {
+			e = sh.tail
+		}
+	}
+	sh.hand = e.prev
+	if now < e.hard && !e.tomb {
+		sh.evictions.Add(1)
+	}
+	sh.remove(e, s)
+}
+
+// remove unlinks e and deletes it from the map; a tombstone leaves its generation as the floor.
+func (sh *shardState) remove(e *entry, s *MemoryStore) {
+	if e.tomb {
+		sh.floor = max(sh.floor, e.gen)
+	}
+	delete(sh.m, e.key)
+	sh.unlink(e)
+}
+
+func (sh *shardState) unlink(e *entry) {
+	if sh.hand == e {
+		sh.hand = e.prev
+	}
+	if sh.sweep == e {
+		sh.sweep = e.prev
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		sh.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		sh.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	sh.bytes -= e.weight
+}
+
+// MemoryStats counts what a MemoryStore did since it was created.
+type MemoryStats struct {
+	// Hits and Misses count lookups; a miss includes expired entries.
+	Hits, Misses uint64
+	// Evictions counts live entries removed to make room; Expired counts entries removed
+	// because their time was up.
+	Evictions, Expired uint64
+	// Entries and Bytes are what the store holds now (including invalidation tombstones).
+	Entries int
+	Bytes   int64
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *MemoryStore) Stats() MemoryStats {
+	var st MemoryStats
+	for i := range s.shards {
+		sh := &s.shards[i].shardState
+		st.Hits += sh.hits.Load()
+		st.Misses += sh.misses.Load()
+		st.Evictions += sh.evictions.Load()
+		st.Expired += sh.expired.Load()
+		sh.mu.RLock()
+		st.Entries += len(sh.m)
+		st.Bytes += sh.bytes
+		sh.mu.RUnlock()
+	}
+	return st
+}
+
+// Len returns the number of entries held, expired ones included until they are reclaimed.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i].shardState
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}

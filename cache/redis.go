@@ -1,0 +1,538 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/internal/failfast"
+	"github.com/outgrow/outgrow/internal/rediskey"
+	"github.com/outgrow/outgrow/internal/redisscript"
+)
+
+var (
+	//go:embed lease.lua
+	leaseSource string
+	//go:embed fill.lua
+	fillSource string
+	//go:embed write.lua
+	writeSource string
+
+	leaseScript = redisscript.New(leaseSource)
+	fillScript  = redisscript.New(fillSource)
+	writeScript = redisscript.New(writeSource)
+)
+
+// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+type RedisConfig struct {
+	// Prefix starts every key and the announcement channel; "cache:" when empty. It must not
+	// contain '{' or '}'. Give each Cache sharing a Redis its own prefix.
+	Prefix string
+	// Local configures the in-process layer (L1) in front of Redis.
+	Local MemoryConfig
+	// NoLocal removes the in-process layer: every read reaches Redis.
+	NoLocal bool
+	// Timeout bounds each round trip to Redis; 100 ms when zero. A read that takes longer is
+	// answered without Redis (by the local layer or the loader).
+	Timeout time.Duration
+	// RetryInterval is how long the store is left alone after it failed, every call going
+	// without Redis, before one call tries it again; 500 ms when zero. Entries that the local
+	// layer stores while it cannot hear invalidations live at most this long.
+	RetryInterval time.Duration
+	// PingInterval is how long the invalidation subscription may stay silent before it is
+	// checked with a PING; 1 s when zero. A subscription that does not answer within
+	// PingInterval more is dropped and made again, which flushes the local layer.
+	PingInterval time.Duration
+	// Logger receives the store's background events (subscription lost and regained);
+	// slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// RedisStore is the layer shared by every instance of a service (L2), with an in-process
+// layer (L1, a [MemoryStore]) in front unless RedisConfig.NoLocal. It works on standalone Redis,
+// Sentinel and Cluster through any [redis.UniversalClient], and never closes the client.
+//
+// Each key is one Redis string, prefix{key}, holding a small envelope (the freshness times, a
+// negative flag) and the encoded value, with a TTL that ends when the data may no longer be
+// served even stale. A hit is one GET; GetMany is one MGET per Cluster slot, pipelined. A load
+// takes a lease, prefix{key}:lease, so that one instance of the fleet loads a missing key while
+// the others wait to be woken. Every write of a key and every release of a lease is announced
+// on the channel prefix+"invalidate" by the script that makes it, and every instance drops the
+// key from its local layer when it hears it.
+//
+// A RedisStore serves one [Cache]. It must be created with [NewRedisStore]; it is safe for
+// concurrent use. It runs one goroutine, the subscription, stopped by Close.
+type RedisStore struct {
+	rdb         redis.UniversalClient
+	prefix      string
+	channel     string
+	origin      string // this store's id in announcements: its own are not applied twice
+	timeout     time.Duration
+	ping        time.Duration
+	ctxTimeouts bool
+	cluster     bool
+	outage      *failfast.Window
+	local       *MemoryStore
+	logger      *slog.Logger
+
+	hearing atomic.Bool // subscribed, so the local layer hears invalidations
+
+	wmu     sync.Mutex
+	waiters map[string]chan struct{} // keys whose lease another instance holds
+
+	stop     context.CancelFunc
+	done     chan struct{}
+	ready    chan struct{}
+	closed   atomic.Bool
+	attached atomic.Bool
+
+	hits, misses, errs, sent, received, flushes atomic.Uint64
+}
+
+// NewRedisStore returns a RedisStore over rdb. It waits, at most Timeout, for the invalidation
+// subscription to be confirmed; if Redis does not answer, the store starts without it and
+// subscribes as soon as Redis does.
+func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
+	}
+	prefix, err := rediskey.Prefix(cfg.Prefix, "cache:")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for _, d := range []struct {
+		v    *time.Duration
+		name string
+		def  time.Duration
+	}{
+		{&cfg.Timeout, "Timeout", 100 * time.Millisecond},
+		{&cfg.RetryInterval, "RetryInterval", 500 * time.Millisecond},
+		{&cfg.PingInterval, "PingInterval", time.Second},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("%w: RedisConfig.%s is negative", ErrInvalidConfig, d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	s := &RedisStore{
+		rdb: rdb, prefix: prefix, channel: prefix + "invalidate",
+		origin: newOrigin(), timeout: cfg.Timeout, ping: cfg.PingInterval,
+		ctxTimeouts: redisscript.ContextTimeouts(rdb),
+		outage:      failfast.New(cfg.RetryInterval),
+		logger:      cfg.Logger,
+		waiters:     make(map[string]chan struct{}),
+		done:        make(chan struct{}), ready: make(chan struct{}),
+	}
+	_, s.cluster = rdb.(*redis.ClusterClient)
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if !cfg.NoLocal {
+		if s.local, err = NewMemoryStore(cfg.Local); err != nil {
+			return nil, err
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.listen(ctx)
+	t := time.NewTimer(s.timeout)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+	case <-t.C:
+	}
+	return s, nil
+}
+
+func newOrigin() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *RedisStore) layers() (*MemoryStore, *RedisStore) { return s.local, s }
+
+func (s *RedisStore) attach() bool { return s.attached.CompareAndSwap(false, true) }
+
+func (s *RedisStore) detach() { s.attached.Store(false) }
+
+// Close stops the subscription and waits for it. It never closes the Redis client. A Cache on
+// a closed store still works without Redis: its local layer and loader. Close is idempotent
+// and always returns nil.
+func (s *RedisStore) Close() error {
+	if s.closed.CompareAndSwap(false, true) {
+		s.stop()
+	}
+	<-s.done
+	return nil
+}
+
+// RedisStats counts what a RedisStore did since it was created.
+type RedisStats struct {
+	// Hits and Misses count keys read from Redis.
+	Hits, Misses uint64
+	// Errors counts round trips that failed or timed out, and calls refused while the store
+	// was left alone after a failure.
+	Errors uint64
+	// Sent counts announcements of changed keys; Received counts those from other instances
+	// applied to the local layer.
+	Sent, Received uint64
+	// Flushes counts times the local layer was emptied because the subscription was lost.
+	Flushes uint64
+	// Local is the in-process layer's; zero with RedisConfig.NoLocal.
+	Local MemoryStats
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *RedisStore) Stats() RedisStats {
+	st := RedisStats{
+		Hits: s.hits.Load(), Misses: s.misses.Load(), Errors: s.errs.Load(),
+		Sent: s.sent.Load(), Received: s.received.Load(), Flushes: s.flushes.Load(),
+	}
+	if s.local != nil {
+		st.Local = s.local.Stats()
+	}
+	return st
+}
+
+func (s *RedisStore) key(k string) string   { return rediskey.Key(s.prefix, k, "") }
+func (s *RedisStore) lease(k string) string { return rediskey.Key(s.prefix, k, ":lease") }
+
+// Announcements: one byte of kind, the origin, then the key.
+const (
+	msgWrite = 'w' // the key was set or deleted
+	msgFill  = 'f' // a lease ended: the key was filled, or its loader failed
+)
+
+func (s *RedisStore) message(kind byte, key string) string {
+	return string(kind) + s.origin + key
+}
+
+// do runs fn against Redis, bounded by Timeout, unless the store is being left alone after a
+// failure. Errors come back wrapped in ErrUnavailable.
+func (s *RedisStore) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if !s.outage.Admit() {
+		s.errs.Add(1)
+		return fmt.Errorf("%w: failed recently, retrying after %v", ErrUnavailable, s.outage.Retry())
+	}
+	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, fn)
+	if err != nil && ctx.Err() != nil {
+		s.outage.Record(false, false) // the caller went away: says nothing about Redis
+		return ctx.Err()
+	}
+	s.outage.Record(err != nil, err == nil)
+	if err != nil {
+		s.errs.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// get reads one key: its envelope, or nil when Redis has none.
+func (s *RedisStore) get(ctx context.Context, key string) ([]byte, error) {
+	var b []byte
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		b, err = s.rdb.Get(ctx, s.key(key)).Bytes()
+		if err == redis.Nil {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		s.misses.Add(1)
+	} else {
+		s.hits.Add(1)
+	}
+	return b, nil
+}
+
+// getMany reads keys in one round trip: one MGET, or on a Cluster one MGET per slot in one
+// pipeline. Missing keys give nil.
+func (s *RedisStore) getMany(ctx context.Context, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	rkeys := make([]string, len(keys))
+	for i, k := range keys {
+		rkeys[i] = s.key(k)
+	}
+	err := s.do(ctx, func(ctx context.Context) error {
+		if !s.cluster {
+			vals, err := s.rdb.MGet(ctx, rkeys...).Result()
+			if err != nil {
+				return err
+			}
+			fillValues(out, nil, vals)
+			return nil
+		}
+		bySlot := make(map[int][]int)
+		for i, k := range rkeys {
+			slot := rediskey.Slot(k)
+			bySlot[slot] = append(bySlot[slot], i)
+		}
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, 0, len(bySlot))
+		idx := make([][]int, 0, len(bySlot))
+		for _, is := range bySlot {
+			ks := make([]string, len(is))
+			for j, i := range is {
+				ks[j] = rkeys[i]
+			}
+			cmds = append(cmds, pipe.MGet(ctx, ks...))
+			idx = append(idx, is)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for j, c := range cmds {
+			fillValues(out, idx[j], c.Val())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range out {
+		if b == nil {
+			s.misses.Add(1)
+		} else {
+			s.hits.Add(1)
+		}
+	}
+	return out, nil
+}
+
+func fillValues(out [][]byte, idx []int, vals []any) {
+	for j, v := range vals {
+		i := j
+		if idx != nil {
+			i = idx[j]
+		}
+		if str, ok := v.(string); ok {
+			out[i] = []byte(str)
+		}
+	}
+}
+
+// Lease replies.
+const (
+	leaseValue = 'v' // the value is there
+	leaseHeld  = 'l' // the caller holds the lease
+	leaseWait  = 'w' // another holds it
+)
+
+// acquire reads key, or takes its lease for ttl under token. With refresh, it does not read the
+// value (the caller has a stale one) and only tries the lease.
+func (s *RedisStore) acquire(ctx context.Context, key, token string, ttl time.Duration, refresh bool) (kind byte, val []byte, wait time.Duration, err error) {
+	mode := "0"
+	if refresh {
+		mode = "1"
+	}
+	call := &redisscript.Call{Args: []any{2, s.key(key), s.lease(key), token, max(1, ttl.Milliseconds()), mode}}
+	err = s.do(ctx, func(ctx context.Context) error {
+		return leaseScript.Run(ctx, s.rdb, []*redisscript.Call{call})
+	})
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	reply, err := call.Cmd.Text()
+	if err != nil || reply == "" {
+		return 0, nil, 0, fmt.Errorf("%w: lease reply %q: %v", ErrUnavailable, reply, err)
+	}
+	switch reply[0] {
+	case leaseValue:
+		s.hits.Add(1)
+		return leaseValue, []byte(reply[1:]), 0, nil
+	case leaseWait:
+		s.misses.Add(1)
+		ms, _ := strconv.ParseInt(reply[1:], 10, 64)
+		return leaseWait, nil, time.Duration(max(ms, 1)) * time.Millisecond, nil
+	default:
+		s.misses.Add(1)
+		return leaseHeld, nil, 0, nil
+	}
+}
+
+// fill stores env under key if token still holds its lease (env nil: only releases the lease),
+// and wakes the waiters. It reports whether the lease was still held.
+func (s *RedisStore) fill(ctx context.Context, key, token string, env []byte, ttl time.Duration) (bool, error) {
+	call := &redisscript.Call{Args: []any{
+		2, s.key(key), s.lease(key), token, env, max(1, ttl.Milliseconds()), s.channel, s.message(msgFill, key),
+	}}
+	err := s.do(ctx, func(ctx context.Context) error {
+		return fillScript.Run(ctx, s.rdb, []*redisscript.Call{call})
+	})
+	if err != nil {
+		return false, err
+	}
+	n, err := call.Cmd.Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if n == 1 {
+		s.sent.Add(1)
+	}
+	return n == 1, nil
+}
+
+// write sets (env non-nil) or deletes keys, one script per key in one pipeline, each revoking
+// the key's lease and announcing it.
+func (s *RedisStore) write(ctx context.Context, keys []string, envs [][]byte, ttls []time.Duration) error {
+	calls := make([]*redisscript.Call, len(keys))
+	for i, k := range keys {
+		var env []byte
+		var px int64 = 1
+		if envs != nil {
+			env, px = envs[i], max(1, ttls[i].Milliseconds())
+		}
+		calls[i] = &redisscript.Call{Args: []any{
+			2, s.key(k), s.lease(k), env, px, s.channel, s.message(msgWrite, k),
+		}}
+	}
+	err := s.do(ctx, func(ctx context.Context) error {
+		return writeScript.Run(ctx, s.rdb, calls)
+	})
+	for _, c := range calls {
+		if c.Cmd != nil && c.Cmd.Err() == nil {
+			s.sent.Add(1)
+		}
+	}
+	return err
+}
+
+// unwait removes ch, from waiter, if no announcement closed it yet.
+func (s *RedisStore) unwait(key string, ch <-chan struct{}) {
+	s.wmu.Lock()
+	if c := s.waiters[key]; c != nil && (<-chan struct{})(c) == ch {
+		delete(s.waiters, key)
+	}
+	s.wmu.Unlock()
+}
+
+// waiter returns a channel closed when key's lease ends (its announcement is heard). One flight
+// per key and process waits on it.
+func (s *RedisStore) waiter(key string) <-chan struct{} {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ch := s.waiters[key]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.waiters[key] = ch
+	}
+	return ch
+}
+
+func (s *RedisStore) wake(key string) {
+	s.wmu.Lock()
+	ch := s.waiters[key]
+	delete(s.waiters, key)
+	s.wmu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}
+
+// wakeAll wakes every waiter: after a lost subscription, their announcements may be lost.
+func (s *RedisStore) wakeAll() {
+	s.wmu.Lock()
+	ws := s.waiters
+	s.waiters = make(map[string]chan struct{})
+	s.wmu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
+}
+
+func (s *RedisStore) apply(payload string) {
+	if len(payload) < 1+len(s.origin) {
+		return
+	}
+	kind, origin, key := payload[0], payload[1:1+len(s.origin)], payload[1+len(s.origin):]
+	if origin != s.origin || kind == msgFill {
+		// This instance's own writes are already in its local layer; its own fills were
+		// stored under the generation guard, but its waiters must still wake.
+		if origin != s.origin && s.local != nil {
+			s.local.invalidate(key)
+			s.received.Add(1)
+		}
+	}
+	s.wake(key)
+}
+
+// listen keeps the invalidation subscription. Each time the subscription is (re)confirmed after
+// the first, announcements may have been lost in between, so the local layer is flushed.
+func (s *RedisStore) listen(ctx context.Context) {
+	defer close(s.done)
+	defer s.hearing.Store(false)
+	sub := s.rdb.Subscribe(ctx, s.channel)
+	defer func() { _ = sub.Close() }()
+	subscribed, pinged, readyClosed := false, false, false
+	for {
+		msg, err := sub.ReceiveTimeout(ctx, s.ping)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.hearing.Load() {
+				pinged = true
+				_ = sub.Ping(ctx)
+				continue
+			}
+			if s.hearing.Swap(false) {
+				s.logger.Warn("cache: invalidation subscription lost", "channel", s.channel, "err", err)
+				s.wakeAll() // their announcements may be lost: they look again
+			}
+			pinged = false
+			// A silent connection is not closed by go-redis; drop it and subscribe anew.
+			_ = sub.Close()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.outage.Retry() / 5):
+			}
+			sub = s.rdb.Subscribe(ctx, s.channel)
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			if subscribed || (s.local != nil && s.local.Len() > 0) {
+				s.flushes.Add(1)
+				if s.local != nil {
+					s.local.flush()
+				}
+				s.wakeAll()
+				s.logger.Info("cache: invalidation subscription regained; local layer flushed", "channel", s.channel)
+			}
+			subscribed = true
+			s.hearing.Store(true)
+			if !readyClosed {
+				readyClosed = true
+				close(s.ready)
+			}
+		case *redis.Message:
+			s.apply(m.Payload)
+		}
+	}
+}
