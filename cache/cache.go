@@ -118,7 +118,6 @@ type Cache[V any] struct {
 
 	// Only the cold paths count here: a local hit is counted by its shard.
 	remoteHits, misses, stale, negHits, loads, loadErrs, loadNanos, refreshes, lost atomic.Uint64
-	localStale                                                                      atomic.Uint64
 }
 
 // flight is one load of one key in this process. Callers wait on done; the load goes on after
@@ -213,12 +212,20 @@ func (c *Cache[V]) Stats() Stats {
 	return st
 }
 
-// now is the local layer's clock, or the process's monotonic clock without one.
+// now is the local layer's clock, or the process's monotonic clock without one (ns).
 func (c *Cache[V]) now() int64 {
 	if c.l1 != nil {
 		return c.l1.now()
 	}
 	return int64(time.Since(c.epoch))
+}
+
+// wall is the wall clock (Unix ms) of the times stored in Redis.
+func (c *Cache[V]) wall() int64 {
+	if c.l1 != nil {
+		return c.l1.wall()
+	}
+	return time.Now().UnixMilli()
 }
 
 // Get returns the fresh value of key, from the local layer or Redis. It returns ErrNotFound
@@ -328,7 +335,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 				}
 				return c.value(e)
 			case now < e.stale:
-				c.localStale.Add(1)
+				c.stale.Add(1)
 				c.servedStale(key, nil)
 				c.refresh(ctx, key, load, e)
 				return c.value(e)
@@ -729,7 +736,7 @@ func (c *Cache[V]) keepOf(e *entry) time.Duration { return time.Duration(e.hard 
 
 // encode builds e's envelope for Redis, with its times on the wall clock.
 func (c *Cache[V]) encode(e *entry, v V) ([]byte, error) {
-	wall := time.Now().UnixMilli()
+	wall := c.wall()
 	now := c.now()
 	env := envelope{
 		fresh: wall + (e.fresh-now)/1e6, stale: wall + (e.stale-now)/1e6, hard: wall + (e.hard-now)/1e6,
@@ -788,7 +795,7 @@ func (c *Cache[V]) remote(key string, b []byte) *entry {
 		}
 		e.value = v
 	}
-	wall := time.Now().UnixMilli()
+	wall := c.wall()
 	now := c.now()
 	e.fresh = now + (env.fresh-wall)*1e6
 	e.stale = now + (env.stale-wall)*1e6

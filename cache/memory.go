@@ -43,6 +43,7 @@ type MemoryStore struct {
 	seed     maphash.Seed
 	epoch    time.Time
 	now      func() int64 // ns since epoch; replaced by tests
+	wall     func() int64 // Unix ms, for the times stored in Redis; replaced by tests
 	mask     uint64
 	perShard int
 	perBytes int64
@@ -130,6 +131,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 		s.perBytes = max(1, cfg.MaxBytes/int64(shards))
 	}
 	s.now = func() int64 { return int64(time.Since(s.epoch)) }
+	s.wall = func() int64 { return time.Now().UnixMilli() }
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*entry)
 	}

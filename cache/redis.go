@@ -42,8 +42,9 @@ type RedisConfig struct {
 	Local MemoryConfig
 	// NoLocal removes the in-process layer: every read reaches Redis.
 	NoLocal bool
-	// Timeout bounds each round trip to Redis; 100 ms when zero. A read that takes longer is
-	// answered without Redis (by the local layer or the loader).
+	// Timeout bounds each round trip to Redis; 100 ms when zero, and longer for many keys at
+	// once (up to ten times for 90 keys). A read that takes longer is answered without Redis
+	// (by the local layer or the loader).
 	Timeout time.Duration
 	// RetryInterval is how long the store is left alone after it failed, every call going
 	// without Redis, before one call tries it again; 500 ms when zero. Entries that the local
@@ -90,6 +91,8 @@ type RedisStore struct {
 	wmu     sync.Mutex
 	waiters map[string]chan struct{} // keys whose lease another instance holds
 
+	smu      sync.Mutex
+	sub      *redis.PubSub // the current subscription; closed by Close to end a blocked read
 	stop     context.CancelFunc
 	done     chan struct{}
 	ready    chan struct{}
@@ -174,6 +177,11 @@ func (s *RedisStore) detach() { s.attached.Store(false) }
 func (s *RedisStore) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
 		s.stop()
+		s.smu.Lock()
+		if s.sub != nil {
+			_ = s.sub.Close()
+		}
+		s.smu.Unlock()
 	}
 	<-s.done
 	return nil
@@ -223,6 +231,11 @@ func (s *RedisStore) message(kind byte, key string) string {
 // do runs fn against Redis, bounded by Timeout, unless the store is being left alone after a
 // failure. Errors come back wrapped in ErrUnavailable.
 func (s *RedisStore) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.doFor(ctx, s.timeout, fn)
+}
+
+// doFor is do with a timeout of its own.
+func (s *RedisStore) doFor(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -230,7 +243,7 @@ func (s *RedisStore) do(ctx context.Context, fn func(ctx context.Context) error)
 		s.errs.Add(1)
 		return fmt.Errorf("%w: failed recently, retrying after %v", ErrUnavailable, s.outage.Retry())
 	}
-	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, fn)
+	err := redisscript.Bound(ctx, timeout, s.ctxTimeouts, fn)
 	if err != nil && ctx.Err() != nil {
 		s.outage.Record(false, false) // the caller went away: says nothing about Redis
 		return ctx.Err()
@@ -273,7 +286,8 @@ func (s *RedisStore) getMany(ctx context.Context, keys []string) ([][]byte, erro
 	for i, k := range keys {
 		rkeys[i] = s.key(k)
 	}
-	err := s.do(ctx, func(ctx context.Context) error {
+	timeout := s.timeout + s.timeout*time.Duration(min(len(keys), 90))/10
+	err := s.doFor(ctx, timeout, func(ctx context.Context) error {
 		if !s.cluster {
 			vals, err := s.rdb.MGet(ctx, rkeys...).Result()
 			if err != nil {
@@ -406,7 +420,9 @@ func (s *RedisStore) write(ctx context.Context, keys []string, envs [][]byte, tt
 			2, s.key(k), s.lease(k), env, px, s.channel, s.message(msgWrite, k),
 		}}
 	}
-	err := s.do(ctx, func(ctx context.Context) error {
+	// Many keys take longer to write; up to ten times Timeout for 90 keys and more.
+	timeout := s.timeout + s.timeout*time.Duration(min(len(keys), 90))/10
+	err := s.doFor(ctx, timeout, func(ctx context.Context) error {
 		return writeScript.Run(ctx, s.rdb, calls)
 	})
 	for _, c := range calls {
@@ -481,7 +497,19 @@ func (s *RedisStore) apply(payload string) {
 func (s *RedisStore) listen(ctx context.Context) {
 	defer close(s.done)
 	defer s.hearing.Store(false)
-	sub := s.rdb.Subscribe(ctx, s.channel)
+	subscribe := func() *redis.PubSub {
+		s.smu.Lock()
+		defer s.smu.Unlock()
+		if s.closed.Load() {
+			return nil
+		}
+		s.sub = s.rdb.Subscribe(ctx, s.channel)
+		return s.sub
+	}
+	sub := subscribe()
+	if sub == nil {
+		return
+	}
 	defer func() { _ = sub.Close() }()
 	subscribed, pinged, readyClosed := false, false, false
 	for {
@@ -508,7 +536,9 @@ func (s *RedisStore) listen(ctx context.Context) {
 				return
 			case <-time.After(s.outage.Retry() / 5):
 			}
-			sub = s.rdb.Subscribe(ctx, s.channel)
+			if sub = subscribe(); sub == nil {
+				return
+			}
 			continue
 		}
 		pinged = false

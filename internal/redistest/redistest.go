@@ -122,6 +122,18 @@ func Open(t testing.TB, k Kind) Backend {
 	return open(t, k)
 }
 
+// NewClient returns another client of b's server, with its own connections, as another
+// instance of a service would have; it is closed when the test ends. It is nil for Memory.
+func (b Backend) NewClient(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	if b.Client == nil {
+		return nil
+	}
+	c := client(t, b.Kind, b.Mini)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 func open(t testing.TB, k Kind) Backend {
 	t.Helper()
 	b := Backend{Kind: k}
@@ -131,32 +143,8 @@ func open(t testing.TB, k Kind) Backend {
 		return b
 	case Miniredis:
 		b.Mini = miniredis.RunT(t)
-		b.Client = redis.NewClient(&redis.Options{Addr: b.Mini.Addr()})
-	case Redis:
-		url := os.Getenv(EnvURL)
-		if url == "" {
-			t.Fatalf("redistest: %s is not set", EnvURL)
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatalf("redistest: %s: %v", EnvURL, err)
-		}
-		b.Client = redis.NewClient(opt)
-	case Cluster:
-		seeds := os.Getenv(EnvCluster)
-		if seeds == "" {
-			t.Fatalf("redistest: %s is not set", EnvCluster)
-		}
-		b.Client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(seeds, ",")})
-	case Sentinel:
-		addrs, master := os.Getenv(EnvSentinel), os.Getenv(EnvSentinelMaster)
-		if addrs == "" || master == "" {
-			t.Fatalf("redistest: %s and %s must both be set", EnvSentinel, EnvSentinelMaster)
-		}
-		b.Client = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(addrs, ",")})
-	default:
-		t.Fatalf("redistest: unknown backend %q", k)
 	}
+	b.Client = client(t, k, b.Mini)
 	// Cleanups run last-in first-out: keys are deleted before the client closes.
 	t.Cleanup(func() { _ = b.Client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -166,6 +154,38 @@ func open(t testing.TB, k Kind) Backend {
 	}
 	b.Prefix = Prefix(t, b.Client)
 	return b
+}
+
+func client(t testing.TB, k Kind, mini *miniredis.Miniredis) redis.UniversalClient {
+	t.Helper()
+	switch k {
+	case Miniredis:
+		return redis.NewClient(&redis.Options{Addr: mini.Addr()})
+	case Redis:
+		url := os.Getenv(EnvURL)
+		if url == "" {
+			t.Fatalf("redistest: %s is not set", EnvURL)
+		}
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatalf("redistest: %s: %v", EnvURL, err)
+		}
+		return redis.NewClient(opt)
+	case Cluster:
+		seeds := os.Getenv(EnvCluster)
+		if seeds == "" {
+			t.Fatalf("redistest: %s is not set", EnvCluster)
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(seeds, ",")})
+	case Sentinel:
+		addrs, master := os.Getenv(EnvSentinel), os.Getenv(EnvSentinelMaster)
+		if addrs == "" || master == "" {
+			t.Fatalf("redistest: %s and %s must both be set", EnvSentinel, EnvSentinelMaster)
+		}
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(addrs, ",")})
+	}
+	t.Fatalf("redistest: unknown backend %q", k)
+	return nil
 }
 
 func newPrefix(t testing.TB) string {
