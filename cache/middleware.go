@@ -120,8 +120,8 @@ func (c *MiddlewareConfig) check() error {
 //
 // Compression middleware belongs inside (between this middleware and the handler), so that the
 // ETag and Vary describe the bytes actually sent. Handlers may use http.ResponseController:
-// the writer they get unwraps to the server's. Anything the handler sets in the header after
-// its first Write, while the body is held back, still reaches the client.
+// the writer they get unwraps to the server's. While the body is held back, header fields the
+// handler sets after WriteHeader or its first Write still reach the client.
 //
 // Shared caches must either bypass requests with credentials (Varnish's builtin does) or be
 // told to key on them (AllowCredentialed): a public response to an anonymous request carries
@@ -292,7 +292,7 @@ func (m *middleware) vary(h http.Header, credVary bool) (string, bool) {
 		names, star = addVary(names, star, "Cookie")
 	}
 	v := joinVary(names, star)
-	return v, len(old) != 1 || old[0] != v
+	return v, v != "" && (len(old) != 1 || old[0] != v)
 }
 
 // addVary adds one Vary member to names unless it is there already, in any case. "*" is kept
