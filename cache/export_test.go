@@ -28,4 +28,4 @@ func useClock(s Store, c *fakeClock) {
 	l1.wall = func() int64 { return c.ns.Load() / 1e6 }
 }
 
-func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -361,7 +361,7 @@ func TestSuiteStaleIfError(t *testing.T) {
 
 func TestSuiteLoaderPanic(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[int](t, fx.store(RedisConfig{}), Config{Logger: discard()})
+		c := newCache[int](t, fx.store(RedisConfig{}), Config{Logger: quietLogger()})
 		_, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (int, error) { panic("bug") })
 		require.ErrorIs(t, err, ErrLoaderPanic)
 		v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (int, error) { return 7, nil })
