@@ -425,6 +425,10 @@ func (s *RedisStore) write(ctx context.Context, keys []string, envs [][]byte, tt
 	err := s.doFor(ctx, timeout, func(ctx context.Context) error {
 		return writeScript.Run(ctx, s.rdb, calls)
 	})
+	var partial *redisscript.PartialError
+	if err != nil && !errors.As(err, &partial) {
+		return err // nothing ran, or a timeout left the calls with go-redis: not ours to read
+	}
 	for _, c := range calls {
 		if c.Cmd != nil && c.Cmd.Err() == nil {
 			s.sent.Add(1)
