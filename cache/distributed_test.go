@@ -252,10 +252,11 @@ func TestRedisOutage(t *testing.T) {
 	down := storeErrs.Load()
 	redistest.StartServer(t, srv.Port())
 	remote := c.Stats().Remote.Hits + c.Stats().Remote.Misses
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		st := c.Stats().Remote
-		return st.Hits+st.Misses > remote+10 && st.Flushes >= 1
-	}, 10*time.Second, 10*time.Millisecond, "back on Redis, local layer flushed")
+		assert.Greater(ct, st.Hits+st.Misses, remote+10, "back on Redis")
+		assert.GreaterOrEqual(ct, st.Flushes, uint64(1), "local layer flushed")
+	}, 10*time.Second, 10*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
 	assert.Zero(t, failures.Load(), "reads that failed during the outage")
