@@ -1,0 +1,175 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func memStore(t *testing.T, cfg MemoryConfig) (*MemoryStore, *fakeClock) {
+	t.Helper()
+	s, err := NewMemoryStore(cfg)
+	require.NoError(t, err)
+	clk := newFakeClock()
+	useClock(s, clk)
+	return s, clk
+}
+
+func TestMemoryCapacity(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{MaxEntries: 1000})
+	c := newCache[int](t, s, Config{})
+	for i := range 5000 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint(i), i))
+	}
+	st := s.Stats()
+	assert.LessOrEqual(t, st.Entries, 1000+len(s.shards), "bounded (shard rounding aside)")
+	assert.GreaterOrEqual(t, st.Entries, 900)
+	assert.GreaterOrEqual(t, st.Evictions, uint64(4000-len(s.shards)))
+}
+
+// SIEVE keeps entries that were read, where LRU would evict them first: hot keys read once
+// before a burst of new keys survive the burst.
+func TestMemoryKeepsReadEntriesThroughAScan(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{MaxEntries: 1000})
+	c := newCache[int](t, s, Config{})
+	for i := range 100 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint("hot", i), i))
+	}
+	for i := range 100 {
+		_, err := c.Get(ctx, fmt.Sprint("hot", i))
+		require.NoError(t, err)
+	}
+	for i := range 1400 { // fills the store, then 500 more: LRU would lose every hot key
+		require.NoError(t, c.Set(ctx, fmt.Sprint("scan", i), i))
+	}
+	kept := 0
+	for i := range 100 {
+		if _, err := c.Get(ctx, fmt.Sprint("hot", i)); err == nil {
+			kept++
+		}
+	}
+	assert.GreaterOrEqual(t, kept, 90, "hot keys kept")
+}
+
+func TestMemoryMaxBytes(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{MaxBytes: 64 << 10})
+	c := newCache[[]byte](t, s, Config{})
+	val := make([]byte, 1000)
+	for i := range 1000 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint(i), val))
+	}
+	st := s.Stats()
+	assert.LessOrEqual(t, st.Bytes, int64(64<<10)+int64(len(s.shards))*1010)
+	assert.Greater(t, st.Bytes, int64(32<<10))
+	assert.Positive(t, st.Evictions)
+}
+
+// Expired entries go without a goroutine: inserts sweep them.
+func TestMemoryExpiredReclaimedByInserts(t *testing.T) {
+	s, clk := memStore(t, MemoryConfig{MaxEntries: 100_000})
+	c := newCache[int](t, s, Config{})
+	for i := range 1000 {
+		require.NoError(t, c.SetWithTTL(ctx, fmt.Sprint("old", i), i, time.Second))
+	}
+	clk.Advance(2 * time.Second)
+	for i := range 1000 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint("new", i), i))
+	}
+	st := s.Stats()
+	assert.Greater(t, st.Expired, uint64(500), "expired entries reclaimed")
+	assert.Less(t, st.Entries, 1500)
+	assert.Zero(t, st.Evictions)
+}
+
+func TestMemoryFillGuard(t *testing.T) {
+	s, clk := memStore(t, MemoryConfig{})
+	e := func(v int) *entry {
+		now := clk.ns.Load()
+		return &entry{key: "k", value: v, fresh: now + int64(time.Minute), stale: now + int64(time.Minute), hard: now + int64(time.Minute)}
+	}
+	// A fill that started before an invalidation is dropped.
+	start := s.begin()
+	s.invalidate("k")
+	assert.False(t, s.fill(e(1), start))
+	s.end()
+	assert.Nil(t, s.get("k", clk.ns.Load()))
+
+	// One that started after it is stored; an older one cannot overwrite it.
+	older := s.begin()
+	newer := s.begin()
+	assert.True(t, s.fill(e(2), newer))
+	s.set(e(3))
+	assert.False(t, s.fill(e(1), older), "a write made after the fill started wins")
+	s.end()
+	s.end()
+	assert.Equal(t, 3, s.get("k", clk.ns.Load()).value)
+
+	// A flush drops every fill in flight.
+	start = s.begin()
+	s.flush()
+	assert.False(t, s.fill(e(4), start))
+	s.end()
+	assert.Zero(t, s.Len())
+
+	// With no fill in flight an invalidation leaves no tombstone.
+	s.set(e(5))
+	s.invalidate("k")
+	assert.Zero(t, s.Len())
+}
+
+func TestMemoryHitAllocatesNothing(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{})
+	c := newCache[*user](t, s, Config{})
+	require.NoError(t, c.Set(ctx, "ada", &user{"Ada", 36}))
+	load := func(ctx context.Context, key string) (*user, error) { return nil, nil }
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx, "ada") }))
+	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.GetOrLoad(ctx, "ada", load) }))
+}
+
+func TestJitter(t *testing.T) {
+	s, clk := memStore(t, MemoryConfig{})
+	c := newCache[int](t, s, Config{Policy: Policy{TTL: 100 * time.Second}, Jitter: 0.5})
+	for i := range 1000 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint(i), i))
+	}
+	clk.Advance(75 * time.Second)
+	alive := 0
+	for i := range 1000 {
+		if _, err := c.Get(ctx, fmt.Sprint(i)); err == nil {
+			alive++
+		}
+	}
+	// TTLs are spread over [50 s, 100 s]: about half are gone at 75 s.
+	assert.InDelta(t, 500, alive, 150)
+	clk.Advance(25 * time.Second)
+	_, err := c.Get(ctx, "0")
+	assert.ErrorIs(t, err, ErrNotFound, "never longer than TTL")
+}
+
+func TestEarlyRefresh(t *testing.T) {
+	s, clk := memStore(t, MemoryConfig{})
+	c := newCache[int](t, s, Config{Policy: Policy{TTL: time.Minute}, EarlyRefresh: 1})
+	var loads atomic.Int32
+	load := func(ctx context.Context, key string) (int, error) {
+		time.Sleep(5 * time.Millisecond) // the load's cost: refreshes start about this early
+		return int(loads.Add(1)), nil
+	}
+	_, err := c.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	clk.Advance(30 * time.Second)
+	for range 100 {
+		_, _ = c.GetOrLoad(ctx, "k", load)
+	}
+	assert.Equal(t, int32(1), loads.Load(), "no refresh long before expiry")
+	clk.Advance(30*time.Second - 2*time.Millisecond)
+	require.Eventually(t, func() bool {
+		v, err := c.GetOrLoad(ctx, "k", load)
+		return err == nil && v == 2
+	}, 5*time.Second, time.Millisecond, "refreshed before it expired")
+	assert.Equal(t, uint64(1), c.Stats().Refreshes)
+}
