@@ -48,14 +48,16 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	}
 	e.flags = b[1]
 	b = b[2:]
-	for _, p := range []*int64{&e.fresh, &e.stale, &e.hard, &e.load} {
+	var times [4]int64
+	for i := range times {
 		v, n := binary.Uvarint(b)
 		if n <= 0 || v > 1<<62 {
 			return envelope{}, errEnvelope
 		}
-		*p = int64(v)
+		times[i] = int64(v)
 		b = b[n:]
 	}
+	e.fresh, e.stale, e.hard, e.load = times[0], times[1], times[2], times[3]
 	if e.fresh > e.stale || e.stale > e.hard || (e.flags&flagNegative != 0 && len(b) > 0) {
 		return envelope{}, errEnvelope
 	}
