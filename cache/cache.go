@@ -123,13 +123,23 @@ type Cache[V any] struct {
 // flight is one load of one key in this process. Callers wait on done; the load goes on after
 // done when it served a stale value first.
 type flight[V any] struct {
+	unlist    func() // removes the flight from its Cache's map
 	done      chan struct{}
 	delivered bool // guarded by done: only the flight's goroutine sets it
 	v         V
 	err       error
 }
 
+// deliver hands the callers their result, and ends the flight for callers to come: they start
+// a load of their own rather than take a result from the past.
 func (f *flight[V]) deliver(v V, err error) {
+	f.unlist()
+	f.deliverEarly(v, err)
+}
+
+// deliverEarly hands the callers a stale value while the flight goes on refreshing it; callers
+// that come meanwhile get the same value rather than start another refresh.
+func (f *flight[V]) deliverEarly(v V, err error) {
 	if f.delivered {
 		return
 	}
@@ -380,6 +390,13 @@ func (c *Cache[V]) join(ctx context.Context, key string, load func(context.Conte
 		return f
 	}
 	f := &flight[V]{done: make(chan struct{})}
+	f.unlist = func() {
+		c.mu.Lock()
+		if c.flights[key] == f {
+			delete(c.flights, key)
+		}
+		c.mu.Unlock()
+	}
 	c.flights[key] = f
 	if background {
 		c.refreshes.Add(1)
@@ -397,17 +414,15 @@ func (c *Cache[V]) fly(parent context.Context, key string, load func(context.Con
 		c.end()
 		stop()
 		cancel()
-		c.mu.Lock()
-		delete(c.flights, key)
-		c.mu.Unlock()
 		var zero V
-		f.deliver(zero, ErrClosed) // only if nothing was delivered: cannot happen but never hang
+		f.deliver(zero, ErrClosed) // unlists; delivers only if nothing was: never hang a caller
 		c.wg.Done()
 	}()
 	if background {
 		// The caller was served the stale (or still fresh) value; so is every caller that
 		// joins while the refresh runs.
-		c.deliverEntry(f, fallback)
+		v, err := c.value(fallback)
+		f.deliverEarly(v, err)
 	}
 	c.resolve(ctx, key, load, f, fallback, background, start)
 }
@@ -446,7 +461,8 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, load func(context.Co
 				c.stale.Add(1)
 				c.servedStale(key, nil)
 				c.fillLocal(e, start)
-				c.deliverEntry(f, e)
+				v, err := c.value(e)
+				f.deliverEarly(v, err)
 				refresh = true
 			}
 			if fallback == nil || e.hard > fallback.hard {
@@ -458,7 +474,7 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, load func(context.Co
 			token = newToken()
 		}
 		wake := c.l2.waiter(key)
-		kind, val, wait, err := c.l2.acquire(ctx, key, token, c.cfg.LoadTimeout+c.l2.timeout, refresh)
+		kind, val, wait, err := c.l2.acquire(ctx, key, token, c.leaseTTL(), refresh)
 		if err != nil {
 			c.l2.unwait(key, wake)
 			if e := c.storeFailed(err, nil); e != nil {
@@ -500,7 +516,21 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, load func(context.Co
 			refresh = false
 		}
 	}
+	if held && c.leaseTTL() < c.cfg.LoadTimeout {
+		stop := make(chan struct{})
+		defer close(stop)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.l2.keepLease(key, token, c.leaseTTL(), stop)
+		}()
+	}
 	c.load(ctx, key, load, f, fallback, held, token, start)
+}
+
+// leaseTTL is how long a lease lives unless its holder extends it.
+func (c *Cache[V]) leaseTTL() time.Duration {
+	return min(c.cfg.LoadTimeout, leasePeriod) + c.l2.timeout
 }
 
 // load calls the loader, stores what it returns, and delivers it.

@@ -279,3 +279,23 @@ func TestFailOnStoreError(t *testing.T) {
 	_, err = c.GetOrLoad(ctx, "k2", func(ctx context.Context, key string) (string, error) { return "x", nil })
 	require.True(t, errors.Is(err, ErrUnavailable), "%v", err)
 }
+
+// A holder that died loading (its lease left in Redis, never filled or released) stalls the
+// others only until its lease ends; then one of them loads.
+func TestDeadLeaseHolder(t *testing.T) {
+	fx := realRedis(t)
+	c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+	require.NoError(t, fx.b.Client.Set(ctx, fx.b.Prefix+"{k}:lease", "dead-instance", 300*time.Millisecond).Err())
+	var calls atomic.Int32
+	t0 := time.Now()
+	v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (string, error) {
+		calls.Add(1)
+		return "v", nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "v", v)
+	assert.Equal(t, int32(1), calls.Load())
+	took := time.Since(t0)
+	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "waited for the lease")
+	assert.Less(t, took, 2*time.Second, "not for LoadTimeout")
+}

@@ -27,11 +27,18 @@ var (
 	fillSource string
 	//go:embed write.lua
 	writeSource string
+	//go:embed extend.lua
+	extendSource string
 
-	leaseScript = redisscript.New(leaseSource)
-	fillScript  = redisscript.New(fillSource)
-	writeScript = redisscript.New(writeSource)
+	leaseScript  = redisscript.New(leaseSource)
+	fillScript   = redisscript.New(fillSource)
+	writeScript  = redisscript.New(writeSource)
+	extendScript = redisscript.New(extendSource)
 )
+
+// leasePeriod is how long a lease lives without being extended: a holder that dies loading
+// stalls the others for at most this long.
+const leasePeriod = 2 * time.Second
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 type RedisConfig struct {
@@ -384,13 +391,37 @@ func (s *RedisStore) acquire(ctx context.Context, key, token string, ttl time.Du
 	}
 }
 
+// keepLease extends key's lease every third of ttl until stop is closed.
+func (s *RedisStore) keepLease(key, token string, ttl time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			call := &redisscript.Call{Args: []any{1, s.lease(key), token, ttl.Milliseconds()}}
+			err := s.do(context.Background(), func(ctx context.Context) error {
+				return extendScript.Run(ctx, s.rdb, []*redisscript.Call{call})
+			})
+			if err == nil {
+				if n, _ := call.Cmd.Int(); n == 0 {
+					return // revoked by a write, or expired: nothing to keep
+				}
+			}
+		}
+	}
+}
+
 // fill stores env under key if token still holds its lease (env nil: only releases the lease),
 // and wakes the waiters. It reports whether the lease was still held.
 func (s *RedisStore) fill(ctx context.Context, key, token string, env []byte, ttl time.Duration) (bool, error) {
 	call := &redisscript.Call{Args: []any{
 		2, s.key(key), s.lease(key), token, env, max(1, ttl.Milliseconds()), s.channel, s.message(msgFill, key),
 	}}
-	err := s.do(ctx, func(ctx context.Context) error {
+	// A fill comes after a load that may have cost far more; losing it to a short timeout
+	// would leave the others waiting for the lease. It gets five times Timeout.
+	err := s.doFor(ctx, 5*s.timeout, func(ctx context.Context) error {
 		return fillScript.Run(ctx, s.rdb, []*redisscript.Call{call})
 	})
 	if err != nil {
