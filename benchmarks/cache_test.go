@@ -162,9 +162,10 @@ func BenchmarkCacheLocalHit(b *testing.B) {
 // BenchmarkCacheRemoteHit: a hit read from Redis, one request at a time, so that the round
 // trip dominates: what the cache adds over the client. Every library reads one value of about
 // 100 bytes. outgrow is Cache.Get on a RedisStore without local layer (a JSON decode);
-// outgrow-bytes is the same with []byte values, so no codec; goredis is the client's own
-// Get(...).Bytes() of the value's JSON; goredis-cache is go-redis/cache's Get without local
-// cache (msgpack, s2-compressed above 64 bytes).
+// outgrow-bytes is the same with []byte values, so no codec (outgrow-bytes-ctxtimeout: on a
+// client with ContextTimeoutEnabled); goredis is the client's own Get(...).Bytes() of the
+// value's JSON; goredis-cache is go-redis/cache's Get without local cache (msgpack,
+// s2-compressed above 64 bytes).
 func BenchmarkCacheRemoteHit(b *testing.B) {
 	ctx := context.Background()
 	item := newCacheItem(42)
@@ -215,8 +216,14 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 			return err
 		})
 	})
-	b.Run("lib=outgrow-bytes", func(b *testing.B) {
+	outgrowBytes := func(b *testing.B, ctxTimeouts bool) {
 		rdb, prefix := harness.Redis(b)
+		if ctxTimeouts {
+			opt := rdb.(*redis.Client).Options()
+			opt.ContextTimeoutEnabled = true
+			rdb = redis.NewClient(opt)
+			defer rdb.Close()
+		}
 		c, err := cache.New[[]byte](outgrowStore(b, rdb, prefix), cache.Config{})
 		if err != nil {
 			b.Fatal(err)
@@ -233,7 +240,11 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 			}
 			return err
 		})
-	})
+	}
+	b.Run("lib=outgrow-bytes", func(b *testing.B) { outgrowBytes(b, false) })
+	// The same on a client with ContextTimeoutEnabled: the store then bounds the round trip
+	// with the context alone, where it otherwise runs the call on a goroutine of its own.
+	b.Run("lib=outgrow-bytes-ctxtimeout", func(b *testing.B) { outgrowBytes(b, true) })
 	b.Run("lib=goredis", func(b *testing.B) {
 		rdb, prefix := harness.Redis(b)
 		if err := rdb.Set(ctx, prefix+"k", raw, cacheTTL).Err(); err != nil {
