@@ -15,6 +15,12 @@ import (
 	"time"
 )
 
+// maxTTL caps every duration a Cache adds to a time, so that none overflows.
+const (
+	maxTTL   = 100 * 365 * 24 * time.Hour
+	maxTTLms = int64(maxTTL / time.Millisecond)
+)
+
 // ErrLoaderPanic reports a loader that panicked. Every caller waiting for that load gets it;
 // the panic is logged with its stack, and never crashes a waiter.
 var ErrLoaderPanic = errors.New("cache: loader panicked")
@@ -70,7 +76,8 @@ type Hooks struct {
 // Stats counts what a Cache did since it was created. Local and Remote are the layers' own
 // counters; the others are the Cache's.
 type Stats struct {
-	// LocalHits and RemoteHits count values served by the in-process layer and by Redis.
+	// LocalHits counts fresh values served by the in-process layer; RemoteHits, values read
+	// from Redis.
 	LocalHits, RemoteHits uint64
 	// Misses counts lookups that found nothing usable in any layer.
 	Misses uint64
@@ -197,7 +204,10 @@ func New[V any](store Store, cfg Config) (*Cache[V], error) {
 // another Cache. It does not close the store. Calls after Close return ErrClosed. Close is
 // idempotent and always returns nil.
 func (c *Cache[V]) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
+	c.mu.Lock()
+	first := c.closed.CompareAndSwap(false, true)
+	c.mu.Unlock()
+	if first {
 		c.cancel()
 		c.wg.Wait()
 		c.store.detach()
@@ -242,6 +252,9 @@ func (c *Cache[V]) wall() int64 {
 // when no layer holds fresh data for key (including a cached "not found").
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	var zero V
+	if c.closed.Load() {
+		return zero, ErrClosed
+	}
 	if c.l1 != nil {
 		now := c.l1.now()
 		if e := c.l1.get(key, now); e != nil && now < e.fresh {
@@ -275,6 +288,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // all the keys the local layer does not hold (one per Cluster slot). Keys not found are absent
 // from the map.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
 	out := make(map[string]V, len(keys))
 	var rest []string
 	for _, k := range keys {
@@ -285,7 +301,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 		now := c.l1.now()
 		if e := c.l1.get(k, now); e != nil && now < e.fresh {
 			if !e.neg {
-				out[k] = e.value.(V)
+				out[k], _ = e.value.(V)
 			}
 			continue
 		}
@@ -317,7 +333,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 		c.remoteHits.Add(1)
 		c.fillLocal(e, start)
 		if !e.neg {
-			out[rest[i]] = e.value.(V)
+			out[rest[i]], _ = e.value.(V)
 		}
 	}
 	return out, nil
@@ -335,6 +351,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 // fails.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx context.Context, key string) (V, error)) (V, error) {
 	var fallback *entry
+	if c.closed.Load() {
+		return *new(V), ErrClosed
+	}
 	if c.l1 != nil {
 		now := c.l1.now()
 		if e := c.l1.get(key, now); e != nil {
@@ -358,6 +377,9 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		return zero, ErrClosed
 	}
 	f := c.join(ctx, key, load, fallback, false)
+	if f == nil {
+		return zero, ErrClosed
+	}
 	select {
 	case <-f.done:
 		return f.v, f.err
@@ -386,6 +408,9 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, load func(context.Co
 func (c *Cache[V]) join(ctx context.Context, key string, load func(context.Context, string) (V, error), fallback *entry, background bool) *flight[V] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil // Close is waiting for the flights: start none
+	}
 	if f := c.flights[key]; f != nil {
 		return f
 	}
@@ -407,13 +432,21 @@ func (c *Cache[V]) join(ctx context.Context, key string, load func(context.Conte
 }
 
 func (c *Cache[V]) fly(parent context.Context, key string, load func(context.Context, string) (V, error), f *flight[V], fallback *entry, background bool) {
-	ctx, cancel := context.WithTimeout(parent, c.cfg.LoadTimeout)
-	stop := context.AfterFunc(c.ctx, cancel)
+	// base ends only at Close; the wait for Redis and other instances gets LoadTimeout, and so
+	// does the loader, afresh: a wait for a holder that failed does not eat the load's time.
+	base, cancelBase := context.WithCancel(parent)
+	stop := context.AfterFunc(c.ctx, cancelBase)
+	wait := c.cfg.LoadTimeout
+	if c.l2 != nil {
+		wait += c.leaseTTL() // long enough to outlast the lease of a holder that died
+	}
+	ctx, cancel := context.WithTimeout(base, wait)
 	start := c.begin()
 	defer func() {
 		c.end()
 		stop()
 		cancel()
+		cancelBase()
 		var zero V
 		f.deliver(zero, ErrClosed) // unlists; delivers only if nothing was: never hang a caller
 		c.wg.Done()
@@ -424,11 +457,11 @@ func (c *Cache[V]) fly(parent context.Context, key string, load func(context.Con
 		v, err := c.value(fallback)
 		f.deliverEarly(v, err)
 	}
-	c.resolve(ctx, key, load, f, fallback, background, start)
+	c.resolve(ctx, base, key, load, f, fallback, background, start)
 }
 
 // resolve finds key's value for a flight: Redis, then the lease, then the loader.
-func (c *Cache[V]) resolve(ctx context.Context, key string, load func(context.Context, string) (V, error), f *flight[V], fallback *entry, background bool, start uint64) {
+func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(context.Context, string) (V, error), f *flight[V], fallback *entry, background bool, start uint64) {
 	// A background refresh of a stale entry reads Redis first: another instance may have
 	// refreshed it. An early refresh of a fresh entry goes straight for the lease.
 	refresh := background
@@ -525,7 +558,12 @@ func (c *Cache[V]) resolve(ctx context.Context, key string, load func(context.Co
 			c.l2.keepLease(key, token, c.leaseTTL(), stop)
 		}()
 	}
-	c.load(ctx, key, load, f, fallback, held, token, start)
+	if !f.delivered {
+		c.misses.Add(1) // a caller waits for the loader
+	}
+	lctx, cancel := context.WithTimeout(base, c.cfg.LoadTimeout)
+	defer cancel()
+	c.load(lctx, key, load, f, fallback, held, token, start)
 }
 
 // leaseTTL is how long a lease lives unless its holder extends it.
@@ -537,12 +575,14 @@ func (c *Cache[V]) leaseTTL() time.Duration {
 func (c *Cache[V]) load(ctx context.Context, key string, load func(context.Context, string) (V, error), f *flight[V], fallback *entry, held bool, token string, start uint64) {
 	v, took, err := c.call(ctx, key, load)
 	notFound := errors.Is(err, ErrNotFound)
+	// The load's context may have ended (Close, LoadTimeout): the lease is still given back
+	// or filled, each bounded by the store's own timeout.
+	ctx = context.WithoutCancel(ctx)
 	if err != nil && !(notFound && c.negTTL > 0) {
 		if held {
 			_, _ = c.l2.fill(ctx, key, token, nil, 0) // give the lease back: wake the waiters
 		}
 		if notFound {
-			c.misses.Add(1)
 			f.deliver(v, ErrNotFound)
 			return
 		}
@@ -592,7 +632,6 @@ func (c *Cache[V]) failed(f *flight[V], key string, fallback *entry, err error) 
 		c.deliverEntry(f, fallback)
 		return
 	}
-	c.misses.Add(1)
 	f.deliver(*new(V), err)
 }
 
@@ -653,6 +692,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 	if len(keys) == 0 {
 		return nil
 	}
+	c.unlistFlights(keys)
 	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		entries[i] = c.newEntryTTL(k, vals[i], false, 0, ttl)
@@ -681,8 +721,9 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 				c.l1.invalidate(e.key)
 			} else {
 				// Guarded: an announcement of a later write by another instance, heard while
-				// this write was on its way, wins.
-				c.l1.fill(e, start)
+				// this write was on its way, wins. A new generation: a read that fetched the
+				// old value before this write cannot replace it.
+				c.l1.fillWrite(e, start)
 			}
 		}
 	}
@@ -700,6 +741,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	c.unlistFlights(keys)
 	var err error
 	if c.l2 != nil && len(keys) > 0 {
 		err = c.l2.write(ctx, keys, nil, nil)
@@ -713,6 +755,16 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		c.storeError(err)
 	}
 	return err
+}
+
+// unlistFlights makes calls that come after a write start loads of their own, rather than join
+// a flight (a refresh serving the stale value, or a load that read the source before the write).
+func (c *Cache[V]) unlistFlights(keys []string) {
+	c.mu.Lock()
+	for _, k := range keys {
+		delete(c.flights, k)
+	}
+	c.mu.Unlock()
 }
 
 func (c *Cache[V]) begin() uint64 {
@@ -746,12 +798,14 @@ func (c *Cache[V]) newEntryTTL(key string, v V, neg bool, took, ttl time.Duratio
 	if ttl == 0 {
 		ttl = c.cfg.ttl()
 	}
+	ttl = min(ttl, maxTTL)
 	if c.cfg.Jitter > 0 {
 		ttl -= time.Duration(mrand.Float64() * c.cfg.Jitter * float64(ttl))
 	}
 	e.fresh = now + int64(ttl)
-	e.stale = e.fresh + int64(c.cfg.StaleWhileRevalidate)
-	e.hard = e.fresh + int64(max(c.cfg.StaleWhileRevalidate, c.cfg.StaleIfError))
+	swr, sie := min(c.cfg.StaleWhileRevalidate, maxTTL), min(c.cfg.StaleIfError, maxTTL)
+	e.stale = e.fresh + int64(swr)
+	e.hard = e.fresh + int64(max(swr, sie))
 	switch x := any(v).(type) {
 	case []byte:
 		e.weight = int64(len(x))
@@ -827,9 +881,9 @@ func (c *Cache[V]) remote(key string, b []byte) *entry {
 	}
 	wall := c.wall()
 	now := c.now()
-	e.fresh = now + (env.fresh-wall)*1e6
-	e.stale = now + (env.stale-wall)*1e6
-	e.hard = now + (env.hard-wall)*1e6
+	// Clamped, so that no time written by another instance can overflow.
+	local := func(ms int64) int64 { return now + min(max(ms-wall, -maxTTLms), maxTTLms)*1e6 }
+	e.fresh, e.stale, e.hard = local(env.fresh), local(env.stale), local(env.hard)
 	return e
 }
 
@@ -857,7 +911,8 @@ func (c *Cache[V]) value(e *entry) (V, error) {
 		c.negHits.Add(1)
 		return *new(V), ErrNotFound
 	}
-	return e.value.(V), nil
+	v, _ := e.value.(V) // a nil interface value is stored as nil
+	return v, nil
 }
 
 func (c *Cache[V]) deliverEntry(f *flight[V], e *entry) {

@@ -81,8 +81,10 @@ func TestCoherenceLatency(t *testing.T) {
 	const rounds = 200
 	lat := make([]time.Duration, 0, rounds)
 	require.NoError(t, a.Set(ctx, "k", 0))
+	bs := b.store.(*RedisStore)
 	for i := 1; i <= rounds; i++ {
-		// B holds the current value in its local layer.
+		// B has heard every write so far, and holds the current value in its local layer.
+		require.Eventually(t, func() bool { return bs.Stats().Received == uint64(i) }, 5*time.Second, 50*time.Microsecond)
 		require.Eventually(t, func() bool { v, err := b.Get(ctx, "k"); return err == nil && v == i-1 }, 5*time.Second, 50*time.Microsecond)
 		hits := b.Stats().Local.Hits
 		_, _ = b.Get(ctx, "k")

@@ -140,7 +140,15 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 
 func (s *MemoryStore) layers() (*MemoryStore, *RedisStore) { return s, nil }
 
-func (s *MemoryStore) attach() bool { return s.attached.CompareAndSwap(false, true) }
+// attach claims the store for a Cache, emptied: entries of a former Cache may hold values of
+// another type.
+func (s *MemoryStore) attach() bool {
+	if !s.attached.CompareAndSwap(false, true) {
+		return false
+	}
+	s.flush()
+	return true
+}
 
 func (s *MemoryStore) detach() { s.attached.Store(false) }
 
@@ -172,7 +180,11 @@ func (s *MemoryStore) get(key string, now int64) *entry {
 	if !e.visited.Load() {
 		e.visited.Store(true)
 	}
-	sh.hits.Add(1)
+	if now < e.fresh {
+		sh.hits.Add(1)
+	} else {
+		sh.misses.Add(1) // stale: served only by the Cache's stale windows, counted there
+	}
 	return e
 }
 
@@ -204,6 +216,24 @@ func (s *MemoryStore) fill(e *entry, start uint64) bool {
 	return true
 }
 
+// fillWrite stores e, written by this instance, as the newest write of its key unless the key
+// was invalidated after start (by a later write announced by another instance). Unlike fill it
+// takes a new generation, so that a fill which started before this write cannot replace it.
+func (s *MemoryStore) fillWrite(e *entry, start uint64) bool {
+	sh := s.shard(e.key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if start < s.floor.Load() || start < sh.floor {
+		return false
+	}
+	if old := sh.m[e.key]; old != nil && old.gen > start {
+		return false
+	}
+	e.gen = s.seq.Add(1)
+	sh.put(e, s)
+	return true
+}
+
 // set stores e as the newest write of its key.
 func (s *MemoryStore) set(e *entry) {
 	sh := s.shard(e.key)
@@ -229,7 +259,9 @@ func (s *MemoryStore) invalidate(key string) {
 
 // flush forgets every entry, and every fill in flight.
 func (s *MemoryStore) flush() {
-	s.floor.Store(s.seq.Add(1))
+	g := s.seq.Add(1)
+	for f := s.floor.Load(); f < g && !s.floor.CompareAndSwap(f, g); f = s.floor.Load() {
+	}
 	for i := range s.shards {
 		sh := &s.shards[i].shardState
 		sh.mu.Lock()
@@ -301,11 +333,11 @@ func (sh *shardState) evict(now int64, s *MemoryStore) {
 	sh.remove(e, s)
 }
 
-// remove unlinks e and deletes it from the map; a tombstone leaves its generation as the floor.
+// remove unlinks e and deletes it from the map. Its generation becomes the shard's floor: a
+// fill that started before it (before an invalidation, or before a write) is dropped even
+// though the entry that said so is gone.
 func (sh *shardState) remove(e *entry, s *MemoryStore) {
-	if e.tomb {
-		sh.floor = max(sh.floor, e.gen)
-	}
+	sh.floor = max(sh.floor, e.gen)
 	delete(sh.m, e.key)
 	sh.unlink(e)
 }
@@ -333,7 +365,7 @@ func (sh *shardState) unlink(e *entry) {
 
 // MemoryStats counts what a MemoryStore did since it was created.
 type MemoryStats struct {
-	// Hits and Misses count lookups; a miss includes expired entries.
+	// Hits counts lookups that found fresh data; Misses the others (nothing, expired or stale).
 	Hits, Misses uint64
 	// Evictions counts live entries removed to make room; Expired counts entries removed
 	// because their time was up.

@@ -174,7 +174,15 @@ func newOrigin() string {
 
 func (s *RedisStore) layers() (*MemoryStore, *RedisStore) { return s.local, s }
 
-func (s *RedisStore) attach() bool { return s.attached.CompareAndSwap(false, true) }
+func (s *RedisStore) attach() bool {
+	if !s.attached.CompareAndSwap(false, true) {
+		return false
+	}
+	if s.local != nil {
+		s.local.flush() // entries of a former Cache may hold values of another type
+	}
+	return true
+}
 
 func (s *RedisStore) detach() { s.attached.Store(false) }
 

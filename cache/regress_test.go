@@ -1,0 +1,188 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+func memFx(t *testing.T) *fixture {
+	return &fixture{t: t, b: redistest.Open(t, redistest.Memory), clock: newFakeClock()}
+}
+
+// R1: Cache[any] with a nil value panics on the next hit (e.value.(V) on a nil interface).
+func TestRvNilInterfaceValue(t *testing.T) {
+	fx := memFx(t)
+	c := newCache[any](t, fx.store(RedisConfig{}), Config{})
+	require.NoError(t, c.Set(ctx, "k", nil))
+	assert.NotPanics(t, func() { _, _ = c.Get(ctx, "k") })
+}
+
+// R2: a store reused by a Cache of another V after Close keeps the old entries: panic.
+func TestRvStoreReuseOtherType(t *testing.T) {
+	fx := memFx(t)
+	s := fx.store(RedisConfig{})
+	c1, err := New[string](s, Config{})
+	require.NoError(t, err)
+	require.NoError(t, c1.Set(ctx, "k", "x"))
+	require.NoError(t, c1.Close())
+	c2 := newCache[int](t, s, Config{})
+	assert.NotPanics(t, func() { _, _ = c2.Get(ctx, "k") })
+}
+
+// R3: a Set on this instance does not bump the generation: a concurrent Get that read the
+// old value from Redis overwrites the Set's value in L1.
+type blockCodec struct {
+	entered chan struct{}
+	release chan struct{}
+	armed   atomic.Bool
+}
+
+func (b *blockCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (b *blockCodec) Unmarshal(d []byte, v any) error {
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.entered)
+		<-b.release
+	}
+	return json.Unmarshal(d, v)
+}
+
+func TestRvOwnSetLosesToConcurrentL2Fill(t *testing.T) {
+	fx := realRedis(t)
+	other := newCache[user](t, fx.store(RedisConfig{}), Config{})
+	require.NoError(t, other.Set(ctx, "k", user{Name: "old"}))
+	bc := &blockCodec{entered: make(chan struct{}), release: make(chan struct{})}
+	bc.armed.Store(true)
+	c := newCache[user](t, fx.store(RedisConfig{}), Config{Codec: bc})
+	got := make(chan user)
+	go func() { v, _ := c.Get(ctx, "k"); got <- v }()
+	<-bc.entered // Get read "old" from Redis and is decoding it
+	require.NoError(t, c.Set(ctx, "k", user{Name: "new"}))
+	close(bc.release)
+	<-got
+	v, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "new", v.Name, "L1 holds the value read before this instance's own Set")
+}
+
+// R4: Delete during a stale-while-revalidate refresh: later callers join the refresh flight,
+// which was delivered the stale, now deleted, value.
+func TestRvDeleteDuringSWRRefresh(t *testing.T) {
+	fx := memFx(t)
+	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleWhileRevalidate: time.Minute}})
+	require.NoError(t, c.Set(ctx, "k", "v1"))
+	fx.advance(2 * time.Second)
+	release := make(chan struct{})
+	slow := func(ctx context.Context, k string) (string, error) { <-release; return "", ErrNotFound }
+	v, err := c.GetOrLoad(ctx, "k", slow)
+	require.NoError(t, err)
+	require.Equal(t, "v1", v) // stale, refresh started
+	require.NoError(t, c.Delete(ctx, "k"))
+	v, err = c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) { return "", ErrNotFound })
+	close(release)
+	assert.ErrorIs(t, err, ErrNotFound, "got %q after Delete", v)
+}
+
+// R5: an L1 entry written by Set protects against older fills only while it is present.
+func TestRvEvictedSetLetsStaleFill(t *testing.T) {
+	fx := memFx(t)
+	c := newCache[string](t, fx.store(RedisConfig{Local: MemoryConfig{MaxEntries: 64}}), Config{})
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) {
+			close(started)
+			<-release
+			return "old", nil // read from the source before the Set
+		})
+	}()
+	<-started
+	require.NoError(t, c.Set(ctx, "k", "new"))
+	for i := range 200 {
+		require.NoError(t, c.Set(ctx, fmt.Sprint("o", i), "x"))
+	}
+	close(release)
+	<-done
+	v, err := c.Get(ctx, "k")
+	if err == nil {
+		assert.NotEqual(t, "old", v, "L1 stores the load that started before the Set")
+	}
+}
+
+// R6: a waiter never takes over: its flight ctx (LoadTimeout) ends before the lease
+// (LoadTimeout+Timeout) does, so it fails instead of loading itself.
+func TestRvWaiterNeverLoadsItself(t *testing.T) {
+	fx := realRedis(t)
+	s := fx.store(RedisConfig{})
+	c := newCache[string](t, s, Config{LoadTimeout: 500 * time.Millisecond})
+	rs := s.(*RedisStore)
+	// A holder that crashed right after taking the lease (as lease.lua would: LoadTimeout+Timeout).
+	require.NoError(t, fx.b.Client.Set(ctx, rs.lease("k"), "dead", 600*time.Millisecond).Err())
+	var calls atomic.Int32
+	v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) { calls.Add(1); return "v", nil })
+	assert.NoError(t, err)
+	assert.Equal(t, "v", v)
+	assert.Equal(t, int32(1), calls.Load())
+}
+
+// R7: Close while loading: the lease is not given back (the release runs on the cancelled
+// flight ctx), so other instances stall until it expires.
+func TestRvCloseKeepsLease(t *testing.T) {
+	fx := realRedis(t)
+	s := fx.store(RedisConfig{})
+	c, err := New[string](s, Config{LoadTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	started := make(chan struct{})
+	go func() {
+		_, _ = c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) {
+			close(started)
+			<-ctx.Done()
+			return "", ctx.Err()
+		})
+	}()
+	<-started
+	p0, _ := fx.b.Client.PTTL(ctx, s.(*RedisStore).lease("k")).Result()
+	t.Logf("lease PTTL before Close: %v", p0)
+	require.NoError(t, c.Close())
+	pttl, err := fx.b.Client.PTTL(ctx, s.(*RedisStore).lease("k")).Result()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, pttl, time.Duration(0), "lease still held for %v after Close", pttl)
+}
+
+// R8: a huge TTL overflows the ns clock: the value is never fresh.
+func TestRvHugeTTL(t *testing.T) {
+	fx := memFx(t)
+	c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+	require.NoError(t, c.SetWithTTL(ctx, "k", "v", math.MaxInt64))
+	v, err := c.Get(ctx, "k")
+	assert.NoError(t, err)
+	assert.Equal(t, "v", v)
+}
+
+// R9: Stats: a stale L1 entry counts as a LocalHit and a Miss; GetOrLoad misses are not Misses.
+func TestRvStats(t *testing.T) {
+	fx := memFx(t)
+	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleIfError: time.Minute}})
+	require.NoError(t, c.Set(ctx, "k", "v"))
+	fx.advance(2 * time.Second)
+	_, err := c.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrNotFound)
+	_, _ = c.GetOrLoad(ctx, "cold", func(ctx context.Context, k string) (string, error) { return "x", nil })
+	st := c.Stats()
+	t.Logf("LocalHits=%d Misses=%d Loads=%d", st.LocalHits, st.Misses, st.Loads)
+	assert.Equal(t, uint64(0), st.LocalHits)
+	assert.Equal(t, uint64(2), st.Misses)
+}
+
+var _ = errors.New
