@@ -9,9 +9,8 @@ import (
 	"time"
 )
 
-// R10: GetOrLoad racing Close: the closed check and wg.Add are not atomic with Close, so a
-// flight (and its loader) can start after Close returned.
-func TestRvLoadAfterClose(t *testing.T) {
+// GetOrLoad racing Close starts no flight after Close (no race on the WaitGroup).
+func TestLoadRacingClose(t *testing.T) {
 	var late atomic.Int32
 	for i := range 300 {
 		s, _ := NewMemoryStore(MemoryConfig{})

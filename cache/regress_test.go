@@ -20,16 +20,16 @@ func memFx(t *testing.T) *fixture {
 	return &fixture{t: t, b: redistest.Open(t, redistest.Memory), clock: newFakeClock()}
 }
 
-// R1: Cache[any] with a nil value panics on the next hit (e.value.(V) on a nil interface).
-func TestRvNilInterfaceValue(t *testing.T) {
+// A Cache[any] holding a nil value serves it without panicking.
+func TestNilInterfaceValue(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[any](t, fx.store(RedisConfig{}), Config{})
 	require.NoError(t, c.Set(ctx, "k", nil))
 	assert.NotPanics(t, func() { _, _ = c.Get(ctx, "k") })
 }
 
-// R2: a store reused by a Cache of another V after Close keeps the old entries: panic.
-func TestRvStoreReuseOtherType(t *testing.T) {
+// A store freed by Close serves a Cache of another V from scratch.
+func TestStoreReusedByAnotherType(t *testing.T) {
 	fx := memFx(t)
 	s := fx.store(RedisConfig{})
 	c1, err := New[string](s, Config{})
@@ -57,7 +57,8 @@ func (b *blockCodec) Unmarshal(d []byte, v any) error {
 	return json.Unmarshal(d, v)
 }
 
-func TestRvOwnSetLosesToConcurrentL2Fill(t *testing.T) {
+// This instance's Set wins over a concurrent read that fetched the old value first.
+func TestOwnSetBeatsConcurrentFill(t *testing.T) {
 	fx := realRedis(t)
 	other := newCache[user](t, fx.store(RedisConfig{}), Config{})
 	require.NoError(t, other.Set(ctx, "k", user{Name: "old"}))
@@ -75,9 +76,8 @@ func TestRvOwnSetLosesToConcurrentL2Fill(t *testing.T) {
 	assert.Equal(t, "new", v.Name, "L1 holds the value read before this instance's own Set")
 }
 
-// R4: Delete during a stale-while-revalidate refresh: later callers join the refresh flight,
-// which was delivered the stale, now deleted, value.
-func TestRvDeleteDuringSWRRefresh(t *testing.T) {
+// After a Delete, callers do not join a refresh that serves the old value.
+func TestDeleteEndsStaleRefreshFlight(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleWhileRevalidate: time.Minute}})
 	require.NoError(t, c.Set(ctx, "k", "v1"))
@@ -93,8 +93,8 @@ func TestRvDeleteDuringSWRRefresh(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound, "got %q after Delete", v)
 }
 
-// R5: an L1 entry written by Set protects against older fills only while it is present.
-func TestRvEvictedSetLetsStaleFill(t *testing.T) {
+// A written entry that was evicted still keeps out a fill that started before the write.
+func TestEvictedWriteStillBlocksOlderFill(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[string](t, fx.store(RedisConfig{Local: MemoryConfig{MaxEntries: 64}}), Config{})
 	started, release := make(chan struct{}), make(chan struct{})
@@ -120,9 +120,8 @@ func TestRvEvictedSetLetsStaleFill(t *testing.T) {
 	}
 }
 
-// R6: a waiter never takes over: its flight ctx (LoadTimeout) ends before the lease
-// (LoadTimeout+Timeout) does, so it fails instead of loading itself.
-func TestRvWaiterNeverLoadsItself(t *testing.T) {
+// A waiter outlasts the lease of a holder that died, then loads itself.
+func TestWaiterOutlastsDeadHolder(t *testing.T) {
 	fx := realRedis(t)
 	s := fx.store(RedisConfig{})
 	c := newCache[string](t, s, Config{LoadTimeout: 500 * time.Millisecond})
@@ -136,9 +135,8 @@ func TestRvWaiterNeverLoadsItself(t *testing.T) {
 	assert.Equal(t, int32(1), calls.Load())
 }
 
-// R7: Close while loading: the lease is not given back (the release runs on the cancelled
-// flight ctx), so other instances stall until it expires.
-func TestRvCloseKeepsLease(t *testing.T) {
+// Close during a load gives the Redis lease back, so other instances do not stall.
+func TestCloseGivesLeaseBack(t *testing.T) {
 	fx := realRedis(t)
 	s := fx.store(RedisConfig{})
 	c, err := New[string](s, Config{LoadTimeout: 5 * time.Second})
@@ -160,8 +158,8 @@ func TestRvCloseKeepsLease(t *testing.T) {
 	assert.LessOrEqual(t, pttl, time.Duration(0), "lease still held for %v after Close", pttl)
 }
 
-// R8: a huge TTL overflows the ns clock: the value is never fresh.
-func TestRvHugeTTL(t *testing.T) {
+// A huge TTL is capped: it never overflows into an instantly stale value.
+func TestHugeTTL(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[string](t, fx.store(RedisConfig{}), Config{})
 	require.NoError(t, c.SetWithTTL(ctx, "k", "v", math.MaxInt64))
@@ -170,8 +168,8 @@ func TestRvHugeTTL(t *testing.T) {
 	assert.Equal(t, "v", v)
 }
 
-// R9: Stats: a stale L1 entry counts as a LocalHit and a Miss; GetOrLoad misses are not Misses.
-func TestRvStats(t *testing.T) {
+// Stats: a stale local entry is no LocalHit, and a GetOrLoad that loads is a Miss.
+func TestStatsCountStaleAsMiss(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleIfError: time.Minute}})
 	require.NoError(t, c.Set(ctx, "k", "v"))
