@@ -40,8 +40,7 @@ func TestStoreReusedByAnotherType(t *testing.T) {
 	assert.NotPanics(t, func() { _, _ = c2.Get(ctx, "k") })
 }
 
-// R3: a Set on this instance does not bump the generation: a concurrent Get that read the
-// old value from Redis overwrites the Set's value in L1.
+// blockCodec parks a read between fetching from Redis and filling the local layer.
 type blockCodec struct {
 	entered chan struct{}
 	release chan struct{}
