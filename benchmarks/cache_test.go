@@ -221,8 +221,9 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 		if ctxTimeouts {
 			opt := rdb.(*redis.Client).Options()
 			opt.ContextTimeoutEnabled = true
-			rdb = redis.NewClient(opt)
-			defer rdb.Close()
+			c := redis.NewClient(opt)
+			b.Cleanup(func() { _ = c.Close() }) // after the store's Close, registered later
+			rdb = c
 		}
 		c, err := cache.New[[]byte](outgrowStore(b, rdb, prefix), cache.Config{})
 		if err != nil {
