@@ -201,7 +201,14 @@ func (s *MemoryStore) end() { s.inflight.Add(-1) }
 
 // fill stores e unless the key, its shard or the store was invalidated after start. It reports
 // whether e was stored.
-func (s *MemoryStore) fill(e *entry, start uint64) bool {
+func (s *MemoryStore) fill(e *entry, start uint64) bool { return s.fillGen(e, start, false) }
+
+// fillWrite stores e, written by this instance, as the newest write of its key unless the key
+// was invalidated after start (by a later write announced by another instance). Unlike fill it
+// takes a new generation, so that a fill which started before this write cannot replace it.
+func (s *MemoryStore) fillWrite(e *entry, start uint64) bool { return s.fillGen(e, start, true) }
+
+func (s *MemoryStore) fillGen(e *entry, start uint64, write bool) bool {
 	sh := s.shard(e.key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -212,24 +219,9 @@ func (s *MemoryStore) fill(e *entry, start uint64) bool {
 		return false
 	}
 	e.gen = start
-	sh.put(e, s)
-	return true
-}
-
-// fillWrite stores e, written by this instance, as the newest write of its key unless the key
-// was invalidated after start (by a later write announced by another instance). Unlike fill it
-// takes a new generation, so that a fill which started before this write cannot replace it.
-func (s *MemoryStore) fillWrite(e *entry, start uint64) bool {
-	sh := s.shard(e.key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if start < s.floor.Load() || start < sh.floor {
-		return false
+	if write {
+		e.gen = s.seq.Add(1)
 	}
-	if old := sh.m[e.key]; old != nil && old.gen > start {
-		return false
-	}
-	e.gen = s.seq.Add(1)
 	sh.put(e, s)
 	return true
 }
