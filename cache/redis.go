@@ -254,21 +254,12 @@ func (s *RedisStore) doFor(ctx context.Context, timeout time.Duration, fn func(c
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	if !s.outage.Admit() {
-		s.errs.Add(1)
-		return fmt.Errorf("%w: failed recently, retrying after %v", ErrUnavailable, s.outage.Retry())
-	}
-	err := redisscript.Bound(ctx, timeout, s.ctxTimeouts, fn)
-	if err != nil && ctx.Err() != nil {
-		s.outage.Record(false, false) // the caller went away: says nothing about Redis
-		return ctx.Err()
-	}
-	s.outage.Record(err != nil, err == nil)
-	if err != nil {
+	err := s.outage.Do(ctx, func() error { return redisscript.Bound(ctx, timeout, s.ctxTimeouts, fn) })
+	if err != nil && ctx.Err() == nil {
 		s.errs.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return nil
+	return err
 }
 
 // get reads one key: its envelope, or nil when Redis has none.

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -110,21 +109,15 @@ func (s *RedisStore) indexKey(user string) string {
 }
 
 func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call) error {
-	if !s.outage.Admit() {
-		return fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", ErrUnavailable, s.outage.Retry())
-	}
-	err := redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
-		return sc.Run(ctx, s.rdb, calls)
+	err := s.outage.Do(ctx, func() error {
+		return redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
+			return sc.Run(ctx, s.rdb, calls)
+		})
 	})
-	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		s.outage.Record(false, false) // the caller went away: says nothing about Redis
-		return ctx.Err()
-	}
-	s.outage.Record(err != nil, err == nil)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return nil
+	return err
 }
 
 func ms(v int64) time.Time { return time.UnixMilli(v) }

@@ -4,9 +4,15 @@
 package failfast
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
+
+// ErrDown reports a call refused because the store failed recently.
+var ErrDown = errors.New("failed recently")
 
 // Window is the outage state of one store. The zero value is not usable; create it with New.
 // It is safe for concurrent use.
@@ -53,3 +59,20 @@ func (w *Window) Down() bool { return w.downUntil.Load() != 0 }
 
 // Retry is the retry interval.
 func (w *Window) Retry() time.Duration { return w.retry }
+
+// Do runs call unless the store is in an outage, and records how it went. A refused call gets
+// an error matching ErrDown that says when the next attempt is due. An error while ctx has
+// ended (the caller went away or ran out of its own time) says nothing about the store: Do
+// records neither outcome and returns ctx.Err().
+func (w *Window) Do(ctx context.Context, call func() error) error {
+	if !w.Admit() {
+		return fmt.Errorf("%w; next attempt in at most %v", ErrDown, w.retry)
+	}
+	err := call()
+	if err != nil && ctx.Err() != nil {
+		w.Record(false, false)
+		return ctx.Err()
+	}
+	w.Record(err != nil, err == nil)
+	return err
+}

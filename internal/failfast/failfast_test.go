@@ -1,6 +1,8 @@
 package failfast
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -38,6 +40,30 @@ func TestWindow(t *testing.T) {
 		w.Record(false, true)
 		if w.Down() || !w.Admit() || !w.Admit() {
 			t.Fatal("a success ends the outage")
+		}
+	})
+}
+
+func TestDo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := New(time.Second)
+		boom := errors.New("boom")
+		calls := 0
+		fail := func() error { calls++; return boom }
+		if err := w.Do(context.Background(), fail); err != boom || !w.Down() {
+			t.Fatalf("a failure is returned and opens the outage: %v", err)
+		}
+		if err := w.Do(context.Background(), fail); !errors.Is(err, ErrDown) || calls != 1 {
+			t.Fatalf("refused without calling: %v, %d calls", err, calls)
+		}
+		time.Sleep(time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := w.Do(ctx, fail); err != context.Canceled || calls != 2 {
+			t.Fatalf("a caller that went away gets its own error: %v", err)
+		}
+		if err := w.Do(context.Background(), func() error { return nil }); err != nil || w.Down() {
+			t.Fatalf("the next probe may run, and its success ends the outage: %v", err)
 		}
 	})
 }
