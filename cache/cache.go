@@ -274,8 +274,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	if err != nil {
 		return zero, c.storeFailed(err, ErrNotFound)
 	}
-	e := c.remote(key, b)
-	if e == nil || c.now() >= e.fresh {
+	now := c.now()
+	e := c.remote(key, b, now, c.wall())
+	if e == nil || now >= e.fresh {
 		c.misses.Add(1)
 		return zero, ErrNotFound
 	}
@@ -323,9 +324,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	if err != nil {
 		return out, c.storeFailed(err, nil)
 	}
-	now := c.now()
+	now, wall := c.now(), c.wall()
 	for i, b := range bs {
-		e := c.remote(rest[i], b)
+		e := c.remote(rest[i], b, now, wall)
 		if e == nil || now >= e.fresh {
 			c.misses.Add(1)
 			continue
@@ -468,48 +469,31 @@ func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(cont
 	read := !background || c.now() >= fallback.fresh
 	held, token := false, ""
 	for c.l2 != nil && !held {
-		var b []byte
-		var err error
 		if read {
-			b, err = c.l2.get(ctx, key)
-		}
-		read = true
-		if err != nil {
-			if e := c.storeFailed(err, nil); e != nil {
-				f.deliver(*new(V), e)
+			b, err := c.l2.get(ctx, key)
+			if err != nil {
+				if e := c.storeFailed(err, nil); e != nil {
+					f.deliver(*new(V), e)
+					return
+				}
+				break // without Redis: the loader, without a lease
+			}
+			if c.useRemote(key, b, f, &fallback, start) {
 				return
 			}
-			break // without Redis: the loader, without a lease
+			refresh = refresh || b != nil // there, but stale or unreadable: the lease reloads it
 		}
-		if e := c.remote(key, b); e != nil {
-			now := c.now()
-			switch {
-			case now < e.fresh:
-				c.remoteHits.Add(1)
-				c.fillLocal(e, start)
-				c.deliverEntry(f, e)
-				return
-			case now < e.stale:
-				c.remoteHits.Add(1)
-				c.stale.Add(1)
-				c.servedStale(key, nil)
-				c.fillLocal(e, start)
-				v, err := c.value(e)
-				f.deliverEarly(v, err)
-				refresh = true
-			}
-			if fallback == nil || e.hard > fallback.hard {
-				fallback = e
-			}
-			refresh = true
-		}
+		// From here on the lease script reads the value itself: one round trip per turn.
+		read = false
 		if token == "" {
 			token = newToken()
 		}
 		wake := c.l2.waiter(key)
 		kind, val, wait, err := c.l2.acquire(ctx, key, token, c.leaseTTL(), refresh)
-		if err != nil {
+		if kind != leaseWait {
 			c.l2.unwait(key, wake)
+		}
+		if err != nil {
 			if e := c.storeFailed(err, nil); e != nil {
 				f.deliver(*new(V), e)
 				return
@@ -518,17 +502,12 @@ func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(cont
 		}
 		switch kind {
 		case leaseHeld:
-			c.l2.unwait(key, wake)
 			held = true
 		case leaseValue:
-			c.l2.unwait(key, wake)
-			if e := c.remote(key, val); e != nil && c.now() < e.fresh {
-				c.remoteHits.Add(1)
-				c.fillLocal(e, start)
-				c.deliverEntry(f, e)
+			if c.useRemote(key, val, f, &fallback, start) {
 				return
 			}
-			refresh = true // there, but stale or unreadable: load it
+			refresh = true
 		case leaseWait:
 			if f.delivered {
 				c.l2.unwait(key, wake)
@@ -546,7 +525,7 @@ func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(cont
 				c.failed(f, key, fallback, ctx.Err())
 				return
 			}
-			refresh = false
+			refresh = false // the holder filled it, or gave up: the script returns what is there
 		}
 	}
 	if held && c.leaseTTL() < c.cfg.LoadTimeout {
@@ -564,6 +543,35 @@ func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(cont
 	lctx, cancel := context.WithTimeout(base, c.cfg.LoadTimeout)
 	defer cancel()
 	c.load(lctx, key, load, f, fallback, held, token, start)
+}
+
+// useRemote considers an entry read from Redis for a flight: fresh, it is delivered (true);
+// within stale-while-revalidate, it is served while the flight refreshes it; otherwise it may
+// still serve a failed refresh (stale-if-error) as the fallback.
+func (c *Cache[V]) useRemote(key string, b []byte, f *flight[V], fallback **entry, start uint64) bool {
+	now := c.now()
+	e := c.remote(key, b, now, c.wall())
+	if e == nil {
+		return false
+	}
+	switch {
+	case now < e.fresh:
+		c.remoteHits.Add(1)
+		c.fillLocal(e, start)
+		c.deliverEntry(f, e)
+		return true
+	case now < e.stale && !f.delivered:
+		c.remoteHits.Add(1)
+		c.stale.Add(1)
+		c.servedStale(key, nil)
+		c.fillLocal(e, start)
+		v, err := c.value(e)
+		f.deliverEarly(v, err)
+	}
+	if *fallback == nil || e.hard > (*fallback).hard {
+		*fallback = e
+	}
+	return false
 }
 
 // leaseTTL is how long a lease lives unless its holder extends it.
@@ -589,15 +597,16 @@ func (c *Cache[V]) load(ctx context.Context, key string, load func(context.Conte
 		c.failed(f, key, fallback, err)
 		return
 	}
-	e := c.newEntry(key, v, notFound, took)
+	now, wall := c.now(), c.wall()
+	e := c.newEntry(key, v, notFound, took, 0, now)
 	if c.l2 != nil && held {
-		env, encErr := c.encode(e, v)
+		env, encErr := c.encode(e, v, now, wall)
 		if encErr != nil {
 			_, _ = c.l2.fill(ctx, key, token, nil, 0)
 			f.deliver(v, encErr)
 			return
 		}
-		stored, ferr := c.l2.fill(ctx, key, token, env, c.keepOf(e))
+		stored, ferr := c.l2.fill(ctx, key, token, env, time.Duration(e.hard-now))
 		if ferr != nil {
 			c.storeFailed(ferr, nil)
 		} else if !stored {
@@ -662,7 +671,7 @@ func (c *Cache[V]) call(ctx context.Context, key string, load func(context.Conte
 // local layer too (so that this instance does not hold what the others cannot see) and the
 // error matches ErrUnavailable.
 func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
-	return c.SetMany(ctx, map[string]V{key: value})
+	return c.set(ctx, []string{key}, []V{value}, 0)
 }
 
 // SetWithTTL is Set with a TTL of its own for this entry (the stale windows of Config still
@@ -693,9 +702,10 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 		return nil
 	}
 	c.unlistFlights(keys)
+	now, wall := c.now(), c.wall()
 	entries := make([]*entry, len(keys))
 	for i, k := range keys {
-		entries[i] = c.newEntryTTL(k, vals[i], false, 0, ttl)
+		entries[i] = c.newEntry(k, vals[i], false, 0, ttl, now)
 	}
 	if c.l2 == nil {
 		for _, e := range entries {
@@ -706,11 +716,11 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 	envs := make([][]byte, len(keys))
 	keeps := make([]time.Duration, len(keys))
 	for i, e := range entries {
-		env, err := c.encode(e, vals[i])
+		env, err := c.encode(e, vals[i], now, wall)
 		if err != nil {
 			return err
 		}
-		envs[i], keeps[i] = env, c.keepOf(e)
+		envs[i], keeps[i] = env, time.Duration(e.hard-now) // kept until no longer served, even stale
 	}
 	start := c.begin()
 	defer c.end()
@@ -780,13 +790,9 @@ func (c *Cache[V]) end() {
 	}
 }
 
-// newEntry builds the entry of a loaded or set value, with the policy's times from now.
-func (c *Cache[V]) newEntry(key string, v V, neg bool, took time.Duration) *entry {
-	return c.newEntryTTL(key, v, neg, took, 0)
-}
-
-func (c *Cache[V]) newEntryTTL(key string, v V, neg bool, took, ttl time.Duration) *entry {
-	now := c.now()
+// newEntry builds the entry of a loaded or set value, with the policy's times (ttl, when not
+// zero, replaces Config.TTL) counted from now.
+func (c *Cache[V]) newEntry(key string, v V, neg bool, took, ttl time.Duration, now int64) *entry {
 	e := &entry{key: key, neg: neg, load: int64(took), weight: defaultWeight}
 	if neg {
 		e.fresh = now + int64(c.negTTL)
@@ -815,13 +821,9 @@ func (c *Cache[V]) newEntryTTL(key string, v V, neg bool, took, ttl time.Duratio
 	return e
 }
 
-// keepOf is how long Redis keeps e: until it may no longer be served even stale.
-func (c *Cache[V]) keepOf(e *entry) time.Duration { return time.Duration(e.hard - c.now()) }
-
-// encode builds e's envelope for Redis, with its times on the wall clock.
-func (c *Cache[V]) encode(e *entry, v V) ([]byte, error) {
-	wall := c.wall()
-	now := c.now()
+// encode builds e's envelope for Redis, with its times on the wall clock (now and wall are one
+// instant on the two clocks).
+func (c *Cache[V]) encode(e *entry, v V, now, wall int64) ([]byte, error) {
 	env := envelope{
 		fresh: wall + (e.fresh-now)/1e6, stale: wall + (e.stale-now)/1e6, hard: wall + (e.hard-now)/1e6,
 		load: e.load / 1e6,
@@ -835,7 +837,8 @@ func (c *Cache[V]) encode(e *entry, v V) ([]byte, error) {
 		case []byte:
 			env.payload = x
 		case string:
-			env.payload = []byte(x)
+			// Appended as it is: no []byte copy of the string first.
+			return append(env.append(make([]byte, 0, 24+len(x))), x...), nil
 		}
 	default:
 		b, err := c.codec.Marshal(v)
@@ -849,7 +852,7 @@ func (c *Cache[V]) encode(e *entry, v V) ([]byte, error) {
 
 // remote turns an envelope read from Redis into an entry on the local clock; nil when b is nil
 // or does not decode (it then counts as a miss, and the next load overwrites it).
-func (c *Cache[V]) remote(key string, b []byte) *entry {
+func (c *Cache[V]) remote(key string, b []byte, now, wall int64) *entry {
 	if b == nil {
 		return nil
 	}
@@ -879,8 +882,6 @@ func (c *Cache[V]) remote(key string, b []byte) *entry {
 		}
 		e.value = v
 	}
-	wall := c.wall()
-	now := c.now()
 	// Clamped, so that no time written by another instance can overflow.
 	local := func(ms int64) int64 { return now + min(max(ms-wall, -maxTTLms), maxTTLms)*1e6 }
 	e.fresh, e.stale, e.hard = local(env.fresh), local(env.stale), local(env.hard)
