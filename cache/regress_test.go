@@ -25,7 +25,11 @@ func TestNilInterfaceValue(t *testing.T) {
 	fx := memFx(t)
 	c := newCache[any](t, fx.store(RedisConfig{}), Config{})
 	require.NoError(t, c.Set(ctx, "k", nil))
-	assert.NotPanics(t, func() { _, _ = c.Get(ctx, "k") })
+	var v any = "not nil"
+	var err error
+	require.NotPanics(t, func() { v, err = c.Get(ctx, "k") })
+	require.NoError(t, err)
+	assert.Nil(t, v)
 }
 
 // A store freed by Close serves a Cache of another V from scratch.
@@ -37,7 +41,8 @@ func TestStoreReusedByAnotherType(t *testing.T) {
 	require.NoError(t, c1.Set(ctx, "k", "x"))
 	require.NoError(t, c1.Close())
 	c2 := newCache[int](t, s, Config{})
-	assert.NotPanics(t, func() { _, _ = c2.Get(ctx, "k") })
+	require.NotPanics(t, func() { _, err = c2.Get(ctx, "k") })
+	assert.ErrorIs(t, err, ErrNotFound, "the former Cache's entries are gone")
 }
 
 // blockCodec parks a read between fetching from Redis and filling the local layer.
@@ -113,10 +118,9 @@ func TestEvictedWriteStillBlocksOlderFill(t *testing.T) {
 	}
 	close(release)
 	<-done
+	// "new" may have been evicted since; what must never be there is "old".
 	v, err := c.Get(ctx, "k")
-	if err == nil {
-		assert.NotEqual(t, "old", v, "L1 stores the load that started before the Set")
-	}
+	assert.False(t, err == nil && v == "old", "L1 stores the load that started before the Set")
 }
 
 // A waiter outlasts the lease of a holder that died, then loads itself.
