@@ -47,6 +47,22 @@ func failsafeBreaker[R any]() circuitbreaker.Builder[R] {
 
 func ok(context.Context) error { return nil }
 
+// allowDone times outgrow's permit API on every goroutine: Allow, then Done with a success.
+func allowDone(b *testing.B, br *breaker.Breaker) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tok, err := br.Allow(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			tok.Done(nil)
+		}
+	})
+}
+
 func okFn() error { return nil }
 
 // BenchmarkBreakerClosedSuccess: one successful call through a closed breaker, from every
@@ -58,17 +74,7 @@ func BenchmarkBreakerClosedSuccess(b *testing.B) {
 	ctx := context.Background()
 	b.Run("lib=outgrow", func(b *testing.B) {
 		br := outgrowBreaker(b)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				tok, err := br.Allow(ctx)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				tok.Done(nil)
-			}
-		})
+		allowDone(b, br)
 	})
 	b.Run("lib=outgrow-do", func(b *testing.B) {
 		br := outgrowBreaker(b)
@@ -261,17 +267,7 @@ func BenchmarkBreakerFailureRate(b *testing.B) {
 			_ = chk.Do(ctx, func(context.Context) error { return outcome(fail) })
 		}, func() bool { return chk.State() == breaker.StateOpen })
 		br := outgrowRateBreaker(b)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				tok, err := br.Allow(ctx)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				tok.Done(nil)
-			}
-		})
+		allowDone(b, br)
 	})
 	b.Run("lib=gobreaker", func(b *testing.B) {
 		chk := goRateBreaker()
