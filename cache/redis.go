@@ -233,15 +233,10 @@ func (s *RedisStore) Stats() RedisStats {
 func (s *RedisStore) key(k string) string   { return rediskey.Key(s.prefix, k, "") }
 func (s *RedisStore) lease(k string) string { return rediskey.Key(s.prefix, k, ":lease") }
 
-// Announcements: one byte of kind, the origin, then the key.
-const (
-	msgWrite = 'w' // the key was set or deleted
-	msgFill  = 'f' // a lease ended: the key was filled, or its loader failed
-)
-
-func (s *RedisStore) message(kind byte, key string) string {
-	return string(kind) + s.origin + key
-}
+// message is the announcement of key: this store's origin, then the key. Writes and fills are
+// announced alike: every other instance drops the key from its local layer, and every instance
+// wakes its waiters for the key.
+func (s *RedisStore) message(key string) string { return s.origin + key }
 
 // do runs fn against Redis, bounded by Timeout, unless the store is being left alone after a
 // failure. Errors come back wrapped in ErrUnavailable.
@@ -416,7 +411,7 @@ func (s *RedisStore) keepLease(key, token string, ttl time.Duration, stop <-chan
 // and wakes the waiters. It reports whether the lease was still held.
 func (s *RedisStore) fill(ctx context.Context, key, token string, env []byte, ttl time.Duration) (bool, error) {
 	call := &redisscript.Call{Args: []any{
-		2, s.key(key), s.lease(key), token, env, max(1, ttl.Milliseconds()), s.channel, s.message(msgFill, key),
+		2, s.key(key), s.lease(key), token, env, max(1, ttl.Milliseconds()), s.channel, s.message(key),
 	}}
 	// A fill comes after a load that may have cost far more; losing it to a short timeout
 	// would leave the others waiting for the lease. It gets five times Timeout.
@@ -447,7 +442,7 @@ func (s *RedisStore) write(ctx context.Context, keys []string, envs [][]byte, tt
 			env, px = envs[i], max(1, ttls[i].Milliseconds())
 		}
 		calls[i] = &redisscript.Call{Args: []any{
-			2, s.key(k), s.lease(k), env, px, s.channel, s.message(msgWrite, k),
+			2, s.key(k), s.lease(k), env, px, s.channel, s.message(k),
 		}}
 	}
 	// Many keys take longer to write; up to ten times Timeout for 90 keys and more.
@@ -511,17 +506,15 @@ func (s *RedisStore) wakeAll() {
 }
 
 func (s *RedisStore) apply(payload string) {
-	if len(payload) < 1+len(s.origin) {
+	if len(payload) < len(s.origin) {
 		return
 	}
-	kind, origin, key := payload[0], payload[1:1+len(s.origin)], payload[1+len(s.origin):]
-	if origin != s.origin || kind == msgFill {
-		// This instance's own writes are already in its local layer; its own fills were
-		// stored under the generation guard, but its waiters must still wake.
-		if origin != s.origin && s.local != nil {
-			s.local.invalidate(key)
-			s.received.Add(1)
-		}
+	origin, key := payload[:len(s.origin)], payload[len(s.origin):]
+	// This instance's own writes and fills are already in its local layer, under the
+	// generation guard; its waiters must still wake.
+	if origin != s.origin && s.local != nil {
+		s.local.invalidate(key)
+		s.received.Add(1)
 	}
 	s.wake(key)
 }
@@ -545,7 +538,7 @@ func (s *RedisStore) listen(ctx context.Context) {
 		return
 	}
 	defer func() { _ = sub.Close() }()
-	subscribed, pinged, readyClosed := false, false, false
+	subscribed, pinged := false, false
 	for {
 		msg, err := sub.ReceiveTimeout(ctx, s.ping)
 		if ctx.Err() != nil {
@@ -589,12 +582,11 @@ func (s *RedisStore) listen(ctx context.Context) {
 				s.wakeAll()
 				s.logger.Info("cache: invalidation subscription regained; local layer flushed", "channel", s.channel)
 			}
+			if !subscribed {
+				close(s.ready) // the first confirmation: NewRedisStore may return
+			}
 			subscribed = true
 			s.hearing.Store(true)
-			if !readyClosed {
-				readyClosed = true
-				close(s.ready)
-			}
 		case *redis.Message:
 			s.apply(m.Payload)
 		}
