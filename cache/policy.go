@@ -34,11 +34,6 @@ func (p Policy) ttl() time.Duration {
 	return p.TTL
 }
 
-// keep is how long data is kept after it was stored: fresh, then stale for the longer window.
-func (p Policy) keep() time.Duration {
-	return p.ttl() + max(p.StaleWhileRevalidate, p.StaleIfError)
-}
-
 func (p Policy) check(what string) error {
 	switch {
 	case p.TTL < 0:
