@@ -98,6 +98,7 @@ func TestShutdownDrainsThenWaitsForInFlight(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, "liveness while draining")
 	code, body, err = s.get("/fast")
 	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "fast", body, "new requests are still served during the drain delay")
 	assert.Less(t, time.Since(start), 2*time.Second, "the checks above ran after the drain delay")
 

@@ -208,12 +208,6 @@ type middleware struct {
 	rules []Rule
 }
 
-// applied is one rule that applies to a request.
-type applied struct {
-	rule  *Rule
-	layer Layer
-}
-
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if m.cfg.Skip != nil && m.cfg.Skip(r) {
 		next.ServeHTTP(w, r)
