@@ -27,9 +27,10 @@ const DefaultMaxEntries = 10_000
 // MemoryStore is the in-process layer: a [Store] on its own (one instance, tests), and the
 // local layer (L1) in front of a [RedisStore].
 //
-// It holds decoded values, so a hit costs a map lookup and no decoding or allocation. Keys are
-// hashed with a per-store random seed into shards, each a read-write mutex over a map, so
-// readers of different shards never meet. Eviction follows SIEVE (Zhang et al., NSDI 2024): a
+// It holds decoded values, so a hit costs a lookup and no decoding or allocation. Keys are
+// hashed once, with a per-store random seed: the high bits pick a shard, the low bits a slot in
+// the shard's open-addressing table of atomic pointers. Readers take no lock; writers take
+// their shard's mutex. Eviction follows SIEVE (Zhang et al., NSDI 2024): a
 // hit only sets a flag on its entry, and when a shard is full a hand walks from its oldest
 // entries, clearing flags, and evicts the first entry not read since the hand last passed. It
 // keeps popular entries like LRU does while new entries read once leave early, and its hit
@@ -44,7 +45,7 @@ type MemoryStore struct {
 	epoch    time.Time
 	now      func() int64 // ns since epoch; replaced by tests
 	wall     func() int64 // Unix ms, for the times stored in Redis; replaced by tests
-	mask     uint64
+	shift    uint         // shard index = hash >> shift; the low bits pick the slot in its table
 	perShard int
 	perBytes int64
 	shards   []memShard
@@ -57,6 +58,7 @@ type MemoryStore struct {
 	inflight atomic.Int64  // fills in progress; invalidations leave tombstones while > 0
 
 	attached atomic.Bool
+	counts   lookups
 }
 
 type memShard struct {
@@ -65,22 +67,35 @@ type memShard struct {
 }
 
 type shardState struct {
-	mu    sync.RWMutex
-	m     map[string]*entry
-	head  *entry // newest
-	tail  *entry // oldest
-	hand  *entry // SIEVE hand: the next entry it looks at, moving from tail to head
-	sweep *entry // next entry the insert-time expiry sweep looks at
+	tab   atomic.Pointer[table] // read by every lookup; replaced when it grows
+	mu    sync.Mutex            // writers
+	head  *entry                // newest
+	tail  *entry                // oldest
+	hand  *entry                // SIEVE hand: the next entry it looks at, moving from tail to head
+	sweep *entry                // next entry the insert-time expiry sweep looks at
 	bytes int64
 	floor uint64 // fills of this shard that started before it are dropped (tombstones gone)
 
-	hits, misses, evictions, expired atomic.Uint64
+	evictions, expired atomic.Uint64
 }
+
+// lookups counts hits and misses, spread over stripes picked by key hash (bits the shard and
+// slot choices do not use): every lookup writes one, and one counter per shard would make the
+// cores reading hot keys fight over its cache line.
+type lookups [64]lookupStripe
+
+type lookupStripe struct {
+	hits, misses atomic.Uint64
+	_            [48]byte
+}
+
+func (l *lookups) at(h uint64) *lookupStripe { return &l[h>>20&63] }
 
 // entry is one cached value. Everything but visited and the list links is immutable once the
 // entry is in a map: a change replaces the entry.
 type entry struct {
 	key     string
+	hash    uint64 // of key, with the store's seed
 	value   any
 	fresh   int64 // ns since epoch: fresh until
 	stale   int64 // stale-while-revalidate until
@@ -116,14 +131,15 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	}
 	// Enough shards that cores rarely meet, few enough that each holds at least 64 entries:
 	// SIEVE judges entries against their shard, and tiny shards would evict by accident.
-	shards := 1 << bits.Len(uint(4*runtime.GOMAXPROCS(0)-1))
-	for shards > 1 && n/shards < 64 {
-		shards /= 2
+	shardBits := bits.Len(uint(4*runtime.GOMAXPROCS(0) - 1))
+	for shardBits > 0 && n>>shardBits < 64 {
+		shardBits--
 	}
+	shards := 1 << shardBits
 	s := &MemoryStore{
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
-		mask:     uint64(shards - 1),
+		shift:    uint(64 - shardBits),
 		perShard: (n + shards - 1) / shards,
 		shards:   make([]memShard, shards),
 	}
@@ -133,7 +149,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	s.now = func() int64 { return int64(time.Since(s.epoch)) }
 	s.wall = func() int64 { return time.Now().UnixMilli() }
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*entry)
+		s.shards[i].tab.Store(newTable(0))
 	}
 	return s, nil
 }
@@ -152,25 +168,26 @@ func (s *MemoryStore) attach() bool {
 
 func (s *MemoryStore) detach() { s.attached.Store(false) }
 
-func (s *MemoryStore) shard(key string) *shardState {
-	return &s.shards[maphash.String(s.seed, key)&s.mask].shardState
-}
+// shard returns the shard of hash h. With one shard, shift is 64 and h>>64 is 0.
+func (s *MemoryStore) shard(h uint64) *shardState { return &s.shards[h>>s.shift].shardState }
 
-// get returns the live entry of key: not expired and not a tombstone. It takes only the read
-// lock, and writes nothing shared unless the entry was not flagged yet.
+func (s *MemoryStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
+
+// get returns the live entry of key: not expired and not a tombstone. It takes no lock, hashes
+// the key once, and writes nothing shared but a counter unless the entry was not flagged yet.
 func (s *MemoryStore) get(key string, now int64) *entry {
-	sh := s.shard(key)
-	sh.mu.RLock()
-	e := sh.m[key]
-	sh.mu.RUnlock()
+	h := s.hash(key)
+	sh := s.shard(h)
+	e := sh.tab.Load().get(h, key)
+	n := s.counts.at(h)
 	if e == nil || e.tomb {
-		sh.misses.Add(1)
+		n.misses.Add(1)
 		return nil
 	}
 	if now >= e.hard {
-		sh.misses.Add(1)
+		n.misses.Add(1)
 		sh.mu.Lock()
-		if sh.m[key] == e {
+		if sh.tab.Load().get(h, key) == e {
 			sh.remove(e, s)
 			sh.expired.Add(1)
 		}
@@ -181,9 +198,9 @@ func (s *MemoryStore) get(key string, now int64) *entry {
 		e.visited.Store(true)
 	}
 	if now < e.fresh {
-		sh.hits.Add(1)
+		n.hits.Add(1)
 	} else {
-		sh.misses.Add(1) // stale: served only by the Cache's stale windows, counted there
+		n.misses.Add(1) // stale: served only by the Cache's stale windows, counted there
 	}
 	return e
 }
@@ -209,13 +226,14 @@ func (s *MemoryStore) fill(e *entry, start uint64) bool { return s.fillGen(e, st
 func (s *MemoryStore) fillWrite(e *entry, start uint64) bool { return s.fillGen(e, start, true) }
 
 func (s *MemoryStore) fillGen(e *entry, start uint64, write bool) bool {
-	sh := s.shard(e.key)
+	e.hash = s.hash(e.key)
+	sh := s.shard(e.hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if start < s.floor.Load() || start < sh.floor {
 		return false
 	}
-	if old := sh.m[e.key]; old != nil && old.gen > start {
+	if old := sh.tab.Load().get(e.hash, e.key); old != nil && old.gen > start {
 		return false
 	}
 	e.gen = start
@@ -228,7 +246,8 @@ func (s *MemoryStore) fillGen(e *entry, start uint64, write bool) bool {
 
 // set stores e as the newest write of its key.
 func (s *MemoryStore) set(e *entry) {
-	sh := s.shard(e.key)
+	e.hash = s.hash(e.key)
+	sh := s.shard(e.hash)
 	sh.mu.Lock()
 	e.gen = s.seq.Add(1)
 	sh.put(e, s)
@@ -238,12 +257,13 @@ func (s *MemoryStore) set(e *entry) {
 // invalidate forgets key. While fills are in flight, it leaves a tombstone so that a fill which
 // started before it cannot store what it fetched.
 func (s *MemoryStore) invalidate(key string) {
-	sh := s.shard(key)
+	h := s.hash(key)
+	sh := s.shard(h)
 	sh.mu.Lock()
 	g := s.seq.Add(1)
 	if s.inflight.Load() > 0 {
-		sh.put(&entry{key: key, gen: g, tomb: true, hard: s.now() + tombstoneTTL}, s)
-	} else if e := sh.m[key]; e != nil {
+		sh.put(&entry{key: key, hash: h, gen: g, tomb: true, hard: s.now() + tombstoneTTL}, s)
+	} else if e := sh.tab.Load().get(h, key); e != nil {
 		sh.remove(e, s)
 	}
 	sh.mu.Unlock()
@@ -257,7 +277,7 @@ func (s *MemoryStore) flush() {
 	for i := range s.shards {
 		sh := &s.shards[i].shardState
 		sh.mu.Lock()
-		clear(sh.m)
+		sh.tab.Store(newTable(0))
 		sh.head, sh.tail, sh.hand, sh.sweep, sh.bytes = nil, nil, nil, nil, 0
 		sh.mu.Unlock()
 	}
@@ -265,12 +285,16 @@ func (s *MemoryStore) flush() {
 
 // put inserts e (replacing the key's entry) and evicts what the caps require. sh.mu is held.
 func (sh *shardState) put(e *entry, s *MemoryStore) {
-	if old := sh.m[e.key]; old != nil {
+	tab := sh.tab.Load()
+	if tab.full() {
+		tab = tab.grown()
+		sh.tab.Store(tab)
+	}
+	e.weight = int64(len(e.key)) + e.weight
+	if old := tab.put(e); old != nil {
 		e.visited.Store(old.visited.Load())
 		sh.unlink(old)
 	}
-	e.weight = int64(len(e.key)) + e.weight
-	sh.m[e.key] = e
 	sh.bytes += e.weight
 	e.prev, e.next = nil, sh.head
 	if sh.head != nil {
@@ -282,7 +306,7 @@ func (sh *shardState) put(e *entry, s *MemoryStore) {
 	}
 	now := s.now()
 	sh.sweepExpired(now, s)
-	for len(sh.m) > s.perShard || (s.perBytes > 0 && sh.bytes > s.perBytes && len(sh.m) > 1) {
+	for tab.live > s.perShard || (s.perBytes > 0 && sh.bytes > s.perBytes && tab.live > 1) {
 		sh.evict(now, s)
 	}
 }
@@ -330,7 +354,7 @@ func (sh *shardState) evict(now int64, s *MemoryStore) {
 // though the entry that said so is gone.
 func (sh *shardState) remove(e *entry, s *MemoryStore) {
 	sh.floor = max(sh.floor, e.gen)
-	delete(sh.m, e.key)
+	sh.tab.Load().remove(e)
 	sh.unlink(e)
 }
 
@@ -370,16 +394,18 @@ type MemoryStats struct {
 // Stats returns a snapshot of the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
 	var st MemoryStats
+	for i := range s.counts {
+		st.Hits += s.counts[i].hits.Load()
+		st.Misses += s.counts[i].misses.Load()
+	}
 	for i := range s.shards {
 		sh := &s.shards[i].shardState
-		st.Hits += sh.hits.Load()
-		st.Misses += sh.misses.Load()
 		st.Evictions += sh.evictions.Load()
 		st.Expired += sh.expired.Load()
-		sh.mu.RLock()
-		st.Entries += len(sh.m)
+		sh.mu.Lock()
+		st.Entries += sh.tab.Load().live
 		st.Bytes += sh.bytes
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
 	return st
 }
@@ -389,9 +415,9 @@ func (s *MemoryStore) Len() int {
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i].shardState
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
+		sh.mu.Lock()
+		n += sh.tab.Load().live
+		sh.mu.Unlock()
 	}
 	return n
 }

@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,4 +174,79 @@ func TestEarlyRefresh(t *testing.T) {
 		return err == nil && v == 2
 	}, 5*time.Second, time.Millisecond, "refreshed before it expired")
 	assert.Equal(t, uint64(1), c.Stats().Refreshes)
+}
+
+// The lock-free index against a map, through random inserts, replacements and removals that
+// force growth and reuse of removed slots.
+func TestTableMatchesMap(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{})
+	tab := newTable(0)
+	model := map[string]*entry{}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20_000 {
+		key := fmt.Sprint(r.IntN(300))
+		switch e := tab.get(s.hash(key), key); {
+		case e != model[key]:
+			t.Fatalf("step %d: %q is %p, want %p", i, key, e, model[key])
+		case e != nil && r.IntN(2) == 0:
+			tab.remove(e)
+			delete(model, key)
+		default:
+			if tab.full() {
+				tab = tab.grown()
+			}
+			n := &entry{key: key, hash: s.hash(key)}
+			if old := tab.put(n); old != model[key] {
+				t.Fatalf("step %d: put replaced %p, want %p", i, old, model[key])
+			}
+			model[key] = n
+		}
+		if tab.live != len(model) {
+			t.Fatalf("step %d: %d live, want %d", i, tab.live, len(model))
+		}
+	}
+}
+
+// Readers take no lock while writers insert, replace and evict: a reader never sees another
+// key's entry (run with -race).
+func TestMemoryConcurrentReadersAndWriters(t *testing.T) {
+	s, _ := memStore(t, MemoryConfig{MaxEntries: 256})
+	c := newCache[string](t, s, Config{})
+	var writers, readers sync.WaitGroup
+	var wrong atomic.Int64
+	stop := make(chan struct{})
+	for w := range 2 {
+		writers.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprint(r.IntN(1000))
+				if r.IntN(10) == 0 {
+					_ = c.Delete(ctx, k)
+				} else {
+					_ = c.Set(ctx, k, k)
+				}
+			}
+		})
+	}
+	for g := range 4 {
+		readers.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			for range 20_000 {
+				k := fmt.Sprint(r.IntN(1000))
+				if v, err := c.Get(ctx, k); err == nil && v != k {
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	readers.Wait()
+	close(stop)
+	writers.Wait()
+	assert.Zero(t, wrong.Load())
+	assert.LessOrEqual(t, s.Len(), 256+len(s.shards))
 }
