@@ -252,8 +252,10 @@ func TestRedisOutage(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound, "and leaves nothing local that the fleet cannot see")
 	time.Sleep(300 * time.Millisecond)
 	down := storeErrs.Load()
-	redistest.StartServer(t, srv.Port())
+	// Taken while Redis is down (nothing is read from it): once it is back, the flush sends
+	// the readers to Redis again, maybe before StartServer even returns.
 	remote := c.Stats().Remote.Hits + c.Stats().Remote.Misses
+	redistest.StartServer(t, srv.Port())
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		st := c.Stats().Remote
 		assert.Greater(ct, st.Hits+st.Misses, remote+10, "back on Redis")
