@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -20,7 +21,7 @@ func (b *Breaker) allowShared(ctx context.Context) (tok Token, err error, ok boo
 		return Token{}, b.busyErr, true
 	}
 	defer sh.acquiring.Store(false)
-	id := instanceName()
+	id := crand.Text()
 	r, err := sh.h.call(ctx, request{name: b.cfg.Name, op: opAcquire, pol: &sh.pol, gen: sh.gen.Load(), jitter: jitter(), leaseID: id})
 	if err != nil {
 		// Redis may have granted the lease before the failure: give it back when it answers

@@ -3,7 +3,6 @@ package breaker
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -402,7 +401,7 @@ type sharing struct {
 }
 
 func newSharing(h *hub, c *Config) *sharing {
-	sh := &sharing{h: h, pol: policyOf(c), inst: instanceName()}
+	sh := &sharing{h: h, pol: policyOf(c), inst: crand.Text()}
 	sh.gen.Store(-1)
 	return sh
 }
@@ -525,11 +524,4 @@ func (sh *sharing) keep(b *Breaker, r *request) {
 	u.succ, u.fail, u.tail, u.hold = 0, 0, 0, 0
 	sh.unsent = &u
 	sh.touch(b)
-}
-
-// instanceName names a breaker in batch numbers: random, so that no two breakers share one.
-func instanceName() string {
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

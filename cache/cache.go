@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -486,7 +485,7 @@ func (c *Cache[V]) resolve(ctx, base context.Context, key string, load func(cont
 		// From here on the lease script reads the value itself: one round trip per turn.
 		read = false
 		if token == "" {
-			token = newToken()
+			token = rand.Text()
 		}
 		wake := c.l2.waiter(key)
 		kind, val, wait, err := c.l2.acquire(ctx, key, token, c.leaseTTL(), refresh)
@@ -946,10 +945,4 @@ func (c *Cache[V]) storeFailed(err, def error) error {
 		return err
 	}
 	return def
-}
-
-func newToken() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,7 +137,7 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	}
 	s := &RedisStore{
 		rdb: rdb, prefix: prefix, channel: prefix + "invalidate",
-		origin: newOrigin(), timeout: cfg.Timeout, ping: cfg.PingInterval,
+		origin: rand.Text(), timeout: cfg.Timeout, ping: cfg.PingInterval,
 		ctxTimeouts: redisscript.ContextTimeouts(rdb),
 		outage:      failfast.New(cfg.RetryInterval),
 		logger:      cfg.Logger,
@@ -164,12 +163,6 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	case <-t.C:
 	}
 	return s, nil
-}
-
-func newOrigin() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func (s *RedisStore) layers() (*MemoryStore, *RedisStore) { return s.local, s }
