@@ -50,7 +50,10 @@ type RedisConfig struct {
 	NoLocal bool
 	// Timeout bounds each round trip to Redis; 100 ms when zero, and longer for many keys at
 	// once (up to ten times for 90 keys). A read that takes longer is answered without Redis
-	// (by the local layer or the loader).
+	// (by the local layer or the loader). On a client created with ContextTimeoutEnabled the
+	// bound is the context's deadline and costs nothing; otherwise each call runs on a
+	// goroutine of its own so that the caller can stop waiting, which costs about a
+	// microsecond per call.
 	Timeout time.Duration
 	// RetryInterval is how long the store is left alone after it failed, every call going
 	// without Redis, before one call tries it again; 500 ms when zero. Entries that the local
