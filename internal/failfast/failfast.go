@@ -1,12 +1,10 @@
-// Package failfast keeps a component from waiting on a Redis that just failed: after a failure,
-// calls fail at once for a retry interval, then one call probes, and the first success ends the
-// outage. Components that degrade (a local fallback) and components that answer 503 share it.
+// Package failfast keeps a component from waiting on a Redis that is failing: after a run of
+// consecutive failures, calls fail at once for a retry interval, then one call probes, and the
+// first success ends the outage. A single slow or failed call among successes never opens it.
 package failfast
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -18,14 +16,17 @@ var ErrDown = errors.New("failed recently")
 // It is safe for concurrent use.
 type Window struct {
 	retry     time.Duration
+	after     int64
 	epoch     time.Time
+	failures  atomic.Int64 // consecutive failures while up
 	downUntil atomic.Int64 // ns since epoch until which calls fail fast; 0 when up
 	probing   atomic.Bool  // one probe at a time once downUntil has passed
 }
 
-// New returns a Window that fails fast for retry after each failure.
-func New(retry time.Duration) *Window {
-	return &Window{retry: retry, epoch: time.Now()}
+// New returns a Window that opens after `after` consecutive failures (at least 1) and then
+// fails fast for retry after each failed probe.
+func New(retry time.Duration, after int) *Window {
+	return &Window{retry: retry, after: int64(max(after, 1)), epoch: time.Now()}
 }
 
 func (w *Window) now() int64 { return int64(time.Since(w.epoch)) + 1 }
@@ -40,18 +41,44 @@ func (w *Window) Admit() bool {
 	return w.now() >= until && w.probing.CompareAndSwap(false, true)
 }
 
-// Record reports how an admitted call went: failed opens (or extends) the outage; a success ends
-// it. A call that says nothing about the store (the caller went away) is recorded as neither.
-func (w *Window) Record(failed, success bool) {
-	switch {
-	case success:
+// Outcome is what a call admitted by [Window.Admit] says about the store.
+type Outcome int
+
+const (
+	// Unknown: the call says nothing about the store (its caller went away first).
+	Unknown Outcome = iota
+	// Succeeded: the store answered.
+	Succeeded
+	// Failed: the store failed or did not answer in time.
+	Failed
+)
+
+// Record reports how an admitted call went. It returns changed true when the call opened or
+// ended an outage, for the caller to log the transition once.
+func (w *Window) Record(o Outcome) (changed bool) {
+	defer w.probing.Store(false)
+	switch o {
+	case Succeeded:
+		return w.Up()
+	case Failed:
 		if w.downUntil.Load() != 0 {
-			w.downUntil.Store(0)
+			w.downUntil.Store(w.now() + int64(w.retry)) // a failed probe: wait again
+			return false
 		}
-	case failed:
-		w.downUntil.Store(w.now() + int64(w.retry))
+		if w.failures.Add(1) >= w.after {
+			return w.downUntil.Swap(w.now()+int64(w.retry)) == 0
+		}
 	}
-	w.probing.Store(false)
+	return false
+}
+
+// Up records that the store answered, outside any admitted call (a subscription confirmed, a
+// PING answered): the outage, if any, ends. It reports whether one did.
+func (w *Window) Up() bool {
+	if w.failures.Load() != 0 {
+		w.failures.Store(0)
+	}
+	return w.downUntil.Load() != 0 && w.downUntil.Swap(0) != 0
 }
 
 // Down reports whether the store is in an outage.
@@ -59,20 +86,3 @@ func (w *Window) Down() bool { return w.downUntil.Load() != 0 }
 
 // Retry is the retry interval.
 func (w *Window) Retry() time.Duration { return w.retry }
-
-// Do runs call unless the store is in an outage, and records how it went. A refused call gets
-// an error matching ErrDown that says when the next attempt is due. An error while ctx has
-// ended (the caller went away or ran out of its own time) says nothing about the store: Do
-// records neither outcome and returns ctx.Err().
-func (w *Window) Do(ctx context.Context, call func() error) error {
-	if !w.Admit() {
-		return fmt.Errorf("%w; next attempt in at most %v", ErrDown, w.retry)
-	}
-	err := call()
-	if err != nil && ctx.Err() != nil {
-		w.Record(false, false)
-		return ctx.Err()
-	}
-	w.Record(err != nil, err == nil)
-	return err
-}

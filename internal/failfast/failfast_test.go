@@ -1,22 +1,31 @@
 package failfast
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-func TestWindow(t *testing.T) {
+func TestWindowOpensAfterConsecutiveFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := New(500 * time.Millisecond)
+		w := New(500*time.Millisecond, 3)
 		if !w.Admit() || w.Down() {
 			t.Fatal("a new window is up")
 		}
-		w.Record(true, false)
-		if !w.Down() || w.Admit() {
-			t.Fatal("after a failure calls fail fast")
+		for i := range 2 {
+			if w.Record(Failed) || w.Down() || !w.Admit() {
+				t.Fatalf("failure %d of 3 must not open the window", i+1)
+			}
+		}
+		w.Record(Succeeded) // a success in between: the run starts again
+		for range 2 {
+			w.Record(Failed)
+		}
+		if w.Down() {
+			t.Fatal("two failures after a success must not open the window")
+		}
+		if !w.Record(Failed) || !w.Down() || w.Admit() {
+			t.Fatal("the third consecutive failure opens the window, once")
 		}
 		time.Sleep(500 * time.Millisecond)
 		if !w.Admit() {
@@ -25,45 +34,43 @@ func TestWindow(t *testing.T) {
 		if w.Admit() {
 			t.Fatal("only one probe at a time")
 		}
-		w.Record(true, false)
-		if w.Admit() {
-			t.Fatal("a failed probe starts a new interval")
+		if w.Record(Failed) || w.Admit() {
+			t.Fatal("a failed probe starts a new interval without reporting a new outage")
 		}
 		time.Sleep(500 * time.Millisecond)
 		if !w.Admit() {
 			t.Fatal("probe")
 		}
-		w.Record(false, false) // the caller went away: says nothing
+		w.Record(Unknown) // the caller went away: says nothing
 		if !w.Down() || !w.Admit() {
 			t.Fatal("still down, and the next call may probe")
 		}
-		w.Record(false, true)
-		if w.Down() || !w.Admit() || !w.Admit() {
-			t.Fatal("a success ends the outage")
+		if !w.Record(Succeeded) || w.Down() || !w.Admit() || !w.Admit() {
+			t.Fatal("a success ends the outage and says so")
+		}
+		if w.Record(Failed) || w.Down() {
+			t.Fatal("the failure run starts from zero after an outage")
 		}
 	})
 }
 
-func TestDo(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		w := New(time.Second)
-		boom := errors.New("boom")
-		calls := 0
-		fail := func() error { calls++; return boom }
-		if err := w.Do(context.Background(), fail); err != boom || !w.Down() {
-			t.Fatalf("a failure is returned and opens the outage: %v", err)
-		}
-		if err := w.Do(context.Background(), fail); !errors.Is(err, ErrDown) || calls != 1 {
-			t.Fatalf("refused without calling: %v, %d calls", err, calls)
-		}
-		time.Sleep(time.Second)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if err := w.Do(ctx, fail); err != context.Canceled || calls != 2 {
-			t.Fatalf("a caller that went away gets its own error: %v", err)
-		}
-		if err := w.Do(context.Background(), func() error { return nil }); err != nil || w.Down() {
-			t.Fatalf("the next probe may run, and its success ends the outage: %v", err)
-		}
-	})
+func TestWindowOneFailureOpensWhenAfterIsOne(t *testing.T) {
+	w := New(time.Second, 0) // at least one
+	if !w.Record(Failed) || !w.Down() {
+		t.Fatal("after 1: the first failure opens the window")
+	}
+}
+
+func TestWindowUpEndsOutageWithoutCall(t *testing.T) {
+	w := New(time.Hour, 1)
+	w.Record(Failed)
+	if !w.Down() {
+		t.Fatal("down")
+	}
+	if !w.Up() || w.Down() || !w.Admit() {
+		t.Fatal("Up ends the outage at once, without waiting for the retry interval")
+	}
+	if w.Up() {
+		t.Fatal("Up reports a change only once")
+	}
 }

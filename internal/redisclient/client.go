@@ -1,0 +1,324 @@
+// Package redisclient is the one path by which outgrow's Redis-backed stores reach Redis. Every
+// store (ratelimit, breaker, cache, session, and those to come) holds one [Client] and sends
+// every command, script and subscription through it, so that timeouts, failures and recovery
+// behave the same in every package.
+//
+// # Timeouts
+//
+// Every call is bounded by a timeout (the store's RedisConfig.Timeout unless the call asks for
+// longer), without a goroutine per call where go-redis can enforce it:
+//
+//   - on a client created with ContextTimeoutEnabled, the deadline goes to go-redis in the
+//     context (the recommended setting);
+//   - on a *redis.Client without it (standalone or Sentinel), the call goes through a clone
+//     made by WithTimeout, which shares the client's connection pool and reads and writes with
+//     the call's timeout;
+//   - on other clients (Cluster or Ring without ContextTimeoutEnabled), the call runs on a
+//     goroutine of its own and the caller stops waiting at the deadline.
+//
+// In every mode a call's results reach the caller only through the return value of [Call] (or
+// the calls of [Client.Run]) and only when the call ended in time: nothing a timed-out command
+// writes later can be read.
+//
+// # Failures
+//
+// One policy, in every package:
+//
+//   - When the caller's context ends before Redis answers, the call returns the context's
+//     error (context.Canceled or context.DeadlineExceeded) and says nothing about Redis.
+//   - When Redis fails or the store's own timeout passes first, the call returns an error that
+//     wraps the package's ErrUnavailable and the cause, and counts as a failure.
+//   - After FailFastAfter consecutive failures the client fails fast: calls return
+//     ErrUnavailable at once, without reaching Redis, for RetryInterval; then one call probes,
+//     and the first success (or a confirmed subscription) ends the outage. One slow call among
+//     successes never makes the client fail fast.
+//
+// The client logs the start and the end of an outage (Warn, Info), never one line per call.
+package redisclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/internal/failfast"
+	"github.com/outgrow/outgrow/internal/rediskey"
+)
+
+// Defaults shared by every store.
+const (
+	DefaultRetryInterval = 500 * time.Millisecond
+	DefaultFailFastAfter = 3
+)
+
+// Config configures a [Client]. Zero durations and counts take the defaults.
+type Config struct {
+	// Component names the package in logs and errors, e.g. "ratelimit".
+	Component string
+	// Prefix is the store's configured key prefix; DefaultPrefix replaces it when empty.
+	Prefix, DefaultPrefix string
+	// Timeout bounds one call; DefaultTimeout replaces it when zero.
+	Timeout, DefaultTimeout time.Duration
+	// RetryInterval is how long the client fails fast during an outage before one call probes.
+	// Default: 500ms.
+	RetryInterval time.Duration
+	// FailFastAfter is how many consecutive failures start an outage. Default: 3.
+	FailFastAfter int
+	// Unavailable is the package's sentinel, wrapped into every error that reports a Redis
+	// failure or a call refused during an outage.
+	Unavailable error
+	// Logger receives outage transitions and subscription events; slog.Default() when nil.
+	Logger *slog.Logger
+	// OnOutage, if set, is called when an outage starts (down true, with the failure) and when
+	// it ends (down false, nil error), after the client logged it. It must not block.
+	OnOutage func(down bool, err error)
+}
+
+// Validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
+// fault; stores wrap them in their ErrInvalidConfig.
+func (cfg *Config) validate() error {
+	var err error
+	if cfg.Prefix, err = rediskey.Prefix(cfg.Prefix, cfg.DefaultPrefix); err != nil {
+		return fmt.Errorf("RedisConfig.Prefix %q: %w", cfg.Prefix, err)
+	}
+	switch {
+	case cfg.Timeout < 0:
+		return fmt.Errorf("RedisConfig.Timeout %v is negative", cfg.Timeout)
+	case cfg.RetryInterval < 0:
+		return fmt.Errorf("RedisConfig.RetryInterval %v is negative", cfg.RetryInterval)
+	case cfg.FailFastAfter < 0:
+		return fmt.Errorf("RedisConfig.FailFastAfter %d is negative", cfg.FailFastAfter)
+	case cfg.Unavailable == nil:
+		return errors.New("redisclient: Config.Unavailable is nil")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = cfg.DefaultTimeout
+	}
+	if cfg.Timeout <= 0 {
+		return errors.New("redisclient: Config.DefaultTimeout must be positive")
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
+	if cfg.FailFastAfter == 0 {
+		cfg.FailFastAfter = DefaultFailFastAfter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+// How a Client bounds a call.
+type mode uint8
+
+const (
+	modeContext   mode = iota // ContextTimeoutEnabled: the context's deadline reaches go-redis
+	modeClone                 // *redis.Client: a WithTimeout clone per timeout, sharing the pool
+	modeGoroutine             // anything else: the caller stops waiting at the deadline
+)
+
+// Client is a store's link to Redis. The zero value is not usable; create one with [New]. It
+// is safe for concurrent use. It never closes the redis client it was given.
+type Client struct {
+	rdb         redis.UniversalClient
+	cfg         Config
+	mode        mode
+	singleNode  bool     // one server holds every key: a script may touch keys of any slot
+	clones      sync.Map // time.Duration -> *redis.Client, in modeClone
+	window      *failfast.Window
+	unavailable error
+
+	calls, failures, fastFails atomic.Uint64
+}
+
+// New returns a Client over rdb. Its errors name the configuration field at fault.
+func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
+	if rdb == nil {
+		return nil, errors.New("nil Redis client")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		rdb: rdb, cfg: cfg, window: failfast.New(cfg.RetryInterval, cfg.FailFastAfter),
+		unavailable: cfg.Unavailable,
+	}
+	switch r := rdb.(type) {
+	case *redis.Client:
+		c.singleNode = true
+		if !r.Options().ContextTimeoutEnabled {
+			c.mode = modeClone
+		}
+	case *redis.ClusterClient:
+		if !r.Options().ContextTimeoutEnabled {
+			c.mode = modeGoroutine
+		}
+	case *redis.Ring:
+		if !r.Options().ContextTimeoutEnabled {
+			c.mode = modeGoroutine
+		}
+	default:
+		c.mode = modeGoroutine
+	}
+	return c, nil
+}
+
+// Redis returns the client the store was given.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Prefix returns the store's key prefix.
+func (c *Client) Prefix() string { return c.cfg.Prefix }
+
+// Timeout returns the bound of one call.
+func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
+
+// RetryInterval returns how long an outage fails fast before a probe.
+func (c *Client) RetryInterval() time.Duration { return c.cfg.RetryInterval }
+
+// Logger returns the logger of the store.
+func (c *Client) Logger() *slog.Logger { return c.cfg.Logger }
+
+// SingleNode reports whether one server holds every key (standalone or Sentinel), so that one
+// script may touch keys of different hash tags. On a Cluster or a Ring it is false: keys of one
+// script must share a slot.
+func (c *Client) SingleNode() bool { return c.singleNode }
+
+// Down reports whether the client is in an outage (failing fast).
+func (c *Client) Down() bool { return c.window.Down() }
+
+// Stats is a snapshot of a Client's counters.
+type Stats struct {
+	Calls     uint64 // calls sent to Redis
+	Failures  uint64 // calls that failed or timed out (not those whose caller went away)
+	FastFails uint64 // calls refused without reaching Redis during an outage
+	Down      bool   // failing fast right now
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Calls: c.calls.Load(), Failures: c.failures.Load(), FastFails: c.fastFails.Load(),
+		Down: c.window.Down(),
+	}
+}
+
+// Call runs fn against Redis within the client's Timeout (see the package documentation for
+// how) and returns what fn returned, or an error wrapping the package's ErrUnavailable, or the
+// caller's context error. fn must use the context and the client it is given, and return its
+// results rather than write them elsewhere: after a timeout it may still be running.
+func Call[T any](ctx context.Context, c *Client, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
+	return CallFor(ctx, c, c.cfg.Timeout, fn)
+}
+
+// CallFor is [Call] with a timeout of its own, for the few calls that take longer than one
+// round trip (many keys, batches no caller waits for). Use few distinct values: each one may
+// keep a client clone.
+func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	if !c.window.Admit() {
+		c.fastFails.Add(1)
+		return zero, fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", c.unavailable, c.cfg.RetryInterval)
+	}
+	c.calls.Add(1)
+	v, err := bound(ctx, c, timeout, fn)
+	switch {
+	case err == nil:
+		c.record(failfast.Succeeded, nil)
+		return v, nil
+	case ctx.Err() != nil:
+		// The caller went away or ran out of its own time first: nothing learnt about Redis.
+		c.record(failfast.Unknown, nil)
+		return zero, ctx.Err()
+	default:
+		c.failures.Add(1)
+		c.record(failfast.Failed, err)
+		return v, fmt.Errorf("%w: %w", c.unavailable, err)
+	}
+}
+
+// Do is [Call] for functions that return only an error.
+func (c *Client) Do(ctx context.Context, fn func(context.Context, redis.UniversalClient) error) error {
+	_, err := Call(ctx, c, func(ctx context.Context, rdb redis.UniversalClient) (struct{}, error) {
+		return struct{}{}, fn(ctx, rdb)
+	})
+	return err
+}
+
+func (c *Client) record(o failfast.Outcome, err error) {
+	if !c.window.Record(o) {
+		return
+	}
+	c.transition(o == failfast.Failed, err)
+}
+
+// Up records that Redis answered outside a call (a subscription confirmed, a PING answered):
+// an outage ends at once instead of at the next call.
+func (c *Client) Up() {
+	if c.window.Up() {
+		c.transition(false, nil)
+	}
+}
+
+func (c *Client) transition(down bool, err error) {
+	if down {
+		c.cfg.Logger.Warn(c.cfg.Component+": Redis unavailable; failing fast",
+			"err", err, "retry_interval", c.cfg.RetryInterval)
+	} else {
+		c.cfg.Logger.Info(c.cfg.Component + ": Redis answers again")
+	}
+	if c.cfg.OnOutage != nil {
+		c.cfg.OnOutage(down, err)
+	}
+}
+
+// outcome carries a goroutine-bounded call's results back to its caller.
+type outcome[T any] struct {
+	v   T
+	err error
+}
+
+func bound[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
+	m := c.mode
+	if d, ok := ctx.Deadline(); ok && m == modeClone && time.Until(d) < timeout {
+		m = modeGoroutine // the caller's deadline comes first, and the clone would not stop at it
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch m {
+	case modeContext:
+		return fn(ctx, c.rdb)
+	case modeClone:
+		return fn(ctx, c.clone(timeout))
+	}
+	ch := make(chan outcome[T], 1)
+	go func() {
+		v, err := fn(ctx, c.rdb)
+		ch <- outcome[T]{v, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.v, o.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err() // fn finishes in the background; its results are dropped
+	}
+}
+
+// clone returns the clone of the client that reads and writes with timeout.
+func (c *Client) clone(timeout time.Duration) redis.UniversalClient {
+	if v, ok := c.clones.Load(timeout); ok {
+		return v.(*redis.Client)
+	}
+	v, _ := c.clones.LoadOrStore(timeout, c.rdb.(*redis.Client).WithTimeout(timeout))
+	return v.(*redis.Client)
+}

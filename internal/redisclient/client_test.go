@@ -1,0 +1,320 @@
+package redisclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var errTestUnavailable = errors.New("test: unavailable")
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newClient(t *testing.T, rdb redis.UniversalClient, cfg Config) *Client {
+	t.Helper()
+	cfg.Component = "test"
+	cfg.DefaultPrefix = "test:"
+	cfg.DefaultTimeout = 50 * time.Millisecond
+	cfg.Unavailable = errTestUnavailable
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	c, err := New(rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// opaque hides the concrete client type, as a user's own UniversalClient would.
+type opaque struct{ redis.UniversalClient }
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Prefix: "a{b"}, "RedisConfig.Prefix"},
+		{Config{Timeout: -1}, "RedisConfig.Timeout"},
+		{Config{RetryInterval: -1}, "RedisConfig.RetryInterval"},
+		{Config{FailFastAfter: -1}, "RedisConfig.FailFastAfter"},
+	} {
+		tt.cfg.DefaultTimeout, tt.cfg.Unavailable = time.Second, errTestUnavailable
+		if _, err := New(rdb, tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %s", tt.cfg, err, tt.want)
+		}
+	}
+	if _, err := New(nil, Config{DefaultTimeout: time.Second, Unavailable: errTestUnavailable}); err == nil {
+		t.Error("New(nil) must fail")
+	}
+	c, err := New(rdb, Config{DefaultPrefix: "p:", DefaultTimeout: time.Second, Unavailable: errTestUnavailable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix() != "p:" || c.Timeout() != time.Second || c.RetryInterval() != DefaultRetryInterval || c.cfg.FailFastAfter != DefaultFailFastAfter {
+		t.Errorf("defaults: %q %v %v %d", c.Prefix(), c.Timeout(), c.RetryInterval(), c.cfg.FailFastAfter)
+	}
+}
+
+func TestModeIsChosenOnceFromTheClient(t *testing.T) {
+	plain := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	withCtx := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	clusterCtx := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, ContextTimeoutEnabled: true})
+	for _, c := range []redis.UniversalClient{plain, withCtx, cluster, clusterCtx} {
+		defer c.Close()
+	}
+	for _, tt := range []struct {
+		name   string
+		rdb    redis.UniversalClient
+		mode   mode
+		single bool
+	}{
+		{"client", plain, modeClone, true},
+		{"client with ContextTimeoutEnabled", withCtx, modeContext, true},
+		{"cluster", cluster, modeGoroutine, false},
+		{"cluster with ContextTimeoutEnabled", clusterCtx, modeContext, false},
+		{"unknown UniversalClient", opaque{plain}, modeGoroutine, false},
+	} {
+		c := newClient(t, tt.rdb, Config{})
+		if c.mode != tt.mode || c.SingleNode() != tt.single {
+			t.Errorf("%s: mode %d single %v, want %d %v", tt.name, c.mode, c.SingleNode(), tt.mode, tt.single)
+		}
+	}
+}
+
+// TestCallIsBoundedInEveryMode blackholes Redis: every mode returns ErrUnavailable within about
+// the timeout, and the call counts as a failure.
+func TestCallIsBoundedInEveryMode(t *testing.T) {
+	srv := redistest.Open(t, redistest.Miniredis)
+	p := redistest.StartProxy(t, srv.Mini.Addr())
+	for _, tt := range []struct {
+		name string
+		opt  redis.Options
+		wrap bool
+	}{
+		{"clone", redis.Options{}, false},
+		{"context", redis.Options{ContextTimeoutEnabled: true}, false},
+		{"goroutine", redis.Options{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p.Blackhole(false)
+			opt := tt.opt
+			opt.Addr = p.Addr()
+			rc := redis.NewClient(&opt)
+			defer rc.Close()
+			var rdb redis.UniversalClient = rc
+			if tt.wrap {
+				rdb = opaque{rc}
+			}
+			c := newClient(t, rdb, Config{Timeout: 100 * time.Millisecond})
+			ctx := context.Background()
+			if err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil {
+				t.Fatalf("through the proxy: %v", err)
+			}
+			p.Blackhole(true)
+			start := time.Now()
+			v, err := Call(ctx, c, func(ctx context.Context, r redis.UniversalClient) (string, error) {
+				return r.Get(ctx, "k").Result()
+			})
+			took := time.Since(start)
+			if !errors.Is(err, errTestUnavailable) || v != "" {
+				t.Fatalf("blackholed call: %q, %v; want ErrUnavailable", v, err)
+			}
+			if took < 90*time.Millisecond || took > 400*time.Millisecond {
+				t.Fatalf("blackholed call took %v, want about the 100ms timeout", took)
+			}
+			if st := c.Stats(); st.Failures != 1 || st.Down {
+				t.Fatalf("stats %+v: one failure, not yet failing fast", st)
+			}
+			p.Blackhole(false)
+		})
+	}
+}
+
+// TestCallerDeadlineIsNotARedisFailure: a caller whose own context ends first gets its context's
+// error, and Redis is not counted as failing, in every mode.
+func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
+	srv := redistest.Open(t, redistest.Miniredis)
+	p := redistest.StartProxy(t, srv.Mini.Addr())
+	for _, tt := range []struct {
+		name string
+		opt  redis.Options
+	}{{"clone", redis.Options{}}, {"context", redis.Options{ContextTimeoutEnabled: true}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			opt := tt.opt
+			opt.Addr = p.Addr()
+			rc := redis.NewClient(&opt)
+			defer rc.Close()
+			c := newClient(t, rc, Config{Timeout: time.Second, FailFastAfter: 1})
+			_ = c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+			p.Blackhole(true)
+			defer p.Blackhole(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+			if took := time.Since(start); took > 500*time.Millisecond {
+				t.Fatalf("took %v: the caller's 50ms deadline must bound the call", took)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTestUnavailable) {
+				t.Fatalf("err = %v, want the caller's DeadlineExceeded, not ErrUnavailable", err)
+			}
+			if st := c.Stats(); st.Failures != 0 || st.Down {
+				t.Fatalf("stats %+v: the caller's deadline says nothing about Redis", st)
+			}
+			cctx, ccancel := context.WithCancel(context.Background())
+			ccancel()
+			if err := c.Do(cctx, func(context.Context, redis.UniversalClient) error { return nil }); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled caller: %v", err)
+			}
+		})
+	}
+}
+
+func TestFailFastAfterConsecutiveFailures(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	var transitions []bool
+	c := newClient(t, b.Client, Config{RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
+		transitions = append(transitions, down)
+	}})
+	ctx := context.Background()
+	calls := 0
+	get := func() error {
+		return c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error {
+			calls++
+			return r.Ping(ctx).Err()
+		})
+	}
+	b.Mini.SetError("LOADING Redis is loading the dataset in memory")
+	for i := range 2 {
+		if err := get(); !errors.Is(err, errTestUnavailable) || c.Down() {
+			t.Fatalf("failure %d: %v, down %v; want ErrUnavailable, still trying", i+1, err, c.Down())
+		}
+	}
+	b.Mini.SetError("")
+	if err := get(); err != nil || c.Down() {
+		t.Fatalf("a success between failures: %v", err)
+	}
+	b.Mini.SetError("LOADING")
+	for range 3 {
+		_ = get()
+	}
+	if !c.Down() || calls != 6 {
+		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls)
+	}
+	if err := get(); !errors.Is(err, errTestUnavailable) || calls != 6 || c.Stats().FastFails != 1 {
+		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls, c.Stats())
+	}
+	b.Mini.SetError("")
+	time.Sleep(220 * time.Millisecond)
+	if err := get(); err != nil || c.Down() {
+		t.Fatalf("the probe after RetryInterval succeeds and ends the outage: %v", err)
+	}
+	if len(transitions) != 2 || !transitions[0] || transitions[1] {
+		t.Fatalf("OnOutage calls %v, want [true false]", transitions)
+	}
+}
+
+// TestTimedOutResultsAreNeverRead: in goroutine mode, a call that ends after the deadline
+// delivers nothing to its caller (the race detector would flag a shared write).
+func TestTimedOutResultsAreNeverRead(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	c := newClient(t, opaque{b.Client}, Config{Timeout: 20 * time.Millisecond})
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	v, err := Call(context.Background(), c, func(ctx context.Context, _ redis.UniversalClient) (*int, error) {
+		defer close(finished)
+		<-release // ignores its context, as go-redis does without ContextTimeoutEnabled
+		x := 42
+		return &x, nil
+	})
+	close(release)
+	<-finished
+	if v != nil || !errors.Is(err, errTestUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call = %v, %v; want nothing and ErrUnavailable wrapping DeadlineExceeded", v, err)
+	}
+}
+
+const incr = `return redis.call('INCRBY', KEYS[1], ARGV[1])`
+
+func TestRunLoadsScriptAndPipelines(t *testing.T) {
+	for _, k := range redistest.Kinds()[1:] { // every Redis; Kinds()[0] is memory
+		t.Run(string(k), func(t *testing.T) {
+			b := redistest.Open(t, k)
+			c := newClient(t, b.Client, Config{Timeout: time.Second})
+			ctx := context.Background()
+			s := NewScript(incr + " -- " + b.Prefix) // a script this server has never seen: NOSCRIPT first
+			calls := []*ScriptCall{
+				{Args: []any{1, b.Prefix + "{a}", 2}},
+				{Args: []any{1, b.Prefix + "{b}", 3}},
+			}
+			if err := c.Run(ctx, s, calls); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []int64{2, 3} {
+				if got, err := calls[i].Cmd.Int64(); err != nil || got != want {
+					t.Fatalf("call %d: %d, %v; want %d", i, got, err, want)
+				}
+			}
+			// Loaded now: one more run adds once (a NOSCRIPT resend must never run a script twice).
+			one := []*ScriptCall{{Args: []any{1, b.Prefix + "{a}", 2}}}
+			if err := c.Run(ctx, s, one); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := b.Client.Get(ctx, b.Prefix+"{a}").Int64(); got != 4 {
+				t.Fatalf("a = %d, want 4", got)
+			}
+		})
+	}
+}
+
+func TestRunReportsPartialFailure(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	c := newClient(t, b.Client, Config{})
+	calls := []*ScriptCall{
+		{Args: []any{1, b.Prefix + "{a}", 2}},
+		{Args: []any{1, b.Prefix + "{b}", "not a number"}},
+	}
+	err := c.Run(context.Background(), NewScript(incr), calls)
+	var partial *PartialError
+	if !errors.As(err, &partial) || !errors.Is(err, errTestUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable wrapping a *PartialError", err)
+	}
+	if calls[0].Cmd.Err() != nil || calls[1].Cmd.Err() == nil {
+		t.Fatalf("errors: %v, %v", calls[0].Cmd.Err(), calls[1].Cmd.Err())
+	}
+}
+
+func TestRunLeavesNoCommandAfterATimeout(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	p := redistest.StartProxy(t, b.Mini.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: p.Addr()})
+	defer rc.Close()
+	c := newClient(t, opaque{rc}, Config{Timeout: 30 * time.Millisecond})
+	p.Blackhole(true)
+	calls := []*ScriptCall{{Args: []any{1, b.Prefix + "{a}", 1}}}
+	if err := c.Run(context.Background(), NewScript(incr), calls); !errors.Is(err, errTestUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+	if calls[0].Cmd != nil {
+		t.Fatal("a timed-out call's command is still go-redis's: it must not be handed out")
+	}
+	p.Blackhole(false)
+	p.Cut()
+}

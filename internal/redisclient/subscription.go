@@ -1,0 +1,183 @@
+package redisclient
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/internal/failfast"
+)
+
+// DefaultPingInterval is how long a subscription may stay silent before it is checked.
+const DefaultPingInterval = time.Second
+
+// SubscribeConfig configures a [Subscription]. The callbacks run on the subscription's
+// goroutine, one at a time; they must not block.
+type SubscribeConfig struct {
+	// Channel is the channel to listen to.
+	Channel string
+	// PingInterval is how long the subscription may stay silent before it is checked with a
+	// PING; one that does not answer within PingInterval more is dropped and made again.
+	// Default: 1s.
+	PingInterval time.Duration
+	// OnMessage receives each message's payload.
+	OnMessage func(payload string)
+	// OnSubscribed is called each time Redis confirms the subscription. first is false when an
+	// earlier subscription was lost: messages may have been lost in between, and whatever
+	// they would have said must be found out again (a cache flushes its local layer, a breaker
+	// reads the shared state).
+	OnSubscribed func(first bool)
+	// OnLost is called when a confirmed subscription is lost: from now until the next
+	// OnSubscribed, messages are not heard.
+	OnLost func(err error)
+}
+
+// Subscription listens to one channel on its own goroutine, for as long as it is open: it
+// detects a silent connection, subscribes again after every loss, and says when messages may
+// have been lost. A confirmation or a PING answered ends the client's outage, so an idle
+// store sees Redis come back without any call. Create it with [Client.Subscribe]; stop it
+// with Close.
+type Subscription struct {
+	c       *Client
+	cfg     SubscribeConfig
+	stop    context.CancelFunc
+	ready   chan struct{}
+	done    chan struct{}
+	hearing atomic.Bool
+
+	mu     sync.Mutex
+	sub    *redis.PubSub // the current one; closed by Close to end a blocked read
+	closed bool
+}
+
+// Subscribe starts listening to cfg.Channel.
+func (c *Client) Subscribe(cfg SubscribeConfig) *Subscription {
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &Subscription{c: c, cfg: cfg, stop: stop, ready: make(chan struct{}), done: make(chan struct{})}
+	go s.loop(ctx)
+	return s
+}
+
+// Ready is closed when Redis first confirms the subscription.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// WaitReady waits at most d for the first confirmation and reports whether it came.
+func (s *Subscription) WaitReady(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Hearing reports whether the subscription is confirmed now: messages published from now on
+// are heard.
+func (s *Subscription) Hearing() bool { return s.hearing.Load() }
+
+// Close stops listening and waits for the goroutine to end. It is idempotent.
+func (s *Subscription) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		s.stop()
+		if s.sub != nil {
+			_ = s.sub.Close()
+		}
+	}
+	s.mu.Unlock()
+	<-s.done
+}
+
+func (s *Subscription) subscribe(ctx context.Context) *redis.PubSub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.sub = s.c.rdb.Subscribe(ctx, s.cfg.Channel)
+	return s.sub
+}
+
+func (s *Subscription) loop(ctx context.Context) {
+	defer close(s.done)
+	defer s.hearing.Store(false)
+	sub := s.subscribe(ctx)
+	if sub == nil {
+		return
+	}
+	defer func() { _ = sub.Close() }()
+	logger := s.c.cfg.Logger
+	confirmed, pinged := false, false
+	for {
+		msg, err := sub.ReceiveTimeout(ctx, s.cfg.PingInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.hearing.Load() {
+				pinged = true
+				_ = sub.Ping(ctx)
+				continue
+			}
+			if s.hearing.Swap(false) {
+				logger.Warn(s.c.cfg.Component+": subscription lost; messages may be lost until it is made again",
+					"channel", s.cfg.Channel, "err", err)
+				if s.cfg.OnLost != nil {
+					s.cfg.OnLost(err)
+				}
+			}
+			if !s.c.window.Down() {
+				s.c.record(failfast.Failed, err) // an idle store learns of an outage too
+			}
+			pinged = false
+			// go-redis does not close a silent connection: drop it and subscribe anew.
+			_ = sub.Close()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.c.cfg.RetryInterval / 5):
+			}
+			if sub = s.subscribe(ctx); sub == nil {
+				return
+			}
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			first := !confirmed
+			confirmed = true
+			s.hearing.Store(true)
+			s.c.Up()
+			if !first {
+				logger.Info(s.c.cfg.Component+": subscription made again", "channel", s.cfg.Channel)
+			}
+			if s.cfg.OnSubscribed != nil {
+				s.cfg.OnSubscribed(first)
+			}
+			if first {
+				close(s.ready)
+			}
+		case *redis.Pong:
+			s.c.Up()
+		case *redis.Message:
+			if s.cfg.OnMessage != nil {
+				s.cfg.OnMessage(m.Payload)
+			}
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package redisclient
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// events records what a subscription reports, for tests.
+type events struct {
+	mu       sync.Mutex
+	messages []string
+	subs     []bool
+	lost     int
+	changed  chan struct{}
+}
+
+func newEvents() *events { return &events{changed: make(chan struct{}, 100)} }
+
+func (e *events) config(channel string) SubscribeConfig {
+	note := func(f func()) {
+		e.mu.Lock()
+		f()
+		e.mu.Unlock()
+		e.changed <- struct{}{}
+	}
+	return SubscribeConfig{
+		Channel:      channel,
+		PingInterval: 100 * time.Millisecond,
+		OnMessage:    func(p string) { note(func() { e.messages = append(e.messages, p) }) },
+		OnSubscribed: func(first bool) { note(func() { e.subs = append(e.subs, first) }) },
+		OnLost:       func(error) { note(func() { e.lost++ }) },
+	}
+}
+
+// until waits up to 10s for cond.
+func (e *events) until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		e.mu.Lock()
+		ok := cond()
+		e.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-e.changed:
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestSubscriptionHearsAndResubscribesAfterAKilledConnection(t *testing.T) {
+	for _, k := range redistest.Kinds()[1:] {
+		if k == redistest.Miniredis {
+			continue // no CLIENT KILL
+		}
+		t.Run(string(k), func(t *testing.T) {
+			b := redistest.Open(t, k)
+			c := newClient(t, b.Client, Config{})
+			ev := newEvents()
+			ch := b.Prefix + "ch"
+			s := c.Subscribe(ev.config(ch))
+			defer s.Close()
+			if !s.WaitReady(5 * time.Second) {
+				t.Fatal("not confirmed")
+			}
+			ctx := context.Background()
+			b.Client.Publish(ctx, ch, "one")
+			ev.until(t, "message one", func() bool { return len(ev.messages) == 1 && ev.messages[0] == "one" })
+			// Kill every pub/sub connection on the server(s).
+			kill := func(ctx context.Context, r *redis.Client) error {
+				return r.Do(ctx, "client", "kill", "type", "pubsub").Err()
+			}
+			if cc, ok := b.Client.(*redis.ClusterClient); ok {
+				_ = cc.ForEachShard(ctx, func(ctx context.Context, r *redis.Client) error { _ = kill(ctx, r); return nil })
+			} else {
+				_ = kill(ctx, b.Client.(*redis.Client))
+			}
+			ev.until(t, "lost and subscribed again", func() bool {
+				return ev.lost >= 1 && len(ev.subs) >= 2 && ev.subs[0] && !ev.subs[len(ev.subs)-1]
+			})
+			b.Client.Publish(ctx, ch, "two")
+			ev.until(t, "message two", func() bool { return len(ev.messages) == 2 })
+		})
+	}
+}
+
+// TestSubscriptionDetectsSilence: a blackholed connection is noticed by the PING, dropped and
+// made again once traffic flows.
+func TestSubscriptionDetectsSilence(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	p := redistest.StartProxy(t, b.Mini.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: p.Addr(), ReadTimeout: 5 * time.Second})
+	defer rc.Close()
+	c := newClient(t, rc, Config{})
+	ev := newEvents()
+	s := c.Subscribe(ev.config("ch"))
+	defer s.Close()
+	if !s.WaitReady(5 * time.Second) {
+		t.Fatal("not confirmed")
+	}
+	p.Blackhole(true)
+	ev.until(t, "the silent subscription is lost", func() bool { return ev.lost == 1 })
+	if s.Hearing() {
+		t.Fatal("Hearing after loss")
+	}
+	p.Blackhole(false)
+	p.Cut()
+	ev.until(t, "subscribed again", func() bool { return len(ev.subs) >= 2 && !ev.subs[len(ev.subs)-1] })
+	if !s.Hearing() {
+		t.Fatal("not Hearing after the new confirmation")
+	}
+}
+
+// TestIdleClientSeesOutageAndRecovery: with no call at all, the subscription tells the client
+// that Redis went away and that it came back.
+func TestIdleClientSeesOutageAndRecovery(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer rc.Close()
+	c := newClient(t, rc, Config{RetryInterval: 100 * time.Millisecond})
+	ev := newEvents()
+	s := c.Subscribe(ev.config("ch"))
+	defer s.Close()
+	if !s.WaitReady(5 * time.Second) {
+		t.Fatal("not confirmed")
+	}
+	srv.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Down() {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle client never saw the outage")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	redistest.StartServer(t, srv.Port())
+	for c.Down() {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle client never saw Redis come back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := c.Stats(); st.Calls != 0 {
+		t.Fatalf("stats %+v: no call was made", st)
+	}
+}
