@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -25,7 +26,13 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 		be := redistest.Open(t, redistest.Miniredis)
 		mini := be.Mini
-		rs := &RedisStore{rdb: be.Client, prefix: be.Prefix, channel: be.Prefix + "changes"}
+		rc, err := redisclient.New(be.Client, redisclient.Config{
+			Prefix: be.Prefix, DefaultTimeout: time.Second, Unavailable: errStoreDown,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := &RedisStore{rc: rc, prefix: be.Prefix, channel: be.Prefix + "changes"}
 
 		now := time.UnixMilli(1_800_000_000_000)
 		mini.SetTime(now)

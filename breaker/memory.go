@@ -47,6 +47,8 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	return s, nil
 }
 
+func (s *MemoryStore) down() bool { return false }
+
 func (s *MemoryStore) hub() *hub {
 	if s == nil {
 		return nil

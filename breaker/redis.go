@@ -7,39 +7,47 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/rediskey"
-	"github.com/outgrow/outgrow/internal/redisscript"
 )
 
 //go:embed shared.lua
 var sharedSource string
 
-var sharedScript = redisscript.New(sharedSource)
+var sharedScript = redisclient.NewScript(sharedSource)
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
+//
+// Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
+// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
+// Cluster client each run on a goroutine of their own.
 type RedisConfig struct {
-	// Prefix starts every key and the announcement channel; "breaker:" when empty. It must not
-	// contain '{' or '}'.
+	// Prefix starts every key and the announcement channel. It must not contain '{' or '}'.
+	// Default: "breaker:".
 	Prefix string
-	// Timeout bounds the round trip of a probe lease or report, made on a call's path; 50 ms
-	// when zero. A batch, which no call waits for, gets ten times as long, so that a busy CPU
-	// does not pass for an outage.
+	// Timeout bounds the round trip of a probe lease or report, made on a call's path. A
+	// batch, which no call waits for, gets ten times as long, so that a busy CPU does not pass
+	// for an outage. Default: 50ms.
 	Timeout time.Duration
+	// FailFastAfter is how many consecutive failed round trips make the store fail fast:
+	// breakers then decide alone, without asking Redis, for RetryInterval. Default: 3.
+	FailFastAfter int
 	// RetryInterval is how long breakers decide alone after the store failed before it is asked
-	// again; 500 ms when zero. It is also how often an instance whose calls all wait for another
-	// instance's probe asks again if the announcement that the probe ended was lost.
+	// again. It is also how often an instance whose calls all wait for another instance's probe
+	// asks again if the announcement that the probe ended was lost. Default: 500ms.
 	RetryInterval time.Duration
-	// FlushInterval is how often each breaker's outcomes are sent; 100 ms when zero.
+	// FlushInterval is how often each breaker's outcomes are sent. Default: 100ms.
 	FlushInterval time.Duration
-	// FlushOutcomes sends a breaker's outcomes at once when that many failures are waiting; 64
-	// when zero. Successes wait for the next FlushInterval.
+	// FlushOutcomes sends a breaker's outcomes at once when that many failures are waiting.
+	// Successes wait for the next FlushInterval. Default: 64.
 	FlushOutcomes int
-	// Logger receives the store's background events; slog.Default() when nil.
+	// Logger receives the store's background events (outages, subscription lost and made
+	// again). Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -61,56 +69,46 @@ type RedisConfig struct {
 // waiting first: Close takes up to a batch's bound, and longer if Redis is frozen (the client's
 // own dial and read timeouts).
 type RedisStore struct {
-	h           *hub
-	rdb         redis.UniversalClient
-	prefix      string
-	channel     string
-	ctxTimeouts bool
-
-	mu        sync.Mutex
-	sub       *redis.PubSub // nil until the listener has subscribed
-	subClosed bool
-	subStop   context.CancelFunc
-	subReady  chan struct{}
-	subDone   chan struct{}
+	h       *hub
+	rc      *redisclient.Client
+	prefix  string
+	channel string
+	sub     *redisclient.Subscription
 }
 
 // NewRedisStore returns a RedisStore over rdb.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
-	if rdb == nil {
-		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
-	}
-	prefix, err := rediskey.Prefix(cfg.Prefix, "breaker:")
+	rc, err := redisclient.New(rdb, redisclient.Config{
+		Component: "breaker", Prefix: cfg.Prefix, DefaultPrefix: "breaker:",
+		Timeout: cfg.Timeout, DefaultTimeout: 50 * time.Millisecond,
+		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
+		Unavailable: errStoreDown, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	cfg.Prefix = prefix
 	hc := hubConfig{
-		timeout: cfg.Timeout, retry: cfg.RetryInterval, every: cfg.FlushInterval,
-		batch: cfg.FlushOutcomes, logger: cfg.Logger,
+		timeout: rc.Timeout(), retry: rc.RetryInterval(), every: cfg.FlushInterval,
+		batch: cfg.FlushOutcomes, logger: rc.Logger(),
 	}
 	if err := hc.check("RedisConfig"); err != nil {
 		return nil, err
 	}
-	s := &RedisStore{
-		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + "changes",
-		ctxTimeouts: redisscript.ContextTimeouts(rdb),
-		subReady:    make(chan struct{}), subDone: make(chan struct{}),
-	}
+	s := &RedisStore{rc: rc, prefix: rc.Prefix(), channel: rc.Prefix() + "changes"}
 	s.h = newHub(s, hc)
-	s.h.onClose = s.stopListening
-	ctx, stop := context.WithCancel(context.Background())
-	s.subStop = stop
-	go s.listen(ctx)
+	s.sub = rc.Subscribe(redisclient.SubscribeConfig{
+		Channel: s.channel, OnMessage: s.h.notify,
+		OnSubscribed: func(first bool) {
+			if !first {
+				s.h.resync() // announcements may have been lost: every breaker reads its state
+			}
+		},
+	})
+	s.h.onClose = s.sub.Close
 	// Wait (at most Timeout) for Redis to confirm the subscription, so that announcements made
-	// after NewRedisStore returns reach this instance. Redis may be down or slow: the listener
-	// goes on trying, and go-redis subscribes again after each reconnect.
-	t := time.NewTimer(hc.timeout)
-	defer t.Stop()
-	select {
-	case <-s.subReady:
-	case <-t.C:
-	}
+	// after NewRedisStore returns reach this instance. Redis may be down or slow: the
+	// subscription goes on trying.
+	s.sub.WaitReady(hc.timeout)
 	return s, nil
 }
 
@@ -132,61 +130,26 @@ func (s *RedisStore) Close() error {
 // Stats returns a snapshot of the store's counters.
 func (s *RedisStore) Stats() StoreStats { return s.h.stats() }
 
-func (s *RedisStore) listen(ctx context.Context) {
-	defer close(s.subDone)
-	sub := s.rdb.Subscribe(ctx, s.channel)
-	s.mu.Lock()
-	if s.subClosed {
-		s.mu.Unlock()
-		_ = sub.Close()
-		return
-	}
-	s.sub = sub
-	s.mu.Unlock()
-	_, _ = sub.Receive(ctx) // the confirmation, or an error go-redis recovers from
-	close(s.subReady)
-	for msg := range sub.Channel() {
-		s.h.notify(msg.Payload)
-	}
-}
-
-// stopListening ends the subscription and waits for the listener.
-func (s *RedisStore) stopListening() {
-	s.mu.Lock()
-	s.subClosed = true
-	sub := s.sub
-	s.mu.Unlock()
-	s.subStop()
-	if sub != nil {
-		_ = sub.Close()
-	}
-	<-s.subDone
-}
-
 func (s *RedisStore) key(name string) string { return rediskey.Key(s.prefix, name, "") }
 
+func (s *RedisStore) down() bool { return s.rc.Down() }
+
 func (s *RedisStore) run(ctx context.Context, timeout time.Duration, reqs []request, res []reply) error {
-	calls := make([]*redisscript.Call, len(reqs))
+	calls := make([]*redisclient.ScriptCall, len(reqs))
 	for i := range reqs {
-		calls[i] = &redisscript.Call{Args: s.args(&reqs[i])}
+		calls[i] = &redisclient.ScriptCall{Args: s.args(&reqs[i])}
 	}
-	err := redisscript.Bound(ctx, timeout, s.ctxTimeouts, func(ctx context.Context) error {
-		return sharedScript.Run(ctx, s.rdb, calls)
-	})
-	var partial *redisscript.PartialError
-	if err != nil && !errors.As(err, &partial) {
-		// Nothing ran, or a timeout left the calls unfinished (and still owned by go-redis).
-		for i := range res {
-			res[i].err = err
-		}
-		return err
-	}
+	err := s.rc.RunFor(ctx, timeout, sharedScript, calls)
 	for i, c := range calls {
-		if e := c.Cmd.Err(); e != nil {
-			res[i].err = e
-			continue
+		switch {
+		case c.Cmd == nil:
+			// Nothing ran, or a timeout left the calls unfinished (and still owned by go-redis).
+			res[i].err = err
+		case c.Cmd.Err() != nil:
+			res[i].err = c.Cmd.Err()
+		default:
+			res[i], res[i].err = decode(c.Cmd)
 		}
-		res[i], res[i].err = decode(c.Cmd)
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"math/rand/v2"
 	"time"
 )
@@ -26,7 +27,7 @@ func (b *Breaker) allowShared(ctx context.Context) (tok Token, err error, ok boo
 	if err != nil {
 		// Redis may have granted the lease before the failure: give it back when it answers
 		// again, rather than keep every instance waiting ProbeTimeout for a probe nobody runs.
-		if !errors.Is(err, errStoreDown) { // errStoreDown: nothing was sent
+		if !errors.Is(err, redisclient.ErrNotSent) {
 			sh.addLost(b, id)
 		}
 		return Token{}, nil, false

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
@@ -12,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
-
-	"github.com/outgrow/outgrow/internal/failfast"
 )
 
 // Store shares the state of breakers between instances: breakers with the same Name on stores
@@ -49,6 +48,8 @@ type StoreStats struct {
 // bounded by timeout. It sets res[i].err for a request that failed and returns the first error.
 type backend interface {
 	run(ctx context.Context, timeout time.Duration, reqs []request, res []reply) error
+	// down reports that the backend fails fast after recent failures.
+	down() bool
 }
 
 // policy is what the shared state machine needs of a Config, in milliseconds.
@@ -125,8 +126,7 @@ type hub struct {
 	kick   chan struct{}
 	stop   chan struct{}
 
-	outage *failfast.Window
-	gone   atomic.Bool // closed: never asked again
+	gone atomic.Bool // closed: never asked again
 
 	flushMu sync.Mutex // one flush at a time: batches of one breaker go out in order
 
@@ -166,8 +166,8 @@ func (c *hubConfig) check(pkg string) error {
 func newHub(be backend, c hubConfig) *hub {
 	h := &hub{
 		be: be, logger: c.logger, timeout: c.timeout, retry: c.retry, every: c.every, batch: int64(c.batch),
-		byName: make(map[string][]weak.Pointer[Breaker]), outage: failfast.New(c.retry),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
+		byName: make(map[string][]weak.Pointer[Breaker]),
+		kick:   make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	go h.loop()
 	return h
@@ -250,23 +250,29 @@ func (h *hub) loop() {
 	}
 }
 
-// up reports whether the store may be asked now: it is up, or its outage is old enough for one
-// probe (then result must follow).
-func (h *hub) up() bool { return !h.gone.Load() && h.outage.Admit() }
+// up reports whether the store may be asked: it is not closed.
+func (h *hub) up() bool { return !h.gone.Load() }
 
-// result records the health of the store after a round trip.
+// result counts a failed round trip.
 func (h *hub) result(err error) {
-	was := h.outage.Down()
 	if err != nil {
 		h.errs.Add(1)
 	}
-	h.outage.Record(err != nil, err == nil)
-	switch {
-	case was && err == nil:
-		h.logger.Info("breaker: store answers again; breakers share their state")
-	case !was && err != nil:
-		h.logger.Warn("breaker: store failed; breakers decide alone", "err", err)
+}
+
+// resync makes every breaker of the store read the shared state at the next flush: the
+// announcements of their changes may have been lost.
+func (h *hub) resync() {
+	h.mu.Lock()
+	for _, ws := range h.byName {
+		for _, w := range ws {
+			if b := w.Value(); b != nil && b.sh.dirty.CompareAndSwap(false, true) {
+				h.dirty = append(h.dirty, b)
+			}
+		}
 	}
+	h.mu.Unlock()
+	h.flushSoon()
 }
 
 // flush sends the outcomes of every dirty breaker in one round trip and applies the replies.
@@ -307,7 +313,7 @@ func (h *hub) flush() {
 		err = h.be.run(context.Background(), 10*h.timeout, reqs, res)
 		h.result(err)
 	} else {
-		err = errStoreDown
+		err = errClosed
 		for i := range res {
 			res[i].err = err
 		}
@@ -333,12 +339,16 @@ func (h *hub) flush() {
 	}
 }
 
-var errStoreDown = errors.New("breaker: store unavailable")
+var (
+	errStoreDown = errors.New("breaker: store unavailable")
+	// errClosed: the store is closed, and nothing was sent.
+	errClosed = fmt.Errorf("%w: closed: %w", errStoreDown, redisclient.ErrNotSent)
+)
 
 // call runs one request (a probe lease or report) on the caller's goroutine.
 func (h *hub) call(ctx context.Context, req request) (reply, error) {
 	if !h.up() {
-		return reply{}, errStoreDown
+		return reply{}, errClosed
 	}
 	h.calls.Add(1)
 	res := make([]reply, 1)
@@ -353,7 +363,7 @@ func (h *hub) stats() StoreStats {
 	}
 	return StoreStats{
 		Flushes: h.flushes.Load(), Calls: h.calls.Load(), Errors: h.errs.Load(),
-		Notifications: h.notes.Load(), Down: h.outage.Down() || h.gone.Load(),
+		Notifications: h.notes.Load(), Down: h.be.down() || h.gone.Load(),
 	}
 }
 

@@ -894,8 +894,8 @@ func (c *Cache[V]) fillLocal(e *entry, start uint64) {
 	if c.l1 == nil {
 		return
 	}
-	if c.l2 != nil && !c.l2.hearing.Load() {
-		limit := c.now() + int64(c.l2.outage.Retry())
+	if c.l2 != nil && !c.l2.sub.Hearing() {
+		limit := c.now() + int64(c.l2.rc.RetryInterval())
 		cp := &entry{key: e.key, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
 			fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
 		e = cp

@@ -14,9 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/outgrow/outgrow/internal/failfast"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/rediskey"
-	"github.com/outgrow/outgrow/internal/redisscript"
 )
 
 var (
@@ -29,10 +28,10 @@ var (
 	//go:embed extend.lua
 	extendSource string
 
-	leaseScript  = redisscript.New(leaseSource)
-	fillScript   = redisscript.New(fillSource)
-	writeScript  = redisscript.New(writeSource)
-	extendScript = redisscript.New(extendSource)
+	leaseScript  = redisclient.NewScript(leaseSource)
+	fillScript   = redisclient.NewScript(fillSource)
+	writeScript  = redisclient.NewScript(writeSource)
+	extendScript = redisclient.NewScript(extendSource)
 )
 
 // leasePeriod is how long a lease lives without being extended: a holder that dies loading
@@ -40,31 +39,37 @@ var (
 const leasePeriod = 2 * time.Second
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
+//
+// Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
+// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
+// Cluster client each run on a goroutine of their own.
 type RedisConfig struct {
-	// Prefix starts every key and the announcement channel; "cache:" when empty. It must not
-	// contain '{' or '}'. Give each Cache sharing a Redis its own prefix.
+	// Prefix starts every key and the announcement channel. It must not contain '{' or '}'.
+	// Give each Cache sharing a Redis its own prefix. Default: "cache:".
 	Prefix string
 	// Local configures the in-process layer (L1) in front of Redis.
 	Local MemoryConfig
 	// NoLocal removes the in-process layer: every read reaches Redis.
 	NoLocal bool
-	// Timeout bounds each round trip to Redis; 100 ms when zero, and longer for many keys at
-	// once (up to ten times for 90 keys). A read that takes longer is answered without Redis
-	// (by the local layer or the loader). On a client created with ContextTimeoutEnabled the
-	// bound is the context's deadline and costs nothing; otherwise each call runs on a
-	// goroutine of its own so that the caller can stop waiting, which costs about a
-	// microsecond per call.
+	// Timeout bounds each round trip to Redis, and longer for many keys at once (up to ten
+	// times for 90 keys). A read that takes longer is answered without Redis (by the local
+	// layer or the loader). Default: 100ms.
 	Timeout time.Duration
-	// RetryInterval is how long the store is left alone after it failed, every call going
-	// without Redis, before one call tries it again; 500 ms when zero. Entries that the local
-	// layer stores while it cannot hear invalidations live at most this long.
+	// FailFastAfter is how many consecutive failed round trips make the store fail fast: every
+	// call then goes without Redis for RetryInterval, before one call tries it again.
+	// Default: 3.
+	FailFastAfter int
+	// RetryInterval is how long the store fails fast before it tries Redis again. Entries that
+	// the local layer stores while it cannot hear invalidations live at most this long.
+	// Default: 500ms.
 	RetryInterval time.Duration
 	// PingInterval is how long the invalidation subscription may stay silent before it is
-	// checked with a PING; 1 s when zero. A subscription that does not answer within
-	// PingInterval more is dropped and made again, which flushes the local layer.
+	// checked with a PING. A subscription that does not answer within PingInterval more is
+	// dropped and made again, which flushes the local layer. Default: 1s.
 	PingInterval time.Duration
-	// Logger receives the store's background events (subscription lost and regained);
-	// slog.Default() when nil.
+	// Logger receives the store's background events (outages, subscription lost and made
+	// again). Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -83,30 +88,20 @@ type RedisConfig struct {
 // A RedisStore serves one [Cache]. It must be created with [NewRedisStore]; it is safe for
 // concurrent use. It runs one goroutine, the subscription, stopped by Close.
 type RedisStore struct {
-	rdb         redis.UniversalClient
-	prefix      string
-	channel     string
-	origin      string // this store's id in announcements: its own are not applied twice
-	timeout     time.Duration
-	ping        time.Duration
-	ctxTimeouts bool
-	cluster     bool
-	outage      *failfast.Window
-	local       *MemoryStore
-	logger      *slog.Logger
-
-	hearing atomic.Bool // subscribed, so the local layer hears invalidations
+	rc      *redisclient.Client
+	prefix  string
+	channel string
+	origin  string // this store's id in announcements: its own are not applied twice
+	timeout time.Duration
+	local   *MemoryStore
+	sub     *redisclient.Subscription // invalidations; Hearing says the local layer hears them
 
 	wmu     sync.Mutex
 	waiters map[string]chan struct{} // keys whose lease another instance holds
 
-	smu      sync.Mutex
-	sub      *redis.PubSub // the current subscription; closed by Close to end a blocked read
-	stop     context.CancelFunc
-	done     chan struct{}
-	ready    chan struct{}
-	closed   atomic.Bool
-	attached atomic.Bool
+	closeOnce sync.Once
+	closed    atomic.Bool
+	attached  atomic.Bool
 
 	hits, misses, errs, sent, received, flushes atomic.Uint64
 }
@@ -115,56 +110,33 @@ type RedisStore struct {
 // subscription to be confirmed; if Redis does not answer, the store starts without it and
 // subscribes as soon as Redis does.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
-	if rdb == nil {
-		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
+	if cfg.PingInterval < 0 {
+		return nil, fmt.Errorf("%w: RedisConfig.PingInterval %v is negative", ErrInvalidConfig, cfg.PingInterval)
 	}
-	prefix, err := rediskey.Prefix(cfg.Prefix, "cache:")
+	rc, err := redisclient.New(rdb, redisclient.Config{
+		Component: "cache", Prefix: cfg.Prefix, DefaultPrefix: "cache:",
+		Timeout: cfg.Timeout, DefaultTimeout: 100 * time.Millisecond,
+		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	for _, d := range []struct {
-		v    *time.Duration
-		name string
-		def  time.Duration
-	}{
-		{&cfg.Timeout, "Timeout", 100 * time.Millisecond},
-		{&cfg.RetryInterval, "RetryInterval", 500 * time.Millisecond},
-		{&cfg.PingInterval, "PingInterval", time.Second},
-	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("%w: RedisConfig.%s is negative", ErrInvalidConfig, d.name)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
 	s := &RedisStore{
-		rdb: rdb, prefix: prefix, channel: prefix + "invalidate",
-		origin: rand.Text(), timeout: cfg.Timeout, ping: cfg.PingInterval,
-		ctxTimeouts: redisscript.ContextTimeouts(rdb),
-		outage:      failfast.New(cfg.RetryInterval),
-		logger:      cfg.Logger,
-		waiters:     make(map[string]chan struct{}),
-		done:        make(chan struct{}), ready: make(chan struct{}),
-	}
-	_, s.cluster = rdb.(*redis.ClusterClient)
-	if s.logger == nil {
-		s.logger = slog.Default()
+		rc: rc, prefix: rc.Prefix(), channel: rc.Prefix() + "invalidate",
+		origin: rand.Text(), timeout: rc.Timeout(),
+		waiters: make(map[string]chan struct{}),
 	}
 	if !cfg.NoLocal {
 		if s.local, err = NewMemoryStore(cfg.Local); err != nil {
 			return nil, err
 		}
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	go s.listen(ctx)
-	t := time.NewTimer(s.timeout)
-	defer t.Stop()
-	select {
-	case <-s.ready:
-	case <-t.C:
-	}
+	s.sub = rc.Subscribe(redisclient.SubscribeConfig{
+		Channel: s.channel, PingInterval: cfg.PingInterval,
+		OnMessage: s.apply, OnSubscribed: s.subscribed, OnLost: func(error) { s.wakeAll() },
+	})
+	s.sub.WaitReady(s.timeout)
 	return s, nil
 }
 
@@ -186,15 +158,10 @@ func (s *RedisStore) detach() { s.attached.Store(false) }
 // a closed store still works without Redis: its local layer and loader. Close is idempotent
 // and always returns nil.
 func (s *RedisStore) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
-		s.stop()
-		s.smu.Lock()
-		if s.sub != nil {
-			_ = s.sub.Close()
-		}
-		s.smu.Unlock()
-	}
-	<-s.done
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.sub.Close()
+	})
 	return nil
 }
 
@@ -210,6 +177,8 @@ type RedisStats struct {
 	Sent, Received uint64
 	// Flushes counts times the local layer was emptied because the subscription was lost.
 	Flushes uint64
+	// Down reports that the store fails fast right now: Redis failed repeatedly.
+	Down bool
 	// Local is the in-process layer's; zero with RedisConfig.NoLocal.
 	Local MemoryStats
 }
@@ -217,7 +186,7 @@ type RedisStats struct {
 // Stats returns a snapshot of the store's counters.
 func (s *RedisStore) Stats() RedisStats {
 	st := RedisStats{
-		Hits: s.hits.Load(), Misses: s.misses.Load(), Errors: s.errs.Load(),
+		Hits: s.hits.Load(), Misses: s.misses.Load(), Errors: s.errs.Load(), Down: s.rc.Down(),
 		Sent: s.sent.Load(), Received: s.received.Load(), Flushes: s.flushes.Load(),
 	}
 	if s.local != nil {
@@ -234,35 +203,49 @@ func (s *RedisStore) lease(k string) string { return rediskey.Key(s.prefix, k, "
 // wakes its waiters for the key.
 func (s *RedisStore) message(key string) string { return s.origin + key }
 
-// do runs fn against Redis, bounded by Timeout, unless the store is being left alone after a
-// failure. Errors come back wrapped in ErrUnavailable.
-func (s *RedisStore) do(ctx context.Context, fn func(ctx context.Context) error) error {
-	return s.doFor(ctx, s.timeout, fn)
+// call runs fn against Redis within timeout (see redisclient.Call), unless the store is
+// closed.
+func call[T any](ctx context.Context, s *RedisStore, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
+	if s.closed.Load() {
+		var zero T
+		return zero, ErrClosed
+	}
+	v, err := redisclient.CallFor(ctx, s.rc, timeout, fn)
+	s.count(err)
+	return v, err
 }
 
-// doFor is do with a timeout of its own.
-func (s *RedisStore) doFor(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+// run sends one call of script per element of calls in one round trip, within timeout.
+func (s *RedisStore) run(ctx context.Context, timeout time.Duration, script *redisclient.Script, calls ...*redisclient.ScriptCall) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	err := s.outage.Do(ctx, func() error { return redisscript.Bound(ctx, timeout, s.ctxTimeouts, fn) })
-	if err != nil && ctx.Err() == nil {
-		s.errs.Add(1)
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
+	err := s.rc.RunFor(ctx, timeout, script, calls)
+	s.count(err)
 	return err
+}
+
+// count counts a round trip that failed, or that was refused during an outage.
+func (s *RedisStore) count(err error) {
+	if errors.Is(err, ErrUnavailable) {
+		s.errs.Add(1)
+	}
+}
+
+// manyTimeout is the bound of a round trip over n keys: Timeout, and up to ten times as long
+// for 90 keys and more, in steps of nine keys so that few distinct bounds exist.
+func (s *RedisStore) manyTimeout(n int) time.Duration {
+	return s.timeout + s.timeout*time.Duration(min(n, 90)/9)
 }
 
 // get reads one key: its envelope, or nil when Redis has none.
 func (s *RedisStore) get(ctx context.Context, key string) ([]byte, error) {
-	var b []byte
-	err := s.do(ctx, func(ctx context.Context) error {
-		var err error
-		b, err = s.rdb.Get(ctx, s.key(key)).Bytes()
+	b, err := call(ctx, s, s.timeout, func(ctx context.Context, rdb redis.UniversalClient) ([]byte, error) {
+		b, err := rdb.Get(ctx, s.key(key)).Bytes()
 		if err == redis.Nil {
-			return nil
+			return nil, nil
 		}
-		return err
+		return b, err
 	})
 	if err != nil {
 		return nil, err
@@ -278,27 +261,26 @@ func (s *RedisStore) get(ctx context.Context, key string) ([]byte, error) {
 // getMany reads keys in one round trip: one MGET, or on a Cluster one MGET per slot in one
 // pipeline. Missing keys give nil.
 func (s *RedisStore) getMany(ctx context.Context, keys []string) ([][]byte, error) {
-	out := make([][]byte, len(keys))
 	rkeys := make([]string, len(keys))
 	for i, k := range keys {
 		rkeys[i] = s.key(k)
 	}
-	timeout := s.timeout + s.timeout*time.Duration(min(len(keys), 90))/10
-	err := s.doFor(ctx, timeout, func(ctx context.Context) error {
-		if !s.cluster {
-			vals, err := s.rdb.MGet(ctx, rkeys...).Result()
+	out, err := call(ctx, s, s.manyTimeout(len(keys)), func(ctx context.Context, rdb redis.UniversalClient) ([][]byte, error) {
+		out := make([][]byte, len(keys))
+		if s.rc.SingleNode() {
+			vals, err := rdb.MGet(ctx, rkeys...).Result()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			fillValues(out, nil, vals)
-			return nil
+			return out, nil
 		}
 		bySlot := make(map[int][]int)
 		for i, k := range rkeys {
 			slot := rediskey.Slot(k)
 			bySlot[slot] = append(bySlot[slot], i)
 		}
-		pipe := s.rdb.Pipeline()
+		pipe := rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, 0, len(bySlot))
 		idx := make([][]int, 0, len(bySlot))
 		for _, is := range bySlot {
@@ -310,12 +292,12 @@ func (s *RedisStore) getMany(ctx context.Context, keys []string) ([][]byte, erro
 			idx = append(idx, is)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		for j, c := range cmds {
 			fillValues(out, idx[j], c.Val())
 		}
-		return nil
+		return out, nil
 	})
 	if err != nil {
 		return nil, err
@@ -356,11 +338,8 @@ func (s *RedisStore) acquire(ctx context.Context, key, token string, ttl time.Du
 	if refresh {
 		mode = "1"
 	}
-	call := &redisscript.Call{Args: []any{2, s.key(key), s.lease(key), token, max(1, ttl.Milliseconds()), mode}}
-	err = s.do(ctx, func(ctx context.Context) error {
-		return leaseScript.Run(ctx, s.rdb, []*redisscript.Call{call})
-	})
-	if err != nil {
+	call := &redisclient.ScriptCall{Args: []any{2, s.key(key), s.lease(key), token, max(1, ttl.Milliseconds()), mode}}
+	if err = s.run(ctx, s.timeout, leaseScript, call); err != nil {
 		return 0, nil, 0, err
 	}
 	reply, err := call.Cmd.Text()
@@ -390,11 +369,8 @@ func (s *RedisStore) keepLease(key, token string, ttl time.Duration, stop <-chan
 		case <-stop:
 			return
 		case <-t.C:
-			call := &redisscript.Call{Args: []any{1, s.lease(key), token, ttl.Milliseconds()}}
-			err := s.do(context.Background(), func(ctx context.Context) error {
-				return extendScript.Run(ctx, s.rdb, []*redisscript.Call{call})
-			})
-			if err == nil {
+			call := &redisclient.ScriptCall{Args: []any{1, s.lease(key), token, ttl.Milliseconds()}}
+			if s.run(context.Background(), s.timeout, extendScript, call) == nil {
 				if n, _ := call.Cmd.Int(); n == 0 {
 					return // revoked by a write, or expired: nothing to keep
 				}
@@ -406,15 +382,12 @@ func (s *RedisStore) keepLease(key, token string, ttl time.Duration, stop <-chan
 // fill stores env under key if token still holds its lease (env nil: only releases the lease),
 // and wakes the waiters. It reports whether the lease was still held.
 func (s *RedisStore) fill(ctx context.Context, key, token string, env []byte, ttl time.Duration) (bool, error) {
-	call := &redisscript.Call{Args: []any{
+	call := &redisclient.ScriptCall{Args: []any{
 		2, s.key(key), s.lease(key), token, env, max(1, ttl.Milliseconds()), s.channel, s.message(key),
 	}}
 	// A fill comes after a load that may have cost far more; losing it to a short timeout
 	// would leave the others waiting for the lease. It gets five times Timeout.
-	err := s.doFor(ctx, 5*s.timeout, func(ctx context.Context) error {
-		return fillScript.Run(ctx, s.rdb, []*redisscript.Call{call})
-	})
-	if err != nil {
+	if err := s.run(ctx, 5*s.timeout, fillScript, call); err != nil {
 		return false, err
 	}
 	n, err := call.Cmd.Int()
@@ -430,23 +403,20 @@ func (s *RedisStore) fill(ctx context.Context, key, token string, env []byte, tt
 // write sets (env non-nil) or deletes keys, one script per key in one pipeline, each revoking
 // the key's lease and announcing it.
 func (s *RedisStore) write(ctx context.Context, keys []string, envs [][]byte, ttls []time.Duration) error {
-	calls := make([]*redisscript.Call, len(keys))
+	calls := make([]*redisclient.ScriptCall, len(keys))
 	for i, k := range keys {
 		var env []byte
 		var px int64 = 1
 		if envs != nil {
 			env, px = envs[i], max(1, ttls[i].Milliseconds())
 		}
-		calls[i] = &redisscript.Call{Args: []any{
+		calls[i] = &redisclient.ScriptCall{Args: []any{
 			2, s.key(k), s.lease(k), env, px, s.channel, s.message(k),
 		}}
 	}
-	// Many keys take longer to write; up to ten times Timeout for 90 keys and more.
-	timeout := s.timeout + s.timeout*time.Duration(min(len(keys), 90))/10
-	err := s.doFor(ctx, timeout, func(ctx context.Context) error {
-		return writeScript.Run(ctx, s.rdb, calls)
-	})
-	var partial *redisscript.PartialError
+	// Many keys take longer to write.
+	err := s.run(ctx, s.manyTimeout(len(keys)), writeScript, calls...)
+	var partial *redisclient.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		return err // nothing ran, or a timeout left the calls with go-redis: not ours to read
 	}
@@ -515,76 +485,15 @@ func (s *RedisStore) apply(payload string) {
 	s.wake(key)
 }
 
-// listen keeps the invalidation subscription. Each time the subscription is (re)confirmed after
-// the first, announcements may have been lost in between, so the local layer is flushed.
-func (s *RedisStore) listen(ctx context.Context) {
-	defer close(s.done)
-	defer s.hearing.Store(false)
-	subscribe := func() *redis.PubSub {
-		s.smu.Lock()
-		defer s.smu.Unlock()
-		if s.closed.Load() {
-			return nil
+// subscribed runs at each confirmation of the invalidation subscription. After the first, or
+// when entries were stored before it, announcements may have been missed: the local layer is
+// flushed and waiters look again.
+func (s *RedisStore) subscribed(first bool) {
+	if !first || (s.local != nil && s.local.Len() > 0) {
+		s.flushes.Add(1)
+		if s.local != nil {
+			s.local.flush()
 		}
-		s.sub = s.rdb.Subscribe(ctx, s.channel)
-		return s.sub
-	}
-	sub := subscribe()
-	if sub == nil {
-		return
-	}
-	defer func() { _ = sub.Close() }()
-	subscribed, pinged := false, false
-	for {
-		msg, err := sub.ReceiveTimeout(ctx, s.ping)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.hearing.Load() {
-				pinged = true
-				_ = sub.Ping(ctx)
-				continue
-			}
-			if s.hearing.Swap(false) {
-				s.logger.Warn("cache: invalidation subscription lost", "channel", s.channel, "err", err)
-				s.wakeAll() // their announcements may be lost: they look again
-			}
-			pinged = false
-			// A silent connection is not closed by go-redis; drop it and subscribe anew.
-			_ = sub.Close()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(s.outage.Retry() / 5):
-			}
-			if sub = subscribe(); sub == nil {
-				return
-			}
-			continue
-		}
-		pinged = false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
-			}
-			if subscribed || (s.local != nil && s.local.Len() > 0) {
-				s.flushes.Add(1)
-				if s.local != nil {
-					s.local.flush()
-				}
-				s.wakeAll()
-				s.logger.Info("cache: invalidation subscription regained; local layer flushed", "channel", s.channel)
-			}
-			if !subscribed {
-				close(s.ready) // the first confirmation: NewRedisStore may return
-			}
-			subscribed = true
-			s.hearing.Store(true)
-		case *redis.Message:
-			s.apply(m.Payload)
-		}
+		s.wakeAll()
 	}
 }

@@ -318,11 +318,11 @@ func TestLayersWithMixedFailurePolicies(t *testing.T) {
 	assert.Equal(t, 3, res[0].Remaining, "the local fallback was given its unit back")
 }
 
-// TestBlackholedRedis: a Redis that accepts connections and never answers costs one Timeout,
-// then decisions fail fast, and nothing leaks (goleak in TestMain).
+// TestBlackholedRedis: a Redis that accepts connections and never answers costs one Timeout
+// (with FailFastAfter 1), then decisions fail fast, and nothing leaks (goleak in TestMain).
 func TestBlackholedRedis(t *testing.T) {
 	c := blackholeClient(t)
-	s, err := NewRedisStore(c, RedisConfig{Timeout: 50 * time.Millisecond, RetryInterval: time.Hour})
+	s, err := NewRedisStore(c, RedisConfig{Timeout: 50 * time.Millisecond, RetryInterval: time.Hour, FailFastAfter: 1})
 	require.NoError(t, err)
 	l := newLimiter(t, s, PerMinute(10), Config{Name: "global"})
 	ctx := context.Background()
@@ -376,23 +376,23 @@ func blackholeClient(t *testing.T) *redis.Client {
 	return c
 }
 
-// TestShortCallerDeadline: a caller whose deadline is shorter than the store's Timeout gets the
-// failure policy's decision, and the outage is recorded, so later calls do not wait either.
+// TestShortCallerDeadline: a caller whose deadline is shorter than the store's Timeout gets its
+// context's error when it passes, and Redis is not counted as failing: the caller ran out of
+// its own time.
 func TestShortCallerDeadline(t *testing.T) {
-	s, err := NewRedisStore(blackholeClient(t), RedisConfig{Timeout: time.Second, RetryInterval: time.Hour})
+	s, err := NewRedisStore(blackholeClient(t), RedisConfig{Timeout: time.Second, RetryInterval: time.Hour, FailFastAfter: 1})
 	require.NoError(t, err)
 	l := newLimiter(t, s, PerMinute(10), Config{Name: "global"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	r, err := l.Allow(ctx, "ip")
-	require.NoError(t, err)
-	assert.True(t, r.Allowed, "FailLocal decided")
-	assert.True(t, s.Stats().Down)
 	start := time.Now()
-	r, err = l.Allow(context.Background(), "ip")
-	require.NoError(t, err)
-	assert.True(t, r.Allowed)
-	assert.Less(t, time.Since(start), 20*time.Millisecond, "the store fails fast now")
+	r, err := l.Allow(ctx, "ip")
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "the caller's deadline bounds the call")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.False(t, r.Allowed, "an error comes with a denial")
+	assert.False(t, s.Stats().Down)
+	assert.Zero(t, s.Stats().Failures)
+	assert.Zero(t, l.Stats().Fallback, "no failure policy applied")
 }
 
 // TestCallerCancellationIsNotAnOutage: a request whose context ends is not a Redis failure.
@@ -489,14 +489,14 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 	r, err := l.Allow(ctx, "ip")
 	require.NoError(t, err)
 	assert.Equal(t, 4, r.Remaining)
-	require.NoError(t, s.rdb.ScriptFlush(ctx).Err())
+	require.NoError(t, s.rc.Redis().ScriptFlush(ctx).Err())
 	r, err = l.Allow(ctx, "ip")
 	require.NoError(t, err)
 	assert.Equal(t, 3, r.Remaining, "charged once")
 	d, err := AllowAll(ctx, Layer{Limiter: l, Key: "ip"}, Layer{Limiter: l, Key: "other"})
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
-	require.NoError(t, s.rdb.ScriptFlush(ctx).Err())
+	require.NoError(t, s.rc.Redis().ScriptFlush(ctx).Err())
 	d, err = AllowAll(ctx, Layer{Limiter: l, Key: "ip"}, Layer{Limiter: l, Key: "other"})
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 3}, []int{d.Results[0].Remaining, d.Results[1].Remaining}, "a pipeline is charged once too")

@@ -188,9 +188,9 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 
 // AllowN takes n units for key if they are all available now, and reports the decision. A
 // denial charges nothing. The error is non-nil for invalid input (an empty key, n < 1 or more
-// than the burst), when ctx is cancelled, and under FailClosed when the store is unavailable
-// (ErrUnavailable); the Result is then a denial. A ctx whose deadline passes while the store is
-// slow is treated like the store's own timeout: the failure policy decides.
+// than the burst), when ctx ends first (cancelled or past its deadline: the context's error),
+// and under FailClosed when the store is unavailable (ErrUnavailable); the Result is then a
+// denial.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 {
 		return notEvaluated(l), fmt.Errorf("%w: cost %d must be at least 1", ErrInvalidKey, n)
@@ -330,10 +330,10 @@ type Decision struct {
 	Message string
 }
 
-// gaveUp reports whether the caller cancelled ctx: the request is gone and nothing needs
-// deciding. A ctx past its deadline is different: the store was too slow for the caller, so
-// the failure policy decides, as it would after the store's own timeout.
-func gaveUp(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
+// gaveUp reports whether the caller's ctx ended (cancelled or past its deadline): the caller
+// no longer waits for a decision, and the store's slowness for that caller says nothing about
+// Redis, so no failure policy applies; the context's error is returned.
+func gaveUp(ctx context.Context) bool { return ctx.Err() != nil }
 
 // notEvaluated is the Result of a layer nothing was decided for.
 func notEvaluated(l *Limiter) Result {

@@ -5,30 +5,40 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"github.com/outgrow/outgrow/internal/failfast"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/rediskey"
-	"github.com/outgrow/outgrow/internal/redisscript"
 	"github.com/redis/go-redis/v9"
 )
 
 //go:embed gcra.lua
 var gcraSource string
 
-var gcraScript = redisscript.New(gcraSource)
+var gcraScript = redisclient.NewScript(gcraSource)
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
+//
+// Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
+// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
+// Cluster client each run on a goroutine of their own.
 type RedisConfig struct {
-	// Prefix starts every key; "ratelimit:" when empty. It must not contain '{' or '}'.
+	// Prefix starts every key. It must not contain '{' or '}'. Default: "ratelimit:".
 	Prefix string
-	// Timeout bounds one decision, a single round trip in the common case; 50 ms when zero.
+	// Timeout bounds one decision, a single round trip in the common case. Default: 50ms.
 	Timeout time.Duration
-	// RetryInterval is how long the store answers ErrUnavailable at once, without calling Redis,
-	// after a failure; then one decision probes Redis, and the first success ends the outage.
-	// 500 ms when zero.
+	// FailFastAfter is how many consecutive failed decisions make the store fail fast: then
+	// it answers ErrUnavailable at once, without calling Redis, for RetryInterval, one decision
+	// probes Redis, and the first success ends the outage. Default: 3.
+	FailFastAfter int
+	// RetryInterval is how long the store fails fast before it probes Redis again.
+	// Default: 500ms.
 	RetryInterval time.Duration
+	// Logger receives the store's outage transitions. Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service. It works on
@@ -41,50 +51,30 @@ type RedisConfig struct {
 // Redis (TIME), so instance clocks do not matter, and sets each key's TTL to the time it takes to
 // be back to a full burst. A denial writes nothing.
 //
-// Scripts are never retried after they may have run (a retry could charge twice): the store
-// marks its commands as not retryable for go-redis. Each decision is bounded by Timeout. If the
-// client was created with ContextTimeoutEnabled, the deadline goes to go-redis; otherwise the
-// store stops waiting at the deadline and the call finishes in the background within the
-// client's ReadTimeout. After a failure the store fails fast for RetryInterval (see
-// [RedisConfig]), so an outage costs one Timeout, not one per request.
+// Scripts are never retried after they may have run (a retry could charge twice). Each
+// decision is bounded by Timeout; after FailFastAfter consecutive failures the store fails fast
+// for RetryInterval (see [RedisConfig]), so an outage costs a few Timeouts, not one per request.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {
-	rdb         redis.UniversalClient
-	prefix      string
-	timeout     time.Duration
-	retry       time.Duration
-	ctxTimeouts bool
+	rc     *redisclient.Client
+	prefix string
 
-	outage *failfast.Window
-
-	calls, failures, fastFails, refundFailures atomic.Uint64
+	refundFailures atomic.Uint64
 }
 
 // NewRedisStore returns a RedisStore over rdb.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
-	if rdb == nil {
-		return nil, errors.New("ratelimit: nil Redis client")
-	}
-	prefix, err := rediskey.Prefix(cfg.Prefix, "ratelimit:")
+	rc, err := redisclient.New(rdb, redisclient.Config{
+		Component: "ratelimit", Prefix: cfg.Prefix, DefaultPrefix: "ratelimit:",
+		Timeout: cfg.Timeout, DefaultTimeout: 50 * time.Millisecond,
+		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("ratelimit: %w", err)
+		return nil, fmt.Errorf("ratelimit: invalid config: %w", err)
 	}
-	cfg.Prefix = prefix
-	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
-		return nil, errors.New("ratelimit: negative Timeout or RetryInterval")
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 50 * time.Millisecond
-	}
-	if cfg.RetryInterval == 0 {
-		cfg.RetryInterval = 500 * time.Millisecond
-	}
-	return &RedisStore{
-		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, retry: cfg.RetryInterval,
-		outage:      failfast.New(cfg.RetryInterval),
-		ctxTimeouts: redisscript.ContextTimeouts(rdb),
-	}, nil
+	return &RedisStore{rc: rc, prefix: rc.Prefix()}, nil
 }
 
 // RedisStats is a snapshot of a [RedisStore]'s counters.
@@ -98,9 +88,10 @@ type RedisStats struct {
 
 // Stats returns a snapshot of the counters.
 func (s *RedisStore) Stats() RedisStats {
+	st := s.rc.Stats()
 	return RedisStats{
-		Calls: s.calls.Load(), Failures: s.failures.Load(), FastFails: s.fastFails.Load(),
-		RefundFailures: s.refundFailures.Load(), Down: s.outage.Down(),
+		Calls: st.Calls, Failures: st.Failures, FastFails: st.FastFails,
+		RefundFailures: s.refundFailures.Load(), Down: st.Down,
 	}
 }
 
@@ -109,12 +100,7 @@ func (s *RedisStore) Take(ctx context.Context, reqs []Request, res []Result) err
 	if err := checkBatch(reqs, res); err != nil {
 		return err
 	}
-	if err := s.admit(); err != nil {
-		return err
-	}
-	err := s.take(ctx, reqs, res)
-	s.record(ctx, err)
-	return err
+	return s.take(ctx, reqs, res)
 }
 
 // Reset implements [Store].
@@ -122,13 +108,9 @@ func (s *RedisStore) Reset(ctx context.Context, req Request) error {
 	if req.Key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalidKey)
 	}
-	err := s.do(ctx, func(ctx context.Context) error {
-		return s.rdb.Del(ctx, s.key(req.Policy, req.Key)).Err()
+	return s.rc.Do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.Del(ctx, s.key(req.Policy, req.Key)).Err()
 	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return nil
 }
 
 func (s *RedisStore) key(policy, key string) string {
@@ -137,35 +119,10 @@ func (s *RedisStore) key(policy, key string) string {
 	return string(append(b, policy...))
 }
 
-// admit fails fast during an outage, letting one probe through per RetryInterval.
-func (s *RedisStore) admit() error {
-	if s.outage.Admit() {
-		return nil
-	}
-	s.fastFails.Add(1)
-	return fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", ErrUnavailable, s.retry)
-}
-
-// record opens or closes the outage window after a call.
-func (s *RedisStore) record(ctx context.Context, err error) {
-	s.calls.Add(1)
-	// A caller that went away, or an invalid request, says nothing about Redis.
-	failed := err != nil && !gaveUp(ctx) && errors.Is(err, ErrUnavailable)
-	if failed {
-		s.failures.Add(1)
-	}
-	s.outage.Record(failed, err == nil)
-}
-
-// do runs fn bounded by the store's timeout.
-func (s *RedisStore) do(ctx context.Context, fn func(context.Context) error) error {
-	return redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, fn)
-}
-
 // group is the requests of one entity, decided by one script call.
 type group struct {
 	idx  []int // indexes into reqs
-	call redisscript.Call
+	call redisclient.ScriptCall
 }
 
 func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) error {
@@ -173,20 +130,20 @@ func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) err
 	for gi := range groups {
 		groups[gi].call.Args = s.args(reqs, groups[gi].idx, 1)
 	}
-	err := s.do(ctx, func(ctx context.Context) error { return s.run(ctx, groups) })
-	var partial *redisscript.PartialError
+	err := s.run(ctx, groups)
+	var partial *redisclient.PartialError
 	if errors.As(err, &partial) {
 		// Some entities were charged, others failed: give the charged ones back, since the
 		// failure policy will decide the whole request.
 		s.giveBack(ctx, reqs, groups, res, func(g *group) bool { return g.call.Cmd.Err() == nil })
 	}
 	if err != nil {
-		return s.wrap(ctx, err)
+		return err
 	}
 	granted := true
 	for gi := range groups {
 		if err := s.decode(reqs, &groups[gi], res); err != nil {
-			return s.wrap(ctx, err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		for _, i := range groups[gi].idx {
 			if reqs[i].N > 0 && !res[i].Allowed {
@@ -222,7 +179,7 @@ func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []grou
 			charged = charged || reqs[i].N > 0
 		}
 		if ok && charged {
-			undo = append(undo, group{idx: g.idx, call: redisscript.Call{Args: s.args(reqs, g.idx, -1)}})
+			undo = append(undo, group{idx: g.idx, call: redisclient.ScriptCall{Args: s.args(reqs, g.idx, -1)}})
 			for _, i := range g.idx {
 				uncharge(&res[i], reqs[i])
 			}
@@ -231,16 +188,9 @@ func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []grou
 	if len(undo) == 0 {
 		return
 	}
-	if err := s.do(context.WithoutCancel(ctx), func(ctx context.Context) error { return s.run(ctx, undo) }); err != nil {
+	if err := s.run(context.WithoutCancel(ctx), undo); err != nil {
 		s.refundFailures.Add(1)
 	}
-}
-
-func (s *RedisStore) wrap(ctx context.Context, err error) error {
-	if gaveUp(ctx) {
-		return fmt.Errorf("ratelimit: %w", ctx.Err())
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // firstOnly is the index list of a batch of one request; never modified.
@@ -265,13 +215,13 @@ outer:
 	return groups
 }
 
-// run sends one script call per group (see [redisscript.Script.Run]).
+// run sends one script call per group, in one round trip.
 func (s *RedisStore) run(ctx context.Context, groups []group) error {
-	calls := make([]*redisscript.Call, len(groups))
+	calls := make([]*redisclient.ScriptCall, len(groups))
 	for i := range groups {
 		calls[i] = &groups[i].call
 	}
-	return gcraScript.Run(ctx, s.rdb, calls)
+	return s.rc.Run(ctx, gcraScript, calls)
 }
 
 // args builds numkeys, KEYS and ARGV for the requests idx, with each N multiplied by sign (-1

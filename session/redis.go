@@ -4,15 +4,15 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/outgrow/outgrow/internal/failfast"
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/rediskey"
-	"github.com/outgrow/outgrow/internal/redisscript"
 )
 
 var (
@@ -25,22 +25,32 @@ var (
 	//go:embed index.lua
 	indexSource string
 
-	loadScript   = redisscript.New(loadSource)
-	commitScript = redisscript.New(commitSource)
-	userScript   = redisscript.New(userSource)
-	indexScript  = redisscript.New(indexSource)
+	loadScript   = redisclient.NewScript(loadSource)
+	commitScript = redisclient.NewScript(commitSource)
+	userScript   = redisclient.NewScript(userSource)
+	indexScript  = redisclient.NewScript(indexSource)
 )
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
+//
+// Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
+// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
+// Cluster client each run on a goroutine of their own.
 type RedisConfig struct {
-	// Prefix starts every key; "session:" when empty. It must not contain '{' or '}'.
+	// Prefix starts every key. It must not contain '{' or '}'. Default: "session:".
 	Prefix string
-	// Timeout bounds each store operation; 100 ms when zero.
+	// Timeout bounds each store operation. Default: 100ms.
 	Timeout time.Duration
-	// RetryInterval is how long operations fail at once with ErrUnavailable, without calling
-	// Redis, after one failed; then one operation probes Redis and the first success ends the
-	// outage. 500 ms when zero.
+	// FailFastAfter is how many consecutive failed operations make the store fail fast: then
+	// operations return ErrUnavailable at once, without calling Redis, for RetryInterval, one
+	// operation probes Redis, and the first success ends the outage. Default: 3.
+	FailFastAfter int
+	// RetryInterval is how long the store fails fast before it probes Redis again.
+	// Default: 500ms.
 	RetryInterval time.Duration
+	// Logger receives the store's outage transitions. Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
@@ -64,36 +74,22 @@ type RedisConfig struct {
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {
-	rdb         redis.UniversalClient
-	prefix      string
-	timeout     time.Duration
-	ctxTimeouts bool
-	outage      *failfast.Window
+	rc     *redisclient.Client
+	prefix string
 }
 
 // NewRedisStore returns a RedisStore over rdb.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
-	if rdb == nil {
-		return nil, fmt.Errorf("%w: nil Redis client", ErrInvalidConfig)
-	}
-	prefix, err := rediskey.Prefix(cfg.Prefix, "session:")
+	rc, err := redisclient.New(rdb, redisclient.Config{
+		Component: "session", Prefix: cfg.Prefix, DefaultPrefix: "session:",
+		Timeout: cfg.Timeout, DefaultTimeout: 100 * time.Millisecond,
+		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	cfg.Prefix = prefix
-	if cfg.Timeout < 0 || cfg.RetryInterval < 0 {
-		return nil, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidConfig)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 100 * time.Millisecond
-	}
-	if cfg.RetryInterval == 0 {
-		cfg.RetryInterval = 500 * time.Millisecond
-	}
-	return &RedisStore{
-		rdb: rdb, prefix: cfg.Prefix, timeout: cfg.Timeout, ctxTimeouts: redisscript.ContextTimeouts(rdb),
-		outage: failfast.New(cfg.RetryInterval),
-	}, nil
+	return &RedisStore{rc: rc, prefix: rc.Prefix()}, nil
 }
 
 // sessionKey is prefix{tag}:digest, built in one allocation.
@@ -108,16 +104,8 @@ func (s *RedisStore) indexKey(user string) string {
 	return rediskey.Key(s.prefix, userTag(user), ":u:"+user)
 }
 
-func (s *RedisStore) run(ctx context.Context, sc *redisscript.Script, calls []*redisscript.Call) error {
-	err := s.outage.Do(ctx, func() error {
-		return redisscript.Bound(ctx, s.timeout, s.ctxTimeouts, func(ctx context.Context) error {
-			return sc.Run(ctx, s.rdb, calls)
-		})
-	})
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
+func (s *RedisStore) run(ctx context.Context, sc *redisclient.Script, calls []*redisclient.ScriptCall) error {
+	return s.rc.Run(ctx, sc, calls)
 }
 
 func ms(v int64) time.Time { return time.UnixMilli(v) }
@@ -127,8 +115,8 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	if !validID(id) {
 		return Record{}, ErrNotFound
 	}
-	call := &redisscript.Call{Args: []any{1, s.sessionKey(id)}}
-	if err := s.run(ctx, loadScript, []*redisscript.Call{call}); err != nil {
+	call := &redisclient.ScriptCall{Args: []any{1, s.sessionKey(id)}}
+	if err := s.run(ctx, loadScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	vals, err := call.Cmd.Slice()
@@ -218,8 +206,8 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	for _, k := range c.Del {
 		args = append(args, "."+k)
 	}
-	call := &redisscript.Call{Args: args}
-	if err := s.run(ctx, commitScript, []*redisscript.Call{call}); err != nil {
+	call := &redisclient.ScriptCall{Args: args}
+	if err := s.run(ctx, commitScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	v, err := call.Cmd.Slice()
@@ -248,8 +236,8 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 		flag = "1"
 	}
 	for range 8 {
-		read := &redisscript.Call{Args: []any{1, index}}
-		if err := s.run(ctx, indexScript, []*redisscript.Call{read}); err != nil {
+		read := &redisclient.ScriptCall{Args: []any{1, index}}
+		if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
 			return nil, err
 		}
 		members, err := read.Cmd.StringSlice()
@@ -267,8 +255,8 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 				args = append(args, h)
 			}
 		}
-		call := &redisscript.Call{Args: args}
-		if err := s.run(ctx, userScript, []*redisscript.Call{call}); err != nil {
+		call := &redisclient.ScriptCall{Args: args}
+		if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
 			return nil, err
 		}
 		v, err := call.Cmd.Slice()

@@ -75,6 +75,9 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		if err != nil {
 			return fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// go-redis then stops every call at its context's deadline: each store's Timeout holds
+		// without a goroutine per call.
+		opt.ContextTimeoutEnabled = true
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
 		checks = append(checks, health.Check{Name: "redis", Func: health.RedisCheck(rdb)})

@@ -4,13 +4,9 @@
 package failfast
 
 import (
-	"errors"
 	"sync/atomic"
 	"time"
 )
-
-// ErrDown reports a call refused because the store failed recently.
-var ErrDown = errors.New("failed recently")
 
 // Window is the outage state of one store. The zero value is not usable; create it with New.
 // It is safe for concurrent use.

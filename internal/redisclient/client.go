@@ -51,6 +51,10 @@ import (
 	"github.com/outgrow/outgrow/internal/rediskey"
 )
 
+// ErrNotSent is wrapped (with the package's ErrUnavailable) into the error of a call refused
+// during an outage: nothing reached Redis, so nothing needs undoing.
+var ErrNotSent = errors.New("not sent: Redis failed recently")
+
 // Defaults shared by every store.
 const (
 	DefaultRetryInterval = 500 * time.Millisecond
@@ -227,7 +231,7 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	}
 	if !c.window.Admit() {
 		c.fastFails.Add(1)
-		return zero, fmt.Errorf("%w: Redis failed recently; next attempt in at most %v", c.unavailable, c.cfg.RetryInterval)
+		return zero, fmt.Errorf("%w: %w; next attempt in at most %v", c.unavailable, ErrNotSent, c.cfg.RetryInterval)
 	}
 	c.calls.Add(1)
 	v, err := bound(ctx, c, timeout, fn)

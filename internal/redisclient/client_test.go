@@ -218,7 +218,7 @@ func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	if !c.Down() || calls != 6 {
 		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls)
 	}
-	if err := get(); !errors.Is(err, errTestUnavailable) || calls != 6 || c.Stats().FastFails != 1 {
+	if err := get(); !errors.Is(err, errTestUnavailable) || !errors.Is(err, ErrNotSent) || calls != 6 || c.Stats().FastFails != 1 {
 		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls, c.Stats())
 	}
 	b.Mini.SetError("")
