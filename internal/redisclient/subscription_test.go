@@ -2,6 +2,9 @@ package redisclient
 
 import (
 	"context"
+	"crypto/rand"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +68,9 @@ func TestSubscriptionHearsAndResubscribesAfterAKilledConnection(t *testing.T) {
 		}
 		t.Run(string(k), func(t *testing.T) {
 			b := redistest.Open(t, k)
-			c := newClient(t, b.Client, Config{})
+			name := "redisclient-test-" + rand.Text()[:8]
+			rdb := namedClient(t, k, name)
+			c := newClient(t, rdb, Config{})
 			ev := newEvents()
 			ch := b.Prefix + "ch"
 			s := c.Subscribe(ev.config(ch))
@@ -76,14 +81,30 @@ func TestSubscriptionHearsAndResubscribesAfterAKilledConnection(t *testing.T) {
 			ctx := context.Background()
 			b.Client.Publish(ctx, ch, "one")
 			ev.until(t, "message one", func() bool { return len(ev.messages) == 1 && ev.messages[0] == "one" })
-			// Kill every pub/sub connection on the server(s).
+			// Kill this test's pub/sub connection only: the servers are shared with other tests.
+			killed := 0
 			kill := func(ctx context.Context, r *redis.Client) error {
-				return r.Do(ctx, "client", "kill", "type", "pubsub").Err()
+				list, err := r.ClientList(ctx).Result()
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(list, "\n") {
+					if strings.Contains(line, " name="+name+" ") && strings.Contains(line, " sub=1 ") {
+						id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
+						if err := r.Do(ctx, "client", "kill", "id", id).Err(); err == nil {
+							killed++
+						}
+					}
+				}
+				return nil
 			}
 			if cc, ok := b.Client.(*redis.ClusterClient); ok {
-				_ = cc.ForEachShard(ctx, func(ctx context.Context, r *redis.Client) error { _ = kill(ctx, r); return nil })
+				_ = cc.ForEachShard(ctx, kill)
 			} else {
 				_ = kill(ctx, b.Client.(*redis.Client))
+			}
+			if killed != 1 {
+				t.Fatalf("killed %d connections, want the subscription's one", killed)
 			}
 			ev.until(t, "lost and subscribed again", func() bool {
 				return ev.lost >= 1 && len(ev.subs) >= 2 && ev.subs[0] && !ev.subs[len(ev.subs)-1]
@@ -92,6 +113,30 @@ func TestSubscriptionHearsAndResubscribesAfterAKilledConnection(t *testing.T) {
 			ev.until(t, "message two", func() bool { return len(ev.messages) == 2 })
 		})
 	}
+}
+
+// namedClient returns a client of backend kind k whose connections carry name.
+func namedClient(t *testing.T, k redistest.Kind, name string) redis.UniversalClient {
+	t.Helper()
+	var rdb redis.UniversalClient
+	switch k {
+	case redistest.Cluster:
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(os.Getenv(redistest.EnvCluster), ","), ClientName: name})
+	case redistest.Sentinel:
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: os.Getenv(redistest.EnvSentinelMaster), SentinelAddrs: strings.Split(os.Getenv(redistest.EnvSentinel), ","),
+			ClientName: name,
+		})
+	default:
+		opt, err := redis.ParseURL(os.Getenv(redistest.EnvURL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.ClientName = name
+		rdb = redis.NewClient(opt)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
 }
 
 // TestSubscriptionDetectsSilence: a blackholed connection is noticed by the PING, dropped and
