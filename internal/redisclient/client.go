@@ -38,6 +38,7 @@ package redisclient
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,8 @@ type Config struct {
 	Unavailable error
 	// Logger receives outage transitions and subscription events; slog.Default() when nil.
 	Logger *slog.Logger
+	// Secret, if set, keys the store's hashes of secrets in key names (see [Client.Secret]).
+	Secret []byte
 	// OnOutage, if set, is called when an outage starts (down true, with the failure) and when
 	// it ends (down false, nil error), after the client logged it. It must not block.
 	OnOutage func(down bool, err error)
@@ -139,6 +142,8 @@ type Client struct {
 	window      *failfast.Window
 	unavailable error
 
+	secret atomic.Pointer[[]byte]
+
 	calls, failures, fastFails atomic.Uint64
 }
 
@@ -153,6 +158,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
 	c := &Client{
 		rdb: rdb, cfg: cfg, window: failfast.New(cfg.RetryInterval, cfg.FailFastAfter),
 		unavailable: cfg.Unavailable,
+	}
+	if len(cfg.Secret) > 0 {
+		c.secret.Store(&cfg.Secret)
 	}
 	switch r := rdb.(type) {
 	case *redis.Client:
@@ -325,4 +333,31 @@ func (c *Client) clone(timeout time.Duration) redis.UniversalClient {
 	}
 	v, _ := c.clones.LoadOrStore(timeout, c.rdb.(*redis.Client).WithTimeout(timeout))
 	return v.(*redis.Client)
+}
+
+// secretScript returns the value of KEYS[1], setting it to ARGV[1] first if it has none.
+var secretScript = NewScript(`local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]`)
+
+// Secret returns the key of the store's keyed hashes (see rediskey.Digest): Config.Secret when
+// set; otherwise a random secret kept in Redis under Prefix+"secret", created by the first
+// instance that asks, so that every instance sharing the Redis hashes alike. It is read once
+// and kept; until Redis answers, it returns an error wrapping the package's ErrUnavailable.
+func (c *Client) Secret(ctx context.Context) ([]byte, error) {
+	if s := c.secret.Load(); s != nil {
+		return *s, nil
+	}
+	call := &ScriptCall{Args: []any{1, c.cfg.Prefix + "secret", rand.Text() + rand.Text()}}
+	if err := c.Run(ctx, secretScript, []*ScriptCall{call}); err != nil {
+		return nil, err
+	}
+	v, err := call.Cmd.Text()
+	if err != nil || v == "" {
+		return nil, fmt.Errorf("%w: reading the hash secret: %q, %v", c.unavailable, v, err)
+	}
+	b := []byte(v)
+	c.secret.CompareAndSwap(nil, &b)
+	return *c.secret.Load(), nil
 }

@@ -318,3 +318,39 @@ func TestRunLeavesNoCommandAfterATimeout(t *testing.T) {
 	p.Blackhole(false)
 	p.Cut()
 }
+
+// TestSecretIsSharedByInstances: two clients of one Redis get the same secret (the first one
+// creates it); a configured secret wins; while Redis is down the secret is unavailable, and
+// it is fetched once it answers.
+func TestSecretIsSharedByInstances(t *testing.T) {
+	for _, k := range redistest.Kinds()[1:] {
+		t.Run(string(k), func(t *testing.T) {
+			b := redistest.Open(t, k)
+			ctx := context.Background()
+			a := newClient(t, b.Client, Config{Prefix: b.Prefix})
+			c := newClient(t, b.NewClient(t), Config{Prefix: b.Prefix})
+			sa, err := a.Secret(ctx)
+			if err != nil || len(sa) < 32 {
+				t.Fatalf("secret %q, %v", sa, err)
+			}
+			sc, err := c.Secret(ctx)
+			if err != nil || string(sc) != string(sa) {
+				t.Fatalf("second instance: %q, %v; want %q", sc, err, sa)
+			}
+			own := newClient(t, b.Client, Config{Prefix: b.Prefix, Secret: []byte("mine")})
+			if s, err := own.Secret(ctx); err != nil || string(s) != "mine" {
+				t.Fatalf("configured secret: %q, %v", s, err)
+			}
+		})
+	}
+	b := redistest.Open(t, redistest.Miniredis)
+	c := newClient(t, b.Client, Config{Prefix: b.Prefix})
+	b.Mini.SetError("LOADING")
+	if _, err := c.Secret(context.Background()); !errors.Is(err, errTestUnavailable) {
+		t.Fatalf("Redis down: %v", err)
+	}
+	b.Mini.SetError("")
+	if s, err := c.Secret(context.Background()); err != nil || len(s) == 0 {
+		t.Fatalf("Redis back: %q, %v", s, err)
+	}
+}

@@ -9,6 +9,8 @@
 package rediskey
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"strings"
 )
@@ -79,4 +81,45 @@ func Slot(key string) int {
 		}
 	}
 	return int(crc) % 16384
+}
+
+// DigestLen is the length of a [Digest].
+const DigestLen = 22
+
+// Digest returns a keyed hash of s (HMAC-SHA256 under secret, its first 128 bits in base64url,
+// 22 characters), for secrets and personal data that name a key (API keys, user IDs): the key
+// name identifies the entity without containing it, and without the secret a guess cannot be
+// checked against it.
+func Digest(secret []byte, s string) string {
+	var buf [DigestLen]byte
+	return string(AppendDigest(buf[:0], secret, s))
+}
+
+// AppendDigest appends [Digest] of s to dst. It is HMAC-SHA256 (RFC 2104) written out over
+// sha256.Sum256, so that short inputs cost no allocation.
+func AppendDigest(dst, secret []byte, s string) []byte {
+	const block = 64
+	var key [block]byte
+	if len(secret) > block {
+		sum := sha256.Sum256(secret)
+		copy(key[:], sum[:])
+	} else {
+		copy(key[:], secret)
+	}
+	var buf [block + 192]byte
+	msg := buf[:0]
+	if block+len(s) > len(buf) {
+		msg = make([]byte, 0, block+len(s))
+	}
+	for _, k := range key {
+		msg = append(msg, k^0x36)
+	}
+	inner := sha256.Sum256(append(msg, s...))
+	var outer [block + sha256.Size]byte
+	for i, k := range key {
+		outer[i] = k ^ 0x5c
+	}
+	copy(outer[block:], inner[:])
+	sum := sha256.Sum256(outer[:])
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
 }

@@ -1,6 +1,10 @@
 package rediskey
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -51,5 +55,35 @@ func TestPrefix(t *testing.T) {
 	}
 	if _, err := Prefix("a{b", "def:"); err != ErrBadPrefix {
 		t.Fatalf("braces: %v", err)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	a := Digest([]byte("secret"), "api-key-1")
+	if len(a) != DigestLen || strings.Contains(a, "api-key") {
+		t.Fatalf("Digest = %q", a)
+	}
+	if a != Digest([]byte("secret"), "api-key-1") {
+		t.Fatal("not deterministic")
+	}
+	if a == Digest([]byte("other"), "api-key-1") || a == Digest([]byte("secret"), "api-key-2") {
+		t.Fatal("the secret and the input must both change the digest")
+	}
+	if strings.ContainsAny(a, "{}%") {
+		t.Fatalf("a digest must be usable as a hash tag as is: %q", a)
+	}
+	for _, secret := range [][]byte{[]byte("short"), make([]byte, 100)} {
+		for _, in := range []string{"k", strings.Repeat("x", 300)} {
+			m := hmac.New(sha256.New, secret)
+			m.Write([]byte(in))
+			want := base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+			if got := Digest(secret, in); got != want {
+				t.Fatalf("Digest(%d-byte secret, %d-byte input) = %q, want HMAC-SHA256 %q", len(secret), len(in), got, want)
+			}
+		}
+	}
+	dst := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { _ = AppendDigest(dst, []byte("s"), "203.0.113.9") }); n != 0 {
+		t.Fatalf("AppendDigest of a short key allocates %v times", n)
 	}
 }
