@@ -51,8 +51,11 @@ type MiddlewareConfig struct {
 	// "Vary: Authorization, Cookie", so that shared caches keep one copy per credential. Leave it
 	// off unless the response is the same for every user or the CDN keys on those headers.
 	AllowCredentialed bool
-	// SessionCookies names the cookies that identify a user (for example session.Config's
-	// cookie name). Empty means any Cookie header marks the request as credentialed.
+	// SessionCookies names the cookies that identify a user. Pass the name the session
+	// manager really sends (the session package's Manager reports it). A name matches with or
+	// without the "__Host-" and "__Secure-" prefixes (RFC 6265bis), in either direction: "sid"
+	// matches a cookie sent as "__Host-sid", and "__Host-sid" one sent as "sid". Default: none,
+	// and then any Cookie header marks the request as credentialed.
 	SessionCookies []string
 	// MaxBody is the largest body, in bytes, buffered to compute an ETag; 1 MiB when zero.
 	// Larger bodies are streamed as they are written, without an ETag.
@@ -83,7 +86,7 @@ func (c *MiddlewareConfig) check() error {
 		}
 	}
 	for _, name := range c.SessionCookies {
-		if !isToken(name) {
+		if !isToken(name) || unprefixed(name) == "" {
 			return fmt.Errorf("%w: MiddlewareConfig.SessionCookies: %q is not a cookie name", ErrInvalidConfig, name)
 		}
 	}
@@ -163,9 +166,12 @@ func newMiddleware(cfg MiddlewareConfig) *middleware {
 		canBePublic:    cfg.Public,
 		checkCreds:     cfg.Public && !cfg.AllowCredentialed,
 		varyCreds:      cfg.Public && cfg.AllowCredentialed,
-		sessionCookies: append([]string(nil), cfg.SessionCookies...),
+		sessionCookies: make([]string, len(cfg.SessionCookies)),
 		maxBody:        cfg.MaxBody,
 		noETag:         cfg.NoETag,
+	}
+	for i, name := range cfg.SessionCookies {
+		m.sessionCookies[i] = unprefixed(name)
 	}
 	if m.maxBody == 0 {
 		m.maxBody = defaultMaxBody
@@ -251,7 +257,7 @@ func (m *middleware) credentialed(r *http.Request) bool {
 		}
 		for part := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(part, "=")
-			name = strings.TrimSpace(name)
+			name = unprefixed(strings.TrimSpace(name))
 			for _, s := range m.sessionCookies {
 				if name == s { // cookie names are case-sensitive
 					return true
@@ -260,6 +266,17 @@ func (m *middleware) credentialed(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// unprefixed returns a cookie name without its "__Host-" or "__Secure-" prefix. Browsers
+// compare the prefixes in any case; the rest of the name is case-sensitive.
+func unprefixed(name string) string {
+	for _, p := range [...]string{"__Host-", "__Secure-"} {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			return name[len(p):]
+		}
+	}
+	return name
 }
 
 // vary returns the Vary value the response needs, and false when its Vary is right already.

@@ -379,6 +379,33 @@ func TestMiddlewareCredentials(t *testing.T) {
 	}
 }
 
+// A session cookie sent with a __Host- or __Secure- prefix (as session.Config.HostPrefix makes
+// it) is still the session cookie named without the prefix: the page must not be marked
+// public. Naming the prefixed form matches the bare one too.
+func TestMiddlewareSessionCookiePrefixes(t *testing.T) {
+	const pub, priv = "public, max-age=300", "private, max-age=300"
+	for _, tt := range []struct {
+		configured, sent string
+		want             string
+	}{
+		{"session", "session=abc", priv},
+		{"session", "__Host-session=abc", priv},
+		{"session", "__Secure-session=abc", priv},
+		{"session", "theme=dark; __Host-session=abc", priv},
+		{"session", "__host-session=abc", priv}, // browsers compare prefixes in any case
+		{"__Host-session", "__Host-session=abc", priv},
+		{"__Host-session", "session=abc", priv},
+		{"__Secure-session", "__Host-session=abc", priv},
+		{"session", "__Host-sessions=abc", pub},
+		{"session", "x__Host-session=abc", pub},
+		{"session", "__Host-=abc", pub},
+	} {
+		cfg := MiddlewareConfig{Public: true, SessionCookies: []string{tt.configured}}
+		res := do(wrap(t, cfg, text(page)), req("GET", "/", "Cookie", tt.sent))
+		assert.Equal(t, tt.want, res.Header.Get("Cache-Control"), "SessionCookies %q, Cookie: %s", tt.configured, tt.sent)
+	}
+}
+
 func TestMiddlewarePassesThrough(t *testing.T) {
 	status := func(code int) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -613,6 +640,7 @@ func TestMiddlewareInvalidConfig(t *testing.T) {
 		{Vary: []string{""}},
 		{Vary: []string{"Origin, Accept"}},
 		{SessionCookies: []string{"sid;"}},
+		{SessionCookies: []string{"__Host-"}},
 	} {
 		mw, err := Middleware(cfg)
 		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
