@@ -53,9 +53,13 @@ type Config struct {
 	// to load (XFetch, Vattani et al., VLDB 2015): 1 is the paper's value; larger refreshes
 	// earlier. Hot keys then never expire under their readers. Default: 0 (off).
 	EarlyRefresh float64
-	// LoadTimeout bounds a load, which runs detached from its callers so that one caller's
-	// cancellation does not fail the others. It is also the longest another instance waits
-	// for this one's load before loading itself. Default: 10s.
+	// LoadTimeout bounds each call of a loader, which runs detached from its callers so that
+	// one caller's cancellation does not fail the others. At LoadTimeout the callers get an
+	// error matching context.DeadlineExceeded (or a stale value, within StaleIfError), even
+	// when the loader ignores its context: it is then abandoned, and what it returns is
+	// dropped. Callers waiting for another instance's load wait at most LoadTimeout and a
+	// lease period (at most 2s, plus RedisConfig.Timeout) before they load themselves.
+	// Default: 10s.
 	LoadTimeout time.Duration
 	// Codec encodes values for Redis. []byte and string values are stored as they are.
 	// Default: encoding/json.
@@ -217,9 +221,11 @@ func (cfg *Config) check() error {
 	return nil
 }
 
-// Close cancels the loads in flight, waits for their goroutines and detaches the Cache from
-// its store, which frees its namespace; it does not close the store. Calls after Close return
-// ErrClosed. Close is idempotent and always returns nil.
+// Close cancels the loads in flight and waits for their loaders to return, but not past each
+// load's LoadTimeout: a loader that ignores its context is abandoned then. Over a RedisStore
+// it also waits for each load to give its lease back, at most RedisConfig.Timeout. It then
+// detaches the Cache from its store, which frees its namespace; it does not close the store.
+// Calls after Close return ErrClosed. Close is idempotent and always returns nil.
 func (c *Cache[V]) Close() error {
 	c.mu.Lock()
 	first := c.closed.CompareAndSwap(false, true)

@@ -46,8 +46,10 @@
 // on its lease; the other instances wait to be woken by the announcement of the fill, not by
 // polling, and read it. A Set or Delete revokes the lease, so a load that read the source
 // before a write cannot store its older value after it. A load runs detached from its
-// callers (bounded by Config.LoadTimeout): a caller that gives up gets its context's error and
-// the others get the value. A panicking loader gives every waiter [ErrLoaderPanic].
+// callers: a caller that gives up gets its context's error and the others get the value.
+// Config.LoadTimeout bounds the loader, even one that ignores its context: at LoadTimeout its
+// callers get an error (or a stale value) and the next call loads afresh. A panicking loader
+// gives every waiter [ErrLoaderPanic].
 //
 // # Coherence
 //

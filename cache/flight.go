@@ -19,7 +19,8 @@ import (
 // A load returning ErrNotFound is cached for Config.NegativeTTL and GetOrLoad returns
 // ErrNotFound. Within the stale-while-revalidate window a stale value is returned at once and
 // refreshed in the background; within the stale-if-error window it is returned when the load
-// fails.
+// fails. A load still running at Config.LoadTimeout fails with an error matching
+// context.DeadlineExceeded, whether or not the loader heeds its context.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx context.Context, key string) (V, error)) (V, error) {
 	var zero V
 	if c.closed.Load() {
@@ -293,9 +294,41 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 	f.deliverLoaded(v, notFound)
 }
 
-// call runs the loader.
+// call runs the loader on a goroutine of its own and waits for it until ctx ends. At
+// LoadTimeout a loader that has not returned is abandoned, and its result dropped. When Close
+// cancels the load, call still waits for the loader (one that heeds its context returns at
+// once, and Close then leaves none running), but not past LoadTimeout.
 func (f *flight[V]) call(ctx context.Context) (V, time.Duration, error) {
-	return f.c.runLoader(ctx, f.key, f.load)
+	type result struct {
+		v    V
+		took time.Duration
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		if err := ctx.Err(); err != nil {
+			ch <- result{err: err} // cancelled before it began: the loader is not called
+			return
+		}
+		v, took, err := f.c.runLoader(ctx, f.key, f.load)
+		ch <- result{v, took, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.took, r.err
+	case <-ctx.Done():
+	}
+	if deadline, ok := ctx.Deadline(); ok && errors.Is(ctx.Err(), context.Canceled) {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case r := <-ch:
+			return r.v, r.took, r.err
+		case <-t.C:
+		}
+	}
+	var zero V
+	return zero, 0, fmt.Errorf("cache: the loader did not return within Config.LoadTimeout (%v): %w", f.c.cfg.LoadTimeout, context.DeadlineExceeded)
 }
 
 // runLoader calls load, counts the call, and turns a panic into ErrLoaderPanic.
