@@ -84,7 +84,9 @@
 // stale windows, and MiddlewareConfig adds s-maxage for shared caches, public or private,
 // immutable or no-store. A response is never marked public when the request carries
 // Authorization or a session cookie (unless AllowCredentialed, which then adds Vary:
-// Authorization, Cookie) or when it sets a cookie. Vary is merged with the handler's, and gets
+// Authorization, Cookie) or when it sets a cookie. Give MiddlewareConfig.SessionCookies the
+// cookie name the session manager reports; its "__Host-" and "__Secure-" forms match too, and
+// without SessionCookies any cookie counts. Vary is merged with the handler's, and gets
 // Accept-Encoding for encoded bodies. Each 200 gets a strong ETag hashed from its body and
 // Content-Encoding, and If-None-Match and If-Modified-Since are answered with 304 and no body.
 // Bodies above MaxBody (1 MiB), and responses that flush, stream through at once without an

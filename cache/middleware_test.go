@@ -180,7 +180,7 @@ func TestMiddlewareHandlerETag(t *testing.T) {
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = io.WriteString(w, page)
 	})
-	for _, cfg := range []MiddlewareConfig{{Public: true}, {NoETag: true}} {
+	for _, cfg := range []MiddlewareConfig{{Public: true}, {DisableETag: true}} {
 		h := wrap(t, cfg, handler)
 		res := do(h, req("GET", "/"))
 		assert.Equal(t, `W/"v1"`, res.Header.Get("ETag"), "the handler's ETag wins")
@@ -205,8 +205,8 @@ func TestMiddlewareHandlerETag(t *testing.T) {
 	assert.Equal(t, 304, do(h, req("GET", "/", "If-None-Match", etag)).StatusCode)
 }
 
-func TestMiddlewareNoETag(t *testing.T) {
-	h := wrap(t, MiddlewareConfig{NoETag: true}, text(page))
+func TestMiddlewareDisableETag(t *testing.T) {
+	h := wrap(t, MiddlewareConfig{DisableETag: true}, text(page))
 	res := do(h, req("GET", "/", "If-None-Match", "*"))
 	assert.Equal(t, 304, res.StatusCode, "* matches any current representation")
 	res = do(h, req("GET", "/"))
@@ -253,7 +253,7 @@ func TestMiddlewareIfModifiedSince(t *testing.T) {
 	assert.Equal(t, 200, do(h, req("GET", "/", "If-Modified-Since", mod.Format(http.TimeFormat))).StatusCode)
 
 	// Last-Modified is enough when no ETag is computed; the decision comes before the body.
-	h = wrap(t, MiddlewareConfig{NoETag: true}, http.HandlerFunc(lastModified))
+	h = wrap(t, MiddlewareConfig{DisableETag: true}, http.HandlerFunc(lastModified))
 	res := do(h, req("GET", "/", "If-Modified-Since", mod.Format(http.TimeFormat)))
 	assert.Equal(t, 304, res.StatusCode)
 	assert.Empty(t, body(t, res))
