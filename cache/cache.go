@@ -20,7 +20,7 @@ const (
 )
 
 // Config configures a [Cache]. The zero value is the article's: data fresh for 300 s, "not
-// found" cached for 30 s, loads bounded by 10 s.
+// found" cached for 30 s, loads bounded by 10 s. A Config is a plain value; New copies it.
 type Config struct {
 	// Policy is how long data stays fresh, and how long it may then be served stale while
 	// being refreshed (StaleWhileRevalidate) or when its refresh fails (StaleIfError).
@@ -87,7 +87,8 @@ type Hooks struct {
 	OnStoreError func(ctx context.Context, err error)
 }
 
-// Stats counts what a Cache did since it was created.
+// Stats counts what a Cache did since it was created. It is a snapshot, a plain value; the
+// zero value counts nothing.
 type Stats struct {
 	// LocalHits counts fresh values served by the local layer; RemoteHits, values read from
 	// Redis.
@@ -223,9 +224,10 @@ func (cfg *Config) check() error {
 
 // Close cancels the loads in flight and waits for their loaders to return, but not past each
 // load's LoadTimeout: a loader that ignores its context is abandoned then. Over a RedisStore
-// it also waits for each load to give its lease back, at most RedisConfig.Timeout. It then
-// detaches the Cache from its store, which frees its namespace; it does not close the store.
-// Calls after Close return ErrClosed. Close is idempotent and always returns nil.
+// each load then gives its lease back, within RedisConfig.Timeout. So Close returns within
+// Config.LoadTimeout plus RedisConfig.Timeout. It then detaches the Cache from its store,
+// which frees its namespace; it does not close the store. Calls after Close return ErrClosed.
+// Close is idempotent and always returns nil.
 func (c *Cache[V]) Close() error {
 	c.mu.Lock()
 	first := c.closed.CompareAndSwap(false, true)

@@ -7,7 +7,8 @@ import "encoding/json"
 //
 // Unmarshal must accept what Marshal of the same Codec produced. Changing the codec of a cache
 // whose data is already in Redis is safe: an entry that does not decode counts as a miss and is
-// loaded and stored again.
+// loaded and stored again. A Codec is called from many goroutines at once: it must be safe for
+// concurrent use.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error

@@ -270,6 +270,13 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 		}
 		return
 	}
+	if f.held && c.closed.Load() {
+		// Close waits for this flight: give the lease back (one round trip) rather than
+		// store the value; another instance loads it again.
+		f.deliverLoaded(v, notFound)
+		_ = c.remote.release(ctx, f.key, f.token)
+		return
+	}
 	now, wall := c.now(), c.wall()
 	e := c.newEntry(f.key, v, notFound, took, 0, now)
 	if f.held {

@@ -345,7 +345,7 @@ func (sh *shardState) unlink(e *entry) {
 }
 
 // MemoryStats describes a local layer: a MemoryStore's, or a Cache's own in front of a
-// RedisStore.
+// RedisStore. It is a snapshot, a plain value; the zero value counts nothing.
 type MemoryStats struct {
 	// Evictions counts live entries removed to make room; Expired counts entries removed
 	// because their time was up.

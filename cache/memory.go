@@ -8,7 +8,7 @@ import (
 )
 
 // MemoryConfig sizes a local layer: a [MemoryStore], or the layer a Cache keeps in front of a
-// [RedisStore] (Config.Local). The zero value is ready to use.
+// [RedisStore] (Config.Local). The zero value is ready to use; a MemoryConfig is a plain value.
 type MemoryConfig struct {
 	// MaxEntries caps the number of entries held. Default: 10000.
 	MaxEntries int

@@ -47,10 +47,10 @@ type MiddlewareConfig struct {
 	// Default: false.
 	AllowCredentialed bool
 	// SessionCookies names the cookies that identify a user. Pass the name the session
-	// manager really sends (the session package's Manager reports it). A name matches with or
-	// without the "__Host-" and "__Secure-" prefixes (RFC 6265bis), in either direction: "sid"
-	// matches a cookie sent as "__Host-sid", and "__Host-sid" one sent as "sid". Default: none,
-	// and then any Cookie header marks the request as credentialed.
+	// manager really sends (outgrow's session.Manager.CookieName reports it). A name matches
+	// with or without the "__Host-" and "__Secure-" prefixes (RFC 6265bis), either way round:
+	// "sid" matches a cookie sent as "__Host-sid", and "__Host-sid" one sent as "sid".
+	// Default: none, and then any Cookie header marks the request as credentialed.
 	SessionCookies []string
 	// MaxBody is the largest body, in bytes, buffered to compute an ETag. Larger bodies are
 	// streamed as they are written, without an ETag. Default: 1 MiB.

@@ -16,7 +16,8 @@ import (
 	"github.com/outgrow/outgrow/internal/redisclient"
 )
 
-// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+// RedisConfig configures a [RedisStore]. The zero value is ready to use; a RedisConfig is a
+// plain value, and NewRedisStore copies it.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
 // redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
@@ -137,7 +138,8 @@ func (s *RedisStore) Close() error {
 	return nil
 }
 
-// RedisStats counts what a RedisStore did since it was created, for all its caches.
+// RedisStats counts what a RedisStore did since it was created, for all its caches. It is a
+// snapshot, a plain value; the zero value counts nothing.
 type RedisStats struct {
 	// Hits and Misses count keys read from Redis.
 	Hits, Misses uint64

@@ -13,7 +13,7 @@ import (
 //
 // The interface is sealed: its methods are unexported, so only this package's stores satisfy
 // it. Tests of code that uses a Cache run it on a MemoryStore, which has the same semantics
-// within one process.
+// within one process. Both stores are safe for concurrent use.
 type Store interface {
 	// open attaches a Cache: it returns the layers the Cache reads and writes, or an error
 	// matching ErrInvalidConfig when the Cache's namespace is already open on the store.
