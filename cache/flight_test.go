@@ -29,6 +29,29 @@ func getOrLoadAsync(c *Cache[string], key string, load func(context.Context, str
 	return ch
 }
 
+// await returns what w delivers, failing t if it delivers nothing within d.
+func await(t *testing.T, w <-chan result, d time.Duration, what string) result {
+	t.Helper()
+	select {
+	case r := <-w:
+		return r
+	case <-time.After(d):
+		t.Fatalf("%s: still blocked after %v", what, d)
+		return result{}
+	}
+}
+
+// valueOrTimeout checks that a waiter of a stuck load got either want (filled by another
+// instance) or the LoadTimeout error.
+func valueOrTimeout(t *testing.T, r result, want string) {
+	t.Helper()
+	if r.err == nil {
+		assert.Equal(t, want, r.v)
+	} else {
+		assert.ErrorIs(t, r.err, context.DeadlineExceeded)
+	}
+}
+
 // stuckLoader ignores its context: it returns only when release is closed. started counts its
 // calls.
 func stuckLoader(release <-chan struct{}, started *atomic.Int32) func(context.Context, string) (string, error) {
@@ -59,12 +82,9 @@ func TestStuckLoaderMemory(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		waiters = append(waiters, getOrLoadAsync(c, "k", stuck)) // joins the flight
 		for _, w := range waiters {
-			select {
-			case r := <-w:
-				assert.ErrorIs(t, r.err, context.DeadlineExceeded)
-			case <-time.After(time.Hour):
-				t.Fatal("a waiter was still blocked an hour after LoadTimeout")
-			}
+			r := await(t, w, time.Hour, "a waiter of the stuck load")
+			assert.ErrorIs(t, r.err, context.DeadlineExceeded)
+			assert.LessOrEqual(t, r.took, time.Second, "past LoadTimeout")
 		}
 		assert.Equal(t, int32(1), started.Load(), "the second caller joined the first load")
 
@@ -109,17 +129,9 @@ func TestStuckLoaderRedis(t *testing.T) {
 		require.Eventually(t, func() bool { return started.Load() == 1 }, 5*time.Second, time.Millisecond)
 		require.NoError(t, b.Set(ctx, "set", "from B"))
 		for _, w := range []<-chan result{w1, w2} {
-			select {
-			case r := <-w:
-				if r.err == nil {
-					assert.Equal(t, "from B", r.v)
-				} else {
-					assert.ErrorIs(t, r.err, context.DeadlineExceeded)
-				}
-				assert.Less(t, r.took, loadTimeout+slack)
-			case <-time.After(loadTimeout + 5*time.Second):
-				t.Fatal("A's waiter still blocked well past LoadTimeout")
-			}
+			r := await(t, w, loadTimeout+5*time.Second, "A's waiter")
+			valueOrTimeout(t, r, "from B")
+			assert.Less(t, r.took, loadTimeout+slack)
 		}
 		r := <-getOrLoadAsync(a, "set", stuck)
 		require.NoError(t, r.err)
@@ -132,24 +144,11 @@ func TestStuckLoaderRedis(t *testing.T) {
 		require.Eventually(t, func() bool { return started.Load() == 2 }, 5*time.Second, time.Millisecond)
 		t0 := time.Now()
 		wb := getOrLoadAsync(b, "load", func(context.Context, string) (string, error) { return "B loaded", nil })
-		select {
-		case r := <-wb:
-			require.NoError(t, r.err)
-			assert.Equal(t, "B loaded", r.v)
-			assert.Less(t, time.Since(t0), loadTimeout+slack, "B waited for A's lease to expire")
-		case <-time.After(loadTimeout + 10*time.Second):
-			t.Fatal("B never loaded")
-		}
-		select {
-		case r := <-wa:
-			if r.err == nil {
-				assert.Equal(t, "B loaded", r.v)
-			} else {
-				assert.ErrorIs(t, r.err, context.DeadlineExceeded)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("A's waiter still blocked")
-		}
+		r = await(t, wb, loadTimeout+10*time.Second, "B's load")
+		require.NoError(t, r.err)
+		assert.Equal(t, "B loaded", r.v)
+		assert.Less(t, time.Since(t0), loadTimeout+slack, "B waited for A's lease to expire")
+		valueOrTimeout(t, await(t, wa, 5*time.Second, "A's waiter"), "B loaded")
 	})
 }
 
@@ -173,12 +172,7 @@ func TestStuckLoaderCloseRedis(t *testing.T) {
 		case <-time.After(loadTimeout + 5*time.Second):
 			t.Fatal("Close hangs on a stuck loader")
 		}
-		select {
-		case r := <-w:
-			assert.Error(t, r.err)
-		case <-time.After(5 * time.Second):
-			t.Fatal("the waiter was not released by Close")
-		}
+		assert.Error(t, await(t, w, 5*time.Second, "the waiter of a load cancelled by Close").err)
 		// The lease was given back: another instance loads at once.
 		other := newCache[string](t, fx.store(), Config{})
 		t0 = time.Now()
