@@ -171,13 +171,22 @@ func TestDisableLocal(t *testing.T) {
 	assert.Zero(t, st.LostFills)
 }
 
-func TestMemoryHitAllocatesNothing(t *testing.T) {
-	s, _ := memStore(t, MemoryConfig{})
-	c := newCache[*user](t, s, Config{})
-	require.NoError(t, c.Set(ctx, "ada", &user{"Ada", 36}))
-	load := func(ctx context.Context, key string) (*user, error) { return nil, nil }
-	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx, "ada") }))
-	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.GetOrLoad(ctx, "ada", load) }))
+// A local hit allocates nothing: over a MemoryStore, and in the local layer of a Cache over a
+// RedisStore.
+func TestLocalHitAllocatesNothing(t *testing.T) {
+	ms, _ := memStore(t, MemoryConfig{})
+	b := redistest.Open(t, redistest.Miniredis)
+	rs, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix})
+	require.NoError(t, err)
+	defer rs.Close()
+	for _, s := range []Store{ms, rs} {
+		c := newCache[*user](t, s, Config{Namespace: "users"})
+		require.NoError(t, c.Set(ctx, "ada", &user{"Ada", 36}))
+		load := func(ctx context.Context, key string) (*user, error) { return nil, nil }
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx, "ada") }))
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.GetOrLoad(ctx, "ada", load) }))
+		assert.Equal(t, uint64(2002), c.Stats().LocalHits, "served by the local layer")
+	}
 }
 
 func TestJitter(t *testing.T) {

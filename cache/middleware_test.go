@@ -692,3 +692,22 @@ type discard struct{ h http.Header }
 func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(int)             {}
+
+// FuzzSessionCookie: whenever net/http parses a cookie named as the session cookie (with or
+// without its prefix) out of a Cookie header, the request counts as credentialed, so a page
+// the application renders for a logged-in user is never marked public.
+func FuzzSessionCookie(f *testing.F) {
+	f.Add("sid=1")
+	f.Add("theme=dark; __Host-sid=abc")
+	f.Add(" __secure-sid = x ;")
+	f.Add("sid")
+	m := newMiddleware(MiddlewareConfig{Public: true, SessionCookies: []string{"sid"}})
+	f.Fuzz(func(t *testing.T, line string) {
+		r := req("GET", "/", "Cookie", line)
+		for _, c := range r.Cookies() {
+			if unprefixed(c.Name) == "sid" && !m.credentialed(r) {
+				t.Fatalf("Cookie: %q holds %q, not seen as a session", line, c.Name)
+			}
+		}
+	})
+}

@@ -163,19 +163,28 @@ func (s *RedisStore) Stats() RedisStats {
 	}
 }
 
-// An announcement is this store's origin, the namespace, '{' and the key: the namespace has no
-// brace, so the first one ends it.
+// An announcement is the writer's origin (a store's, originLen bytes), the namespace, '{' and
+// the key: the namespace has no brace, so the first one ends it.
 func (s *RedisStore) message(namespace, key string) string {
 	return s.origin + namespace + "{" + key
 }
 
+// originLen is the length of a store's origin, rand.Text's.
+var originLen = len(rand.Text())
+
+// parseMessage splits an announcement; ok is false for a payload no store wrote.
+func parseMessage(payload string) (origin, namespace, key string, ok bool) {
+	if len(payload) < originLen {
+		return "", "", "", false
+	}
+	origin = payload[:originLen]
+	namespace, key, ok = strings.Cut(payload[originLen:], "{")
+	return origin, namespace, key, ok
+}
+
 // heard applies an announcement to the Cache of its namespace, if one is open here.
 func (s *RedisStore) heard(payload string) {
-	if len(payload) < len(s.origin) {
-		return
-	}
-	origin, rest := payload[:len(s.origin)], payload[len(s.origin):]
-	namespace, key, ok := strings.Cut(rest, "{")
+	origin, namespace, key, ok := parseMessage(payload)
 	if !ok {
 		return
 	}
