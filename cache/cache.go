@@ -162,7 +162,7 @@ func (l *lookups) sum() uint64 {
 }
 
 // New returns a Cache over store. Its errors match ErrInvalidConfig, naming the field at
-// fault.
+// fault, or ErrClosed for a closed store.
 func New[V any](store Store, cfg Config) (*Cache[V], error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: the store is nil", ErrInvalidConfig)

@@ -108,6 +108,9 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 // open gives a Cache a local layer of its own and its remote layer: Redis under the Cache's
 // namespace.
 func (s *RedisStore) open(o openConfig) (layers, error) {
+	if s.closed.Load() {
+		return layers{}, ErrClosed
+	}
 	if err := o.local.check("Config.Local"); err != nil {
 		return layers{}, err
 	}
