@@ -1,7 +1,8 @@
-// Package health serves liveness and readiness for a service behind a load balancer, with the
-// article's settings as defaults: the liveness endpoint GET /api/health answers
-// {"status":"ok","uptime":<seconds>}, and readiness checks run every 30 s with a 5 s timeout,
-// turning healthy after 2 consecutive successes and unhealthy after 3 consecutive failures.
+// Package health serves liveness and readiness for a service behind a load balancer. The liveness
+// endpoint GET /api/health answers {"status":"ok","uptime":<seconds>}; the readiness endpoint
+// GET /api/ready reports named dependency checks, which by default run in the background every
+// 4 s with a 2 s timeout, turn unhealthy after 3 consecutive failures and healthy again after 2
+// consecutive successes.
 //
 // # Liveness and readiness
 //
@@ -37,6 +38,28 @@
 //	      after Drain                                                503 {"status":"draining"}
 //	      after Close                                                503 {"status":"closed"}
 //
+// # Two layers of thresholds
+//
+// A load balancer probing readiness applies its own thresholds on top of the checks', and the
+// delays add up. Take an ALB target group set as is common for this endpoint: a probe every 30 s
+// with a 5 s timeout, healthy after 2 consecutive successes, unhealthy after 3 consecutive
+// failures. In the worst case (the change comes just after a check run, and just after a probe):
+//
+//	                         checks behind /api/ready              balancer                   total
+//	dependency dies          Interval×UnhealthyThreshold+Timeout   probe interval×unhealthy
+//	                         4 s×3 + 2 s = 14 s                    30 s×3 = 90 s              104 s
+//	dependency comes back    Interval×HealthyThreshold             probe interval×healthy
+//	                         4 s×2 = 8 s                           30 s×2 = 60 s               68 s
+//
+// The check's Timeout counts only for a dependency that hangs (one that refuses is seen in
+// 4 s×3 = 12 s), and the balancer's only for an instance that does not answer: /api/ready
+// answers 503 at once. [Checker.Drain] adds nothing to the first layer, so DrainDelay must cover
+// the balancer's layer alone. That is why the checks do not default to the balancer's numbers:
+// with 30 s, 5 s, 3 and 2 they would take up to 95 s to see a dead dependency and 60 s to see it
+// back, before the balancer's own 90 s and 60 s. To shorten the total, shorten the balancer's
+// side; the checks' thresholds are there to ride out one failed call to a dependency, the
+// balancer's to ride out one lost probe.
+//
 // # Formats
 //
 // Responses are plain JSON unless the request's Accept header prefers application/health+json,
@@ -60,8 +83,8 @@
 // liveness stays 200; it keeps serving for [Config.DrainDelay] so that balancers stop routing
 // here, then calls [http.Server.Shutdown], which waits up to [Config.ShutdownTimeout] for in-flight
 // requests. Set DrainDelay to at least the balancer's probe interval times its failure threshold
-// plus its propagation time (for the article's ALB settings, 30 s × 3 = 90 s, or use the
-// target group's deregistration, which starts at once).
+// plus its propagation time (for the ALB settings above, 30 s × 3 = 90 s, or use the target
+// group's deregistration, which starts at once).
 //
 // # Built-in checks
 //

@@ -13,17 +13,20 @@ import (
 	"time"
 )
 
-// The article's numbers: an ALB target group checking /api/health every 30 s with a 5 s timeout,
-// healthy after 2 consecutive successes and unhealthy after 3 consecutive failures.
+// Defaults of Config. The interval, timeout and thresholds are those of in-process dependency
+// checks, not the load balancer's: a critical dependency that dies is seen within
+// defaultInterval×defaultUnhealthyThreshold+defaultTimeout = 14 s even when it hangs rather than
+// refuses, and one that comes back within defaultInterval×defaultHealthyThreshold = 8 s (see
+// "Two layers of thresholds" in the package doc).
 const (
-	DefaultPath               = "/api/health"
-	DefaultReadyPath          = "/api/ready"
-	DefaultInterval           = 30 * time.Second
-	DefaultTimeout            = 5 * time.Second
-	DefaultHealthyThreshold   = 2
-	DefaultUnhealthyThreshold = 3
-	DefaultDrainDelay         = 5 * time.Second
-	DefaultShutdownTimeout    = 20 * time.Second
+	defaultPath               = "/api/health"
+	defaultReadyPath          = "/api/ready"
+	defaultInterval           = 4 * time.Second
+	defaultTimeout            = 2 * time.Second
+	defaultHealthyThreshold   = 2
+	defaultUnhealthyThreshold = 3
+	defaultDrainDelay         = 5 * time.Second
+	defaultShutdownTimeout    = 20 * time.Second
 )
 
 // Errors reported by checks and by the [Checker].
@@ -55,16 +58,20 @@ type Check struct {
 	Timeout time.Duration
 }
 
-// Config configures a [Checker]. The zero value is the article's settings; every field is optional.
+// Config configures a [Checker]. The zero value is ready to use: every field is optional.
+//
+// Interval, Timeout and the thresholds govern the in-process dependency checks behind readiness,
+// not the load balancer that probes readiness: they default to faster settings than a balancer's
+// so that the two layers together stay short (see "Two layers of thresholds" in the package doc).
 type Config struct {
 	// Path is where the liveness handler answers in [Checker.Middleware]. Default: "/api/health".
 	Path string
 	// ReadyPath is where the readiness handler answers in [Checker.Middleware]. Default: "/api/ready".
 	ReadyPath string
-	// Interval is the time between two background passes over the checks. Default: 30s.
+	// Interval is the time between two background passes over the checks. Default: 4s.
 	Interval time.Duration
-	// Timeout bounds each check run unless the check sets its own. It may not exceed Interval.
-	// Default: 5s, or Interval if that is shorter.
+	// Timeout bounds each check run unless the check sets its own. It may not exceed Interval;
+	// when Interval is set below 2 s, Timeout defaults to Interval. Default: 2s.
 	Timeout time.Duration
 	// HealthyThreshold is the number of consecutive successes that turn an unhealthy check
 	// healthy. Default: 2.
@@ -266,10 +273,10 @@ func (cfg *Config) setDefaults() error {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"Interval", &cfg.Interval, DefaultInterval},
+		{"Interval", &cfg.Interval, defaultInterval},
 		{"Timeout", &cfg.Timeout, -1}, // derived from Interval below
-		{"DrainDelay", &cfg.DrainDelay, DefaultDrainDelay},
-		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
+		{"DrainDelay", &cfg.DrainDelay, defaultDrainDelay},
+		{"ShutdownTimeout", &cfg.ShutdownTimeout, defaultShutdownTimeout},
 	} {
 		if *d.v < 0 {
 			return fmt.Errorf("health: Config.%s %v is negative", d.name, *d.v)
@@ -279,7 +286,7 @@ func (cfg *Config) setDefaults() error {
 		}
 	}
 	if cfg.Timeout < 0 {
-		cfg.Timeout = min(DefaultTimeout, cfg.Interval)
+		cfg.Timeout = min(defaultTimeout, cfg.Interval)
 	}
 	if cfg.Timeout > cfg.Interval {
 		return fmt.Errorf("health: Config.Timeout %v is longer than Interval %v", cfg.Timeout, cfg.Interval)
@@ -289,8 +296,8 @@ func (cfg *Config) setDefaults() error {
 		v    *int
 		def  int
 	}{
-		{"HealthyThreshold", &cfg.HealthyThreshold, DefaultHealthyThreshold},
-		{"UnhealthyThreshold", &cfg.UnhealthyThreshold, DefaultUnhealthyThreshold},
+		{"HealthyThreshold", &cfg.HealthyThreshold, defaultHealthyThreshold},
+		{"UnhealthyThreshold", &cfg.UnhealthyThreshold, defaultUnhealthyThreshold},
 	} {
 		if *n.v < 0 {
 			return fmt.Errorf("health: Config.%s %d is negative", n.name, *n.v)
@@ -300,10 +307,10 @@ func (cfg *Config) setDefaults() error {
 		}
 	}
 	if cfg.Path == "" {
-		cfg.Path = DefaultPath
+		cfg.Path = defaultPath
 	}
 	if cfg.ReadyPath == "" {
-		cfg.ReadyPath = DefaultReadyPath
+		cfg.ReadyPath = defaultReadyPath
 	}
 	if !strings.HasPrefix(cfg.Path, "/") || !strings.HasPrefix(cfg.ReadyPath, "/") {
 		return fmt.Errorf("health: Config.Path %q and ReadyPath %q must start with /", cfg.Path, cfg.ReadyPath)
