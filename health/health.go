@@ -36,6 +36,9 @@ var (
 	ErrTimeout = fmt.Errorf("health: check timed out: %w", context.DeadlineExceeded)
 	// ErrClosed is returned by [Checker.Refresh] after [Checker.Close].
 	ErrClosed = errors.New("health: checker closed")
+	// ErrInvalidConfig is returned by [New] for a Config or Check that cannot work; the error
+	// names the field.
+	ErrInvalidConfig = errors.New("health: invalid config")
 )
 
 // CheckFunc reports whether one dependency works: nil means healthy. It must return when ctx is
@@ -231,8 +234,9 @@ type checkState struct {
 }
 
 // New returns a Checker over checks and starts its first pass at once. Until that pass completes
-// the service is not ready. It returns an error for a negative duration or threshold, a check
-// without a name or function, or two checks with the same name.
+// the service is not ready. It returns an error matching [ErrInvalidConfig] for a negative
+// duration or threshold, a timeout longer than the interval, a bad path, a check without a name
+// or function, or two checks with the same name.
 func New(cfg Config, checks ...Check) (*Checker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -242,15 +246,16 @@ func New(cfg Config, checks ...Check) (*Checker, error) {
 	for i, ch := range checks {
 		switch {
 		case ch.Name == "":
-			return nil, fmt.Errorf("health: check %d has no name", i)
+			return nil, fmt.Errorf("%w: check %d has no Name", ErrInvalidConfig, i)
 		case ch.Func == nil:
-			return nil, fmt.Errorf("health: check %q has no function", ch.Name)
+			return nil, fmt.Errorf("%w: check %q has no Func", ErrInvalidConfig, ch.Name)
 		case seen[ch.Name]:
-			return nil, fmt.Errorf("health: two checks are named %q", ch.Name)
+			return nil, fmt.Errorf("%w: two checks are named %q", ErrInvalidConfig, ch.Name)
 		case ch.Timeout < 0:
-			return nil, fmt.Errorf("health: check %q has a negative timeout", ch.Name)
+			return nil, fmt.Errorf("%w: check %q: Check.Timeout %v is negative", ErrInvalidConfig, ch.Name, ch.Timeout)
 		case ch.Timeout > cfg.Interval:
-			return nil, fmt.Errorf("health: check %q has a timeout %v longer than Interval %v", ch.Name, ch.Timeout, cfg.Interval)
+			return nil, fmt.Errorf("%w: check %q: Check.Timeout %v exceeds Config.Interval %v",
+				ErrInvalidConfig, ch.Name, ch.Timeout, cfg.Interval)
 		}
 		seen[ch.Name] = true
 		if ch.Timeout == 0 {
@@ -279,7 +284,7 @@ func (cfg *Config) setDefaults() error {
 		{"ShutdownTimeout", &cfg.ShutdownTimeout, defaultShutdownTimeout},
 	} {
 		if *d.v < 0 {
-			return fmt.Errorf("health: Config.%s %v is negative", d.name, *d.v)
+			return fmt.Errorf("%w: Config.%s %v is negative", ErrInvalidConfig, d.name, *d.v)
 		}
 		if *d.v == 0 {
 			*d.v = d.def
@@ -289,7 +294,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.Timeout = min(defaultTimeout, cfg.Interval)
 	}
 	if cfg.Timeout > cfg.Interval {
-		return fmt.Errorf("health: Config.Timeout %v is longer than Interval %v", cfg.Timeout, cfg.Interval)
+		return fmt.Errorf("%w: Config.Timeout %v exceeds Interval %v", ErrInvalidConfig, cfg.Timeout, cfg.Interval)
 	}
 	for _, n := range []struct {
 		name string
@@ -300,7 +305,7 @@ func (cfg *Config) setDefaults() error {
 		{"UnhealthyThreshold", &cfg.UnhealthyThreshold, defaultUnhealthyThreshold},
 	} {
 		if *n.v < 0 {
-			return fmt.Errorf("health: Config.%s %d is negative", n.name, *n.v)
+			return fmt.Errorf("%w: Config.%s %d is negative", ErrInvalidConfig, n.name, *n.v)
 		}
 		if *n.v == 0 {
 			*n.v = n.def
@@ -312,11 +317,13 @@ func (cfg *Config) setDefaults() error {
 	if cfg.ReadyPath == "" {
 		cfg.ReadyPath = defaultReadyPath
 	}
-	if !strings.HasPrefix(cfg.Path, "/") || !strings.HasPrefix(cfg.ReadyPath, "/") {
-		return fmt.Errorf("health: Config.Path %q and ReadyPath %q must start with /", cfg.Path, cfg.ReadyPath)
-	}
-	if cfg.Path == cfg.ReadyPath {
-		return fmt.Errorf("health: Config.Path and ReadyPath are both %q", cfg.Path)
+	switch {
+	case !strings.HasPrefix(cfg.Path, "/"):
+		return fmt.Errorf("%w: Config.Path %q does not start with /", ErrInvalidConfig, cfg.Path)
+	case !strings.HasPrefix(cfg.ReadyPath, "/"):
+		return fmt.Errorf("%w: Config.ReadyPath %q does not start with /", ErrInvalidConfig, cfg.ReadyPath)
+	case cfg.Path == cfg.ReadyPath:
+		return fmt.Errorf("%w: Config.Path and ReadyPath are both %q", ErrInvalidConfig, cfg.Path)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -480,27 +480,33 @@ func TestNewRejectsBadInput(t *testing.T) {
 		name   string
 		cfg    Config
 		checks []Check
-		want   string
+		want   string // the field named in the error
 	}{
-		{"negative interval", Config{Interval: -1}, nil, "Interval"},
-		{"negative timeout", Config{Timeout: -1}, nil, "Timeout"},
-		{"negative threshold", Config{HealthyThreshold: -1}, nil, "HealthyThreshold"},
-		{"negative drain delay", Config{DrainDelay: -1}, nil, "DrainDelay"},
-		{"relative path", Config{Path: "health"}, nil, "must start with /"},
-		{"same paths", Config{Path: "/h", ReadyPath: "/h"}, nil, "both"},
-		{"unnamed check", Config{}, []Check{{Func: okFn}}, "no name"},
-		{"check without func", Config{}, []Check{{Name: "db"}}, "no function"},
+		{"negative interval", Config{Interval: -1}, nil, "Config.Interval"},
+		{"negative timeout", Config{Timeout: -1}, nil, "Config.Timeout"},
+		{"negative healthy threshold", Config{HealthyThreshold: -1}, nil, "Config.HealthyThreshold"},
+		{"negative unhealthy threshold", Config{UnhealthyThreshold: -1}, nil, "Config.UnhealthyThreshold"},
+		{"negative drain delay", Config{DrainDelay: -1}, nil, "Config.DrainDelay"},
+		{"negative shutdown timeout", Config{ShutdownTimeout: -1}, nil, "Config.ShutdownTimeout"},
+		{"relative path", Config{Path: "health"}, nil, "Config.Path"},
+		{"relative ready path", Config{ReadyPath: "ready"}, nil, "Config.ReadyPath"},
+		{"same paths", Config{Path: "/h", ReadyPath: "/h"}, nil, "Config.Path and ReadyPath"},
+		{"timeout over interval", Config{Interval: time.Second, Timeout: 2 * time.Second}, nil,
+			"Config.Timeout 2s exceeds Interval 1s"},
+		{"timeout over default interval", Config{Timeout: time.Minute}, nil, "Config.Timeout 1m0s exceeds Interval 4s"},
+		{"unnamed check", Config{}, []Check{{Func: okFn}}, "check 0 has no Name"},
+		{"check without func", Config{}, []Check{{Name: "db"}}, `check "db" has no Func`},
 		{"duplicate names", Config{}, []Check{{Name: "db", Func: okFn}, {Name: "db", Func: okFn}}, "two checks"},
-		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "negative timeout"},
-		{"timeout over interval", Config{Interval: time.Second, Timeout: 2 * time.Second}, nil, "longer than Interval"},
+		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "Check.Timeout -1ns is negative"},
 		{"check timeout over interval", Config{Interval: time.Second},
-			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "longer than Interval"},
+			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "Check.Timeout 2s exceeds Config.Interval 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := New(tt.cfg, tt.checks...)
 			require.Error(t, err)
 			assert.Nil(t, c)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
