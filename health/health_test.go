@@ -500,6 +500,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "Check.Timeout -1ns is negative"},
 		{"check timeout over interval", Config{Interval: time.Second},
 			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "Check.Timeout 2s exceeds Config.Interval 1s"},
+		{"negative local timeout", Config{}, []Check{{Name: "b", Func: okFn, Local: true, Timeout: -1}}, "Check.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -510,6 +511,15 @@ func TestNewRejectsBadInput(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// A Local check's Timeout guards a call that cannot be interrupted; it is not bound by the
+// interval between passes, which never run it.
+func TestLocalTimeoutMayExceedInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		newChecker(t, Config{Interval: time.Second},
+			Check{Name: "b", Func: func(context.Context) error { return nil }, Local: true, Timeout: time.Minute})
+	})
 }
 
 func TestDefaults(t *testing.T) {
