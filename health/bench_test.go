@@ -57,7 +57,7 @@ func probeParallel(b *testing.B, h http.Handler, target, accept string) {
 // BenchmarkReadiness serves readiness with 10 cached checks and reports the dependency calls
 // made per probe (the target is 0).
 func BenchmarkReadiness(b *testing.B) {
-	for _, accept := range []string{"", ContentTypeHealthJSON} {
+	for _, accept := range []string{"", contentTypeHealthJSON} {
 		name := "json"
 		if accept != "" {
 			name = "health+json"

@@ -13,8 +13,7 @@
 // traffic. It reports the cached verdict of named checks ([Check]) that a [Checker] runs in the
 // background, concurrently, each bounded by its timeout. A probe never runs a background check,
 // so probes do not multiply the load on dependencies however often and from however many
-// balancers they come, and a probe costs a few hundred nanoseconds whatever the number of
-// background checks.
+// balancers they come, and a probe's cost does not grow with the number of background checks.
 //
 //	hc, err := health.New(health.Config{},
 //		health.Check{Name: "redis", Func: health.RedisCheck(rdb)},

@@ -40,7 +40,7 @@ func ExampleNew() {
 	// Output: 200 {"status":"ok","checks":{"db":{"status":"ok"}}}
 }
 
-// Middleware answers the article's liveness path and the readiness path in front of the
+// Middleware answers the liveness path and the readiness path in front of the
 // application's own handler.
 func ExampleChecker_Middleware() {
 	hc, err := health.New(health.Config{})

@@ -13,14 +13,14 @@ import (
 // Media types the handlers answer with. The IETF format is chosen through Accept; see
 // [Checker.ReadinessHandler].
 const (
-	ContentTypeJSON       = "application/json"
-	ContentTypeHealthJSON = "application/health+json"
+	contentTypeJSON       = "application/json"
+	contentTypeHealthJSON = "application/health+json"
 )
 
 // Header values shared by every response; each slice has len == cap, so a later Add copies it.
 var (
-	hdrJSON       = []string{ContentTypeJSON}
-	hdrHealthJSON = []string{ContentTypeHealthJSON}
+	hdrJSON       = []string{contentTypeJSON}
+	hdrHealthJSON = []string{contentTypeHealthJSON}
 	hdrNoStore    = []string{"no-store"}
 	hdrVary       = []string{"Accept"}
 	hdrAllow      = []string{"GET, HEAD"}
@@ -420,12 +420,12 @@ func wantsHealthJSON(accept string) bool {
 		}
 		slot := -1
 		switch {
-		case strings.EqualFold(mt, ContentTypeHealthJSON):
+		case strings.EqualFold(mt, contentTypeHealthJSON):
 			if healthQ < 0 {
 				healthQ = q
 			}
 			continue
-		case strings.EqualFold(mt, ContentTypeJSON):
+		case strings.EqualFold(mt, contentTypeJSON):
 			slot = 0
 		case strings.EqualFold(mt, "application/*"):
 			slot = 1

@@ -47,7 +47,8 @@ var (
 // started again, so a check that ignores its context costs one goroutine, not one per pass.
 var errStillRunning = fmt.Errorf("%w (the previous run has not returned)", ErrTimeout)
 
-// CheckFunc reports whether one dependency works: nil means healthy.
+// CheckFunc reports whether one dependency works: nil means healthy. Its zero value (nil) is not
+// a check.
 //
 // A background check (the default) must return when ctx is done; its ctx carries the check's
 // timeout. It is never called concurrently with itself: while a run has not returned, the next
@@ -59,16 +60,17 @@ var errStillRunning = fmt.Errorf("%w (the previous run has not returned)", ErrTi
 // waits on I/O or on a lock held for long.
 type CheckFunc func(ctx context.Context) error
 
-// Check is one named readiness check, given to [New]. Its zero value is not a valid check (it
-// has no Name and no Func).
+// Check is one named readiness check, given to [New], which copies it. Its zero value is not a
+// valid check (it has no Name and no Func). How its Func may be called concurrently is said at
+// [CheckFunc].
 type Check struct {
 	// Name identifies the check in responses, hooks and logs. Required and unique per Checker.
 	Name string
 	// Func runs the check. Required.
 	Func CheckFunc
 	// NonCritical marks a dependency the service can work without: while it is unhealthy the
-	// service reports a degraded ("warn") status and stays ready (200). By default a check is
-	// critical: while it is unhealthy the service is not ready (503).
+	// service reports a degraded ("warn") status and stays ready (200). A critical check makes
+	// the service not ready (503) while it is unhealthy. Default: false (critical).
 	NonCritical bool
 	// Local marks a cheap check that does no I/O, such as a circuit breaker's state
 	// (breaker.Breaker.Check). It is not run by the background passes: it is called on every
@@ -85,7 +87,8 @@ type Check struct {
 	Timeout time.Duration
 }
 
-// Config configures a [Checker]. The zero value is ready to use: every field is optional.
+// Config configures a [Checker]. The zero value is ready to use: every field is optional. New
+// copies it, so changing a Config afterwards does not change the Checker.
 //
 // Interval, Timeout and the thresholds govern the in-process dependency checks behind readiness,
 // not the load balancer that probes readiness: they default to faster settings than a balancer's
@@ -107,26 +110,28 @@ type Config struct {
 	// unhealthy. Default: 3.
 	UnhealthyThreshold int
 	// AllowVerbose decides whether a request with the "verbose" query parameter may see details:
-	// error strings, durations and counters. Nil means never: details stay out of every response.
+	// error strings, durations and counters. It is called by concurrent requests. Nil keeps
+	// details out of every response. Default: nil.
 	AllowVerbose func(r *http.Request) bool
 	// DrainDelay is how long [Checker.Shutdown] keeps serving after readiness turns failing, so that
 	// load balancers notice and stop routing. Set it to at least the balancer's probe interval times
 	// its failure threshold plus its propagation time. Default: 5s.
 	DrainDelay time.Duration
-	// ShutdownTimeout bounds the wait for in-flight requests in [Checker.Shutdown]. Default: 20s,
-	// which with the default DrainDelay fits Kubernetes' default 30 s grace period.
+	// ShutdownTimeout bounds the wait for in-flight requests in [Checker.Shutdown]; with the
+	// default DrainDelay it fits Kubernetes' default 30 s grace period. Default: 20s.
 	ShutdownTimeout time.Duration
 	// Logger receives state changes: a check turning unhealthy or recovering, and a background
 	// check panicking. It never gets one line per request. Default: [slog.Default].
 	Logger *slog.Logger
-	// Hooks observe checks and status changes.
+	// Hooks observe checks and status changes. Default: no hooks.
 	Hooks Hooks
 }
 
 // Hooks are optional callbacks. They are called one at a time and in the order of the events,
 // possibly on another goroutine than the one that caused the event (a [Checker.Drain] never waits
-// for a hook of a pass in progress; that pass's goroutine reports the drain after its own events).
-// They should return quickly and must not call [Checker.Close]. The zero value has no hooks.
+// for a hook of a pass in progress; that pass's goroutine reports the drain after its own events),
+// so they need not be safe for concurrent use. They should return quickly and must not call
+// [Checker.Close]. The zero value has no hooks.
 type Hooks struct {
 	// OnCheckDone is called after every run of a background check, with its duration and error
 	// (nil on success). Local checks, called on every probe, report only their changes.
@@ -141,7 +146,7 @@ type Hooks struct {
 // Status is the readiness of the service, in the vocabulary of the IETF health check response
 // format (draft-inadarei-api-health-check). The plain JSON body words it for people: pass is
 // "ok", warn is "degraded", and fail names its reason ("starting", "unavailable", "draining",
-// "closed").
+// "closed"). The zero value "" is no status; a [Checker] never reports it.
 type Status string
 
 // The readiness statuses. Readiness answers 200 for pass and warn, 503 for fail.
@@ -151,7 +156,7 @@ const (
 	StatusFail Status = "fail" // starting, draining, closed, or some critical check not healthy
 )
 
-// State is the state of one check. A check starts [StateUnknown]. A background check's first
+// State is the state of one check; its zero value is [StateUnknown]. A background check's first
 // failure makes it [StateUnhealthy] and its first success ever makes it [StateHealthy] (as a new
 // target needs one pass on ALB and Envoy), so a dependency that is slow to come up at boot delays
 // readiness by no more than one interval. Once it has been healthy, it turns unhealthy only after
@@ -180,7 +185,8 @@ func (s State) String() string {
 }
 
 // Stats is a snapshot of a Checker, returned by [Checker.Stats]; the Checker never changes a
-// snapshot it has returned.
+// snapshot it has returned, so a Stats may be read from any goroutine. The zero value is an empty
+// snapshot.
 type Stats struct {
 	// Status is the readiness status handlers report.
 	Status Status
@@ -194,7 +200,8 @@ type Stats struct {
 	Checks []CheckStats
 }
 
-// CheckStats is a snapshot of one check, part of [Stats].
+// CheckStats is a snapshot of one check, part of [Stats], and like it never changed once
+// returned. The zero value is an empty snapshot.
 type CheckStats struct {
 	// Name, NonCritical and Local are the check's, as given to [New].
 	Name        string
