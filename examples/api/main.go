@@ -110,7 +110,8 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		return err
 	}
 	// An open breaker is degraded readiness (warn, still 200), not a reason to leave the pool.
-	checks = append(checks, health.Check{Name: "downstream-breaker", Func: downstream.Check, NonCritical: true})
+	// Its state is in-process, so it is a Local check: each probe reads it, with no delay.
+	checks = append(checks, health.Check{Name: "downstream-breaker", Func: downstream.Check, NonCritical: true, Local: true})
 	client := &http.Client{Timeout: 2 * time.Second, Transport: downstream.Transport(nil)}
 
 	hc, err := health.New(health.Config{Logger: logger, DrainDelay: 2 * time.Second}, checks...)
