@@ -137,7 +137,11 @@ func BenchmarkSessionRedis(b *testing.B) {
 func BenchmarkSessionMemory(b *testing.B) {
 	for _, op := range []string{"read", "write"} {
 		b.Run("op="+op+"/lib=outgrow", func(b *testing.B) {
-			benchSessions(b, outgrowSessions(b, session.NewMemoryStore()), op == "write", nil, nil)
+			st, err := session.NewMemoryStore(session.MemoryConfig{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSessions(b, outgrowSessions(b, st), op == "write", nil, nil)
 		})
 		b.Run("op="+op+"/lib=scs", func(b *testing.B) {
 			st := memstore.NewWithCleanupInterval(0)

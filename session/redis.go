@@ -51,26 +51,28 @@ type RedisConfig struct {
 	RetryInterval time.Duration
 	// Logger receives the store's outage transitions. Default: slog.Default().
 	Logger *slog.Logger
+	// Secret keys the hash of user IDs (HMAC-SHA256) that names a user's index and tags the
+	// user's session IDs, so that neither a key name nor a logged cookie can be tied to a user
+	// ID without it. Every instance sharing the sessions must use the same Secret, or leave it
+	// empty. Default: a random secret that the first instance stores in Redis at
+	// Prefix+"secret" and every instance then reads, so that a fleet needs no configuration;
+	// keep that key (it has no TTL: an allkeys-* eviction policy could remove it). A new secret
+	// does not end existing sessions, but List, Revoke and DestroyAll no longer see the
+	// sessions logged in before it.
+	Secret []byte
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
 // can serve any request. It works on standalone Redis, Sentinel and Cluster through any
-// [redis.UniversalClient], and never closes the client.
-//
-// Each session is one hash, prefix{tag}:digest, where digest is the SHA-256 of the session ID (the
-// ID itself is never stored) and tag the ID's first 4 characters, kept by renewals so that a
-// renewal is one atomic RENAME within a slot; a logged-in user's sessions and their index share
-// the user's tag. Values are fields ("." + key); "_c", "_a", "_i" and "_u" hold the creation time,
-// the absolute deadline, the idle timeout and the user. The key expires at its idle deadline,
-// capped by the absolute one.
+// [redis.UniversalClient], and never closes the client. Its keys are described in the package
+// documentation (Redis keys).
 //
 // Loading a session and sliding its idle deadline is one script call; committing a request's
 // changes is one script call that writes only the fields that changed, so concurrent requests
 // changing different keys of one session all keep their changes. Scripts read the time from Redis
 // (TIME), so instance clocks do not matter, and they run on the primary even when the client
 // routes reads to replicas: a session is never read from a replica that has not seen its last
-// write. A user's sessions are listed in a sorted set, prefix{tag}:u:user, changed by the same
-// scripts as the sessions, atomically.
+// write. A user's index is changed by the same scripts as the user's sessions, atomically.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {
@@ -84,7 +86,7 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		Component: "session", Prefix: cfg.Prefix, DefaultPrefix: "session:",
 		Timeout: cfg.Timeout, DefaultTimeout: 100 * time.Millisecond,
 		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
-		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger, Secret: cfg.Secret,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -99,10 +101,14 @@ func (s *RedisStore) sessionKey(id string) string {
 	return string(appendDigest(k, id))
 }
 
-// indexKey is prefix{tag}:u:user, with the tag all of user's sessions share.
-func (s *RedisStore) indexKey(user string) string {
-	return rediskey.Key(s.prefix, userTag(user), ":u:"+user)
+// indexKey is prefix{tag}:u:digest: the index of the user whose keyed digest it is, in the
+// slot of the sessions of tag.
+func (s *RedisStore) indexKey(tag, userDigest string) string {
+	return rediskey.Key(s.prefix, tag, ":u:"+userDigest)
 }
+
+// secret is the key of users' digests; it reaches Redis once per process.
+func (s *RedisStore) secret(ctx context.Context) ([]byte, error) { return s.rc.Secret(ctx) }
 
 func (s *RedisStore) run(ctx context.Context, sc *redisclient.Script, calls []*redisclient.ScriptCall) error {
 	return s.rc.Run(ctx, sc, calls)
@@ -132,7 +138,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("%w: malformed session data", ErrUnavailable)
 	}
-	r.Expires = ms(exp)
+	r.ID, r.Expires = id, ms(exp)
 	return r, nil
 }
 
@@ -178,18 +184,27 @@ func unpack(b []byte) (Record, bool) {
 }
 
 // Commit implements [Store]. It is one script call, one round trip: the session, its renewed
-// key and its user's index share a hash tag.
+// key and its user's index share a hash tag. (The first commit of a user's session in a
+// process may read the secret first.)
 func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	key := s.sessionKey(c.ID)
-	newKey, index := key, key
-	if c.NewID != "" {
-		newKey = s.sessionKey(c.NewID)
-	}
+	var secret []byte
 	if c.User != "" {
-		index = s.indexKey(c.User)
+		var err error
+		if secret, err = s.secret(ctx); err != nil {
+			return Record{}, err
+		}
+	}
+	p := place(c, secret)
+	key := s.sessionKey(p.id)
+	newKey, index := key, key
+	if p.newID != "" {
+		newKey = s.sessionKey(p.newID)
+	}
+	if p.user != "" {
+		index = s.indexKey(p.id[:tagLen], p.user)
 	}
 	bool01 := func(b bool) string {
 		if b {
@@ -222,15 +237,19 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	}
 	abs, _ := v[1].(int64)
 	exp, _ := v[2].(int64)
-	return Record{Deadline: ms(abs), Expires: ms(exp)}, nil
+	return Record{ID: p.current(), Deadline: ms(abs), Expires: ms(exp)}, nil
 }
 
 // User implements [Store]: the index read on the primary, then one script over the index and
 // every session it names (they share a slot) that lists them and, with destroy, deletes them; if
 // a login or renewal changed the index in between, the script refuses and User reads it again.
 func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
-	user := q.User
-	index := s.indexKey(user)
+	secret, err := s.secret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	digest := userDigest(secret, q.User)
+	index := s.indexKey(digest[:tagLen], digest)
 	flag := "0"
 	if q.Destroy {
 		flag = "1"
@@ -278,5 +297,5 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 		sortInfos(infos)
 		return infos, nil
 	}
-	return nil, fmt.Errorf("%w: the sessions of %q keep changing", ErrUnavailable, user)
+	return nil, fmt.Errorf("%w: the sessions of a user keep changing", ErrUnavailable)
 }
