@@ -48,7 +48,8 @@ func validID(s string) bool {
 
 // appendDigest appends the base64url SHA-256 of id.
 func appendDigest(dst []byte, id string) []byte {
-	sum := sha256.Sum256([]byte(id))
+	var buf [idLen]byte // on the stack: []byte(id) would allocate (over 32 bytes)
+	sum := sha256.Sum256(append(buf[:0], id...))
 	return base64.RawURLEncoding.AppendEncode(dst, sum[:])
 }
 

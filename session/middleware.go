@@ -25,7 +25,9 @@ import (
 // page to another.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, hadCookie, err := m.load(r)
+		rs := &requestState{s: Session{m: m}} // one allocation for both
+		s := &rs.s
+		hadCookie, err := m.load(r, s)
 		if err != nil && r.Context().Err() != nil {
 			return // the client has gone: nobody to answer, and nothing wrong with the store
 		}
@@ -40,15 +42,21 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		if hadCookie {
 			w.Header().Add("Vary", "Cookie")
 		}
-		sw := &writer{ResponseWriter: w, m: m, s: s, r: r, hadCookie: hadCookie}
+		sw := &rs.w
+		*sw = writer{ResponseWriter: w, m: m, s: s, r: r, hadCookie: hadCookie}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
 		sw.start()
 	})
 }
 
-// load finds the request's session. It returns an empty new session when there is none.
-func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) {
-	s = &Session{m: m}
+// requestState is what the middleware keeps for one request.
+type requestState struct {
+	s Session
+	w writer
+}
+
+// load finds the request's session and loads it into s, which stays empty when there is none.
+func (m *Manager) load(r *http.Request, s *Session) (hadCookie bool, err error) {
 	id := ""
 	for _, c := range r.CookiesNamed(m.cookie) {
 		hadCookie = true
@@ -61,16 +69,16 @@ func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) 
 		if hadCookie {
 			m.misses.Add(1)
 		}
-		return s, hadCookie, nil
+		return hadCookie, nil
 	}
 	rec, err := m.store.Load(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		m.storeAnswered()
 		m.misses.Add(1)
-		return s, true, nil
+		return true, nil
 	case err != nil:
-		return s, true, err
+		return true, err
 	}
 	m.storeAnswered()
 	m.loads.Add(1)
@@ -78,7 +86,7 @@ func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) 
 	for k, v := range rec.Values {
 		s.size += len(k) + len(v)
 	}
-	return s, true, nil
+	return true, nil
 }
 
 // storeFailed counts a failed load or save, tells the hook, and logs when failures start.

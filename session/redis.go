@@ -134,7 +134,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	}
 	exp, _ := vals[0].(int64)
 	packed, _ := vals[1].(string)
-	r, ok := unpack([]byte(packed))
+	r, ok := unpack([]byte(packed), vals[2:])
 	if !ok {
 		return Record{}, fmt.Errorf("%w: malformed session data", ErrUnavailable)
 	}
@@ -142,28 +142,28 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	return r, nil
 }
 
-// unpack reads the fields packed by load.lua. Values are slices of b, which the Record owns.
-func unpack(b []byte) (Record, bool) {
-	r := Record{Values: make(map[string][]byte, 4)}
-	next := func() ([]byte, bool) {
-		i := 0
-		for i < len(b) && b[i] != ':' {
-			i++
-		}
-		n, err := strconv.Atoi(string(b[:i]))
-		if err != nil || n < 0 || i+1+n > len(b) {
+// unpack reads the fields of a session from load.lua's reply: b is every field and value
+// concatenated, lens their lengths (int64). Values are slices of b, which the Record owns.
+func unpack(b []byte, lens []any) (Record, bool) {
+	if len(lens)%2 != 0 {
+		return Record{}, false
+	}
+	r := Record{Values: make(map[string][]byte, len(lens)/2)}
+	next := func(n any) ([]byte, bool) {
+		i, ok := n.(int64)
+		if !ok || i < 0 || i > int64(len(b)) {
 			return nil, false
 		}
-		v := b[i+1 : i+1+n : i+1+n]
-		b = b[i+1+n:]
+		v := b[:i:i]
+		b = b[i:]
 		return v, true
 	}
-	for len(b) > 0 {
-		f, ok := next()
+	for i := 0; i < len(lens); i += 2 {
+		f, ok := next(lens[i])
 		if !ok {
 			return Record{}, false
 		}
-		v, ok := next()
+		v, ok := next(lens[i+1])
 		if !ok {
 			return Record{}, false
 		}
@@ -180,7 +180,7 @@ func unpack(b []byte) (Record, bool) {
 			r.User = string(v)
 		}
 	}
-	return r, true
+	return r, len(b) == 0
 }
 
 // Commit implements [Store]. It is one script call, one round trip: the session, its renewed
@@ -212,8 +212,18 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 		}
 		return "0"
 	}
+	// Each value put in an interface costs an allocation: the key, usually also the new key and
+	// the index, is boxed once.
+	boxed := any(key)
+	keys := [3]any{boxed, boxed, boxed}
+	if newKey != key {
+		keys[1] = newKey
+	}
+	if index != key {
+		keys[2] = index
+	}
 	args := make([]any, 0, 10+2*len(c.Set)+len(c.Del))
-	args = append(args, 3, key, newKey, index, bool01(c.Create), bool01(c.Destroy),
+	args = append(args, 3, keys[0], keys[1], keys[2], bool01(c.Create), bool01(c.Destroy),
 		c.Lifetime.Milliseconds(), max(1, c.Idle.Milliseconds()), c.User, len(c.Set))
 	for k, v := range c.Set {
 		args = append(args, "."+k, v)

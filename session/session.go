@@ -369,16 +369,21 @@ func (s *Session) Keys() []string {
 	return keys
 }
 
+// appendInt encodes an integer in one allocation.
+func appendInt(n int64) []byte {
+	return strconv.AppendInt(append(make([]byte, 0, 21), kindInt), n, 10)
+}
+
 func (s *Session) encode(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string:
 		return append([]byte{kindString}, x...), nil
 	case int:
-		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+		return appendInt(int64(x)), nil
 	case int64:
-		return strconv.AppendInt([]byte{kindInt}, x, 10), nil
+		return appendInt(x), nil
 	case int32:
-		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+		return appendInt(int64(x)), nil
 	case bool:
 		if x {
 			return []byte{kindBool, '1'}, nil
