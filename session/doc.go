@@ -33,8 +33,9 @@
 //
 // A session ends after IdleTimeout unused (30 minutes) or Lifetime after it was created (24
 // hours), whichever comes first. Both are checked by the store on every load and every save with
-// one clock (Redis TIME for the RedisStore); the stored key's TTL never passes the absolute
-// deadline, and a save after it deletes the session instead of writing it again.
+// one clock (Redis's own for the RedisStore, never an instance's); the stored key's TTL never
+// passes the absolute deadline, and a save after it deletes the session instead of writing it
+// again.
 //
 // # Security
 //

@@ -69,10 +69,11 @@ type RedisConfig struct {
 //
 // Loading a session and sliding its idle deadline is one script call; committing a request's
 // changes is one script call that writes only the fields that changed, so concurrent requests
-// changing different keys of one session all keep their changes. Scripts read the time from Redis
-// (TIME), so instance clocks do not matter, and they run on the primary even when the client
-// routes reads to replicas: a session is never read from a replica that has not seen its last
-// write. A user's index is changed by the same scripts as the user's sessions, atomically.
+// changing different keys of one session all keep their changes. Deadlines follow Redis's clock
+// (key expiry and TIME), so instance clocks do not matter. Scripts run on the primary even when
+// the client routes reads to replicas: a session is never read from a replica that has not seen
+// its last write. A user's index is changed by the same scripts as the user's sessions,
+// atomically.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {
