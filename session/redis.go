@@ -261,52 +261,68 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 	}
 	digest := userDigest(secret, q.User)
 	index := s.indexKey(digest[:tagLen], digest)
-	flag := "0"
-	if q.Destroy {
-		flag = "1"
-	}
 	for range 8 {
-		read := &redisclient.ScriptCall{Args: []any{1, index}}
-		if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+		members, err := s.indexMembers(ctx, index)
+		if err != nil {
 			return nil, err
 		}
-		members, err := read.Cmd.StringSlice()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		infos, ok, err := s.userSessions(ctx, index, members, q)
+		if err != nil || ok {
+			return infos, err
 		}
-		args := make([]any, 0, 3+len(members))
-		args = append(args, 1+len(members), index)
-		for _, m := range members {
-			args = append(args, m)
-		}
-		args = append(args, flag)
-		if q.Destroy {
-			for _, h := range q.Handles {
-				args = append(args, h)
-			}
-		}
-		call := &redisclient.ScriptCall{Args: args}
-		if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
-			return nil, err
-		}
-		v, err := call.Cmd.Slice()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if len(v) == 1 {
-			continue // the index changed under us
-		}
-		infos := make([]Info, 0, len(v)/4)
-		for i := 0; i+3 < len(v); i += 4 {
-			k, _ := v[i].(string)
-			c, _ := v[i+1].(int64)
-			a, _ := v[i+2].(int64)
-			e, _ := v[i+3].(int64)
-			_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
-			infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
-		}
-		sortInfos(infos)
-		return infos, nil
 	}
 	return nil, fmt.Errorf("%w: the sessions of a user keep changing", ErrUnavailable)
+}
+
+// indexMembers reads a user's index, on the primary.
+func (s *RedisStore) indexMembers(ctx context.Context, index string) ([]string, error) {
+	read := &redisclient.ScriptCall{Args: []any{1, index}}
+	if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+		return nil, err
+	}
+	members, err := read.Cmd.StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return members, nil
+}
+
+// userSessions runs user.lua over the index and the sessions it held when read. ok is false
+// when the index has changed since: nothing was done.
+func (s *RedisStore) userSessions(ctx context.Context, index string, members []string, q UserQuery) (infos []Info, ok bool, err error) {
+	args := make([]any, 0, 3+len(members)+len(q.Handles))
+	args = append(args, 1+len(members), index)
+	for _, m := range members {
+		args = append(args, m)
+	}
+	if !q.Destroy {
+		args = append(args, "0")
+	} else {
+		args = append(args, "1")
+		for _, h := range q.Handles {
+			args = append(args, h)
+		}
+	}
+	call := &redisclient.ScriptCall{Args: args}
+	if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
+		return nil, false, err
+	}
+	v, err := call.Cmd.Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(v) == 1 {
+		return nil, false, nil // {-1}: the index changed under us
+	}
+	infos = make([]Info, 0, len(v)/4)
+	for i := 0; i+3 < len(v); i += 4 {
+		k, _ := v[i].(string)
+		c, _ := v[i+1].(int64)
+		a, _ := v[i+2].(int64)
+		e, _ := v[i+3].(int64)
+		_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
+		infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
+	}
+	sortInfos(infos)
+	return infos, true, nil
 }

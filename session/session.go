@@ -17,7 +17,7 @@ import (
 )
 
 // Codec turns values that are not strings, integers, booleans or times into bytes and back; JSON
-// by default. Implementations must be safe for concurrent use.
+// by default (Config.Codec). Implementations must be safe for concurrent use.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -82,7 +82,7 @@ type Hooks struct {
 	OnStoreError func(ctx context.Context, err error)
 }
 
-// Stats counts what a Manager did.
+// Stats counts what a Manager did: a snapshot, from [Manager.Stats].
 type Stats struct {
 	Loads       uint64 // sessions found
 	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
@@ -116,13 +116,27 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
 	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	name, err := cfg.cookieName()
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{store: store, cfg: cfg, cookie: name, failing: failfast.New(0, failingAfter)}, nil
+}
+
+// fill checks cfg and fills in its defaults.
+func (cfg *Config) fill() error {
 	switch {
 	case cfg.IdleTimeout < 0:
-		return nil, fmt.Errorf("%w: Config.IdleTimeout %v is negative", ErrInvalidConfig, cfg.IdleTimeout)
+		return fmt.Errorf("%w: Config.IdleTimeout %v is negative", ErrInvalidConfig, cfg.IdleTimeout)
 	case cfg.Lifetime < 0:
-		return nil, fmt.Errorf("%w: Config.Lifetime %v is negative", ErrInvalidConfig, cfg.Lifetime)
+		return fmt.Errorf("%w: Config.Lifetime %v is negative", ErrInvalidConfig, cfg.Lifetime)
 	case cfg.MaxSize < 0:
-		return nil, fmt.Errorf("%w: Config.MaxSize %d is negative", ErrInvalidConfig, cfg.MaxSize)
+		return fmt.Errorf("%w: Config.MaxSize %d is negative", ErrInvalidConfig, cfg.MaxSize)
+	case cfg.SameSite == http.SameSiteNoneMode && cfg.Insecure:
+		return fmt.Errorf("%w: Config.SameSite None needs a Secure cookie, and Config.Insecure is set", ErrInvalidConfig)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 30 * time.Minute
@@ -139,9 +153,6 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if cfg.SameSite == 0 {
 		cfg.SameSite = http.SameSiteLaxMode
 	}
-	if cfg.SameSite == http.SameSiteNoneMode && cfg.Insecure {
-		return nil, fmt.Errorf("%w: Config.SameSite None needs a Secure cookie, and Config.Insecure is set", ErrInvalidConfig)
-	}
 	if cfg.Codec == nil {
 		cfg.Codec = jsonCodec{}
 	}
@@ -151,24 +162,29 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	return nil
+}
+
+// cookieName checks the cookie's attributes and returns its name, "__Host-" included.
+func (cfg *Config) cookieName() (string, error) {
 	name := cfg.CookieName
 	if name == "" {
 		name = "session"
 	}
 	if !validCookieName(name) {
-		return nil, fmt.Errorf("%w: Config.CookieName %q is not a cookie name", ErrInvalidConfig, name)
+		return "", fmt.Errorf("%w: Config.CookieName %q is not a cookie name", ErrInvalidConfig, name)
 	}
 	if cfg.HostPrefix {
 		if cfg.Insecure || cfg.Domain != "" || cfg.Path != "/" {
-			return nil, fmt.Errorf("%w: Config.HostPrefix needs a Secure cookie (no Config.Insecure) with Path=/ and no Domain", ErrInvalidConfig)
+			return "", fmt.Errorf("%w: Config.HostPrefix needs a Secure cookie (no Config.Insecure) with Path=/ and no Domain", ErrInvalidConfig)
 		}
 		name = "__Host-" + name
 	}
 	probe := &http.Cookie{Name: name, Value: newID(), Domain: cfg.Domain, Path: cfg.Path}
 	if err := probe.Valid(); err != nil {
-		return nil, fmt.Errorf("%w: Config.Domain %q or Config.Path %q: %w", ErrInvalidConfig, cfg.Domain, cfg.Path, err)
+		return "", fmt.Errorf("%w: Config.Domain %q or Config.Path %q: %w", ErrInvalidConfig, cfg.Domain, cfg.Path, err)
 	}
-	return &Manager{store: store, cfg: cfg, cookie: name, failing: failfast.New(0, failingAfter)}, nil
+	return name, nil
 }
 
 // CookieName returns the name of the session cookie the Manager sends: Config.CookieName, with

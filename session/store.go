@@ -40,14 +40,15 @@ var (
 	_ Store = (*RedisStore)(nil)
 )
 
-// UserQuery selects the sessions of a user for [Store.User].
+// UserQuery selects the sessions of a user for [Store.User]. It is plain data; its zero value
+// lists the sessions of the user "".
 type UserQuery struct {
 	User    string
 	Destroy bool     // delete the sessions selected
 	Handles []string // with Destroy, only these (Info.Handle); all when empty
 }
 
-// Record is a session as stored.
+// Record is a session as stored, returned by a [Store]; plain data, owned by the caller.
 type Record struct {
 	ID       string            // the session's ID
 	Values   map[string][]byte // encoded values by key
@@ -57,7 +58,8 @@ type Record struct {
 	Expires  time.Time // idle: the session ends then unless used before
 }
 
-// Change is what a request did to its session, for [Store.Commit].
+// Change is what a request did to its session, for [Store.Commit]; plain data, which a store
+// reads and never keeps. Its zero value is not a valid change.
 type Change struct {
 	// ID is the session's ID as loaded; with Create, a new random ID whose tag the store
 	// replaces when User is set.
@@ -77,7 +79,7 @@ type Change struct {
 	Idle, Lifetime time.Duration
 }
 
-// Info describes one session of a user, for listings.
+// Info describes one session of a user, for listings; plain data.
 type Info struct {
 	// Handle identifies the session without being its ID (it cannot open the session): the
 	// SHA-256 that stores keep, as [Session.Handle] gives it.
