@@ -111,8 +111,8 @@ func benchSessions(b *testing.B, lib sessionLib, write bool, rdb redis.Universal
 	for b.Loop() {
 		serveSession(b, h, lib.cookie)
 	}
-	// On a shared machine the wall clock also measures the neighbours; the CPU this process
-	// spent (GC and go-redis included, Redis itself excluded) does much less.
+	// On a shared machine the wall clock also measures the neighbours' work; the CPU this
+	// process spent (GC and go-redis included, Redis itself excluded) is less exposed to it.
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	if rdb != nil {
 		b.StopTimer()
