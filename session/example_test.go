@@ -86,26 +86,25 @@ func ExampleSession_Login() {
 		}
 		fmt.Fprintf(w, "user %q, cart %d", s.User(), s.Int("cart"))
 	}))
-	do := func(cookie *http.Cookie, method, path string) (*http.Cookie, string) {
-		req := httptest.NewRequest(method, path, nil)
-		if cookie != nil {
-			req.AddCookie(cookie)
-		}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/cart", nil))
+	anonymous := rec.Result().Cookies()[0]
+
+	req := httptest.NewRequest("POST", "/login", nil)
+	req.AddCookie(anonymous)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	loggedIn := rec.Result().Cookies()[0]
+	fmt.Println("new ID:", loggedIn.Value != anonymous.Value)
+
+	// The cart followed the login; the ID from before the login opens nothing.
+	for _, cookie := range []*http.Cookie{loggedIn, anonymous} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(cookie)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		if cs := rec.Result().Cookies(); len(cs) > 0 {
-			return cs[0], rec.Body.String()
-		}
-		return cookie, rec.Body.String()
+		fmt.Println(rec.Body.String())
 	}
-
-	anonymous, _ := do(nil, "POST", "/cart")
-	loggedIn, _ := do(anonymous, "POST", "/login")
-	fmt.Println("new ID:", loggedIn.Value != anonymous.Value)
-	_, page := do(loggedIn, "GET", "/")
-	fmt.Println(page)
-	_, page = do(anonymous, "GET", "/") // the ID from before the login opens nothing
-	fmt.Println(page)
 	// Output:
 	// new ID: true
 	// user "ada", cart 3

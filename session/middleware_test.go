@@ -48,6 +48,14 @@ func app() http.Handler {
 	return mux
 }
 
+// appWith is app with one more route.
+func appWith(pattern string, h http.HandlerFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", app())
+	mux.HandleFunc(pattern, h)
+	return mux
+}
+
 // client carries one browser's session cookie.
 type client struct {
 	t      *testing.T
@@ -525,12 +533,9 @@ func TestRevokeOneDevice(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
 		m := newManager(t, newBackend(t, be).store, Config{})
 		var handle string
-		mux := http.NewServeMux()
-		mux.Handle("/", app())
-		mux.HandleFunc("GET /handle", func(w http.ResponseWriter, r *http.Request) {
+		h := m.Middleware(appWith("GET /handle", func(w http.ResponseWriter, r *http.Request) {
 			handle = FromContext(r.Context()).Handle()
-		})
-		h := m.Middleware(mux)
+		}))
 		laptop, phone := &client{t: t, h: h}, &client{t: t, h: h}
 		laptop.do("POST", "/login?user=ada")
 		phone.do("POST", "/login?user=ada")

@@ -114,20 +114,16 @@ func TestRedisKeyNamesHoldNoIDs(t *testing.T) {
 		t.Run(string(k), func(t *testing.T) {
 			be := redistest.Open(t, k)
 			m := newManager(t, newBackend(t, be).store, Config{})
-			var renewed string
-			mux := http.NewServeMux()
-			mux.Handle("/", app())
-			mux.HandleFunc("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+			c := &client{t: t, h: m.Middleware(appWith("POST /renew", func(w http.ResponseWriter, r *http.Request) {
 				_ = FromContext(r.Context()).Renew()
-			})
-			c := &client{t: t, h: m.Middleware(mux)}
+			}))}
 			c.do("POST", "/put?k=a&v=1")
 			anonymous := c.cookie.Value
 			c.do("POST", "/login?user="+personalUser)
 			loggedIn := c.cookie.Value
 			c.do("POST", "/put?k=b&v=2")
 			c.do("POST", "/renew")
-			renewed = c.cookie.Value
+			renewed := c.cookie.Value
 			require.NotEqual(t, loggedIn, renewed)
 			other := loginCookie(t, m, personalUser)
 			infos, err := m.List(ctx, personalUser)
