@@ -23,9 +23,8 @@ var sharedScript = redisclient.NewScript(sharedSource)
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
-// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
-// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
-// Cluster client each run on a goroutine of their own.
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, each call
+// runs on a goroutine of its own so that the store can stop waiting at the deadline.
 type RedisConfig struct {
 	// Prefix starts every key and the announcement channel. It must not contain '{' or '}'.
 	// Default: "breaker:".

@@ -18,7 +18,7 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discard) WriteHeader(int)             {}
 
-func benchChecker(b *testing.B, n int) (*Checker, *atomic.Int64) {
+func benchChecker(b *testing.B, n int, extra ...Check) (*Checker, *atomic.Int64) {
 	var calls atomic.Int64
 	checks := make([]Check, n)
 	for i := range checks {
@@ -27,7 +27,7 @@ func benchChecker(b *testing.B, n int) (*Checker, *atomic.Int64) {
 			return nil
 		}}
 	}
-	c, err := New(Config{Logger: quiet, Interval: time.Hour}, checks...)
+	c, err := New(Config{Logger: quiet, Interval: time.Hour}, append(checks, extra...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,32 +38,50 @@ func benchChecker(b *testing.B, n int) (*Checker, *atomic.Int64) {
 	return c, &calls
 }
 
+// probeParallel serves GET target with the Accept header accept through h from parallel
+// goroutines.
+func probeParallel(b *testing.B, h http.Handler, target, accept string) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		if accept != "" {
+			r.Header.Set("Accept", accept)
+		}
+		w := &discard{h: http.Header{}}
+		for pb.Next() {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
 // BenchmarkReadiness serves readiness with 10 cached checks and reports the dependency calls
 // made per probe (the target is 0).
 func BenchmarkReadiness(b *testing.B) {
-	for _, accept := range []string{"", ContentTypeHealthJSON} {
+	for _, accept := range []string{"", contentTypeHealthJSON} {
 		name := "json"
 		if accept != "" {
 			name = "health+json"
 		}
 		b.Run(name, func(b *testing.B) {
 			c, calls := benchChecker(b, 10)
-			h := c.ReadinessHandler()
 			before := calls.Load()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				r := httptest.NewRequest(http.MethodGet, "/api/ready", nil)
-				if accept != "" {
-					r.Header.Set("Accept", accept)
-				}
-				w := &discard{h: http.Header{}}
-				for pb.Next() {
-					h.ServeHTTP(w, r)
-				}
-			})
+			probeParallel(b, c.ReadinessHandler(), "/api/ready", accept)
 			b.ReportMetric(float64(calls.Load()-before)/float64(b.N), "depcalls/op")
 		})
 	}
+}
+
+// BenchmarkReadinessLocal serves readiness with 10 cached checks and one Local check (an atomic
+// read, like a breaker's state) called by every probe.
+func BenchmarkReadinessLocal(b *testing.B) {
+	var open atomic.Bool
+	c, _ := benchChecker(b, 10, Check{Name: "breaker", Local: true, Func: func(context.Context) error {
+		if open.Load() {
+			return errDown
+		}
+		return nil
+	}})
+	probeParallel(b, c.ReadinessHandler(), "/api/ready", "")
 }
 
 // BenchmarkReadinessLatency measures each probe and reports the 99th percentile.
@@ -86,13 +104,5 @@ func BenchmarkReadinessLatency(b *testing.B) {
 
 func BenchmarkLiveness(b *testing.B) {
 	c, _ := benchChecker(b, 0)
-	h := c.LivenessHandler()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		r := httptest.NewRequest(http.MethodGet, "/api/health", nil)
-		w := &discard{h: http.Header{}}
-		for pb.Next() {
-			h.ServeHTTP(w, r)
-		}
-	})
+	probeParallel(b, c.LivenessHandler(), "/api/health", "")
 }

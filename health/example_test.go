@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/health"
 )
 
@@ -40,7 +42,7 @@ func ExampleNew() {
 	// Output: 200 {"status":"ok","checks":{"db":{"status":"ok"}}}
 }
 
-// Middleware answers the article's liveness path and the readiness path in front of the
+// Middleware answers the liveness path and the readiness path in front of the
 // application's own handler.
 func ExampleChecker_Middleware() {
 	hc, err := health.New(health.Config{})
@@ -77,6 +79,62 @@ func ExampleCheck_nonCritical() {
 	_, _ = hc.Refresh(context.Background())
 	get(hc.ReadinessHandler(), "/api/ready")
 	// Output: 200 {"status":"degraded","checks":{"db":{"status":"ok"},"recommendations":{"status":"fail"}}}
+}
+
+// A circuit breaker's state is a Local check: each readiness probe reads it, so readiness
+// follows the breaker on the next probe, with no background pass and no threshold in between
+// (the breaker counted the failures before it opened). As a NonCritical check, an open breaker
+// degrades readiness (still 200) instead of taking the instance out of the pool.
+func ExampleCheck_local() {
+	payments, err := breaker.New(breaker.Config{Name: "payments"}) // opens after 5 failures
+	if err != nil {
+		log.Fatal(err)
+	}
+	hc, err := health.New(health.Config{},
+		health.Check{Name: "payments-breaker", Func: payments.Check, NonCritical: true, Local: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hc.Close()
+	ctx := context.Background()
+	_, _ = hc.Refresh(ctx) // wait for the first pass; a service would just start serving
+
+	get(hc.ReadinessHandler(), "/api/ready")
+	for range 5 {
+		_ = payments.Do(ctx, func(context.Context) error { return errors.New("connection refused") })
+	}
+	get(hc.ReadinessHandler(), "/api/ready")
+	// Output:
+	// 200 {"status":"ok","checks":{"payments-breaker":{"status":"ok"}}}
+	// 200 {"status":"degraded","checks":{"payments-breaker":{"status":"fail"}}}
+}
+
+// HTTPCheck expects a 2xx from another service's health endpoint; here a test server that starts
+// failing. Refresh runs a pass at once; the service itself would wait for the background passes.
+func ExampleHTTPCheck() {
+	var status atomic.Int64
+	status.Store(http.StatusOK)
+	search := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer search.Close()
+
+	hc, err := health.New(health.Config{HealthyThreshold: 1, UnhealthyThreshold: 1},
+		health.Check{Name: "search", Func: health.HTTPCheck(search.Client(), search.URL+"/health")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hc.Close()
+	ctx := context.Background()
+	st, _ := hc.Refresh(ctx)
+	fmt.Println(st.Status, st.Checks[0].LastError)
+
+	status.Store(http.StatusServiceUnavailable)
+	st, _ = hc.Refresh(ctx)
+	fmt.Println(st.Status, st.Checks[0].LastError)
+	// Output:
+	// pass <nil>
+	// fail health: unexpected HTTP status 503
 }
 
 // Details (error strings, durations, counters) are shown only to requests that

@@ -13,26 +13,27 @@ import (
 // Media types the handlers answer with. The IETF format is chosen through Accept; see
 // [Checker.ReadinessHandler].
 const (
-	ContentTypeJSON       = "application/json"
-	ContentTypeHealthJSON = "application/health+json"
+	contentTypeJSON       = "application/json"
+	contentTypeHealthJSON = "application/health+json"
 )
 
 // Header values shared by every response; each slice has len == cap, so a later Add copies it.
 var (
-	hdrJSON       = []string{ContentTypeJSON}
-	hdrHealthJSON = []string{ContentTypeHealthJSON}
+	hdrJSON       = []string{contentTypeJSON}
+	hdrHealthJSON = []string{contentTypeHealthJSON}
 	hdrNoStore    = []string{"no-store"}
 	hdrVary       = []string{"Accept"}
 	hdrAllow      = []string{"GET, HEAD"}
 	hdrClose      = []string{"close"}
 )
 
-// snapshot is the cached verdict that readiness probes read: rendered once per pass, so a probe
-// only picks a body and writes it.
+// snapshot is the cached verdict that readiness probes read: rendered when a pass completes, a
+// flag is set or a Local check changes state, so a probe only picks a body and writes it.
 type snapshot struct {
 	status   Status
 	reason   string
 	draining bool
+	closed   bool
 	passes   uint64
 	lastPass time.Time
 	checks   []CheckStats
@@ -59,6 +60,7 @@ func (c *Checker) publish() *snapshot {
 		status:   st,
 		reason:   reason,
 		draining: c.draining,
+		closed:   c.closed,
 		passes:   c.passes,
 		lastPass: c.lastPass,
 		checks:   make([]CheckStats, len(c.checks)),
@@ -71,6 +73,7 @@ func (c *Checker) publish() *snapshot {
 		s.checks[i] = CheckStats{
 			Name:                 cs.Name,
 			NonCritical:          cs.NonCritical,
+			Local:                cs.Local,
 			State:                cs.state,
 			LastError:            cs.lastErr,
 			LastDuration:         cs.lastDuration,
@@ -81,13 +84,13 @@ func (c *Checker) publish() *snapshot {
 			Failures:             cs.fails,
 		}
 	}
-	s.plain = newBody(s.plainDoc(false))
-	s.ietf = newBody(s.ietfDoc(false))
+	s.plain = newBody(s.plainDoc(s.checks, false))
+	s.ietf = newBody(s.ietfDoc(s.checks, false))
 	c.snap.Store(s)
 	return s
 }
 
-// plainWord is the status in the plain format: "ok" as in the article's liveness body,
+// plainWord is the status in the plain format: "ok" as in the liveness body,
 // "degraded" for warn, and the reason for fail.
 func (s *snapshot) plainWord() string {
 	switch s.status {
@@ -131,16 +134,16 @@ type plainCheck struct {
 	Failures             *uint64  `json:"failures,omitempty"`
 }
 
-func (s *snapshot) plainDoc(verbose bool) plainDoc {
+func (s *snapshot) plainDoc(checks []CheckStats, verbose bool) plainDoc {
 	d := plainDoc{Status: s.plainWord()}
-	if len(s.checks) > 0 {
-		d.Checks = make(map[string]plainCheck, len(s.checks))
+	if len(checks) > 0 {
+		d.Checks = make(map[string]plainCheck, len(checks))
 	}
 	if verbose {
 		d.Passes = &s.passes
 		d.LastPass = timeString(s.lastPass)
 	}
-	for _, cs := range s.checks {
+	for _, cs := range checks {
 		pc := plainCheck{Status: stateWord(cs.State)}
 		if verbose {
 			critical := !cs.NonCritical
@@ -175,18 +178,23 @@ type ietfCheck struct {
 	Output        string   `json:"output,omitempty"`
 }
 
-func (s *snapshot) ietfDoc(verbose bool) ietfDoc {
+func (s *snapshot) ietfDoc(checks []CheckStats, verbose bool) ietfDoc {
 	d := ietfDoc{Status: s.status}
 	if s.status == StatusFail && s.reason != "unavailable" {
 		d.Output = s.reason // starting, draining or closed: not a dependency's error
 	}
-	if len(s.checks) > 0 {
-		d.Checks = make(map[string][]ietfCheck, len(s.checks))
+	if len(checks) > 0 {
+		d.Checks = make(map[string][]ietfCheck, len(checks))
 	}
-	for _, cs := range s.checks {
-		ic := ietfCheck{Status: StatusFail, Time: timeString(cs.LastRun)}
+	for _, cs := range checks {
+		ic := ietfCheck{Status: StatusFail}
 		if cs.State == StateHealthy {
 			ic.Status = StatusPass
+		}
+		// A Local check is read for each response, so the cached body, shared by the responses
+		// until its state changes, has no time for it.
+		if verbose || !cs.Local {
+			ic.Time = timeString(cs.LastRun)
 		}
 		if verbose {
 			ic.ObservedValue, ic.ObservedUnit = ms(cs.LastDuration), "ms"
@@ -227,8 +235,9 @@ func timeString(t time.Time) string {
 func (c *Checker) LivenessHandler() http.Handler { return http.HandlerFunc(c.serveLive) }
 
 // ReadinessHandler returns the readiness handler. GET or HEAD answers the cached verdict of the
-// last pass: 200 while the status is pass or warn, 503 while it is fail (starting, draining,
-// closed, or a critical check unhealthy). It never runs a check. Other methods get 405.
+// last pass, with the Local checks called for the request: 200 while the status is pass or warn,
+// 503 while it is fail (starting, draining, closed, or a critical check unhealthy). It never runs
+// a background check. Other methods get 405.
 //
 // The body is plain JSON by default, {"status":"ok","checks":{"redis":{"status":"ok"}}}, with
 // status "ok", "degraded", "starting", "unavailable", "draining" or "closed". A request whose
@@ -261,12 +270,13 @@ func (c *Checker) serveReady(w http.ResponseWriter, r *http.Request) {
 	if !allowMethod(w, r) {
 		return
 	}
-	s := c.snap.Load()
+	s := c.view(r.Context())
 	ietf := wantsHealthJSON(accept(r))
 	if c.verbose(r) {
-		var v any = s.plainDoc(true)
+		checks := c.checkStats(s)
+		var v any = s.plainDoc(checks, true)
 		if ietf {
-			v = s.ietfDoc(true)
+			v = s.ietfDoc(checks, true)
 		}
 		write(w, r, s.code, ietf, newBody(v))
 		return
@@ -410,12 +420,12 @@ func wantsHealthJSON(accept string) bool {
 		}
 		slot := -1
 		switch {
-		case strings.EqualFold(mt, ContentTypeHealthJSON):
+		case strings.EqualFold(mt, contentTypeHealthJSON):
 			if healthQ < 0 {
 				healthQ = q
 			}
 			continue
-		case strings.EqualFold(mt, ContentTypeJSON):
+		case strings.EqualFold(mt, contentTypeJSON):
 			slot = 0
 		case strings.EqualFold(mt, "application/*"):
 			slot = 1

@@ -300,7 +300,7 @@ func TestAcceptOnSeveralLines(t *testing.T) {
 		r.Header.Add("Accept", "application/health+json")
 		w := httptest.NewRecorder()
 		c.ReadinessHandler().ServeHTTP(w, r)
-		assert.Equal(t, ContentTypeHealthJSON, w.Header().Get("Content-Type"))
+		assert.Equal(t, contentTypeHealthJSON, w.Header().Get("Content-Type"))
 	})
 }
 

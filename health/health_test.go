@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -114,6 +115,61 @@ func TestStateMachine(t *testing.T) {
 	}
 }
 
+// probeUntil probes readiness every 100 ms of fake time until it answers code, and returns how
+// long that took. It gives up after limit.
+func probeUntil(t *testing.T, h http.Handler, code int, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if serve(h, http.MethodGet, "/api/ready", "").Code == code {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait() // let a pass due at this instant finish before the next probe
+	}
+}
+
+// TestZeroConfigDetectsAndRecoversQuickly is the regression test for readiness that took 84 s
+// to show a dead Redis and 55 s to show it back: with the zero Config, a critical dependency
+// that dies right after a successful pass (the worst moment) must turn readiness 503 within
+// 15 s, whether it refuses at once or hangs until the timeout, and a recovery right after a
+// failing pass must turn it 200 within 10 s.
+func TestZeroConfigDetectsAndRecoversQuickly(t *testing.T) {
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	for _, tt := range []struct {
+		name string
+		down func(context.Context) error
+	}{
+		{"refused", func(context.Context) error { return errDown }},
+		{"hanging", hang},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var down atomic.Bool
+				c := newChecker(t, Config{}, Check{Name: "redis", Func: func(ctx context.Context) error {
+					if down.Load() {
+						return tt.down(ctx)
+					}
+					return nil
+				}})
+				h := c.ReadinessHandler()
+				require.Equal(t, http.StatusOK, serve(h, http.MethodGet, "/", "").Code)
+
+				down.Store(true) // just after the first pass succeeded
+				took := probeUntil(t, h, http.StatusServiceUnavailable, 5*time.Minute)
+				assert.LessOrEqual(t, took, 15*time.Second, "time for a dead critical dependency to show on /api/ready")
+
+				down.Store(false) // just after the pass that found it unhealthy
+				took = probeUntil(t, h, http.StatusOK, 5*time.Minute)
+				assert.LessOrEqual(t, took, 10*time.Second, "time for a recovered dependency to show on /api/ready")
+			})
+		})
+	}
+}
+
 func TestThresholdsAreConfigurable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var dep switchable
@@ -134,16 +190,16 @@ func TestPassesRunEveryInterval(t *testing.T) {
 		start := time.Now()
 		c := newChecker(t, Config{}, Check{Name: "db", Func: dep.check})
 		assert.Equal(t, int64(1), dep.calls.Load(), "New runs the first pass at once")
-		time.Sleep(DefaultInterval - time.Millisecond)
+		time.Sleep(defaultInterval - time.Millisecond)
 		synctest.Wait()
 		assert.Equal(t, int64(1), dep.calls.Load(), "no pass before the interval")
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
 		assert.Equal(t, int64(2), dep.calls.Load(), "a pass at the interval")
-		time.Sleep(10 * DefaultInterval)
+		time.Sleep(10 * defaultInterval)
 		synctest.Wait()
 		assert.Equal(t, int64(12), dep.calls.Load())
-		assert.Equal(t, start.Add(11*DefaultInterval), c.Stats().LastPass)
+		assert.Equal(t, start.Add(11*defaultInterval), c.Stats().LastPass)
 	})
 }
 
@@ -280,7 +336,7 @@ func TestPerCheckTimeout(t *testing.T) {
 			Check{Name: "default", Func: hang})
 		st := c.Stats().Checks
 		assert.Equal(t, time.Second, st[0].LastDuration)
-		assert.Equal(t, DefaultTimeout, st[1].LastDuration)
+		assert.Equal(t, defaultTimeout, st[1].LastDuration)
 	})
 }
 
@@ -424,30 +480,46 @@ func TestNewRejectsBadInput(t *testing.T) {
 		name   string
 		cfg    Config
 		checks []Check
-		want   string
+		want   string // the field named in the error
 	}{
-		{"negative interval", Config{Interval: -1}, nil, "Interval"},
-		{"negative timeout", Config{Timeout: -1}, nil, "Timeout"},
-		{"negative threshold", Config{HealthyThreshold: -1}, nil, "HealthyThreshold"},
-		{"negative drain delay", Config{DrainDelay: -1}, nil, "DrainDelay"},
-		{"relative path", Config{Path: "health"}, nil, "must start with /"},
-		{"same paths", Config{Path: "/h", ReadyPath: "/h"}, nil, "both"},
-		{"unnamed check", Config{}, []Check{{Func: okFn}}, "no name"},
-		{"check without func", Config{}, []Check{{Name: "db"}}, "no function"},
+		{"negative interval", Config{Interval: -1}, nil, "Config.Interval"},
+		{"negative timeout", Config{Timeout: -1}, nil, "Config.Timeout"},
+		{"negative healthy threshold", Config{HealthyThreshold: -1}, nil, "Config.HealthyThreshold"},
+		{"negative unhealthy threshold", Config{UnhealthyThreshold: -1}, nil, "Config.UnhealthyThreshold"},
+		{"negative drain delay", Config{DrainDelay: -1}, nil, "Config.DrainDelay"},
+		{"negative shutdown timeout", Config{ShutdownTimeout: -1}, nil, "Config.ShutdownTimeout"},
+		{"relative path", Config{Path: "health"}, nil, "Config.Path"},
+		{"relative ready path", Config{ReadyPath: "ready"}, nil, "Config.ReadyPath"},
+		{"same paths", Config{Path: "/h", ReadyPath: "/h"}, nil, "Config.Path and ReadyPath"},
+		{"timeout over interval", Config{Interval: time.Second, Timeout: 2 * time.Second}, nil,
+			"Config.Timeout 2s exceeds Interval 1s"},
+		{"timeout over default interval", Config{Timeout: time.Minute}, nil, "Config.Timeout 1m0s exceeds Interval 4s"},
+		{"unnamed check", Config{}, []Check{{Func: okFn}}, "check 0 has no Name"},
+		{"check without func", Config{}, []Check{{Name: "db"}}, `check "db" has no Func`},
 		{"duplicate names", Config{}, []Check{{Name: "db", Func: okFn}, {Name: "db", Func: okFn}}, "two checks"},
-		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "negative timeout"},
-		{"timeout over interval", Config{Interval: time.Second, Timeout: 2 * time.Second}, nil, "longer than Interval"},
+		{"negative check timeout", Config{}, []Check{{Name: "db", Func: okFn, Timeout: -1}}, "Check.Timeout -1ns is negative"},
 		{"check timeout over interval", Config{Interval: time.Second},
-			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "longer than Interval"},
+			[]Check{{Name: "db", Func: okFn, Timeout: 2 * time.Second}}, "Check.Timeout 2s exceeds Config.Interval 1s"},
+		{"negative local timeout", Config{}, []Check{{Name: "b", Func: okFn, Local: true, Timeout: -1}}, "Check.Timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := New(tt.cfg, tt.checks...)
 			require.Error(t, err)
 			assert.Nil(t, c)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// A Local check's Timeout guards a call that cannot be interrupted; it is not bound by the
+// interval between passes, which never run it.
+func TestLocalTimeoutMayExceedInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		newChecker(t, Config{Interval: time.Second},
+			Check{Name: "b", Func: func(context.Context) error { return nil }, Local: true, Timeout: time.Minute})
+	})
 }
 
 func TestDefaults(t *testing.T) {
@@ -455,10 +527,12 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, cfg.setDefaults())
 	assert.Equal(t, "/api/health", cfg.Path)
 	assert.Equal(t, "/api/ready", cfg.ReadyPath)
-	assert.Equal(t, 30*time.Second, cfg.Interval)
-	assert.Equal(t, 5*time.Second, cfg.Timeout)
+	assert.Equal(t, 4*time.Second, cfg.Interval)
+	assert.Equal(t, 2*time.Second, cfg.Timeout)
 	assert.Equal(t, 2, cfg.HealthyThreshold)
 	assert.Equal(t, 3, cfg.UnhealthyThreshold)
+	assert.Equal(t, 5*time.Second, cfg.DrainDelay)
+	assert.Equal(t, 20*time.Second, cfg.ShutdownTimeout)
 	assert.NotNil(t, cfg.Logger)
 
 	short := Config{Interval: time.Second}

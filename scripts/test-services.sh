@@ -45,8 +45,9 @@ wait_until() { # wait_until <seconds> <command...>
 start_server() {
   local port=$1 name=$2; shift 2
   if answers "$port"; then
-    if [ -f "$dir/$name.pid" ]; then return 0; fi
-    log "port $port already answers but was not started by this script"; return 1
+    # Started by this script (pid file), or by another run: reuse it, and leave it running.
+    [ -f "$dir/$name.pid" ] || log "reusing the server already on port $port (left running at stop)"
+    return 0
   fi
   mkdir -p "$dir/$name"
   redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
@@ -72,8 +73,8 @@ print_env() {
 
 start_sentinel() {
   if answers "$sentinel_port"; then
-    if [ -f "$dir/sentinel.pid" ]; then return 0; fi
-    log "port $sentinel_port already answers but was not started by this script"; return 1
+    [ -f "$dir/sentinel.pid" ] || log "reusing the sentinel already on port $sentinel_port (left running at stop)"
+    return 0
   fi
   mkdir -p "$dir/sentinel"
   cat >"$dir/sentinel/sentinel.conf" <<CONF

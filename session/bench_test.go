@@ -15,7 +15,7 @@ func BenchmarkRequest(b *testing.B) {
 	for _, kind := range []string{"memory", "redis"} {
 		for _, op := range []string{"read", "write"} {
 			b.Run("store="+kind+"/op="+op, func(b *testing.B) {
-				var st Store = NewMemoryStore()
+				var st Store = newMemoryStore(b)
 				if kind == "redis" {
 					rdb := redistest.New(b)
 					rs, err := NewRedisStore(rdb, RedisConfig{Prefix: redistest.Prefix(b, rdb)})

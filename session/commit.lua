@@ -1,11 +1,14 @@
 -- Applies a request's changes to a session (KEYS[1]), renaming it to KEYS[2] when renewed, and
 -- keeps its user's index (KEYS[3]) in step: all three share one hash tag, so one slot, and the
--- change is atomic. Only the fields that changed are written; times are Redis TIME.
+-- change is atomic. Only the fields that changed are written.
 -- ARGV: create (0/1), destroy (0/1), lifetime ms, idle ms, user ('' when anonymous), nset,
 --   then nset field/value pairs, then the fields to delete.
 -- Returns {1, deadline ms, expires ms} or {0} when the session is gone.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--
+-- The key's TTL is min(now + idle, absolute deadline): PEXPIRE, then PEXPIREAT ... LT. It never
+-- passes the absolute deadline, so a session past it is already gone (Redis's expiry, on
+-- Redis's clock, is the check), and a save after it deletes the session (PEXPIREAT in the
+-- past) instead of writing it again: no immortal session. Only a creation reads TIME.
 local key, new, index = KEYS[1], KEYS[2], KEYS[3]
 local user = ARGV[5]
 if ARGV[2] == '1' then
@@ -15,21 +18,17 @@ if ARGV[2] == '1' then
 end
 local abs
 if ARGV[1] == '1' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   abs = now + tonumber(ARGV[3])
   redis.call('DEL', key)
   redis.call('HSET', key, '_c', now, '_a', abs)
   if user ~= '' then redis.call('HSET', key, '_u', user) end
 else
   abs = tonumber(redis.call('HGET', key, '_a'))
-  if not abs then return {0} end
-  if now >= abs then
-    -- Past its absolute deadline: deleted, never written again (no immortal session).
-    redis.call('DEL', key)
-    if user ~= '' then redis.call('ZREM', index, key) end
-    return {0}
-  end
+  if not abs then return {0} end -- destroyed, renewed or expired
 end
-local idle = tonumber(ARGV[4])
+local idle = ARGV[4]
 local set = {'_i', idle}
 local nset = tonumber(ARGV[6])
 for i = 7, 6 + 2 * nset, 2 do
@@ -56,16 +55,18 @@ if new ~= key then
   redis.call('RENAME', key, new)
   if user ~= '' then redis.call('ZREM', index, key) end
 end
-local exp = math.min(abs, now + idle)
-if exp <= now then
-  redis.call('DEL', new)
+redis.call('PEXPIRE', new, idle)
+redis.call('PEXPIREAT', new, abs, 'LT')
+local exp = redis.call('PEXPIRETIME', new)
+if exp < 0 then
+  -- Past its absolute deadline: PEXPIREAT deleted it.
   if user ~= '' then redis.call('ZREM', index, new) end
   return {0}
 end
-redis.call('PEXPIREAT', new, exp)
 if user ~= '' then
   -- Listed until its absolute deadline; the index lives as long as its last session.
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local t = redis.call('TIME')
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   redis.call('ZADD', index, abs, new)
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', index, tonumber(last[2]))

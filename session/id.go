@@ -6,24 +6,29 @@ import (
 	"encoding/base64"
 )
 
-// A session ID is a 4-character tag and 43 characters of 256 random bits, all base64url: 47
-// characters in the cookie. The tag places a session in a Redis Cluster slot; a renewed ID keeps
-// it, so that one script can move the session's data to the new ID atomically. It is random
-// too, but not secret: the 256 bits are what nobody can guess.
+// A session ID is 47 base64url characters: a 4-character tag, then 43 characters that carry 256
+// random bits. The tag places a session in a Redis Cluster slot, and stores choose it (see
+// [Change]): random for an anonymous session, a keyed hash of the user for a user's sessions, so
+// that they share a slot with the user's index, and kept by a renewal, so that one script can
+// move the session's data atomically. It is not secret: the 256 bits are what nobody can guess.
 const (
 	tagLen = 4
 	idLen  = tagLen + 43
 )
 
-// newID returns a new session ID, with a new tag unless tag is given (a renewal).
-func newID(tag string) string {
+// newID returns a new session ID with a random tag.
+func newID() string {
 	var b [3 + 32]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
-	raw := base64.RawURLEncoding.EncodeToString(b[:])
-	if tag == "" {
-		return raw[:idLen]
+	return base64.RawURLEncoding.EncodeToString(b[:])[:idLen]
+}
+
+// withTag returns id with its tag replaced by tag.
+func withTag(id, tag string) string {
+	if id[:tagLen] == tag {
+		return id
 	}
-	return tag + raw[tagLen:idLen]
+	return tag + id[tagLen:]
 }
 
 // validID reports whether s has the shape of a session ID. Anything else from a cookie is
@@ -41,22 +46,17 @@ func validID(s string) bool {
 	return true
 }
 
-// userTag is the tag of every session of user, so that a user's sessions and their index share
-// a Redis Cluster slot and can be listed or ended in one atomic script.
-func userTag(user string) string {
-	sum := sha256.Sum256([]byte("user:" + user))
-	return base64.RawURLEncoding.EncodeToString(sum[:3]) // 3 bytes: 4 characters
-}
-
 // appendDigest appends the base64url SHA-256 of id.
 func appendDigest(dst []byte, id string) []byte {
-	sum := sha256.Sum256([]byte(id))
+	var buf [idLen]byte // on the stack: []byte(id) would allocate (over 32 bytes)
+	sum := sha256.Sum256(append(buf[:0], id...))
 	return base64.RawURLEncoding.AppendEncode(dst, sum[:])
 }
 
-// digest is what stores keep instead of the ID: a leaked store (a dump, MONITOR) gives no
-// usable session. It keeps the tag in front so that the Redis key can use it as its hash tag.
-func digest(id string) (tag, hash string) {
-	sum := sha256.Sum256([]byte(id))
-	return id[:tagLen], base64.RawURLEncoding.EncodeToString(sum[:])
+// handle is what stores keep instead of the ID, and what listings show: the base64url SHA-256
+// of the ID, so that a leaked store (a dump, MONITOR) gives no usable session. The ID's 256
+// random bits make a keyed hash unnecessary: no guess can be checked against it.
+func handle(id string) string {
+	var buf [43]byte
+	return string(appendDigest(buf[:0], id))
 }

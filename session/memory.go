@@ -2,19 +2,23 @@ package session
 
 import (
 	"context"
-	"fmt"
+	"crypto/rand"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 )
 
+// MemoryConfig configures a [MemoryStore]. It has no fields yet: the zero value is the
+// configuration, and the type lets options come without breaking callers.
+type MemoryConfig struct{}
+
 // MemoryStore is a [Store] in this process, with the semantics of [RedisStore]: digests at
 // rest, idle and absolute deadlines checked on every load and commit, field-level changes, atomic
 // renewal and a per-user index. Use it for tests and for a single instance; sessions in it do
-// not survive a restart and are not shared between instances.
+// not survive a restart and are not shared between instances. Its secret for users' tags is
+// random, made by [NewMemoryStore]: one process needs no other.
 //
 // The zero value is not usable: create one with [NewMemoryStore]. It is safe for concurrent use
 // and has no goroutine: expired sessions are removed as they are met and by a sweep of a shard
@@ -22,6 +26,7 @@ import (
 // that a user's sessions and index share a shard.
 type MemoryStore struct {
 	clock  func() time.Time // time.Now; tests move it
+	secret []byte
 	shards [32]memShard
 }
 
@@ -42,13 +47,14 @@ type memSession struct {
 }
 
 // NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{clock: time.Now}
+func NewMemoryStore(MemoryConfig) (*MemoryStore, error) {
+	s := &MemoryStore{clock: time.Now, secret: make([]byte, 32)}
+	_, _ = rand.Read(s.secret) // never fails (crypto/rand panics rather than return an error)
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*memSession)
 		s.shards[i].users = make(map[string]map[string]struct{})
 	}
-	return s
+	return s, nil
 }
 
 // shard returns the shard of a tag.
@@ -72,9 +78,10 @@ func (s *MemoryStore) count() int {
 	return n
 }
 
+// memKey is tag:handle, the key of a session by its ID.
 func memKey(id string) string {
-	tag, hash := digest(id)
-	return tag + ":" + hash
+	var buf [tagLen + 1 + 43]byte
+	return string(appendDigest(append(append(buf[:0], id[:tagLen]...), ':'), id))
 }
 
 // live returns the session at key if it has not expired at now, deleting it if it has. s.mu is
@@ -129,7 +136,9 @@ func (s *MemoryStore) Load(_ context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	e.expires = deadlineOf(now, e.abs, e.idle)
-	return e.record(), nil
+	r := e.record()
+	r.ID = id
+	return r, nil
 }
 
 // Commit implements [Store].
@@ -137,13 +146,14 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
+	p := place(c, s.secret)
 	// A renewed ID keeps the tag, a user's sessions share the user's: one shard holds it all.
-	sh := s.shard(c.ID[:tagLen])
+	sh := s.shard(p.id[:tagLen])
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	now := s.clock()
 	sh.sweep(now)
-	key := memKey(c.ID)
+	key := memKey(p.id)
 	e := sh.live(key, now)
 	switch {
 	case c.Destroy:
@@ -167,9 +177,9 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	for _, k := range c.Del {
 		delete(e.values, k)
 	}
-	if c.NewID != "" {
+	if p.newID != "" {
 		sh.remove(key, e)
-		key = memKey(c.NewID)
+		key = memKey(p.newID)
 		sh.m[key] = e
 	}
 	e.expires = deadlineOf(now, e.abs, e.idle)
@@ -185,13 +195,13 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 		}
 		set[key] = struct{}{}
 	}
-	return Record{Deadline: e.abs, Expires: e.expires}, nil
+	return Record{ID: p.current(), Deadline: e.abs, Expires: e.expires}, nil
 }
 
 // User implements [Store].
 func (s *MemoryStore) User(_ context.Context, q UserQuery) ([]Info, error) {
 	user := q.User
-	sh := s.shard(userTag(user))
+	sh := s.shard(userDigest(s.secret, user)[:tagLen])
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	now := s.clock()
@@ -214,16 +224,6 @@ func (s *MemoryStore) User(_ context.Context, q UserQuery) ([]Info, error) {
 	return out, nil
 }
 
-// sortInfos orders a listing by creation, then handle.
-func sortInfos(infos []Info) {
-	sort.Slice(infos, func(i, j int) bool {
-		if !infos[i].Created.Equal(infos[j].Created) {
-			return infos[i].Created.Before(infos[j].Created)
-		}
-		return infos[i].Handle < infos[j].Handle
-	})
-}
-
 // sweep removes expired sessions every 1024 writes. s.mu is held.
 func (s *memShard) sweep(now time.Time) {
 	if s.writes++; s.writes < 1024 {
@@ -233,21 +233,4 @@ func (s *memShard) sweep(now time.Time) {
 	for key := range s.m {
 		s.live(key, now)
 	}
-}
-
-// checkChange validates a Change for any store.
-func checkChange(c *Change) error {
-	switch {
-	case c == nil:
-		return fmt.Errorf("%w: nil Change", ErrInvalidConfig)
-	case !validID(c.ID):
-		return fmt.Errorf("%w: malformed session ID", ErrInvalidConfig)
-	case c.NewID != "" && (!validID(c.NewID) || c.NewID[:tagLen] != c.ID[:tagLen]):
-		return fmt.Errorf("%w: a renewed ID must be well formed and keep the old ID's tag", ErrInvalidConfig)
-	case c.User != "" && c.ID[:tagLen] != userTag(c.User):
-		return fmt.Errorf("%w: the ID of a user's session must start with the user's tag", ErrInvalidConfig)
-	case !c.Destroy && (c.Idle <= 0 || c.Create && c.Lifetime <= 0):
-		return fmt.Errorf("%w: Idle and Lifetime must be positive", ErrInvalidConfig)
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/outgrow/outgrow/internal/failfast"
 )
 
 // Middleware loads the session of each request (from its cookie) into the request's context
@@ -23,12 +25,14 @@ import (
 // page to another.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, hadCookie, err := m.load(r)
+		rs := &requestState{s: Session{m: m}} // one allocation for both
+		s := &rs.s
+		hadCookie, err := m.load(r, s)
 		if err != nil && r.Context().Err() != nil {
 			return // the client has gone: nobody to answer, and nothing wrong with the store
 		}
 		if err != nil {
-			m.storeError(r, err)
+			m.storeFailed(r.Context(), err)
 			if !m.cfg.FailOpen {
 				m.cfg.OnError(w, r, err)
 				return
@@ -38,15 +42,21 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		if hadCookie {
 			w.Header().Add("Vary", "Cookie")
 		}
-		sw := &writer{ResponseWriter: w, m: m, s: s, r: r, hadCookie: hadCookie}
+		sw := &rs.w
+		*sw = writer{ResponseWriter: w, m: m, s: s, r: r, hadCookie: hadCookie}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
 		sw.start()
 	})
 }
 
-// load finds the request's session. It returns an empty new session when there is none.
-func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) {
-	s = &Session{m: m}
+// requestState is what the middleware keeps for one request.
+type requestState struct {
+	s Session
+	w writer
+}
+
+// load finds the request's session and loads it into s, which stays empty when there is none.
+func (m *Manager) load(r *http.Request, s *Session) (hadCookie bool, err error) {
 	id := ""
 	for _, c := range r.CookiesNamed(m.cookie) {
 		hadCookie = true
@@ -59,114 +69,158 @@ func (m *Manager) load(r *http.Request) (s *Session, hadCookie bool, err error) 
 		if hadCookie {
 			m.misses.Add(1)
 		}
-		return s, hadCookie, nil
+		return hadCookie, nil
 	}
 	rec, err := m.store.Load(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
+		m.storeAnswered()
 		m.misses.Add(1)
-		return s, true, nil
+		return true, nil
 	case err != nil:
-		return s, true, err
+		return true, err
 	}
+	m.storeAnswered()
 	m.loads.Add(1)
 	s.id, s.rec, s.user, s.values = id, rec, rec.User, rec.Values
 	for k, v := range rec.Values {
 		s.size += len(k) + len(v)
 	}
-	return s, true, nil
+	return true, nil
 }
 
-func (m *Manager) storeError(r *http.Request, err error) {
+// storeFailed counts a failed load or save, tells the hook, and logs when failures start.
+func (m *Manager) storeFailed(ctx context.Context, err error) {
 	m.storeErrors.Add(1)
 	if h := m.cfg.Hooks.OnStoreError; h != nil {
-		h(r, err)
+		h(ctx, err)
+	}
+	if m.failing.Record(failfast.Failed) {
+		policy := "answered by Config.OnError"
+		if m.cfg.FailOpen {
+			policy = "served without a saved session (Config.FailOpen)"
+		}
+		m.cfg.Logger.Warn("session: store failing; requests are "+policy, "err", err)
 	}
 }
 
-// commit saves the session's changes and says which cookie to send: cookie is the ID to set,
-// clear asks to remove the cookie.
-func (m *Manager) commit(ctx context.Context, s *Session) (cookie string, deadline time.Time, clear bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.committed {
-		return "", time.Time{}, false, nil
+// storeAnswered ends a run of store failures, logging the end of one that was logged. While the
+// store answers it costs two atomic loads.
+func (m *Manager) storeAnswered() {
+	if m.failing.Up() {
+		m.cfg.Logger.Info("session: store answers again")
 	}
-	s.committed = true
-	if s.detached {
-		return "", time.Time{}, false, nil
-	}
-	// A request outlives its client's interest: save what the handler did even if the client
-	// has gone, within the store's own timeout. (Made only when there is something to save: a
-	// request that only read allocates nothing here.)
-	if s.destroyID != "" {
-		_, err := m.store.Commit(context.WithoutCancel(ctx), &Change{ID: s.destroyID, Destroy: true, User: s.destroyUser})
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return "", time.Time{}, false, err
-		}
-		m.commits.Add(1)
-		m.destroyed.Add(1)
-		clear = true
-	}
+}
+
+// saved is what saving a session did, for the response: the cookie to set or to clear.
+type saved struct {
+	cookie   string    // the ID to set in the cookie; "" to leave the cookie alone
+	deadline time.Time // the session's absolute deadline, with cookie
+	clear    bool      // remove the cookie: the session is gone and no other replaces it
+}
+
+// change is what the request did to its stored session, for the store; nil when there is
+// nothing to write. s.mu is held.
+func (s *Session) change(cfg *Config) *Change {
 	changed := len(s.set) > 0 || len(s.del) > 0
 	var c *Change
 	switch {
 	case s.login:
 		// Logging in creates a new session for the user, with everything the old one held; the
 		// old one is then deleted. An ID anyone saw before the login opens nothing after it.
-		c = &Change{ID: newID(userTag(s.user)), Create: true, Set: s.values, User: s.user}
+		c = &Change{ID: newID(), Create: true, Set: s.values, User: s.user}
 	case s.id == "":
 		if !changed {
-			return "", time.Time{}, clear, nil // nothing to keep: no session, no cookie
+			return nil // nothing to keep: no session, no cookie
 		}
-		c = &Change{ID: newID(""), Create: true, Set: s.set}
+		c = &Change{ID: newID(), Create: true, Set: s.set}
 	case s.renew:
-		c = &Change{ID: s.id, NewID: newID(s.id[:tagLen]), Set: s.set, User: s.user}
+		c = &Change{ID: s.id, NewID: newID(), Set: s.set, User: s.user}
 	case !changed:
-		return "", time.Time{}, clear, nil // only read: nothing to write
+		return nil // only read: nothing to write
 	default:
 		c = &Change{ID: s.id, Set: s.set, User: s.user}
 	}
-	c.Idle, c.Lifetime = m.cfg.IdleTimeout, m.cfg.Lifetime
+	c.Idle, c.Lifetime = cfg.IdleTimeout, cfg.Lifetime
 	if !c.Create {
 		for k := range s.del {
 			c.Del = append(c.Del, k)
 		}
 	}
+	return c
+}
+
+// commit saves the session's changes, once, and says what the response must do with the cookie.
+func (m *Manager) commit(ctx context.Context, s *Session) (saved, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.committed || s.detached {
+		s.committed = true
+		return saved{}, nil
+	}
+	s.committed = true
+	c := s.change(&m.cfg)
+	if c == nil && s.destroyID == "" {
+		return saved{}, nil // a request that only read allocates nothing here
+	}
+	// A request outlives its client's interest: save what the handler did even if the client
+	// has gone, within the store's own timeout.
 	ctx = context.WithoutCancel(ctx)
+	var out saved
+	if s.destroyID != "" {
+		if err := m.destroy(ctx, s.destroyID, s.destroyUser); err != nil {
+			return saved{}, err
+		}
+		m.commits.Add(1)
+		m.destroyed.Add(1)
+		out.clear = true
+	}
+	if c == nil {
+		return out, nil
+	}
 	rec, err := m.store.Commit(ctx, c)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		m.storeAnswered()
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// The session expired, or a concurrent request renewed or destroyed it: its changes are
 		// dropped rather than written to a session that must be over. The cookie is left alone:
 		// the browser may already hold a newer one.
 		m.lost.Add(1)
-		return "", time.Time{}, clear, nil
+		return out, nil
 	case err != nil:
-		return "", time.Time{}, false, err
+		return saved{}, err
 	}
 	m.commits.Add(1)
 	if s.login && s.id != "" {
-		if _, err := m.store.Commit(ctx, &Change{ID: s.id, Destroy: true, User: s.rec.User}); err != nil && !errors.Is(err, ErrNotFound) {
-			return "", time.Time{}, false, err
+		if err := m.destroy(ctx, s.id, s.rec.User); err != nil {
+			return saved{}, err
 		}
+		m.renewed.Add(1)
 	}
 	switch {
 	case c.Create:
 		m.created.Add(1)
-		cookie = c.ID
-		if s.login && s.id != "" {
-			m.renewed.Add(1)
-		}
 	case c.NewID != "":
 		m.renewed.Add(1)
-		cookie = c.NewID
 	}
-	if cookie != "" {
-		s.id, clear = cookie, false
+	if c.Create || c.NewID != "" {
+		s.id = rec.ID
+		out = saved{cookie: rec.ID, deadline: rec.Deadline}
 	}
 	s.rec = rec
-	return cookie, rec.Deadline, clear, nil
+	return out, nil
+}
+
+// destroy deletes a stored session; one already gone is no error.
+func (m *Manager) destroy(ctx context.Context, id, user string) error {
+	_, err := m.store.Commit(ctx, &Change{ID: id, Destroy: true, User: user})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	m.storeAnswered()
+	return nil
 }
 
 func (m *Manager) setCookie(h http.Header, id string, deadline time.Time) {
@@ -214,9 +268,9 @@ func (w *writer) start() {
 		return
 	}
 	w.started = true
-	cookie, deadline, drop, err := w.m.commit(w.r.Context(), w.s)
+	out, err := w.m.commit(w.r.Context(), w.s)
 	if err != nil {
-		w.m.storeError(w.r, err)
+		w.m.storeFailed(w.r.Context(), err)
 		if !w.m.cfg.FailOpen {
 			w.failed = true
 			// The handler's headers (Location, Content-Encoding, cookies...) describe a response
@@ -227,9 +281,9 @@ func (w *writer) start() {
 		}
 	}
 	switch {
-	case cookie != "":
-		w.m.setCookie(w.Header(), cookie, deadline)
-	case drop && w.hadCookie:
+	case out.cookie != "":
+		w.m.setCookie(w.Header(), out.cookie, out.deadline)
+	case out.clear && w.hadCookie:
 		w.m.setCookie(w.Header(), "", time.Time{})
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +45,14 @@ func app() http.Handler {
 		_, perr := FromContext(r.Context()).PopString("a")
 		_, _ = w.Write([]byte(fmt.Sprint(errors.Is(err, ErrCommitted) && errors.Is(perr, ErrCommitted))))
 	})
+	return mux
+}
+
+// appWith is app with one more route.
+func appWith(pattern string, h http.HandlerFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", app())
+	mux.HandleFunc(pattern, h)
 	return mux
 }
 
@@ -130,9 +140,9 @@ func TestMiddlewareFlow(t *testing.T) {
 }
 
 func TestMiddlewareBadCookies(t *testing.T) {
-	m := newManager(t, NewMemoryStore(), Config{})
+	m := newManager(t, newMemoryStore(t), Config{})
 	h := m.Middleware(app())
-	for _, v := range []string{"", "x", strings.Repeat("a", idLen), strings.Repeat("a", idLen-2) + "é", strings.Repeat("a", idLen-1) + ".", newID("") + "x"} {
+	for _, v := range []string{"", "x", strings.Repeat("a", idLen), strings.Repeat("a", idLen-2) + "é", strings.Repeat("a", idLen-1) + ".", newID() + "x"} {
 		req := httptest.NewRequest("GET", "/get?k=a", nil)
 		req.Header.Set("Cookie", "session="+v)
 		rec := httptest.NewRecorder()
@@ -158,7 +168,7 @@ func (failing) User(context.Context, UserQuery) ([]Info, error) { return nil, Er
 
 func TestStoreFailure(t *testing.T) {
 	m := newManager(t, failing{}, Config{})
-	c := &client{t: t, h: m.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID("")}}
+	c := &client{t: t, h: m.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID()}}
 	rec := c.do("GET", "/get?k=a")
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "fails closed by default")
 	assert.JSONEq(t, `{"error":"Service temporarily unavailable."}`, rec.Body.String())
@@ -169,7 +179,7 @@ func TestStoreFailure(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, "a save that fails answers 503, not the handler's 200")
 
 	open := newManager(t, failing{}, Config{FailOpen: true})
-	c = &client{t: t, h: open.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID("")}}
+	c = &client{t: t, h: open.Middleware(app()), cookie: &http.Cookie{Name: "session", Value: newID()}}
 	rec = c.do("GET", "/get?k=a")
 	assert.Equal(t, http.StatusOK, rec.Code, "FailOpen serves without a session")
 	rec = c.do("POST", "/put?k=a&v=1")
@@ -178,8 +188,108 @@ func TestStoreFailure(t *testing.T) {
 	assert.Equal(t, uint64(2), open.Stats().StoreErrors)
 }
 
+// switchable is a store that fails while down is set.
+type switchable struct {
+	Store
+	down atomic.Bool
+}
+
+func (s *switchable) Load(ctx context.Context, id string) (Record, error) {
+	if s.down.Load() {
+		return failing{}.Load(ctx, id)
+	}
+	return s.Store.Load(ctx, id)
+}
+
+func (s *switchable) Commit(ctx context.Context, c *Change) (Record, error) {
+	if s.down.Load() {
+		return failing{}.Commit(ctx, c)
+	}
+	return s.Store.Commit(ctx, c)
+}
+
+// records keeps what a slog.Logger logged.
+type records struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, rec.Level.String()+" "+rec.Message)
+	return nil
+}
+func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *records) WithGroup(string) slog.Handler      { return r }
+
+func (r *records) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.lines
+	r.lines = nil
+	return out
+}
+
+// TestStoreStateLogged: the Manager logs when the store starts failing (3 failed requests in a
+// row) and when it answers again, once each however many requests pass, and nothing for a
+// failure or two among successes. The hook sees every failure, with the request's context.
+func TestStoreStateLogged(t *testing.T) {
+	type ctxKey struct{}
+	st := &switchable{Store: newMemoryStore(t)}
+	var logged records
+	var hooked atomic.Int64
+	m := newManager(t, st, Config{
+		Logger: slog.New(&logged),
+		Hooks: Hooks{OnStoreError: func(ctx context.Context, err error) {
+			if ctx.Value(ctxKey{}) == "request" && errors.Is(err, ErrUnavailable) {
+				hooked.Add(1)
+			}
+		}},
+	})
+	h := m.Middleware(app())
+	c := &client{t: t, h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, "request")))
+	})}
+	require.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v=1").Code)
+
+	for range 2 {
+		st.down.Store(true)
+		for range 2 {
+			assert.Equal(t, http.StatusServiceUnavailable, c.do("GET", "/get?k=a").Code)
+		}
+		st.down.Store(false)
+		assert.Equal(t, http.StatusOK, c.do("GET", "/get?k=a").Code)
+	}
+	assert.Empty(t, logged.take(), "two failures in a row are not an outage")
+
+	st.down.Store(true)
+	for range 20 {
+		assert.Equal(t, http.StatusServiceUnavailable, c.do("GET", "/get?k=a").Code)
+	}
+	assert.Equal(t, []string{"WARN session: store failing; requests are answered by Config.OnError"}, logged.take())
+	st.down.Store(false)
+	for range 20 {
+		assert.Equal(t, http.StatusOK, c.do("GET", "/get?k=a").Code)
+	}
+	assert.Equal(t, []string{"INFO session: store answers again"}, logged.take())
+	assert.Equal(t, int64(24), hooked.Load(), "the hook sees each failure, with the request's context")
+	assert.Equal(t, uint64(24), m.Stats().StoreErrors)
+
+	// A request that reaches no store says nothing about it: no "answers again" while it fails.
+	st.down.Store(true)
+	for range 3 {
+		c.do("GET", "/get?k=a")
+	}
+	logged.take()
+	anonymous := &client{t: t, h: h}
+	assert.Equal(t, http.StatusOK, anonymous.do("GET", "/get?k=a").Code)
+	assert.Empty(t, logged.take())
+}
+
 func TestMaxSize(t *testing.T) {
-	m := newManager(t, NewMemoryStore(), Config{MaxSize: 100})
+	m := newManager(t, newMemoryStore(t), Config{MaxSize: 100})
 	c := &client{t: t, h: m.Middleware(app())}
 	assert.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v="+strings.Repeat("x", 50)).Code)
 	rec := c.do("POST", "/put?k=b&v="+strings.Repeat("x", 60))
@@ -189,7 +299,7 @@ func TestMaxSize(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	st := NewMemoryStore()
+	st := newMemoryStore(t)
 	_, err := New(nil, Config{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 	_, err = New(st, Config{HostPrefix: true, Insecure: true})
@@ -210,7 +320,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestTypedValues(t *testing.T) {
-	m := newManager(t, NewMemoryStore(), Config{})
+	m := newManager(t, newMemoryStore(t), Config{})
 	type prefs struct {
 		Theme string
 		Size  int
@@ -377,7 +487,7 @@ func (failingCommit) Commit(context.Context, *Change) (Record, error) {
 }
 
 func TestFailedSaveDropsHandlerHeaders(t *testing.T) {
-	m := newManager(t, failingCommit{NewMemoryStore()}, Config{})
+	m := newManager(t, failingCommit{newMemoryStore(t)}, Config{})
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = FromContext(r.Context()).Put("a", "1")
 		w.Header().Set("Location", "/next")
@@ -394,7 +504,7 @@ func TestFailedSaveDropsHandlerHeaders(t *testing.T) {
 }
 
 func TestEarlyHintsDoNotCommit(t *testing.T) {
-	m := newManager(t, NewMemoryStore(), Config{})
+	m := newManager(t, newMemoryStore(t), Config{})
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
@@ -412,10 +522,10 @@ func TestEarlyHintsDoNotCommit(t *testing.T) {
 
 func TestCookieNamesAreChecked(t *testing.T) {
 	for _, name := range []string{"app:session", "a b", "a;b", "é"} {
-		_, err := New(NewMemoryStore(), Config{CookieName: name})
+		_, err := New(newMemoryStore(t), Config{CookieName: name})
 		assert.ErrorIs(t, err, ErrInvalidConfig, name)
 	}
-	_, err := New(NewMemoryStore(), Config{Path: "/a;b"})
+	_, err := New(newMemoryStore(t), Config{Path: "/a;b"})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
@@ -423,12 +533,9 @@ func TestRevokeOneDevice(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
 		m := newManager(t, newBackend(t, be).store, Config{})
 		var handle string
-		mux := http.NewServeMux()
-		mux.Handle("/", app())
-		mux.HandleFunc("GET /handle", func(w http.ResponseWriter, r *http.Request) {
+		h := m.Middleware(appWith("GET /handle", func(w http.ResponseWriter, r *http.Request) {
 			handle = FromContext(r.Context()).Handle()
-		})
-		h := m.Middleware(mux)
+		}))
 		laptop, phone := &client{t: t, h: h}, &client{t: t, h: h}
 		laptop.do("POST", "/login?user=ada")
 		phone.do("POST", "/login?user=ada")

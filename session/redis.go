@@ -34,9 +34,8 @@ var (
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
-// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, calls on a
-// *redis.Client are bounded through a clone that shares its connection pool, and calls on a
-// Cluster client each run on a goroutine of their own.
+// redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, each call
+// runs on a goroutine of its own so that the store can stop waiting at the deadline.
 type RedisConfig struct {
 	// Prefix starts every key. It must not contain '{' or '}'. Default: "session:".
 	Prefix string
@@ -51,26 +50,29 @@ type RedisConfig struct {
 	RetryInterval time.Duration
 	// Logger receives the store's outage transitions. Default: slog.Default().
 	Logger *slog.Logger
+	// Secret keys the hash of user IDs (HMAC-SHA256) that names a user's index and tags the
+	// user's session IDs, so that neither a key name nor a logged cookie can be tied to a user
+	// ID without it. Every instance sharing the sessions must use the same Secret, or leave it
+	// empty. Default: a random secret that the first instance stores in Redis at
+	// Prefix+"secret" and every instance then reads, so that a fleet needs no configuration;
+	// keep that key (it has no TTL: an allkeys-* eviction policy could remove it). A new secret
+	// does not end existing sessions, but List, Revoke and DestroyAll no longer see the
+	// sessions logged in before it.
+	Secret []byte
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
 // can serve any request. It works on standalone Redis, Sentinel and Cluster through any
-// [redis.UniversalClient], and never closes the client.
-//
-// Each session is one hash, prefix{tag}:digest, where digest is the SHA-256 of the session ID (the
-// ID itself is never stored) and tag the ID's first 4 characters, kept by renewals so that a
-// renewal is one atomic RENAME within a slot; a logged-in user's sessions and their index share
-// the user's tag. Values are fields ("." + key); "_c", "_a", "_i" and "_u" hold the creation time,
-// the absolute deadline, the idle timeout and the user. The key expires at its idle deadline,
-// capped by the absolute one.
+// [redis.UniversalClient], and never closes the client. Its keys are described in the package
+// documentation (Redis keys).
 //
 // Loading a session and sliding its idle deadline is one script call; committing a request's
 // changes is one script call that writes only the fields that changed, so concurrent requests
-// changing different keys of one session all keep their changes. Scripts read the time from Redis
-// (TIME), so instance clocks do not matter, and they run on the primary even when the client
-// routes reads to replicas: a session is never read from a replica that has not seen its last
-// write. A user's sessions are listed in a sorted set, prefix{tag}:u:user, changed by the same
-// scripts as the sessions, atomically.
+// changing different keys of one session all keep their changes. Deadlines follow Redis's clock
+// (key expiry and TIME), so instance clocks do not matter. Scripts run on the primary even when
+// the client routes reads to replicas: a session is never read from a replica that has not seen
+// its last write. A user's index is changed by the same scripts as the user's sessions,
+// atomically.
 //
 // A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
 type RedisStore struct {
@@ -84,7 +86,7 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		Component: "session", Prefix: cfg.Prefix, DefaultPrefix: "session:",
 		Timeout: cfg.Timeout, DefaultTimeout: 100 * time.Millisecond,
 		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
-		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger, Secret: cfg.Secret,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -99,10 +101,14 @@ func (s *RedisStore) sessionKey(id string) string {
 	return string(appendDigest(k, id))
 }
 
-// indexKey is prefix{tag}:u:user, with the tag all of user's sessions share.
-func (s *RedisStore) indexKey(user string) string {
-	return rediskey.Key(s.prefix, userTag(user), ":u:"+user)
+// indexKey is prefix{tag}:u:digest: the index of the user whose keyed digest it is, in the
+// slot of the sessions of tag.
+func (s *RedisStore) indexKey(tag, userDigest string) string {
+	return rediskey.Key(s.prefix, tag, ":u:"+userDigest)
 }
+
+// secret is the key of users' digests; it reaches Redis once per process.
+func (s *RedisStore) secret(ctx context.Context) ([]byte, error) { return s.rc.Secret(ctx) }
 
 func (s *RedisStore) run(ctx context.Context, sc *redisclient.Script, calls []*redisclient.ScriptCall) error {
 	return s.rc.Run(ctx, sc, calls)
@@ -128,36 +134,36 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 	}
 	exp, _ := vals[0].(int64)
 	packed, _ := vals[1].(string)
-	r, ok := unpack([]byte(packed))
+	r, ok := unpack([]byte(packed), vals[2:])
 	if !ok {
 		return Record{}, fmt.Errorf("%w: malformed session data", ErrUnavailable)
 	}
-	r.Expires = ms(exp)
+	r.ID, r.Expires = id, ms(exp)
 	return r, nil
 }
 
-// unpack reads the fields packed by load.lua. Values are slices of b, which the Record owns.
-func unpack(b []byte) (Record, bool) {
-	r := Record{Values: make(map[string][]byte, 4)}
-	next := func() ([]byte, bool) {
-		i := 0
-		for i < len(b) && b[i] != ':' {
-			i++
-		}
-		n, err := strconv.Atoi(string(b[:i]))
-		if err != nil || n < 0 || i+1+n > len(b) {
+// unpack reads the fields of a session from load.lua's reply: b is every field and value
+// concatenated, lens their lengths (int64). Values are slices of b, which the Record owns.
+func unpack(b []byte, lens []any) (Record, bool) {
+	if len(lens)%2 != 0 {
+		return Record{}, false
+	}
+	r := Record{Values: make(map[string][]byte, len(lens)/2)}
+	next := func(n any) ([]byte, bool) {
+		i, ok := n.(int64)
+		if !ok || i < 0 || i > int64(len(b)) {
 			return nil, false
 		}
-		v := b[i+1 : i+1+n : i+1+n]
-		b = b[i+1+n:]
+		v := b[:i:i]
+		b = b[i:]
 		return v, true
 	}
-	for len(b) > 0 {
-		f, ok := next()
+	for i := 0; i < len(lens); i += 2 {
+		f, ok := next(lens[i])
 		if !ok {
 			return Record{}, false
 		}
-		v, ok := next()
+		v, ok := next(lens[i+1])
 		if !ok {
 			return Record{}, false
 		}
@@ -174,22 +180,31 @@ func unpack(b []byte) (Record, bool) {
 			r.User = string(v)
 		}
 	}
-	return r, true
+	return r, len(b) == 0
 }
 
 // Commit implements [Store]. It is one script call, one round trip: the session, its renewed
-// key and its user's index share a hash tag.
+// key and its user's index share a hash tag. (The first commit of a user's session in a
+// process may read the secret first.)
 func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	key := s.sessionKey(c.ID)
-	newKey, index := key, key
-	if c.NewID != "" {
-		newKey = s.sessionKey(c.NewID)
-	}
+	var secret []byte
 	if c.User != "" {
-		index = s.indexKey(c.User)
+		var err error
+		if secret, err = s.secret(ctx); err != nil {
+			return Record{}, err
+		}
+	}
+	p := place(c, secret)
+	key := s.sessionKey(p.id)
+	newKey, index := key, key
+	if p.newID != "" {
+		newKey = s.sessionKey(p.newID)
+	}
+	if p.user != "" {
+		index = s.indexKey(p.id[:tagLen], p.user)
 	}
 	bool01 := func(b bool) string {
 		if b {
@@ -197,8 +212,18 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 		}
 		return "0"
 	}
+	// Each value put in an interface costs an allocation: the key, usually also the new key and
+	// the index, is boxed once.
+	boxed := any(key)
+	keys := [3]any{boxed, boxed, boxed}
+	if newKey != key {
+		keys[1] = newKey
+	}
+	if index != key {
+		keys[2] = index
+	}
 	args := make([]any, 0, 10+2*len(c.Set)+len(c.Del))
-	args = append(args, 3, key, newKey, index, bool01(c.Create), bool01(c.Destroy),
+	args = append(args, 3, keys[0], keys[1], keys[2], bool01(c.Create), bool01(c.Destroy),
 		c.Lifetime.Milliseconds(), max(1, c.Idle.Milliseconds()), c.User, len(c.Set))
 	for k, v := range c.Set {
 		args = append(args, "."+k, v)
@@ -222,61 +247,81 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	}
 	abs, _ := v[1].(int64)
 	exp, _ := v[2].(int64)
-	return Record{Deadline: ms(abs), Expires: ms(exp)}, nil
+	return Record{ID: p.current(), Deadline: ms(abs), Expires: ms(exp)}, nil
 }
 
 // User implements [Store]: the index read on the primary, then one script over the index and
 // every session it names (they share a slot) that lists them and, with destroy, deletes them; if
 // a login or renewal changed the index in between, the script refuses and User reads it again.
 func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
-	user := q.User
-	index := s.indexKey(user)
-	flag := "0"
-	if q.Destroy {
-		flag = "1"
+	secret, err := s.secret(ctx)
+	if err != nil {
+		return nil, err
 	}
+	digest := userDigest(secret, q.User)
+	index := s.indexKey(digest[:tagLen], digest)
 	for range 8 {
-		read := &redisclient.ScriptCall{Args: []any{1, index}}
-		if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+		members, err := s.indexMembers(ctx, index)
+		if err != nil {
 			return nil, err
 		}
-		members, err := read.Cmd.StringSlice()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		infos, ok, err := s.userSessions(ctx, index, members, q)
+		if err != nil || ok {
+			return infos, err
 		}
-		args := make([]any, 0, 3+len(members))
-		args = append(args, 1+len(members), index)
-		for _, m := range members {
-			args = append(args, m)
-		}
-		args = append(args, flag)
-		if q.Destroy {
-			for _, h := range q.Handles {
-				args = append(args, h)
-			}
-		}
-		call := &redisclient.ScriptCall{Args: args}
-		if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
-			return nil, err
-		}
-		v, err := call.Cmd.Slice()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if len(v) == 1 {
-			continue // the index changed under us
-		}
-		infos := make([]Info, 0, len(v)/4)
-		for i := 0; i+3 < len(v); i += 4 {
-			k, _ := v[i].(string)
-			c, _ := v[i+1].(int64)
-			a, _ := v[i+2].(int64)
-			e, _ := v[i+3].(int64)
-			_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
-			infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
-		}
-		sortInfos(infos)
-		return infos, nil
 	}
-	return nil, fmt.Errorf("%w: the sessions of %q keep changing", ErrUnavailable, user)
+	return nil, fmt.Errorf("%w: the sessions of a user keep changing", ErrUnavailable)
+}
+
+// indexMembers reads a user's index, on the primary.
+func (s *RedisStore) indexMembers(ctx context.Context, index string) ([]string, error) {
+	read := &redisclient.ScriptCall{Args: []any{1, index}}
+	if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+		return nil, err
+	}
+	members, err := read.Cmd.StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return members, nil
+}
+
+// userSessions runs user.lua over the index and the sessions it held when read. ok is false
+// when the index has changed since: nothing was done.
+func (s *RedisStore) userSessions(ctx context.Context, index string, members []string, q UserQuery) (infos []Info, ok bool, err error) {
+	args := make([]any, 0, 3+len(members)+len(q.Handles))
+	args = append(args, 1+len(members), index)
+	for _, m := range members {
+		args = append(args, m)
+	}
+	if !q.Destroy {
+		args = append(args, "0")
+	} else {
+		args = append(args, "1")
+		for _, h := range q.Handles {
+			args = append(args, h)
+		}
+	}
+	call := &redisclient.ScriptCall{Args: args}
+	if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
+		return nil, false, err
+	}
+	v, err := call.Cmd.Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(v) == 1 {
+		return nil, false, nil // {-1}: the index changed under us
+	}
+	infos = make([]Info, 0, len(v)/4)
+	for i := 0; i+3 < len(v); i += 4 {
+		k, _ := v[i].(string)
+		c, _ := v[i+1].(int64)
+		a, _ := v[i+2].(int64)
+		e, _ := v[i+3].(int64)
+		_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
+		infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
+	}
+	sortInfos(infos)
+	return infos, true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -11,11 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outgrow/outgrow/internal/failfast"
 	"github.com/outgrow/outgrow/internal/httpjson"
 )
 
 // Codec turns values that are not strings, integers, booleans or times into bytes and back; JSON
-// by default. Implementations must be safe for concurrent use.
+// by default (Config.Codec). Implementations must be safe for concurrent use.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -30,50 +32,57 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 // HttpOnly, Secure, SameSite=Lax, Path=/, ending with the browser session; sessions end after 30
 // minutes unused or 24 hours in all; store failures answer 503.
 type Config struct {
-	// CookieName names the cookie; "session" when empty. With HostPrefix, "__Host-" is put in
-	// front of it.
+	// CookieName names the cookie; with HostPrefix, "__Host-" goes in front of it
+	// ([Manager.CookieName] tells the name sent). Default: "session".
 	CookieName string
 	// HostPrefix names the cookie "__Host-"+CookieName, which browsers accept only from a
-	// secure origin, for Path=/ and no Domain: no subdomain can set or shadow it.
+	// secure origin, for Path=/ and no Domain: no subdomain can set or shadow it. Default: false.
 	HostPrefix bool
-	// Domain and Path of the cookie; Path is "/" when empty.
-	Domain, Path string
+	// Domain is the cookie's Domain attribute. Default: "" (the host that set it, without its
+	// subdomains).
+	Domain string
+	// Path is the cookie's Path attribute. Default: "/".
+	Path string
 	// Insecure drops the cookie's Secure attribute, for local development over plain HTTP only.
+	// Default: false.
 	Insecure bool
-	// SameSite is the cookie's SameSite attribute; http.SameSiteLaxMode when zero.
+	// SameSite is the cookie's SameSite attribute. Default: http.SameSiteLaxMode.
 	SameSite http.SameSite
 	// Persist gives the cookie a Max-Age up to the session's absolute deadline, so it survives a
-	// browser restart; by default the cookie ends with the browser session.
+	// browser restart. Default: false (the cookie ends with the browser session).
 	Persist bool
-	// IdleTimeout ends a session unused for that long; 30 minutes when zero.
+	// IdleTimeout ends a session unused for that long. Default: 30m.
 	IdleTimeout time.Duration
-	// Lifetime ends a session that long after it was created, used or not; 24 hours when zero.
+	// Lifetime ends a session that long after it was created, used or not. Default: 24h.
 	Lifetime time.Duration
-	// MaxSize bounds a session's keys and encoded values, in bytes; 16 KiB when zero. A Put that
-	// would pass it fails with ErrTooLarge.
+	// MaxSize bounds a session's keys and encoded values, in bytes; a Put that would pass it
+	// fails with ErrTooLarge. Default: 16384 (16 KiB).
 	MaxSize int
-	// Codec encodes values other than strings, integers, booleans and times; JSON when nil.
+	// Codec encodes values other than strings, integers, booleans and times. Default: JSON
+	// (encoding/json).
 	Codec Codec
 	// FailOpen serves requests without a session when the store fails (the session starts empty
-	// and is not saved); by default they are answered by OnError.
+	// and is not saved). Default: false (OnError answers them).
 	FailOpen bool
-	// OnError answers a request whose session could not be loaded or saved; by default 503 with
-	// {"error":"Service temporarily unavailable."}. It never receives ErrNotFound. When a save
-	// fails, the handler's headers are removed first: they described another response.
+	// OnError answers a request whose session could not be loaded or saved. It never receives
+	// ErrNotFound. When a save fails, the handler's headers are removed first: they described
+	// another response. Default: 503 with {"error":"Service temporarily unavailable."}.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
-	// Hooks observe the Manager: Hooks.OnStoreError is where to log store failures (the
-	// Manager itself never logs).
+	// Logger receives the Manager's state changes: the store failing (3 loads or saves in a
+	// row failed) and answering again; never a line per request. Default: slog.Default().
+	Logger *slog.Logger
+	// Hooks observe the Manager. Default: none.
 	Hooks Hooks
 }
 
-// Hooks are optional callbacks, called on the request's goroutine; they must be safe for
-// concurrent use. The zero value has no hooks.
+// Hooks are optional callbacks, called on the request's goroutine with its context; they must
+// be safe for concurrent use and must not block. The zero value has no hooks.
 type Hooks struct {
-	// OnStoreError is called when the store fails to load or save a session.
-	OnStoreError func(r *http.Request, err error)
+	// OnStoreError is called when the store fails to load or save a request's session.
+	OnStoreError func(ctx context.Context, err error)
 }
 
-// Stats counts what a Manager did.
+// Stats counts what a Manager did: a snapshot, from [Manager.Stats].
 type Stats struct {
 	Loads       uint64 // sessions found
 	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
@@ -91,17 +100,43 @@ type Manager struct {
 	store  Store
 	cfg    Config
 	cookie string
+	// failing tracks runs of store failures, for Config.Logger; the Manager never refuses a
+	// call because of it (a RedisStore fails fast on its own).
+	failing *failfast.Window
 
 	loads, misses, created, renewed, destroyed, commits, lost, storeErrors atomic.Uint64
 }
 
-// New returns a Manager over store.
+// failingAfter is how many store failures in a row the Manager logs as the store failing.
+const failingAfter = 3
+
+// New returns a Manager over store. A configuration that cannot work returns an error wrapping
+// ErrInvalidConfig that names the field.
 func New(store Store, cfg Config) (*Manager, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
 	}
-	if cfg.IdleTimeout < 0 || cfg.Lifetime < 0 || cfg.MaxSize < 0 {
-		return nil, fmt.Errorf("%w: negative IdleTimeout, Lifetime or MaxSize", ErrInvalidConfig)
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	name, err := cfg.cookieName()
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{store: store, cfg: cfg, cookie: name, failing: failfast.New(0, failingAfter)}, nil
+}
+
+// fill checks cfg and fills in its defaults.
+func (cfg *Config) fill() error {
+	switch {
+	case cfg.IdleTimeout < 0:
+		return fmt.Errorf("%w: Config.IdleTimeout %v is negative", ErrInvalidConfig, cfg.IdleTimeout)
+	case cfg.Lifetime < 0:
+		return fmt.Errorf("%w: Config.Lifetime %v is negative", ErrInvalidConfig, cfg.Lifetime)
+	case cfg.MaxSize < 0:
+		return fmt.Errorf("%w: Config.MaxSize %d is negative", ErrInvalidConfig, cfg.MaxSize)
+	case cfg.SameSite == http.SameSiteNoneMode && cfg.Insecure:
+		return fmt.Errorf("%w: Config.SameSite None needs a Secure cookie, and Config.Insecure is set", ErrInvalidConfig)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 30 * time.Minute
@@ -118,34 +153,45 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if cfg.SameSite == 0 {
 		cfg.SameSite = http.SameSiteLaxMode
 	}
-	if cfg.SameSite == http.SameSiteNoneMode && cfg.Insecure {
-		return nil, fmt.Errorf("%w: SameSite=None needs a Secure cookie", ErrInvalidConfig)
-	}
 	if cfg.Codec == nil {
 		cfg.Codec = jsonCodec{}
 	}
 	if cfg.OnError == nil {
 		cfg.OnError = unavailable
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+// cookieName checks the cookie's attributes and returns its name, "__Host-" included.
+func (cfg *Config) cookieName() (string, error) {
 	name := cfg.CookieName
 	if name == "" {
 		name = "session"
 	}
 	if !validCookieName(name) {
-		return nil, fmt.Errorf("%w: cookie name %q", ErrInvalidConfig, name)
+		return "", fmt.Errorf("%w: Config.CookieName %q is not a cookie name", ErrInvalidConfig, name)
 	}
 	if cfg.HostPrefix {
 		if cfg.Insecure || cfg.Domain != "" || cfg.Path != "/" {
-			return nil, fmt.Errorf("%w: a __Host- cookie must be Secure, with Path=/ and no Domain", ErrInvalidConfig)
+			return "", fmt.Errorf("%w: Config.HostPrefix needs a Secure cookie (no Config.Insecure) with Path=/ and no Domain", ErrInvalidConfig)
 		}
 		name = "__Host-" + name
 	}
-	probe := &http.Cookie{Name: name, Value: newID(""), Domain: cfg.Domain, Path: cfg.Path}
+	probe := &http.Cookie{Name: name, Value: newID(), Domain: cfg.Domain, Path: cfg.Path}
 	if err := probe.Valid(); err != nil {
-		return nil, fmt.Errorf("%w: cookie: %w", ErrInvalidConfig, err)
+		return "", fmt.Errorf("%w: Config.Domain %q or Config.Path %q: %w", ErrInvalidConfig, cfg.Domain, cfg.Path, err)
 	}
-	return &Manager{store: store, cfg: cfg, cookie: name}, nil
+	return name, nil
 }
+
+// CookieName returns the name of the session cookie the Manager sends: Config.CookieName, with
+// "__Host-" in front when Config.HostPrefix is set. Give it to what must recognize logged-in
+// requests by their cookie, such as the cache package's MiddlewareConfig.SessionCookies, so
+// that a personal page is never cached as public.
+func (m *Manager) CookieName() string { return m.cookie }
 
 func validCookieName(s string) bool {
 	return (&http.Cookie{Name: s, Value: "x"}).Valid() == nil
@@ -339,16 +385,21 @@ func (s *Session) Keys() []string {
 	return keys
 }
 
+// appendInt encodes an integer in one allocation.
+func appendInt(n int64) []byte {
+	return strconv.AppendInt(append(make([]byte, 0, 21), kindInt), n, 10)
+}
+
 func (s *Session) encode(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string:
 		return append([]byte{kindString}, x...), nil
 	case int:
-		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+		return appendInt(int64(x)), nil
 	case int64:
-		return strconv.AppendInt([]byte{kindInt}, x, 10), nil
+		return appendInt(x), nil
 	case int32:
-		return strconv.AppendInt([]byte{kindInt}, int64(x), 10), nil
+		return appendInt(int64(x)), nil
 	case bool:
 		if x {
 			return []byte{kindBool, '1'}, nil
@@ -520,8 +571,7 @@ func (s *Session) Handle() string {
 	if s.id == "" {
 		return ""
 	}
-	_, hash := digest(s.id)
-	return hash
+	return handle(s.id)
 }
 
 // IsNew reports whether the session was not found in the store for this request.

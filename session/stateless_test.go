@@ -74,7 +74,7 @@ func TestStatelessInstances(t *testing.T) {
 // a save racing the deadline deletes it rather than writing it again.
 func TestExpiryDeterministic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := NewMemoryStore()
+		st := newMemoryStore(t)
 		m := newManager(t, st, Config{})
 		c := &client{t: t, h: m.Middleware(app())}
 		c.do("POST", "/put?k=a&v=1")
@@ -118,10 +118,10 @@ func TestExpiryDeterministic(t *testing.T) {
 // FuzzCookie: whatever the Cookie header, the middleware answers and never asks the store about
 // a malformed ID.
 func FuzzCookie(f *testing.F) {
-	for _, s := range []string{"session=" + newID(""), "session=", "session=\x00", "a=b; session=x; session=" + newID(""), "session=%zz"} {
+	for _, s := range []string{"session=" + newID(), "session=", "session=\x00", "a=b; session=x; session=" + newID(), "session=%zz"} {
 		f.Add(s)
 	}
-	m, err := New(&spy{Store: NewMemoryStore()}, Config{})
+	m, err := New(&spy{Store: newMemoryStore(f)}, Config{})
 	if err != nil {
 		f.Fatal(err)
 	}

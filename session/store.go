@@ -3,12 +3,21 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"time"
+
+	"github.com/outgrow/outgrow/internal/rediskey"
 )
 
-// Store keeps sessions. It is given session IDs and keeps only their digests. Implementations
-// must be safe for concurrent use; [MemoryStore] and [RedisStore] share one contract, proven by
-// one test suite.
+// Store keeps sessions for a [Manager]. It is given session IDs and keeps only their digests.
+// Implementations must be safe for concurrent use; [MemoryStore] and [RedisStore] share one
+// contract, proven by one test suite.
+//
+// A store chooses where a session lives, through the first 4 characters of its ID (its tag): it
+// keeps the random tag of an anonymous session's new ID, gives every session of a user the
+// user's tag (a keyed hash of the user ID under the store's secret, so that a cookie cannot be
+// tied to a user ID without it), and gives a renewed ID the tag of the ID it replaces.
 type Store interface {
 	// Load returns the session of id and slides its idle deadline, in one step. It returns
 	// ErrNotFound for a session that does not exist or has expired (idle or absolute); an
@@ -17,7 +26,8 @@ type Store interface {
 	// Commit applies c: creates, changes, renews or destroys one session. Changing or renewing
 	// a session that no longer exists, or whose absolute deadline has passed, returns
 	// ErrNotFound and writes nothing (an expired session is deleted, never written again). The
-	// Record returned has only the deadlines (Deadline and Expires).
+	// Record returned has only the session's ID (after a creation or a renewal: the new ID, with
+	// the tag the store chose) and deadlines (Deadline and Expires).
 	Commit(ctx context.Context, c *Change) (Record, error)
 	// User lists the live sessions of a user through a per-user index and, with q.Destroy,
 	// deletes them (only those of q.Handles, when given), atomically: O(sessions of that user),
@@ -25,15 +35,22 @@ type Store interface {
 	User(ctx context.Context, q UserQuery) ([]Info, error)
 }
 
-// UserQuery selects the sessions of a user for [Store.User].
+var (
+	_ Store = (*MemoryStore)(nil)
+	_ Store = (*RedisStore)(nil)
+)
+
+// UserQuery selects the sessions of a user for [Store.User]. It is plain data; its zero value
+// lists the sessions of the user "".
 type UserQuery struct {
 	User    string
 	Destroy bool     // delete the sessions selected
 	Handles []string // with Destroy, only these (Info.Handle); all when empty
 }
 
-// Record is a session as stored.
+// Record is a session as stored, returned by a [Store]; plain data, owned by the caller.
 type Record struct {
+	ID       string            // the session's ID
 	Values   map[string][]byte // encoded values by key
 	User     string            // the user the session belongs to; "" when anonymous
 	Created  time.Time
@@ -41,29 +58,31 @@ type Record struct {
 	Expires  time.Time // idle: the session ends then unless used before
 }
 
-// Change is what a request did to its session, for [Store.Commit].
+// Change is what a request did to its session, for [Store.Commit]; plain data, which a store
+// reads and never keeps. Its zero value is not a valid change.
 type Change struct {
-	ID      string // the session's ID as loaded; for a new session, its new ID
-	Create  bool   // a session not stored yet
-	Destroy bool   // delete the session
-	// NewID, when set, renews the session: its data moves to NewID and ID stops working, at
-	// once. It shares ID's first 4 characters.
+	// ID is the session's ID as loaded; with Create, a new random ID whose tag the store
+	// replaces when User is set.
+	ID      string
+	Create  bool // a session not stored yet
+	Destroy bool // delete the session
+	// NewID, when set, renews the session: its data moves to NewID, with ID's tag, and ID stops
+	// working at once.
 	NewID string
 	Set   map[string][]byte // values written
 	Del   []string          // values removed
-	// User is the user the session belongs to ("" when anonymous): for Create, the user it is
+	// User is the user the session belongs to ("" when anonymous): with Create, the user it is
 	// created for; otherwise the one it was loaded with. A user's sessions are listed in the
-	// user's index, and their IDs start with the user's tag (see userTag), which places them
-	// with the index. A session never changes users: logging in creates a new session.
+	// user's index. A session never changes users: logging in creates a new session.
 	User string
 	// Idle is the idle timeout, Lifetime the absolute one (used at creation).
 	Idle, Lifetime time.Duration
 }
 
-// Info describes one session of a user, for listings.
+// Info describes one session of a user, for listings; plain data.
 type Info struct {
 	// Handle identifies the session without being its ID (it cannot open the session): the
-	// digest stores keep.
+	// SHA-256 that stores keep, as [Session.Handle] gives it.
 	Handle   string
 	Created  time.Time
 	Deadline time.Time
@@ -86,7 +105,8 @@ var (
 	ErrNoSession = errors.New("session: no session in this context")
 	// ErrKind reports a value read as another kind than it was put (Session.Get).
 	ErrKind = errors.New("session: value of another kind")
-	// ErrInvalidConfig reports a Config or store configuration that cannot work.
+	// ErrInvalidConfig reports a configuration (or a Change) that cannot work; the error names
+	// the field at fault.
 	ErrInvalidConfig = errors.New("session: invalid config")
 )
 
@@ -97,4 +117,65 @@ func deadlineOf(now, abs time.Time, idle time.Duration) time.Time {
 		return e
 	}
 	return abs
+}
+
+// checkChange validates a Change for any store.
+func checkChange(c *Change) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: nil Change", ErrInvalidConfig)
+	case !validID(c.ID):
+		return fmt.Errorf("%w: Change.ID is not a session ID", ErrInvalidConfig)
+	case c.NewID != "" && !validID(c.NewID):
+		return fmt.Errorf("%w: Change.NewID is not a session ID", ErrInvalidConfig)
+	case !c.Destroy && c.Idle <= 0:
+		return fmt.Errorf("%w: Change.Idle %v must be positive", ErrInvalidConfig, c.Idle)
+	case c.Create && !c.Destroy && c.Lifetime <= 0:
+		return fmt.Errorf("%w: Change.Lifetime %v must be positive", ErrInvalidConfig, c.Lifetime)
+	}
+	return nil
+}
+
+// userDigest is the keyed hash of user under a store's secret: the name of the user's index,
+// and in its first 4 characters the tag of the user's session IDs. Without the secret, nobody
+// can tell whose a tag or an index is, nor test a guess.
+func userDigest(secret []byte, user string) string { return rediskey.Digest(secret, user) }
+
+// placement is where a Change puts its session: the ID it is stored under (with the tag the
+// store chose), the renewed ID if any, and the user's digest ("" when anonymous).
+type placement struct {
+	id, newID, user string
+}
+
+// place decides the IDs of c's session under secret (nil for an anonymous session).
+func place(c *Change, secret []byte) placement {
+	p := placement{id: c.ID}
+	if c.User != "" {
+		p.user = userDigest(secret, c.User)
+		if c.Create {
+			p.id = withTag(c.ID, p.user[:tagLen])
+		}
+	}
+	if c.NewID != "" {
+		p.newID = withTag(c.NewID, p.id[:tagLen])
+	}
+	return p
+}
+
+// current is the session's ID once the change is made.
+func (p placement) current() string {
+	if p.newID != "" {
+		return p.newID
+	}
+	return p.id
+}
+
+// sortInfos orders a listing by creation, then handle.
+func sortInfos(infos []Info) {
+	sort.Slice(infos, func(i, j int) bool {
+		if !infos[i].Created.Equal(infos[j].Created) {
+			return infos[i].Created.Before(infos[j].Created)
+		}
+		return infos[i].Handle < infos[j].Handle
+	})
 }

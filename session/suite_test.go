@@ -39,7 +39,7 @@ func newBackend(t *testing.T, be redistest.Backend) *backend {
 	b := &backend{Backend: be}
 	switch {
 	case !be.IsRedis():
-		m := NewMemoryStore()
+		m := newMemoryStore(t)
 		now := time.Now()
 		m.clock = func() time.Time { return now }
 		b.store = m
@@ -64,18 +64,27 @@ func newBackend(t *testing.T, be redistest.Backend) *backend {
 	return b
 }
 
+func newMemoryStore(tb testing.TB) *MemoryStore {
+	tb.Helper()
+	st, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(tb, err)
+	return st
+}
+
+// create stores a new session and returns its ID.
 func create(t *testing.T, st Store, values map[string][]byte, user string) string {
 	t.Helper()
-	id := newID("")
-	if user != "" {
-		id = newID(userTag(user))
-	}
-	_, err := st.Commit(context.Background(), &Change{
+	id := newID()
+	rec, err := st.Commit(context.Background(), &Change{
 		ID: id, Create: true, Set: values, User: user,
 		Idle: time.Minute, Lifetime: time.Hour,
 	})
 	require.NoError(t, err)
-	return id
+	require.Equal(t, id[tagLen:], rec.ID[tagLen:], "the store chooses the tag only")
+	if user == "" {
+		require.Equal(t, id, rec.ID, "an anonymous session keeps its random tag")
+	}
+	return rec.ID
 }
 
 func TestStoreSuite(t *testing.T) {
@@ -86,12 +95,13 @@ func TestStoreSuite(t *testing.T) {
 			id := create(t, st, map[string][]byte{"a": []byte("sx"), "bin": {0, 1, 2}}, "")
 			r, err := st.Load(ctx, id)
 			require.NoError(t, err)
+			assert.Equal(t, id, r.ID)
 			assert.Equal(t, map[string][]byte{"a": []byte("sx"), "bin": {0, 1, 2}}, r.Values)
 			assert.WithinDuration(t, time.Now().Add(time.Hour), r.Deadline, 5*time.Second)
 			assert.WithinDuration(t, time.Now().Add(time.Minute), r.Expires, 5*time.Second)
 			assert.WithinDuration(t, time.Now(), r.Created, 5*time.Second)
 
-			_, err = st.Load(ctx, newID(""))
+			_, err = st.Load(ctx, newID())
 			assert.ErrorIs(t, err, ErrNotFound)
 			_, err = st.Load(ctx, "not an id")
 			assert.ErrorIs(t, err, ErrNotFound)
@@ -130,9 +140,11 @@ func TestStoreSuite(t *testing.T) {
 		t.Run("Renew", func(t *testing.T) {
 			st := newBackend(t, be).store
 			id := create(t, st, map[string][]byte{"a": []byte("1")}, "ada")
-			nid := newID(id[:tagLen])
-			_, err := st.Commit(ctx, &Change{ID: id, NewID: nid, Set: map[string][]byte{"b": []byte("2")}, User: "ada", Idle: time.Minute, Lifetime: time.Hour})
+			rec, err := st.Commit(ctx, &Change{ID: id, NewID: newID(), Set: map[string][]byte{"b": []byte("2")}, User: "ada", Idle: time.Minute, Lifetime: time.Hour})
 			require.NoError(t, err)
+			nid := rec.ID
+			assert.Equal(t, id[:tagLen], nid[:tagLen], "a renewed ID keeps the tag (and the slot)")
+			assert.NotEqual(t, id, nid)
 			_, err = st.Load(ctx, id)
 			assert.ErrorIs(t, err, ErrNotFound, "the old ID stops working at once")
 			r, err := st.Load(ctx, nid)
@@ -142,9 +154,10 @@ func TestStoreSuite(t *testing.T) {
 			infos, err := st.User(ctx, UserQuery{User: "ada"})
 			require.NoError(t, err)
 			require.Len(t, infos, 1, "the index follows the renewal")
+			assert.Equal(t, handle(nid), infos[0].Handle)
 
-			_, err = st.Commit(ctx, &Change{ID: id, NewID: newID(""), Idle: time.Minute})
-			assert.ErrorIs(t, err, ErrInvalidConfig, "a renewed ID keeps the tag")
+			_, err = st.Commit(ctx, &Change{ID: id, NewID: newID(), User: "ada", Idle: time.Minute})
+			assert.ErrorIs(t, err, ErrNotFound, "the old ID cannot be renewed again")
 		})
 		t.Run("Destroy", func(t *testing.T) {
 			st := newBackend(t, be).store
@@ -158,7 +171,7 @@ func TestStoreSuite(t *testing.T) {
 		})
 		t.Run("IdleTimeoutSlides", func(t *testing.T) {
 			b := newBackend(t, be)
-			id := newID("")
+			id := newID()
 			// Wide margins: on a real Redis this runs on the wall clock of a busy machine.
 			_, err := b.store.Commit(ctx, &Change{ID: id, Create: true, Set: map[string][]byte{"a": []byte("1")}, Idle: 1200 * time.Millisecond, Lifetime: time.Hour})
 			require.NoError(t, err)
@@ -173,7 +186,7 @@ func TestStoreSuite(t *testing.T) {
 		})
 		t.Run("AbsoluteDeadline", func(t *testing.T) {
 			b := newBackend(t, be)
-			id := newID("")
+			id := newID()
 			_, err := b.store.Commit(ctx, &Change{ID: id, Create: true, Set: map[string][]byte{"a": []byte("1")}, Idle: time.Hour, Lifetime: time.Second})
 			require.NoError(t, err)
 			if be.IsRedis() {

@@ -67,7 +67,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	var checks []health.Check
 	backend := "memory"
 	var store ratelimit.Store
-	var sessions session.Store = session.NewMemoryStore()
+	var sessions session.Store
 	var breakers breaker.Store
 	prefix := os.Getenv("KEY_PREFIX")
 	if redisURL != "" {
@@ -85,7 +85,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		if store, err = ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix + "ratelimit:"}); err != nil {
 			return err
 		}
-		if sessions, err = session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix + "session:"}); err != nil {
+		if sessions, err = session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix + "session:", Logger: logger}); err != nil {
 			return err
 		}
 		shared, err := breaker.NewRedisStore(rdb, breaker.RedisConfig{Prefix: prefix + "breaker:", Logger: logger})
@@ -100,6 +100,9 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 			return err
 		}
 		store = mem
+		if sessions, err = session.NewMemoryStore(session.MemoryConfig{}); err != nil {
+			return err
+		}
 	}
 	limit, err := rateLimits(store)
 	if err != nil {
@@ -110,7 +113,8 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		return err
 	}
 	// An open breaker is degraded readiness (warn, still 200), not a reason to leave the pool.
-	checks = append(checks, health.Check{Name: "downstream-breaker", Func: downstream.Check, NonCritical: true})
+	// Its state is in-process, so it is a Local check: each probe reads it, with no delay.
+	checks = append(checks, health.Check{Name: "downstream-breaker", Func: downstream.Check, NonCritical: true, Local: true})
 	client := &http.Client{Timeout: 2 * time.Second, Transport: downstream.Transport(nil)}
 
 	hc, err := health.New(health.Config{Logger: logger, DrainDelay: 2 * time.Second}, checks...)
@@ -124,7 +128,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"service\":\"outgrow example\",\"backend\":%q}\n", backend)
 	})
-	sm, err := session.New(sessions, session.Config{Insecure: os.Getenv("COOKIE_INSECURE") == "1"})
+	sm, err := session.New(sessions, session.Config{Insecure: os.Getenv("COOKIE_INSECURE") == "1", Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -142,6 +142,15 @@ func TestRun(t *testing.T) {
 			if n := downstreamCalls.Load(); n != 5 {
 				t.Errorf("the downstream got %d calls, want 5", n)
 			}
+			// The breaker is a Local check: the very next probe shows it open, as degraded.
+			var ready struct {
+				Status string
+				Checks map[string]struct{ Status string }
+			}
+			getJSON(t, client, "http://"+addr+"/api/ready", http.StatusOK, &ready)
+			if ready.Status != "degraded" || ready.Checks["downstream-breaker"].Status != "fail" {
+				t.Errorf("readiness right after the breaker opened: %+v, want degraded with downstream-breaker failing", ready)
+			}
 
 			cancel()
 			select {

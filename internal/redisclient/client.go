@@ -10,11 +10,10 @@
 //
 //   - on a client created with ContextTimeoutEnabled, the deadline goes to go-redis in the
 //     context (the recommended setting);
-//   - on a *redis.Client without it (standalone or Sentinel), the call goes through a clone
-//     made by WithTimeout, which shares the client's connection pool and reads and writes with
-//     the call's timeout;
-//   - on other clients (Cluster or Ring without ContextTimeoutEnabled), the call runs on a
-//     goroutine of its own and the caller stops waiting at the deadline.
+//   - on other clients, the call runs on a goroutine of its own and the caller stops waiting
+//     at the deadline. (go-redis's WithTimeout clones would avoid the goroutine on a
+//     *redis.Client, but in v9.23 a clone drops the client's hooks: the user's tracing and
+//     metrics would stop seeing the store's calls.)
 //
 // In every mode a call's results reach the caller only through the return value of [Call] (or
 // the calls of [Client.Run]) and only when the call ended in time: nothing a timed-out command
@@ -42,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,7 +125,6 @@ type mode uint8
 
 const (
 	modeContext   mode = iota // ContextTimeoutEnabled: the context's deadline reaches go-redis
-	modeClone                 // *redis.Client: a WithTimeout clone per timeout, sharing the pool
 	modeGoroutine             // anything else: the caller stops waiting at the deadline
 )
 
@@ -137,8 +134,7 @@ type Client struct {
 	rdb         redis.UniversalClient
 	cfg         Config
 	mode        mode
-	singleNode  bool     // one server holds every key: a script may touch keys of any slot
-	clones      sync.Map // time.Duration -> *redis.Client, in modeClone
+	singleNode  bool // one server holds every key: a script may touch keys of any slot
 	window      *failfast.Window
 	unavailable error
 
@@ -166,7 +162,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
 	case *redis.Client:
 		c.singleNode = true
 		if !r.Options().ContextTimeoutEnabled {
-			c.mode = modeClone
+			c.mode = modeGoroutine
 		}
 	case *redis.ClusterClient:
 		if !r.Options().ContextTimeoutEnabled {
@@ -230,8 +226,7 @@ func Call[T any](ctx context.Context, c *Client, fn func(context.Context, redis.
 }
 
 // CallFor is [Call] with a timeout of its own, for the few calls that take longer than one
-// round trip (many keys, batches no caller waits for). Use few distinct values: each one may
-// keep a client clone.
+// round trip (many keys, batches no caller waits for).
 func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
@@ -300,17 +295,10 @@ type outcome[T any] struct {
 }
 
 func bound[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
-	m := c.mode
-	if d, ok := ctx.Deadline(); ok && m == modeClone && time.Until(d) < timeout {
-		m = modeGoroutine // the caller's deadline comes first, and the clone would not stop at it
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	switch m {
-	case modeContext:
+	if c.mode == modeContext {
 		return fn(ctx, c.rdb)
-	case modeClone:
-		return fn(ctx, c.clone(timeout))
 	}
 	ch := make(chan outcome[T], 1)
 	go func() {
@@ -324,15 +312,6 @@ func bound[T any](ctx context.Context, c *Client, timeout time.Duration, fn func
 		var zero T
 		return zero, ctx.Err() // fn finishes in the background; its results are dropped
 	}
-}
-
-// clone returns the clone of the client that reads and writes with timeout.
-func (c *Client) clone(timeout time.Duration) redis.UniversalClient {
-	if v, ok := c.clones.Load(timeout); ok {
-		return v.(*redis.Client)
-	}
-	v, _ := c.clones.LoadOrStore(timeout, c.rdb.(*redis.Client).WithTimeout(timeout))
-	return v.(*redis.Client)
 }
 
 // secretScript returns the value of KEYS[1], setting it to ARGV[1] first if it has none.
