@@ -161,7 +161,7 @@ func BenchmarkCacheLocalHit(b *testing.B) {
 
 // BenchmarkCacheRemoteHit: a hit read from Redis, one request at a time, so that the round
 // trip dominates: what the cache adds over the client. Every library reads one value of about
-// 100 bytes. outgrow is Cache.Get on a RedisStore without local layer (a JSON decode);
+// 100 bytes. outgrow is Cache.Get on a RedisStore with DisableLocal (a JSON decode);
 // outgrow-bytes is the same with []byte values, so no codec (outgrow-bytes-ctxtimeout: on a
 // client with ContextTimeoutEnabled); goredis is the client's own Get(...).Bytes() of the
 // value's JSON; goredis-cache is go-redis/cache's Get without local cache (msgpack,
@@ -190,7 +190,7 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 		c.report(b)
 	}
 	outgrowStore := func(b *testing.B, rdb redis.UniversalClient, prefix string) *cache.RedisStore {
-		st, err := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: prefix, NoLocal: true})
+		st, err := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: prefix})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 	}
 	b.Run("lib=outgrow", func(b *testing.B) {
 		rdb, prefix := harness.Redis(b)
-		c, err := cache.New[*cacheItem](outgrowStore(b, rdb, prefix), cache.Config{})
+		c, err := cache.New[*cacheItem](outgrowStore(b, rdb, prefix), cache.Config{DisableLocal: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 			b.Cleanup(func() { _ = c.Close() }) // after the store's Close, registered later
 			rdb = c
 		}
-		c, err := cache.New[[]byte](outgrowStore(b, rdb, prefix), cache.Config{})
+		c, err := cache.New[[]byte](outgrowStore(b, rdb, prefix), cache.Config{DisableLocal: true})
 		if err != nil {
 			b.Fatal(err)
 		}

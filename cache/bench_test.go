@@ -83,18 +83,17 @@ func newMemoryBenchCache(b *testing.B, tr *benchTrace) *Cache[*benchValue] {
 	return c
 }
 
-// newRedisBenchCache returns a Cache on a RedisStore configured by cfg, on redistest's client
+// newRedisBenchCache returns a Cache configured by cfg on a RedisStore, on redistest's client
 // (miniredis unless OUTGROW_REDIS_URL or OUTGROW_REDIS_CLUSTER is set).
-func newRedisBenchCache(b *testing.B, cfg RedisConfig) *Cache[*benchValue] {
+func newRedisBenchCache(b *testing.B, cfg Config) *Cache[*benchValue] {
 	b.Helper()
 	rdb := redistest.New(b)
-	cfg.Prefix = redistest.Prefix(b, rdb)
-	st, err := NewRedisStore(rdb, cfg)
+	st, err := NewRedisStore(rdb, RedisConfig{Prefix: redistest.Prefix(b, rdb)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = st.Close() })
-	c, err := New[*benchValue](st, Config{})
+	c, err := New[*benchValue](st, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,7 +155,7 @@ func BenchmarkSet(b *testing.B) {
 		})
 	})
 	b.Run("store=redis", func(b *testing.B) {
-		c := newRedisBenchCache(b, RedisConfig{})
+		c := newRedisBenchCache(b, Config{})
 		tr := newBenchTrace(1024)
 		v := newBenchValue(1)
 		i := 0
@@ -172,7 +171,7 @@ func BenchmarkSet(b *testing.B) {
 
 // BenchmarkGetRemoteHit: a hit read from Redis (no local layer): one GET and a JSON decode.
 func BenchmarkGetRemoteHit(b *testing.B) {
-	c := newRedisBenchCache(b, RedisConfig{NoLocal: true})
+	c := newRedisBenchCache(b, Config{DisableLocal: true})
 	if err := c.Set(ctx, "k", newBenchValue(1)); err != nil {
 		b.Fatal(err)
 	}
@@ -186,7 +185,7 @@ func BenchmarkGetRemoteHit(b *testing.B) {
 
 // BenchmarkGetManyRemote: 100 keys read from Redis at once (no local layer): one MGET.
 func BenchmarkGetManyRemote(b *testing.B) {
-	c := newRedisBenchCache(b, RedisConfig{NoLocal: true})
+	c := newRedisBenchCache(b, Config{DisableLocal: true})
 	keys := make([]string, 100)
 	items := make(map[string]*benchValue, len(keys))
 	for i := range keys {

@@ -50,7 +50,7 @@ func TestFleetSingleFlight(t *testing.T) {
 		}
 		caches := make([]*Cache[string], 8)
 		for i := range caches {
-			caches[i] = newCache[string](t, fx.store(RedisConfig{}), Config{})
+			caches[i] = newCache[string](t, fx.store(), Config{})
 		}
 		var wg sync.WaitGroup
 		var failures atomic.Int32
@@ -76,19 +76,19 @@ func TestFleetSingleFlight(t *testing.T) {
 // Coherence: after a Set returns on A, B stops serving the old value within milliseconds.
 func TestCoherenceLatency(t *testing.T) {
 	fx := realRedis(t)
-	a := newCache[int](t, fx.store(RedisConfig{}), Config{})
-	b := newCache[int](t, fx.store(RedisConfig{}), Config{})
+	a := newCache[int](t, fx.store(), Config{})
+	bs := fx.store().(*RedisStore)
+	b := newCache[int](t, bs, Config{})
 	const rounds = 200
 	lat := make([]time.Duration, 0, rounds)
 	require.NoError(t, a.Set(ctx, "k", 0))
-	bs := b.store.(*RedisStore)
 	for i := 1; i <= rounds; i++ {
 		// B has heard every write so far, and holds the current value in its local layer.
 		require.Eventually(t, func() bool { return bs.Stats().Received == uint64(i) }, 5*time.Second, 50*time.Microsecond)
 		require.Eventually(t, func() bool { v, err := b.Get(ctx, "k"); return err == nil && v == i-1 }, 5*time.Second, 50*time.Microsecond)
-		hits := b.Stats().Local.Hits
+		hits := b.Stats().LocalHits
 		_, _ = b.Get(ctx, "k")
-		require.Greater(t, b.Stats().Local.Hits, hits, "served from B's local layer")
+		require.Greater(t, b.Stats().LocalHits, hits, "served from B's local layer")
 
 		require.NoError(t, a.Set(ctx, "k", i))
 		t0 := time.Now()
@@ -119,7 +119,7 @@ func TestResubscribeFlushes(t *testing.T) {
 	bClient := redis.NewClient(opt)
 	t.Cleanup(func() { _ = bClient.Close() })
 
-	a := newCache[string](t, fx.store(RedisConfig{}), Config{})
+	a := newCache[string](t, fx.store(), Config{})
 	bs, err := NewRedisStore(bClient, RedisConfig{Prefix: fx.b.Prefix, Logger: quietLogger()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bs.Close() })
@@ -167,9 +167,9 @@ func TestStaleFillTorture(t *testing.T) {
 		if fx.b.Mini != nil {
 			iterations = 300
 		}
-		a := newCache[int](t, fx.store(RedisConfig{}), Config{})
-		bs := fx.store(RedisConfig{})
-		b := newCache[int](t, bs, Config{})
+		as := fx.store()
+		a := newCache[int](t, as, Config{})
+		b := newCache[int](t, fx.store(), Config{})
 		var db sync.Map // key -> current version in the source
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 32)
@@ -197,9 +197,8 @@ func TestStaleFillTorture(t *testing.T) {
 		}
 		wg.Wait()
 		// Every Delete of B reached A.
-		as, _ := a.store.(*RedisStore)
-		require.Eventually(t, func() bool { return as.Stats().Received >= uint64(iterations) }, 10*time.Second, time.Millisecond)
-		fresh := newCache[int](t, fx.store(RedisConfig{}), Config{})
+		require.Eventually(t, func() bool { return received(as) >= uint64(iterations) }, 10*time.Second, time.Millisecond)
+		fresh := newCache[int](t, fx.store(), Config{})
 		stale := 0
 		for i := range iterations {
 			key := fmt.Sprint("k", i)
@@ -224,7 +223,7 @@ func TestRedisOutage(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	var storeErrs atomic.Int32
-	c := newCache[string](t, s, Config{Hooks: Hooks{OnStoreError: func(error) { storeErrs.Add(1) }}})
+	c := newCache[string](t, s, Config{Hooks: Hooks{OnStoreError: func(context.Context, error) { storeErrs.Add(1) }}})
 	load := func(ctx context.Context, key string) (string, error) { return "v:" + key, nil }
 
 	var stop atomic.Bool
@@ -254,10 +253,10 @@ func TestRedisOutage(t *testing.T) {
 	down := storeErrs.Load()
 	// Taken while Redis is down (nothing is read from it): once it is back, the flush sends
 	// the readers to Redis again, maybe before StartServer even returns.
-	remote := c.Stats().Remote.Hits + c.Stats().Remote.Misses
+	remote := s.Stats().Hits + s.Stats().Misses
 	redistest.StartServer(t, srv.Port())
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		st := c.Stats().Remote
+		st := s.Stats()
 		assert.Greater(ct, st.Hits+st.Misses, remote+10, "back on Redis")
 		assert.GreaterOrEqual(ct, st.Flushes, uint64(1), "local layer flushed")
 	}, 10*time.Second, 10*time.Millisecond)
@@ -288,7 +287,7 @@ func TestFailOnStoreError(t *testing.T) {
 // others only until its lease ends; then one of them loads.
 func TestDeadLeaseHolder(t *testing.T) {
 	fx := realRedis(t)
-	c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+	c := newCache[string](t, fx.store(), Config{})
 	require.NoError(t, fx.b.Client.Set(ctx, fx.b.Prefix+"{k}:lease", "dead-instance", 300*time.Millisecond).Err())
 	var calls atomic.Int32
 	t0 := time.Now()

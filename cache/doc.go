@@ -2,28 +2,32 @@
 // 300 s TTL), Redis as the layer shared by every instance, and Cache-Control headers for
 // browsers and CDNs.
 //
-//	store, _ := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: "cache:profiles:"})
-//	profiles, _ := cache.New[Profile](store, cache.Config{})
+//	store, _ := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: "myapp:"})
+//	profiles, _ := cache.New[Profile](store, cache.Config{Namespace: "profiles"})
 //	p, err := profiles.GetOrLoad(ctx, userID, func(ctx context.Context, id string) (Profile, error) {
 //		return db.LoadProfile(ctx, id) // return cache.ErrNotFound for a missing row
 //	})
 //	// after an update: the fleet drops the key and no load in flight stores the old row
 //	err = profiles.Delete(ctx, userID)
 //
-// # Backends
+// # Stores and layers
 //
-// A [Cache] works over one [Store]:
+// A [Cache] of values V works over a [Store]. One store serves any number of caches, of any
+// value types, each under its own Config.Namespace:
 //
-//   - [MemoryStore]: in process only, for data that may differ briefly between instances
-//     (configuration, feature flags) and for tests. A hit is a map lookup: no decoding, no
-//     allocation.
-//   - [RedisStore]: Redis shared by every instance (standalone, Sentinel or Cluster), with a
-//     MemoryStore in front (the local layer, L1) unless RedisConfig.NoLocal. A read looks in
-//     L1, then Redis (one GET), then calls the loader; what Redis returns fills L1 until the
-//     time the Redis entry itself ends, so L1 never outlives it. Writes go to Redis first, then
-//     to L1.
+//   - [MemoryStore]: process memory, for data that may differ briefly between instances
+//     (configuration, feature flags) and for tests. Its caches share one local layer, of one
+//     capacity. A hit is a lookup: no decoding, no allocation.
+//   - [RedisStore]: Redis, shared by every instance (standalone, Sentinel or Cluster). Each
+//     Cache keeps a local layer of its own in front (sized by Config.Local, or none with
+//     Config.DisableLocal), holding decoded values. A read looks in the local layer, then
+//     Redis (one GET), then calls the loader; what Redis returns fills the local layer until
+//     the time the Redis entry itself ends, so the local layer never outlives it. Writes go
+//     to Redis first, then to the local layer. The store runs one subscription for all its
+//     caches.
 //
-// Switching from one to the other changes the argument of New only.
+// Switching from one store to the other changes the argument of New only. Store is sealed
+// (its methods are unexported): a Cache and its store work as one.
 //
 // # Freshness
 //
@@ -42,32 +46,36 @@
 // on its lease; the other instances wait to be woken by the announcement of the fill, not by
 // polling, and read it. A Set or Delete revokes the lease, so a load that read the source
 // before a write cannot store its older value after it. A load runs detached from its
-// callers (bounded by Config.LoadTimeout): a caller that gives up gets its context's error and
-// the others get the value. A panicking loader gives every waiter [ErrLoaderPanic].
+// callers: a caller that gives up gets its context's error and the others get the value.
+// Config.LoadTimeout bounds the loader, even one that ignores its context: at LoadTimeout its
+// callers get an error (or a stale value) and the next call loads afresh. A panicking loader
+// gives every waiter [ErrLoaderPanic].
 //
 // # Coherence
 //
-// Each Set and Delete is announced on the channel prefix+"invalidate" by the script that makes
-// it; every other instance drops the key from its L1 when it hears it. On a loopback Redis the
-// other instances stop serving the old value within about 0.1 ms (p50) and a few ms (p99) of
-// the write returning (TestCoherenceLatency).
+// Each Set and Delete is announced, with its namespace, on the channel Prefix+"invalidate" by
+// the script that makes it; every other instance drops the key from the local layer of its
+// Cache of that namespace when it hears it.
 //
-// Fills of L1 are guarded by generations: a fill that started before an invalidation of its
-// key is not stored after it. Pub/sub is at most once, so announcements made while an
-// instance's subscription is down are lost: when the subscription is made again, L1 is flushed.
-// A connection that dies quietly is found by a PING after PingInterval (1 s) of silence, and
-// while the subscription is down, entries filled from Redis live at most RetryInterval
-// (500 ms). So the staleness of L1 is bounded by the announcement's delivery while subscribed,
-// and by the time to notice a lost subscription otherwise.
+// Fills of a local layer are guarded by generations: a fill that started before an
+// invalidation of its key is not stored after it. Pub/sub is at most once, so announcements
+// made while an instance's subscription is down are lost: when the subscription is made again,
+// the local layers are flushed. A connection that dies quietly is found by a PING after
+// RedisConfig.PingInterval of silence, and while the subscription is down, entries filled from
+// Redis live at most RedisConfig.RetryInterval. So the staleness of a local layer is bounded
+// by the announcement's delivery while subscribed, and by the time to notice a lost
+// subscription otherwise.
 //
 // # Failures
 //
-// Every call to Redis is bounded by RedisConfig.Timeout (100 ms). When Redis fails, reads go
-// on without it, from L1 and the loader, and Redis is left alone for RetryInterval before one
-// call tries it again; with Config.FailOnStoreError they return an error matching
-// [ErrUnavailable] instead. Set and Delete return an error matching ErrUnavailable, and the key
-// leaves this instance's L1, so that it does not serve what the fleet cannot see. Hooks.OnStoreError
-// sees every failure.
+// Every call to Redis is bounded by RedisConfig.Timeout. When the caller's context ends
+// first, the call returns its error and Redis is not counted as failing. When Redis fails,
+// reads go on without it, from the local layer and the loader, and after
+// RedisConfig.FailFastAfter consecutive failures Redis is left alone for RetryInterval before
+// one call tries it again; with Config.FailOnStoreError reads return an error matching
+// [ErrUnavailable] instead. Set and Delete return an error matching ErrUnavailable, and the
+// key leaves this instance's local layer, so that it does not serve what the fleet cannot see.
+// Hooks.OnStoreError sees every failure.
 //
 // # HTTP
 //
@@ -76,7 +84,9 @@
 // stale windows, and MiddlewareConfig adds s-maxage for shared caches, public or private,
 // immutable or no-store. A response is never marked public when the request carries
 // Authorization or a session cookie (unless AllowCredentialed, which then adds Vary:
-// Authorization, Cookie) or when it sets a cookie. Vary is merged with the handler's, and gets
+// Authorization, Cookie) or when it sets a cookie. Give MiddlewareConfig.SessionCookies the
+// cookie name the session manager reports; its "__Host-" and "__Secure-" forms match too, and
+// without SessionCookies any cookie counts. Vary is merged with the handler's, and gets
 // Accept-Encoding for encoded bodies. Each 200 gets a strong ETag hashed from its body and
 // Content-Encoding, and If-None-Match and If-Modified-Since are answered with 304 and no body.
 // Bodies above MaxBody (1 MiB), and responses that flush, stream through at once without an
@@ -84,20 +94,21 @@
 //
 // # Redis keys
 //
-// With the default prefix "cache:":
+// With the default prefix "cache:", for a Cache of Namespace "users" (a Cache without a
+// namespace has no "users:"):
 //
-//	cache:{key}          string: the envelope (version, flags, fresh/stale/kept-until times) and the value
-//	cache:{key}:lease    string: the token of the instance loading key (PX LoadTimeout)
-//	cache:invalidate     pub/sub channel: one message per changed key
+//	cache:users:{key}         string: the envelope (version, flags, fresh/stale/kept-until times) and the value
+//	cache:users:{key}:lease   string: the token of the instance loading key
+//	cache:invalidate          pub/sub channel: one message per changed key, naming its namespace
 //
 // The key is the hash tag, so a key and its lease share a Cluster slot and keys spread over
 // the Cluster. Redis's default maxmemory-policy is noeviction, under which a full Redis refuses
 // writes: give a Redis that caches allkeys-lfu or volatile-lfu.
 //
-// # Performance
+// # Costs
 //
-// An L1 hit is one hash, a lock-free probe of atomic slots, a clock read, an atomic flag and a
-// striped counter: no lock, no allocation. An L2 hit is one GET and one decode. A miss with a
-// loader costs a GET, the lease script and the fill script. See bench_test.go and the
-// comparisons in the benchmarks module.
+// A local hit takes no lock and allocates nothing. A hit in Redis is one GET and one decode;
+// GetMany is one MGET per Cluster slot, in one round trip. A miss with a loader costs a GET,
+// the lease script and the fill script. Measured figures are in the benchmarks module's
+// README.
 package cache

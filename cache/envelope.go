@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
 // An envelope is how a value is stored in Redis: a small header, then the payload.
@@ -63,4 +64,72 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	}
 	e.payload = b
 	return e, nil
+}
+
+// encode builds e's envelope, with its times on the wall clock (now and wall are one instant
+// on the two clocks).
+func (r *redisLayer) encode(e *entry, now, wall int64) ([]byte, error) {
+	env := envelope{
+		fresh: wall + (e.fresh-now)/1e6, stale: wall + (e.stale-now)/1e6, hard: wall + (e.hard-now)/1e6,
+		load: e.load / 1e6,
+	}
+	switch {
+	case e.neg:
+		env.flags = flagNegative
+	case r.raw:
+		env.flags = flagRaw
+		switch x := e.value.(type) {
+		case []byte:
+			env.payload = x
+		case string:
+			// Appended as it is: no []byte copy of the string first.
+			return append(env.append(make([]byte, 0, 24+len(x))), x...), nil
+		}
+	default:
+		b, err := r.codec.Marshal(e.value)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errEncoding, err)
+		}
+		env.payload = b
+	}
+	return env.append(make([]byte, 0, 24+len(env.payload))), nil
+}
+
+// decode turns an envelope read from Redis into an entry of key (hashed to h) on the local
+// clock; nil when b is nil or does not decode (it then counts as a miss, and the next load
+// overwrites it).
+func (c *Cache[V]) decode(key string, h uint64, b []byte, now, wall int64) *entry {
+	if b == nil {
+		return nil
+	}
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		return nil
+	}
+	e := &entry{key: key, hash: h, neg: env.flags&flagNegative != 0, load: env.load * 1e6, weight: int64(len(env.payload))}
+	if !e.neg {
+		var v V
+		switch {
+		case env.flags&flagRaw != 0:
+			switch p := any(&v).(type) {
+			case *[]byte:
+				*p = env.payload
+			case *string:
+				*p = string(env.payload)
+			default:
+				return nil // stored raw by a cache of another type
+			}
+		case c.raw:
+			return nil
+		default:
+			if c.codec.Unmarshal(env.payload, &v) != nil {
+				return nil
+			}
+		}
+		e.value = v
+	}
+	// Clamped, so that no time written by another instance can overflow.
+	local := func(ms int64) int64 { return now + min(max(ms-wall, -maxTTLms), maxTTLms)*1e6 }
+	e.fresh, e.stale, e.hard = local(env.fresh), local(env.stale), local(env.hard)
+	return e
 }

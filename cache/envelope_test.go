@@ -2,6 +2,8 @@ package cache
 
 import (
 	"bytes"
+	"crypto/rand"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +35,25 @@ func FuzzEnvelope(f *testing.F) {
 		if err != nil || again.fresh != e.fresh || again.stale != e.stale || again.hard != e.hard ||
 			again.load != e.load || again.flags != e.flags || !bytes.Equal(again.payload, e.payload) {
 			t.Fatalf("%x: %+v then %+v, %v", b, e, again, err)
+		}
+	})
+}
+
+// FuzzMessage: any payload on the channel parses or is ignored without panicking, and what a
+// store announces parses back to its namespace and key.
+func FuzzMessage(f *testing.F) {
+	f.Add("users", "42")
+	f.Add("", "{a}b{")
+	f.Add("x", "")
+	f.Fuzz(func(t *testing.T, namespace, key string) {
+		_, _, _, _ = parseMessage(namespace + key) // anything another client published
+		if strings.ContainsAny(namespace, "{}") {
+			return // New refuses such a namespace
+		}
+		s := &RedisStore{origin: rand.Text()}
+		origin, ns, k, ok := parseMessage(s.message(namespace, key))
+		if !ok || origin != s.origin || ns != namespace || k != key {
+			t.Fatalf("%q, %q: parsed %q, %q, %q, %v", namespace, key, origin, ns, k, ok)
 		}
 	})
 }

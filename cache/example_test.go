@@ -59,31 +59,73 @@ type Profile struct {
 	Name string `json:"name"`
 }
 
+type Settings struct {
+	Theme string `json:"theme"`
+}
+
 var errNoRows = errors.New("no rows")
 
-// A user-profile cache shared by every instance through Redis, with each instance's own
-// in-process layer in front. Profiles are fresh for 5 minutes, served stale for a minute
-// while one instance refreshes them, and for an hour if the database is down. After an
-// update, Delete makes every instance drop the profile.
+// One RedisStore, shared by every instance of the service through Redis, serves any number of
+// typed caches, each under its own namespace and with its own local layer in front.
 func ExampleNewRedisStore() {
-	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR"), ContextTimeoutEnabled: true})
 	defer rdb.Close()
-	store, err := cache.NewRedisStore(rdb, cache.RedisConfig{
-		Prefix: "myapp:profiles:",
-		Local:  cache.MemoryConfig{MaxEntries: 50_000},
+	store, err := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: "myapp:"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer store.Close() // after the caches: deferred calls run last first
+
+	profiles, err := cache.New[Profile](store, cache.Config{
+		Namespace: "profiles", // keys myapp:profiles:{id}
+		Local:     cache.MemoryConfig{MaxEntries: 50_000},
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer profiles.Close()
+	settings, err := cache.New[Settings](store, cache.Config{
+		Namespace: "settings",
+		Policy:    cache.Policy{TTL: time.Minute},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer settings.Close()
+
+	ctx := context.Background()
+	if err := settings.Set(ctx, "42", Settings{Theme: "dark"}); err != nil {
+		fmt.Println("not stored:", err) // matches cache.ErrUnavailable
+	}
+	p, err := profiles.Get(ctx, "42")
+	fmt.Println(p.Name, err)
+}
+
+// A user-profile cache shared by every instance: one instance loads a missing profile while
+// the others wait for it. Profiles are fresh for 5 minutes, served stale for a minute while
+// one instance refreshes them, and for an hour if the database is down. After an update,
+// Delete makes every instance drop the profile.
+func ExampleCache_GetOrLoad() {
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR"), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	store, err := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: "myapp:"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer store.Close()
 	profiles, err := cache.New[Profile](store, cache.Config{
+		Namespace: "profiles",
 		Policy: cache.Policy{
 			TTL:                  5 * time.Minute,
 			StaleWhileRevalidate: time.Minute,
 			StaleIfError:         time.Hour,
 		},
-		Jitter: 0.1,
+		Jitter:      0.1,
+		LoadTimeout: 2 * time.Second,
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// fakeClock drives a store's local layer and the wall times it writes to Redis, so that tests
-// move time without sleeping.
+// fakeClock drives a store's local layers and the wall times they write to Redis, so that
+// tests move time without sleeping.
 type fakeClock struct{ ns atomic.Int64 }
 
 func newFakeClock() *fakeClock {
@@ -18,14 +18,17 @@ func newFakeClock() *fakeClock {
 
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// useClock makes s read the fake clock.
+// useClock makes s, and the caches opened on it from now on, read the fake clock.
 func useClock(s Store, c *fakeClock) {
-	l1, _ := s.layers()
-	if l1 == nil {
-		return
+	switch s := s.(type) {
+	case *MemoryStore:
+		s.local.clock.fake.Store(&c.ns)
+	case *RedisStore:
+		s.clock.fake.Store(&c.ns)
 	}
-	l1.now = func() int64 { return c.ns.Load() }
-	l1.wall = func() int64 { return c.ns.Load() / 1e6 }
 }
+
+// leaseKey is the Redis key of key's lease, for a Cache over a RedisStore.
+func (c *Cache[V]) leaseKey(key string) string { return c.remote.(*redisLayer).leaseKey(key) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

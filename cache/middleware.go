@@ -1,16 +1,9 @@
 package cache
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/outgrow/outgrow/internal/cachecontrol"
@@ -24,42 +17,47 @@ const defaultMaxBody = 1 << 20
 // is ready to use: "private, max-age=300" and a strong ETag on every 200 response to GET and
 // HEAD. A MiddlewareConfig is a plain value; Middleware copies what it needs.
 type MiddlewareConfig struct {
-	// Policy gives max-age (TTL; DefaultTTL, 300 s, when zero), stale-while-revalidate and
-	// stale-if-error (RFC 5861; omitted when zero). It can be the Policy of the Cache the
-	// responses are built from. Durations are written in whole seconds, rounded down.
+	// Policy gives max-age (TTL), stale-while-revalidate and stale-if-error (RFC 5861; omitted
+	// when zero). It can be the Policy of the Cache the responses are built from. Durations
+	// are written in whole seconds, rounded down. Default: max-age=300 and no stale windows.
 	Policy
 	// SharedTTL is s-maxage: how long shared caches (CDNs, proxies) keep the response, in place
-	// of max-age; omitted when zero. It needs Public, and is dropped whenever a response is
-	// made private.
+	// of max-age. It needs Public, and is dropped whenever a response is made private.
+	// Default: 0 (omitted).
 	SharedTTL time.Duration
 	// Public marks responses "public", so that shared caches may store them; otherwise they are
 	// "private" (the browser only). A response is still made private when the request carries
-	// credentials (see AllowCredentialed) or the response sets a cookie.
+	// credentials (see AllowCredentialed) or the response sets a cookie. Default: false.
 	Public bool
 	// Immutable adds "immutable" (RFC 8246): the response never changes while fresh, so browsers
 	// do not revalidate it on reload. For URLs that change with their content (hashed assets).
+	// Default: false.
 	Immutable bool
 	// NoStore sends "no-store" and nothing else, for responses that no cache may keep (account
 	// pages, tokens). It cannot be combined with Public, Immutable or SharedTTL; Policy is then
-	// ignored.
+	// ignored. Default: false.
 	NoStore bool
 	// Vary lists request headers the response depends on besides the URL, such as
-	// "Accept-Language"; they are merged into the response's Vary.
+	// "Accept-Language"; they are merged into the response's Vary. Default: none.
 	Vary []string
 	// AllowCredentialed keeps Public responses public even when the request carried an
 	// Authorization header or a session cookie; such responses then also get
 	// "Vary: Authorization, Cookie", so that shared caches keep one copy per credential. Leave it
 	// off unless the response is the same for every user or the CDN keys on those headers.
+	// Default: false.
 	AllowCredentialed bool
-	// SessionCookies names the cookies that identify a user (for example session.Config's
-	// cookie name). Empty means any Cookie header marks the request as credentialed.
+	// SessionCookies names the cookies that identify a user. Pass the name the session
+	// manager really sends (outgrow's session.Manager.CookieName reports it). A name matches
+	// with or without the "__Host-" and "__Secure-" prefixes (RFC 6265bis), either way round:
+	// "sid" matches a cookie sent as "__Host-sid", and "__Host-sid" one sent as "sid".
+	// Default: none, and then any Cookie header marks the request as credentialed.
 	SessionCookies []string
-	// MaxBody is the largest body, in bytes, buffered to compute an ETag; 1 MiB when zero.
-	// Larger bodies are streamed as they are written, without an ETag.
+	// MaxBody is the largest body, in bytes, buffered to compute an ETag. Larger bodies are
+	// streamed as they are written, without an ETag. Default: 1 MiB.
 	MaxBody int
-	// NoETag turns off the computed ETag: bodies are never buffered. An ETag set by the handler
-	// is still used to answer If-None-Match.
-	NoETag bool
+	// DisableETag turns off the computed ETag: bodies are never buffered. An ETag set by the
+	// handler is still used to answer If-None-Match. Default: false.
+	DisableETag bool
 }
 
 func (c *MiddlewareConfig) check() error {
@@ -68,9 +66,9 @@ func (c *MiddlewareConfig) check() error {
 	}
 	switch {
 	case c.SharedTTL < 0:
-		return fmt.Errorf("%w: MiddlewareConfig.SharedTTL is negative", ErrInvalidConfig)
+		return fmt.Errorf("%w: MiddlewareConfig.SharedTTL %v is negative", ErrInvalidConfig, c.SharedTTL)
 	case c.MaxBody < 0:
-		return fmt.Errorf("%w: MiddlewareConfig.MaxBody is negative", ErrInvalidConfig)
+		return fmt.Errorf("%w: MiddlewareConfig.MaxBody %d is negative", ErrInvalidConfig, c.MaxBody)
 	case c.NoStore && (c.Public || c.Immutable || c.SharedTTL > 0):
 		return fmt.Errorf("%w: MiddlewareConfig.NoStore cannot be combined with Public, Immutable or SharedTTL", ErrInvalidConfig)
 	case c.SharedTTL > 0 && !c.Public:
@@ -83,7 +81,7 @@ func (c *MiddlewareConfig) check() error {
 		}
 	}
 	for _, name := range c.SessionCookies {
-		if !isToken(name) {
+		if !isToken(name) || unprefixed(name) == "" {
 			return fmt.Errorf("%w: MiddlewareConfig.SessionCookies: %q is not a cookie name", ErrInvalidConfig, name)
 		}
 	}
@@ -105,7 +103,7 @@ func (c *MiddlewareConfig) check() error {
 //     unless cfg.AllowCredentialed, and when the response sets a cookie.
 //   - Vary gets cfg.Vary, and Accept-Encoding when the response has a Content-Encoding, merged
 //     with the handler's without duplicates; "*" replaces everything.
-//   - ETag, unless the handler set one or cfg.NoETag: a strong tag hashed (SHA-256) from the
+//   - ETag, unless the handler set one or cfg.DisableETag: a strong tag hashed (SHA-256) from the
 //     body and its Content-Encoding, so that each encoding has its own tag. The body is held
 //     back to compute it, up to cfg.MaxBody. A larger body, a call to Flush (directly or through
 //     http.ResponseController) or a declared Trailer sends the response at once, without a
@@ -155,7 +153,7 @@ type middleware struct {
 	varyNames       []string
 	sessionCookies  []string
 	maxBody         int
-	noETag          bool
+	disableETag     bool
 }
 
 func newMiddleware(cfg MiddlewareConfig) *middleware {
@@ -163,9 +161,12 @@ func newMiddleware(cfg MiddlewareConfig) *middleware {
 		canBePublic:    cfg.Public,
 		checkCreds:     cfg.Public && !cfg.AllowCredentialed,
 		varyCreds:      cfg.Public && cfg.AllowCredentialed,
-		sessionCookies: append([]string(nil), cfg.SessionCookies...),
+		sessionCookies: make([]string, len(cfg.SessionCookies)),
 		maxBody:        cfg.MaxBody,
-		noETag:         cfg.NoETag,
+		disableETag:    cfg.DisableETag,
+	}
+	for i, name := range cfg.SessionCookies {
+		m.sessionCookies[i] = unprefixed(name)
 	}
 	if m.maxBody == 0 {
 		m.maxBody = defaultMaxBody
@@ -251,7 +252,7 @@ func (m *middleware) credentialed(r *http.Request) bool {
 		}
 		for part := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(part, "=")
-			name = strings.TrimSpace(name)
+			name = unprefixed(strings.TrimSpace(name))
 			for _, s := range m.sessionCookies {
 				if name == s { // cookie names are case-sensitive
 					return true
@@ -260,6 +261,17 @@ func (m *middleware) credentialed(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// unprefixed returns a cookie name without its "__Host-" or "__Secure-" prefix. Browsers
+// compare the prefixes in any case; the rest of the name is case-sensitive.
+func unprefixed(name string) string {
+	for _, p := range [...]string{"__Host-", "__Secure-"} {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			return name[len(p):]
+		}
+	}
+	return name
 }
 
 // vary returns the Vary value the response needs, and false when its Vary is right already.
@@ -318,294 +330,6 @@ func joinVary(names []string, star bool) string {
 		return "*"
 	}
 	return strings.Join(names, ", ")
-}
-
-// state is how far a response has gone.
-type state uint8
-
-const (
-	idle       state = iota // nothing written yet
-	buffering               // a 200 whose body is held back to compute its ETag
-	streaming               // status sent: writes go straight through
-	discarding              // 304 sent in place of a 200: the body is dropped
-	hijacked                // the handler took the connection over
-)
-
-// writer is the http.ResponseWriter handed to the handler. It is used by one request's
-// goroutine, like any ResponseWriter.
-type writer struct {
-	http.ResponseWriter
-	m     *middleware
-	r     *http.Request
-	state state
-	buf   *[]byte // pooled, while buffering
-	hv    [hvCount]string
-}
-
-// begin starts the response with the handler's status.
-func (w *writer) begin(code int) {
-	h := w.Header()
-	switch code {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		w.decorate()
-		fallthrough
-	default:
-		w.state = streaming
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	if w.m.noETag || len(h["Etag"]) > 0 || len(h["Trailer"]) > 0 {
-		w.commit() // nothing to learn from the body: no need to hold it back
-		return
-	}
-	w.state = buffering
-	w.buf = bufPool.Get().(*[]byte)
-}
-
-// commit sends the status of a 200, or 304 when the request's conditions say the client's
-// copy is current. Any ETag is in the header by now.
-func (w *writer) commit() {
-	h := w.Header()
-	w.decorate()
-	if notModified(w.r, h) {
-		for _, k := range [...]string{"Content-Length", "Content-Type", "Content-Encoding", "Transfer-Encoding"} {
-			delete(h, k)
-		}
-		w.state = discarding
-		w.ResponseWriter.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.state = streaming
-	w.ResponseWriter.WriteHeader(http.StatusOK)
-}
-
-// stream gives up on the ETag: the response is sent with what was held back so far.
-func (w *writer) stream() error {
-	w.commit()
-	defer w.release()
-	if b := *w.buf; w.state == streaming && len(b) > 0 {
-		_, err := w.ResponseWriter.Write(b)
-		return err
-	}
-	return nil
-}
-
-// release puts the body buffer back in the pool, once nothing reads it any more.
-func (w *writer) release() {
-	if w.buf == nil {
-		return
-	}
-	if cap(*w.buf) <= maxPooled {
-		*w.buf = (*w.buf)[:0]
-		bufPool.Put(w.buf)
-	}
-	w.buf = nil
-}
-
-// finish completes the response when the handler returns.
-func (w *writer) finish() {
-	if w.state == idle {
-		w.begin(http.StatusOK) // the handler wrote nothing: an empty 200
-	}
-	if w.state != buffering {
-		return
-	}
-	body := *w.buf
-	h := w.Header()
-	if len(body) > 0 || w.r.Method != http.MethodHead {
-		h["Etag"] = w.value(hvETag, strongETag(body, h["Content-Encoding"]))
-		if len(h["Content-Length"]) == 0 {
-			h["Content-Length"] = w.value(hvContentLength, strconv.Itoa(len(body)))
-		}
-	}
-	w.commit()
-	if w.state == streaming && len(body) > 0 && w.r.Method != http.MethodHead {
-		_, _ = w.ResponseWriter.Write(body) // the handler has returned: nobody to tell
-	}
-	w.release()
-}
-
-// WriteHeader implements http.ResponseWriter. Informational statuses (103 Early Hints) pass
-// through at once.
-func (w *writer) WriteHeader(code int) {
-	if w.state != idle {
-		return
-	}
-	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	w.begin(code)
-}
-
-// Write implements http.ResponseWriter.
-func (w *writer) Write(p []byte) (int, error) {
-	if w.state == idle {
-		w.begin(http.StatusOK)
-	}
-	if w.state == buffering {
-		if len(*w.buf)+len(p) <= w.m.maxBody {
-			*w.buf = append(*w.buf, p...)
-			return len(p), nil
-		}
-		if err := w.stream(); err != nil {
-			return 0, err
-		}
-	}
-	switch w.state {
-	case streaming:
-		return w.ResponseWriter.Write(p)
-	case discarding:
-		return len(p), nil
-	}
-	return 0, http.ErrHijacked
-}
-
-// ReadFrom lets the server's writer copy from r (sendfile for files) once the response
-// streams.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) {
-	if w.state == idle {
-		w.begin(http.StatusOK)
-	}
-	if w.state == streaming {
-		return io.Copy(w.ResponseWriter, r)
-	}
-	return io.Copy(struct{ io.Writer }{w}, r) // hides ReadFrom: no recursion
-}
-
-// Flush implements http.Flusher.
-func (w *writer) Flush() { _ = w.FlushError() }
-
-// FlushError flushes for http.ResponseController. A flushed response is a streamed one: it is
-// sent at once, without a computed ETag.
-func (w *writer) FlushError() error {
-	if w.state == idle {
-		w.begin(http.StatusOK)
-	}
-	if w.state == buffering {
-		if err := w.stream(); err != nil {
-			return err
-		}
-	}
-	if w.state == hijacked {
-		return http.ErrHijacked
-	}
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Hijack implements http.Hijacker (WebSocket upgrades arrive as GET requests); after it, the
-// middleware writes nothing more.
-func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.state = hijacked
-		w.release()
-	}
-	return c, rw, err
-}
-
-// Unwrap gives http.ResponseController the server's writer.
-func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// maxPooled is the largest buffer kept for reuse: a rare huge body must not pin its memory.
-const maxPooled = 64 << 10
-
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 4<<10)
-	return &b
-}}
-
-// strongETag hashes the body and its Content-Encoding: the same bytes labelled with another
-// encoding are another representation, and a cache must not match one against the other.
-func strongETag(body []byte, encodings []string) string {
-	sum := sha256.Sum256(body)
-	if len(encodings) > 0 {
-		var in [sha256.Size + 32]byte
-		b := append(in[:0], sum[:]...)
-		for _, e := range encodings {
-			b = append(append(b, e...), ',')
-		}
-		sum = sha256.Sum256(b)
-	}
-	// 128 bits keep collisions out of reach; base64url needs no escaping in a quoted tag.
-	const n = 16
-	var out [2 + (n*8+5)/6]byte
-	out[0], out[len(out)-1] = '"', '"'
-	base64.RawURLEncoding.Encode(out[1:len(out)-1], sum[:n])
-	return string(out[:])
-}
-
-// notModified evaluates If-None-Match, or else If-Modified-Since, against the response header
-// (RFC 9110 §13.2.2).
-func notModified(r *http.Request, h http.Header) bool {
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
-		etag := ""
-		if v := h["Etag"]; len(v) > 0 {
-			etag = v[0]
-		}
-		return matchETag(inm, etag)
-	}
-	ims, lm := r.Header["If-Modified-Since"], h["Last-Modified"]
-	if len(ims) == 0 || len(lm) == 0 {
-		return false
-	}
-	since, err := http.ParseTime(ims[0])
-	if err != nil {
-		return false
-	}
-	mod, err := http.ParseTime(lm[0])
-	if err != nil {
-		return false
-	}
-	return !mod.Truncate(time.Second).After(since)
-}
-
-// matchETag reports whether an If-None-Match list matches etag by weak comparison (W/ is
-// ignored on both sides), or is "*". Members that are not entity-tags are skipped.
-func matchETag(lines []string, etag string) bool {
-	etag = strings.TrimPrefix(etag, "W/")
-	for _, s := range lines {
-		i := 0
-		for i < len(s) {
-			switch c := s[i]; {
-			case c == ' ' || c == '\t' || c == ',':
-				i++
-				continue
-			case c == '*':
-				j := i + 1
-				for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-					j++
-				}
-				if j == len(s) || s[j] == ',' {
-					return true
-				}
-			default:
-				j := i
-				if strings.HasPrefix(s[j:], "W/") {
-					j += 2
-				}
-				if j < len(s) && s[j] == '"' {
-					k := strings.IndexByte(s[j+1:], '"')
-					if k < 0 {
-						break // unterminated: skipped below
-					}
-					if tag := s[j : j+k+2]; etag != "" && tag == etag {
-						return true
-					}
-					i = j + k + 2
-					continue
-				}
-			}
-			// Not an entity-tag: skip the member.
-			k := strings.IndexByte(s[i:], ',')
-			if k < 0 {
-				break
-			}
-			i += k + 1
-		}
-	}
-	return false
 }
 
 // isToken reports a non-empty RFC 9110 token, such as a header or cookie name.

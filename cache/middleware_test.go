@@ -180,7 +180,7 @@ func TestMiddlewareHandlerETag(t *testing.T) {
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = io.WriteString(w, page)
 	})
-	for _, cfg := range []MiddlewareConfig{{Public: true}, {NoETag: true}} {
+	for _, cfg := range []MiddlewareConfig{{Public: true}, {DisableETag: true}} {
 		h := wrap(t, cfg, handler)
 		res := do(h, req("GET", "/"))
 		assert.Equal(t, `W/"v1"`, res.Header.Get("ETag"), "the handler's ETag wins")
@@ -205,8 +205,8 @@ func TestMiddlewareHandlerETag(t *testing.T) {
 	assert.Equal(t, 304, do(h, req("GET", "/", "If-None-Match", etag)).StatusCode)
 }
 
-func TestMiddlewareNoETag(t *testing.T) {
-	h := wrap(t, MiddlewareConfig{NoETag: true}, text(page))
+func TestMiddlewareDisableETag(t *testing.T) {
+	h := wrap(t, MiddlewareConfig{DisableETag: true}, text(page))
 	res := do(h, req("GET", "/", "If-None-Match", "*"))
 	assert.Equal(t, 304, res.StatusCode, "* matches any current representation")
 	res = do(h, req("GET", "/"))
@@ -253,7 +253,7 @@ func TestMiddlewareIfModifiedSince(t *testing.T) {
 	assert.Equal(t, 200, do(h, req("GET", "/", "If-Modified-Since", mod.Format(http.TimeFormat))).StatusCode)
 
 	// Last-Modified is enough when no ETag is computed; the decision comes before the body.
-	h = wrap(t, MiddlewareConfig{NoETag: true}, http.HandlerFunc(lastModified))
+	h = wrap(t, MiddlewareConfig{DisableETag: true}, http.HandlerFunc(lastModified))
 	res := do(h, req("GET", "/", "If-Modified-Since", mod.Format(http.TimeFormat)))
 	assert.Equal(t, 304, res.StatusCode)
 	assert.Empty(t, body(t, res))
@@ -376,6 +376,33 @@ func TestMiddlewareCredentials(t *testing.T) {
 			assert.Equal(t, tt.want, res.Header.Get("Cache-Control"))
 			assert.Equal(t, tt.wantVary, res.Header.Get("Vary"))
 		})
+	}
+}
+
+// A session cookie sent with a __Host- or __Secure- prefix (as session.Config.HostPrefix makes
+// it) is still the session cookie named without the prefix: the page must not be marked
+// public. Naming the prefixed form matches the bare one too.
+func TestMiddlewareSessionCookiePrefixes(t *testing.T) {
+	const pub, priv = "public, max-age=300", "private, max-age=300"
+	for _, tt := range []struct {
+		configured, sent string
+		want             string
+	}{
+		{"session", "session=abc", priv},
+		{"session", "__Host-session=abc", priv},
+		{"session", "__Secure-session=abc", priv},
+		{"session", "theme=dark; __Host-session=abc", priv},
+		{"session", "__host-session=abc", priv}, // browsers compare prefixes in any case
+		{"__Host-session", "__Host-session=abc", priv},
+		{"__Host-session", "session=abc", priv},
+		{"__Secure-session", "__Host-session=abc", priv},
+		{"session", "__Host-sessions=abc", pub},
+		{"session", "x__Host-session=abc", pub},
+		{"session", "__Host-=abc", pub},
+	} {
+		cfg := MiddlewareConfig{Public: true, SessionCookies: []string{tt.configured}}
+		res := do(wrap(t, cfg, text(page)), req("GET", "/", "Cookie", tt.sent))
+		assert.Equal(t, tt.want, res.Header.Get("Cache-Control"), "SessionCookies %q, Cookie: %s", tt.configured, tt.sent)
 	}
 }
 
@@ -613,6 +640,7 @@ func TestMiddlewareInvalidConfig(t *testing.T) {
 		{Vary: []string{""}},
 		{Vary: []string{"Origin, Accept"}},
 		{SessionCookies: []string{"sid;"}},
+		{SessionCookies: []string{"__Host-"}},
 	} {
 		mw, err := Middleware(cfg)
 		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
@@ -664,3 +692,22 @@ type discard struct{ h http.Header }
 func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(int)             {}
+
+// FuzzSessionCookie: whenever net/http parses a cookie named as the session cookie (with or
+// without its prefix) out of a Cookie header, the request counts as credentialed, so a page
+// the application renders for a logged-in user is never marked public.
+func FuzzSessionCookie(f *testing.F) {
+	f.Add("sid=1")
+	f.Add("theme=dark; __Host-sid=abc")
+	f.Add(" __secure-sid = x ;")
+	f.Add("sid")
+	m := newMiddleware(MiddlewareConfig{Public: true, SessionCookies: []string{"sid"}})
+	f.Fuzz(func(t *testing.T, line string) {
+		r := req("GET", "/", "Cookie", line)
+		for _, c := range r.Cookies() {
+			if unprefixed(c.Name) == "sid" && !m.credentialed(r) {
+				t.Fatalf("Cookie: %q holds %q, not seen as a session", line, c.Name)
+			}
+		}
+	})
+}

@@ -23,7 +23,7 @@ func memFx(t *testing.T) *fixture {
 // A Cache[any] holding a nil value serves it without panicking.
 func TestNilInterfaceValue(t *testing.T) {
 	fx := memFx(t)
-	c := newCache[any](t, fx.store(RedisConfig{}), Config{})
+	c := newCache[any](t, fx.store(), Config{})
 	require.NoError(t, c.Set(ctx, "k", nil))
 	var v any = "not nil"
 	var err error
@@ -35,7 +35,7 @@ func TestNilInterfaceValue(t *testing.T) {
 // A store freed by Close serves a Cache of another V from scratch.
 func TestStoreReusedByAnotherType(t *testing.T) {
 	fx := memFx(t)
-	s := fx.store(RedisConfig{})
+	s := fx.store()
 	c1, err := New[string](s, Config{})
 	require.NoError(t, err)
 	require.NoError(t, c1.Set(ctx, "k", "x"))
@@ -64,11 +64,11 @@ func (b *blockCodec) Unmarshal(d []byte, v any) error {
 // This instance's Set wins over a concurrent read that fetched the old value first.
 func TestOwnSetBeatsConcurrentFill(t *testing.T) {
 	fx := realRedis(t)
-	other := newCache[user](t, fx.store(RedisConfig{}), Config{})
+	other := newCache[user](t, fx.store(), Config{})
 	require.NoError(t, other.Set(ctx, "k", user{Name: "old"}))
 	bc := &blockCodec{entered: make(chan struct{}), release: make(chan struct{})}
 	bc.armed.Store(true)
-	c := newCache[user](t, fx.store(RedisConfig{}), Config{Codec: bc})
+	c := newCache[user](t, fx.store(), Config{Codec: bc})
 	got := make(chan user)
 	go func() { v, _ := c.Get(ctx, "k"); got <- v }()
 	<-bc.entered // Get read "old" from Redis and is decoding it
@@ -83,7 +83,7 @@ func TestOwnSetBeatsConcurrentFill(t *testing.T) {
 // After a Delete, callers do not join a refresh that serves the old value.
 func TestDeleteEndsStaleRefreshFlight(t *testing.T) {
 	fx := memFx(t)
-	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleWhileRevalidate: time.Minute}})
+	c := newCache[string](t, fx.store(), Config{Policy: Policy{TTL: time.Second, StaleWhileRevalidate: time.Minute}})
 	require.NoError(t, c.Set(ctx, "k", "v1"))
 	fx.advance(2 * time.Second)
 	release := make(chan struct{})
@@ -99,8 +99,9 @@ func TestDeleteEndsStaleRefreshFlight(t *testing.T) {
 
 // A written entry that was evicted still keeps out a fill that started before the write.
 func TestEvictedWriteStillBlocksOlderFill(t *testing.T) {
-	fx := memFx(t)
-	c := newCache[string](t, fx.store(RedisConfig{Local: MemoryConfig{MaxEntries: 64}}), Config{})
+	s, err := NewMemoryStore(MemoryConfig{MaxEntries: 64})
+	require.NoError(t, err)
+	c := newCache[string](t, s, Config{})
 	started, release := make(chan struct{}), make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -126,11 +127,9 @@ func TestEvictedWriteStillBlocksOlderFill(t *testing.T) {
 // A waiter outlasts the lease of a holder that died, then loads itself.
 func TestWaiterOutlastsDeadHolder(t *testing.T) {
 	fx := realRedis(t)
-	s := fx.store(RedisConfig{})
-	c := newCache[string](t, s, Config{LoadTimeout: 500 * time.Millisecond})
-	rs := s.(*RedisStore)
+	c := newCache[string](t, fx.store(), Config{LoadTimeout: 500 * time.Millisecond})
 	// A holder that crashed right after taking the lease (as lease.lua would: LoadTimeout+Timeout).
-	require.NoError(t, fx.b.Client.Set(ctx, rs.lease("k"), "dead", 600*time.Millisecond).Err())
+	require.NoError(t, fx.b.Client.Set(ctx, c.leaseKey("k"), "dead", 600*time.Millisecond).Err())
 	var calls atomic.Int32
 	v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) { calls.Add(1); return "v", nil })
 	assert.NoError(t, err)
@@ -141,8 +140,7 @@ func TestWaiterOutlastsDeadHolder(t *testing.T) {
 // Close during a load gives the Redis lease back, so other instances do not stall.
 func TestCloseGivesLeaseBack(t *testing.T) {
 	fx := realRedis(t)
-	s := fx.store(RedisConfig{})
-	c, err := New[string](s, Config{LoadTimeout: 5 * time.Second})
+	c, err := New[string](fx.store(), Config{LoadTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	started := make(chan struct{})
 	go func() {
@@ -153,10 +151,10 @@ func TestCloseGivesLeaseBack(t *testing.T) {
 		})
 	}()
 	<-started
-	p0, _ := fx.b.Client.PTTL(ctx, s.(*RedisStore).lease("k")).Result()
+	p0, _ := fx.b.Client.PTTL(ctx, c.leaseKey("k")).Result()
 	t.Logf("lease PTTL before Close: %v", p0)
 	require.NoError(t, c.Close())
-	pttl, err := fx.b.Client.PTTL(ctx, s.(*RedisStore).lease("k")).Result()
+	pttl, err := fx.b.Client.PTTL(ctx, c.leaseKey("k")).Result()
 	require.NoError(t, err)
 	assert.LessOrEqual(t, pttl, time.Duration(0), "lease still held for %v after Close", pttl)
 }
@@ -164,7 +162,7 @@ func TestCloseGivesLeaseBack(t *testing.T) {
 // A huge TTL is capped: it never overflows into an instantly stale value.
 func TestHugeTTL(t *testing.T) {
 	fx := memFx(t)
-	c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+	c := newCache[string](t, fx.store(), Config{})
 	require.NoError(t, c.SetWithTTL(ctx, "k", "v", math.MaxInt64))
 	v, err := c.Get(ctx, "k")
 	assert.NoError(t, err)
@@ -174,7 +172,7 @@ func TestHugeTTL(t *testing.T) {
 // Stats: a stale local entry is no LocalHit, and a GetOrLoad that loads is a Miss.
 func TestStatsCountStaleAsMiss(t *testing.T) {
 	fx := memFx(t)
-	c := newCache[string](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Second, StaleIfError: time.Minute}})
+	c := newCache[string](t, fx.store(), Config{Policy: Policy{TTL: time.Second, StaleIfError: time.Minute}})
 	require.NoError(t, c.Set(ctx, "k", "v"))
 	fx.advance(2 * time.Second)
 	_, err := c.Get(ctx, "k")

@@ -31,23 +31,21 @@ type fixture struct {
 	clock *fakeClock
 }
 
-func (fx *fixture) store(cfg RedisConfig) Store {
+// store returns a new store: another instance of a service, with its own Redis client.
+func (fx *fixture) store() Store {
 	fx.t.Helper()
 	var s Store
 	if fx.b.Client == nil {
-		m, err := NewMemoryStore(cfg.Local)
+		m, err := NewMemoryStore(MemoryConfig{})
 		require.NoError(fx.t, err)
 		s = m
 	} else {
-		if cfg.Prefix == "" {
-			cfg.Prefix = fx.b.Prefix
-		}
-		if cfg.Timeout == 0 {
+		rs, err := NewRedisStore(fx.b.NewClient(fx.t), RedisConfig{
+			Prefix: fx.b.Prefix,
 			// The suite is about behaviour, not latency: a busy CI machine running the race
 			// detector must not pass for an outage.
-			cfg.Timeout = 2 * time.Second
-		}
-		rs, err := NewRedisStore(fx.b.NewClient(fx.t), cfg)
+			Timeout: 2 * time.Second,
+		})
 		require.NoError(fx.t, err)
 		fx.t.Cleanup(func() { _ = rs.Close() })
 		s = rs
@@ -55,6 +53,9 @@ func (fx *fixture) store(cfg RedisConfig) Store {
 	useClock(s, fx.clock)
 	return s
 }
+
+// received is how many announcements of other instances s heard.
+func received(s Store) uint64 { return s.(*RedisStore).Stats().Received }
 
 // advance moves time: the fake clock, and miniredis's own clock so that its keys expire.
 func (fx *fixture) advance(d time.Duration) {
@@ -86,7 +87,7 @@ type user struct {
 
 func TestSuiteSetGetDelete(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[user](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[user](t, fx.store(), Config{})
 		_, err := c.Get(ctx, "ada")
 		require.ErrorIs(t, err, ErrNotFound)
 
@@ -106,11 +107,12 @@ func TestSuiteSharedAcrossInstances(t *testing.T) {
 		if fx.b.Client == nil {
 			t.Skip("a MemoryStore is one process")
 		}
-		a := newCache[user](t, fx.store(RedisConfig{}), Config{})
-		b := newCache[user](t, fx.store(RedisConfig{}), Config{})
+		a := newCache[user](t, fx.store(), Config{})
+		bs := fx.store()
+		b := newCache[user](t, bs, Config{})
 		require.NoError(t, a.Set(ctx, "ada", user{"Ada", 36}))
 		// b hears of the write (and would drop "ada" from its local layer).
-		require.Eventually(t, func() bool { return b.Stats().Remote.Received == 1 }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return received(bs) == 1 }, 5*time.Second, time.Millisecond)
 		got, err := b.Get(ctx, "ada")
 		require.NoError(t, err)
 		assert.Equal(t, "Ada", got.Name)
@@ -124,7 +126,7 @@ func TestSuiteSharedAcrossInstances(t *testing.T) {
 
 func TestSuiteTTL(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[string](t, fx.store(), Config{})
 		require.NoError(t, c.Set(ctx, "k", "v"))
 		require.NoError(t, c.SetWithTTL(ctx, "short", "v", time.Second))
 		fx.advance(2 * time.Second)
@@ -132,7 +134,7 @@ func TestSuiteTTL(t *testing.T) {
 		require.ErrorIs(t, err, ErrNotFound, "SetWithTTL's TTL")
 		_, err = c.Get(ctx, "k")
 		require.NoError(t, err, "the default TTL is 300 s")
-		fx.advance(DefaultTTL)
+		fx.advance(defaultTTL)
 		_, err = c.Get(ctx, "k")
 		require.ErrorIs(t, err, ErrNotFound, "expired after 300 s")
 		require.ErrorIs(t, c.SetWithTTL(ctx, "k", "v", 0), ErrInvalidConfig)
@@ -141,7 +143,7 @@ func TestSuiteTTL(t *testing.T) {
 
 func TestSuiteMany(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[int](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[int](t, fx.store(), Config{})
 		items := map[string]int{}
 		for i := range 50 {
 			items[fmt.Sprint("k", i)] = i
@@ -157,7 +159,7 @@ func TestSuiteMany(t *testing.T) {
 
 		if fx.b.Client != nil {
 			// Another instance reads them all from Redis, in one round trip per slot.
-			other := newCache[int](t, fx.store(RedisConfig{}), Config{})
+			other := newCache[int](t, fx.store(), Config{})
 			got, err := other.GetMany(ctx, keys)
 			require.NoError(t, err)
 			assert.Equal(t, items, got)
@@ -168,16 +170,16 @@ func TestSuiteMany(t *testing.T) {
 
 func TestSuiteRawValues(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		bs := newCache[[]byte](t, fx.store(RedisConfig{}), Config{})
+		bs := newCache[[]byte](t, fx.store(), Config{})
 		require.NoError(t, bs.Set(ctx, "b", []byte{0, 1, 2, 255}))
-		strs := newCache[string](t, fx.store(RedisConfig{}), Config{})
+		strs := newCache[string](t, fx.store(), Config{})
 		require.NoError(t, strs.Set(ctx, "s", "héllo"))
 		if fx.b.Client != nil {
 			// Stored as they are, after the envelope: readable by other tools.
 			raw, err := fx.b.Client.Get(ctx, fx.b.Prefix+"{s}").Bytes()
 			require.NoError(t, err)
 			assert.Equal(t, "héllo", string(raw[len(raw)-len("héllo"):]))
-			other := newCache[[]byte](t, fx.store(RedisConfig{}), Config{})
+			other := newCache[[]byte](t, fx.store(), Config{})
 			got, err := other.Get(ctx, "b")
 			require.NoError(t, err)
 			assert.Equal(t, []byte{0, 1, 2, 255}, got)
@@ -190,7 +192,7 @@ func TestSuiteRawValues(t *testing.T) {
 
 func TestSuiteGetOrLoad(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[user](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[user](t, fx.store(), Config{})
 		var calls atomic.Int32
 		load := func(ctx context.Context, key string) (user, error) {
 			calls.Add(1)
@@ -219,7 +221,8 @@ func TestSuiteGetOrLoad(t *testing.T) {
 
 func TestSuiteNegativeCaching(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[user](t, fx.store(RedisConfig{}), Config{NegativeTTL: 10 * time.Second})
+		s := fx.store()
+		c := newCache[user](t, s, Config{NegativeTTL: 10 * time.Second})
 		var calls atomic.Int32
 		missing := func(ctx context.Context, key string) (user, error) {
 			calls.Add(1)
@@ -234,7 +237,7 @@ func TestSuiteNegativeCaching(t *testing.T) {
 		_, err := c.Get(ctx, "ghost")
 		require.ErrorIs(t, err, ErrNotFound)
 		if fx.b.Client != nil {
-			other := newCache[user](t, fx.store(RedisConfig{}), Config{})
+			other := newCache[user](t, fx.store(), Config{})
 			_, err := other.GetOrLoad(ctx, "ghost", missing)
 			require.ErrorIs(t, err, ErrNotFound)
 			assert.Equal(t, int32(1), calls.Load(), "the negative entry is shared")
@@ -244,18 +247,18 @@ func TestSuiteNegativeCaching(t *testing.T) {
 		require.ErrorIs(t, err, ErrNotFound)
 		assert.Equal(t, int32(2), calls.Load(), "its own TTL")
 
-		off := newCache[user](t, fx.store(RedisConfig{Prefix: fx.b.Prefix + "off:"}), Config{NegativeTTL: -1})
+		off := newCache[user](t, s, Config{Namespace: "off", DisableNegative: true})
 		for range 2 {
 			_, err := off.GetOrLoad(ctx, "ghost", missing)
 			require.ErrorIs(t, err, ErrNotFound)
 		}
-		assert.Equal(t, int32(4), calls.Load(), "NegativeTTL < 0 caches nothing")
+		assert.Equal(t, int32(4), calls.Load(), "DisableNegative caches nothing")
 	})
 }
 
 func TestSuiteSingleFlight(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[int](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[int](t, fx.store(), Config{})
 		var calls atomic.Int32
 		release := make(chan struct{})
 		load := func(ctx context.Context, key string) (int, error) {
@@ -300,7 +303,7 @@ func TestSuiteSingleFlight(t *testing.T) {
 
 func TestSuiteStaleWhileRevalidate(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[int](t, fx.store(RedisConfig{}), Config{Policy: Policy{TTL: time.Minute, StaleWhileRevalidate: time.Minute}})
+		c := newCache[int](t, fx.store(), Config{Policy: Policy{TTL: time.Minute, StaleWhileRevalidate: time.Minute}})
 		var version atomic.Int32
 		refreshed := make(chan struct{}, 10)
 		load := func(ctx context.Context, key string) (int, error) {
@@ -339,9 +342,9 @@ func TestSuiteStaleIfError(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
 		var stale []error
 		var mu sync.Mutex
-		c := newCache[string](t, fx.store(RedisConfig{}), Config{
+		c := newCache[string](t, fx.store(), Config{
 			Policy: Policy{TTL: time.Minute, StaleIfError: 10 * time.Minute},
-			Hooks:  Hooks{OnStale: func(key string, err error) { mu.Lock(); stale = append(stale, err); mu.Unlock() }},
+			Hooks:  Hooks{OnStale: func(_ context.Context, key string, err error) { mu.Lock(); stale = append(stale, err); mu.Unlock() }},
 		})
 		boom := errors.New("origin down")
 		ok := func(ctx context.Context, key string) (string, error) { return "good", nil }
@@ -366,7 +369,7 @@ func TestSuiteStaleIfError(t *testing.T) {
 
 func TestSuiteLoaderPanic(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[int](t, fx.store(RedisConfig{}), Config{Logger: quietLogger()})
+		c := newCache[int](t, fx.store(), Config{Logger: quietLogger()})
 		_, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (int, error) { panic("bug") })
 		require.ErrorIs(t, err, ErrLoaderPanic)
 		v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (int, error) { return 7, nil })
@@ -378,7 +381,7 @@ func TestSuiteLoaderPanic(t *testing.T) {
 // A Delete during a slow load wins: what the load read before the Delete is not stored.
 func TestSuiteDeleteDuringLoad(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		c := newCache[string](t, fx.store(RedisConfig{}), Config{})
+		c := newCache[string](t, fx.store(), Config{})
 		started, finish := make(chan struct{}), make(chan struct{})
 		done := make(chan struct{})
 		go func() {
@@ -401,41 +404,111 @@ func TestSuiteDeleteDuringLoad(t *testing.T) {
 	})
 }
 
-func TestSuiteStoreServesOneCache(t *testing.T) {
+// One store serves caches of different types under their namespaces: equal keys never meet,
+// an announcement reaches only the Cache of its namespace, and a namespace is free again once
+// its Cache is closed.
+func TestSuiteStoreServesManyCaches(t *testing.T) {
 	each(t, func(t *testing.T, fx *fixture) {
-		s := fx.store(RedisConfig{})
-		a, err := New[int](s, Config{})
+		s := fx.store()
+		ints := newCache[int](t, s, Config{Namespace: "ints"})
+		strs := newCache[string](t, s, Config{Namespace: "strs"})
+		plain := newCache[user](t, s, Config{})
+		require.NoError(t, ints.Set(ctx, "k", 1))
+		require.NoError(t, strs.Set(ctx, "k", "one"))
+		require.NoError(t, plain.Set(ctx, "k", user{Name: "k"}))
+		i, err := ints.Get(ctx, "k")
 		require.NoError(t, err)
-		_, err = New[string](s, Config{})
-		require.ErrorIs(t, err, ErrInvalidConfig)
-		require.NoError(t, a.Close())
-		_, err = a.Get(ctx, "x")
+		assert.Equal(t, 1, i)
+		str, err := strs.Get(ctx, "k")
+		require.NoError(t, err)
+		assert.Equal(t, "one", str)
+		u, err := plain.Get(ctx, "k")
+		require.NoError(t, err)
+		assert.Equal(t, "k", u.Name)
+
+		_, err = New[float64](s, Config{Namespace: "ints"})
+		require.ErrorIs(t, err, ErrInvalidConfig, "a namespace already open")
+		require.NoError(t, ints.Delete(ctx, "k"))
+		_, err = strs.Get(ctx, "k")
+		require.NoError(t, err, "a Delete in another namespace")
+
+		if fx.b.Client != nil {
+			// Another instance writes "k" in "ints": this instance's ints drops it, strs
+			// keeps serving its own "k" from its local layer.
+			other := newCache[int](t, fx.store(), Config{Namespace: "ints"})
+			require.NoError(t, ints.Set(ctx, "k", 1))
+			before := received(s)
+			require.NoError(t, other.Set(ctx, "k", 2))
+			require.Eventually(t, func() bool { return received(s) > before }, 5*time.Second, time.Millisecond)
+			i, err := ints.Get(ctx, "k")
+			require.NoError(t, err)
+			assert.Equal(t, 2, i)
+			hits := strs.Stats().LocalHits
+			str, err := strs.Get(ctx, "k")
+			require.NoError(t, err)
+			assert.Equal(t, "one", str)
+			assert.Equal(t, hits+1, strs.Stats().LocalHits, "strs kept its local entry")
+			if raw, err := fx.b.Client.Get(ctx, fx.b.Prefix+"ints:{k}").Bytes(); assert.NoError(t, err) {
+				assert.Equal(t, byte('2'), raw[len(raw)-1], "the namespace is in the Redis key")
+			}
+		}
+
+		require.NoError(t, ints.Close())
+		_, err = ints.Get(ctx, "k")
 		require.ErrorIs(t, err, ErrClosed)
-		b, err := New[string](s, Config{})
-		require.NoError(t, err)
-		require.NoError(t, b.Close())
+		again := newCache[string](t, s, Config{Namespace: "ints"})
+		_, err = again.Get(ctx, "never-set")
+		require.ErrorIs(t, err, ErrNotFound)
 	})
 }
 
+// Every configuration error matches ErrInvalidConfig and names its field.
 func TestConfigErrors(t *testing.T) {
 	s, err := NewMemoryStore(MemoryConfig{})
 	require.NoError(t, err)
-	for _, cfg := range []Config{
-		{Policy: Policy{TTL: -1}},
-		{Policy: Policy{StaleWhileRevalidate: -1}},
-		{Policy: Policy{StaleIfError: -1}},
-		{Jitter: 1.5},
-		{Jitter: -0.1},
-		{EarlyRefresh: -1},
-		{LoadTimeout: -1},
+	for field, cfg := range map[string]Config{
+		"Config.TTL":                  {Policy: Policy{TTL: -1}},
+		"Config.StaleWhileRevalidate": {Policy: Policy{StaleWhileRevalidate: -1}},
+		"Config.StaleIfError":         {Policy: Policy{StaleIfError: -1}},
+		"Config.Namespace":            {Namespace: "a{b"},
+		"Config.NegativeTTL":          {NegativeTTL: -1},
+		"Config.Jitter":               {Jitter: 1.5},
+		"Config.EarlyRefresh":         {EarlyRefresh: -1},
+		"Config.LoadTimeout":          {LoadTimeout: -1},
 	} {
 		_, err := New[int](s, cfg)
-		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig, field)
+		assert.ErrorContains(t, err, field)
 	}
+	_, err = New[int](s, Config{Jitter: -0.1})
+	assert.ErrorContains(t, err, "Config.Jitter")
 	_, err = New[int](nil, Config{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+
 	_, err = NewMemoryStore(MemoryConfig{MaxEntries: -1})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "MemoryConfig.MaxEntries")
+	_, err = NewMemoryStore(MemoryConfig{MaxBytes: -1})
+	assert.ErrorContains(t, err, "MemoryConfig.MaxBytes")
+
 	_, err = NewRedisStore(nil, RedisConfig{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+	b := redistest.Open(t, redistest.Miniredis)
+	for field, cfg := range map[string]RedisConfig{
+		"RedisConfig.Prefix":        {Prefix: "a{"},
+		"RedisConfig.Timeout":       {Timeout: -1},
+		"RedisConfig.RetryInterval": {RetryInterval: -1},
+		"RedisConfig.FailFastAfter": {FailFastAfter: -1},
+		"RedisConfig.PingInterval":  {PingInterval: -1},
+	} {
+		_, err := NewRedisStore(b.Client, cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig, field)
+		assert.ErrorContains(t, err, field)
+	}
+	rs, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix})
+	require.NoError(t, err)
+	defer rs.Close()
+	_, err = New[int](rs, Config{Local: MemoryConfig{MaxEntries: -1}})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "Config.Local.MaxEntries")
 }

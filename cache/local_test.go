@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 func memStore(t *testing.T, cfg MemoryConfig) (*MemoryStore, *fakeClock) {
@@ -29,9 +31,9 @@ func TestMemoryCapacity(t *testing.T) {
 		require.NoError(t, c.Set(ctx, fmt.Sprint(i), i))
 	}
 	st := s.Stats()
-	assert.LessOrEqual(t, st.Entries, 1000+len(s.shards), "bounded (shard rounding aside)")
+	assert.LessOrEqual(t, st.Entries, 1000+len(s.local.shards), "bounded (shard rounding aside)")
 	assert.GreaterOrEqual(t, st.Entries, 900)
-	assert.GreaterOrEqual(t, st.Evictions, uint64(4000-len(s.shards)))
+	assert.GreaterOrEqual(t, st.Evictions, uint64(4000-len(s.local.shards)))
 }
 
 // SIEVE keeps entries that were read, where LRU would evict them first: hot keys read once
@@ -66,7 +68,7 @@ func TestMemoryMaxBytes(t *testing.T) {
 		require.NoError(t, c.Set(ctx, fmt.Sprint(i), val))
 	}
 	st := s.Stats()
-	assert.LessOrEqual(t, st.Bytes, int64(64<<10)+int64(len(s.shards))*1010)
+	assert.LessOrEqual(t, st.Bytes, int64(64<<10)+int64(len(s.local.shards))*1010)
 	assert.Greater(t, st.Bytes, int64(32<<10))
 	assert.Positive(t, st.Evictions)
 }
@@ -88,49 +90,103 @@ func TestMemoryExpiredReclaimedByInserts(t *testing.T) {
 	assert.Zero(t, st.Evictions)
 }
 
-func TestMemoryFillGuard(t *testing.T) {
+func TestLocalFillGuard(t *testing.T) {
 	s, clk := memStore(t, MemoryConfig{})
+	l := s.local
+	h := l.hash("k", 0)
 	e := func(v int) *entry {
 		now := clk.ns.Load()
-		return &entry{key: "k", value: v, fresh: now + int64(time.Minute), stale: now + int64(time.Minute), hard: now + int64(time.Minute)}
+		return &entry{key: "k", hash: h, value: v, fresh: now + int64(time.Minute), stale: now + int64(time.Minute), hard: now + int64(time.Minute)}
 	}
-	// A fill that started before an invalidation is dropped.
-	start := s.begin()
-	s.invalidate("k")
-	assert.False(t, s.fill(e(1), start))
-	s.end()
-	assert.Nil(t, s.get("k", clk.ns.Load()))
+	// A fill that started before an invalidation is refused.
+	start := l.begin()
+	l.invalidate(h, "k")
+	assert.True(t, l.fill(e(1), start))
+	l.end()
+	assert.Nil(t, l.get(h, "k", clk.ns.Load()))
 
 	// One that started after it is stored; an older one cannot overwrite it.
-	older := s.begin()
-	newer := s.begin()
-	assert.True(t, s.fill(e(2), newer))
-	s.set(e(3))
-	assert.False(t, s.fill(e(1), older), "a write made after the fill started wins")
-	s.end()
-	s.end()
-	assert.Equal(t, 3, s.get("k", clk.ns.Load()).value)
+	older := l.begin()
+	newer := l.begin()
+	assert.False(t, l.fill(e(2), newer))
+	l.set(e(3))
+	assert.True(t, l.fill(e(1), older), "a write made after the fill started wins")
+	l.end()
+	l.end()
+	assert.Equal(t, 3, l.get(h, "k", clk.ns.Load()).value)
 
-	// A flush drops every fill in flight.
-	start = s.begin()
-	s.flush()
-	assert.False(t, s.fill(e(4), start))
-	s.end()
-	assert.Zero(t, s.Len())
+	// A flush refuses every fill in flight.
+	start = l.begin()
+	l.flush()
+	assert.True(t, l.fill(e(4), start))
+	l.end()
+	assert.Zero(t, l.len())
 
 	// With no fill in flight an invalidation leaves no tombstone.
-	s.set(e(5))
-	s.invalidate("k")
-	assert.Zero(t, s.Len())
+	l.set(e(5))
+	l.invalidate(h, "k")
+	assert.Zero(t, l.len())
 }
 
-func TestMemoryHitAllocatesNothing(t *testing.T) {
+// Caches sharing a MemoryStore never see each other's entries, and a closed Cache's entries
+// leave the store.
+func TestMemoryStoreNamespaces(t *testing.T) {
 	s, _ := memStore(t, MemoryConfig{})
-	c := newCache[*user](t, s, Config{})
-	require.NoError(t, c.Set(ctx, "ada", &user{"Ada", 36}))
-	load := func(ctx context.Context, key string) (*user, error) { return nil, nil }
-	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx, "ada") }))
-	assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.GetOrLoad(ctx, "ada", load) }))
+	a := newCache[string](t, s, Config{Namespace: "a"})
+	b := newCache[string](t, s, Config{Namespace: "b"})
+	for i := range 100 {
+		require.NoError(t, a.Set(ctx, fmt.Sprint(i), "a"))
+	}
+	for i := range 50 {
+		_, err := b.Get(ctx, fmt.Sprint(i))
+		require.ErrorIs(t, err, ErrNotFound)
+		require.NoError(t, b.Set(ctx, fmt.Sprint(i), "b"))
+		v, err := a.Get(ctx, fmt.Sprint(i))
+		require.NoError(t, err)
+		require.Equal(t, "a", v)
+	}
+	assert.Equal(t, 150, s.Stats().Entries)
+	require.NoError(t, a.Close())
+	assert.Equal(t, 50, s.Stats().Entries, "a's entries left with it")
+}
+
+// A Cache over a RedisStore with DisableLocal keeps nothing in process: every read reaches
+// Redis.
+func TestDisableLocal(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	s, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix})
+	require.NoError(t, err)
+	defer s.Close()
+	c := newCache[string](t, s, Config{DisableLocal: true})
+	require.NoError(t, c.Set(ctx, "k", "v"))
+	for range 3 {
+		v, err := c.Get(ctx, "k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", v)
+	}
+	st := c.Stats()
+	assert.Equal(t, uint64(3), st.RemoteHits)
+	assert.Zero(t, st.LocalHits)
+	assert.Zero(t, st.Local.Entries)
+	assert.Zero(t, st.LostFills)
+}
+
+// A local hit allocates nothing: over a MemoryStore, and in the local layer of a Cache over a
+// RedisStore.
+func TestLocalHitAllocatesNothing(t *testing.T) {
+	ms, _ := memStore(t, MemoryConfig{})
+	b := redistest.Open(t, redistest.Miniredis)
+	rs, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix})
+	require.NoError(t, err)
+	defer rs.Close()
+	for _, s := range []Store{ms, rs} {
+		c := newCache[*user](t, s, Config{Namespace: "users"})
+		require.NoError(t, c.Set(ctx, "ada", &user{"Ada", 36}))
+		load := func(ctx context.Context, key string) (*user, error) { return nil, nil }
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.Get(ctx, "ada") }))
+		assert.Zero(t, testing.AllocsPerRun(1000, func() { _, _ = c.GetOrLoad(ctx, "ada", load) }))
+		assert.Equal(t, uint64(2002), c.Stats().LocalHits, "served by the local layer")
+	}
 }
 
 func TestJitter(t *testing.T) {
@@ -180,12 +236,13 @@ func TestEarlyRefresh(t *testing.T) {
 // force growth and reuse of removed slots.
 func TestTableMatchesMap(t *testing.T) {
 	s, _ := memStore(t, MemoryConfig{})
+	hash := func(k string) uint64 { return s.local.hash(k, 0) }
 	tab := newTable(0)
 	model := map[string]*entry{}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 20_000 {
 		key := fmt.Sprint(r.IntN(300))
-		switch e := tab.get(s.hash(key), key); {
+		switch e := tab.get(hash(key), key); {
 		case e != model[key]:
 			t.Fatalf("step %d: %q is %p, want %p", i, key, e, model[key])
 		case e != nil && r.IntN(2) == 0:
@@ -195,7 +252,7 @@ func TestTableMatchesMap(t *testing.T) {
 			if tab.full() {
 				tab = tab.grown()
 			}
-			n := &entry{key: key, hash: s.hash(key)}
+			n := &entry{key: key, hash: hash(key)}
 			if old := tab.put(n); old != model[key] {
 				t.Fatalf("step %d: put replaced %p, want %p", i, old, model[key])
 			}
@@ -248,5 +305,5 @@ func TestMemoryConcurrentReadersAndWriters(t *testing.T) {
 	close(stop)
 	writers.Wait()
 	assert.Zero(t, wrong.Load())
-	assert.LessOrEqual(t, s.Len(), 256+len(s.shards))
+	assert.LessOrEqual(t, s.Stats().Entries, 256+len(s.local.shards))
 }
