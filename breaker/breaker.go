@@ -435,7 +435,9 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 	}
 	if t.lease != 0 {
 		if b.sh != nil && o != Ignore {
-			b.sh.add(b, o, false) // a probe of this instance alone: for the totals only
+			// A probe this instance runs alone (the store failed) counts like any call: its
+			// success ends the shared run of failures that opened this instance.
+			b.sh.add(b, o, b.word.Load() == t.word)
 		}
 		return b.recordProbe(t, o)
 	}

@@ -321,3 +321,167 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "b gets the lease a gave back")
 	t.Logf("b probed %v after the pause began", time.Since(start))
 }
+
+// outageFleet is n instances of a service, each with its own client and RedisStore, on a private
+// redis-server that the test stops and starts again.
+func outageFleet(t *testing.T, srv *redistest.Server, n int) []*RedisStore {
+	t.Helper()
+	var out []*RedisStore
+	for range n {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		s, err := NewRedisStore(rdb, RedisConfig{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = rdb.Close()
+		})
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestOutageOutcomesCountInTotalsOnly: while Redis is down, instance a fails five times, opens on
+// its own, probes alone successfully, closes, and fails four times more. Once Redis is back
+// (empty: the server restarts) and nobody calls, the shared breaker stays closed on every
+// instance: the outage's outcomes reach the totals only.
+func TestOutageOutcomesCountInTotalsOnly(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	stores := outageFleet(t, srv, 2)
+	cfg := Config{Name: "outage", OpenDuration: 200 * time.Millisecond}
+	cfg.Store = stores[0]
+	a := newBreaker(t, cfg)
+	cfg.Store = stores[1]
+	b := newBreaker(t, cfg)
+	require.NoError(t, call(a, nil))
+	require.NoError(t, call(b, nil))
+	require.Eventually(t, func() bool { return hashInt(t, admin, "breaker:", "outage", "n") == 2 }, eventually, time.Millisecond)
+
+	srv.Stop()
+	require.Eventually(t, func() bool { return stores[0].Stats().Down && stores[1].Stats().Down }, eventually, time.Millisecond)
+	for i := range 5 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+		if i%2 == 0 {
+			time.Sleep(150 * time.Millisecond) // a batch fails in between
+		}
+	}
+	require.Equal(t, StateOpen, a.State(), "five consecutive failures open a on its own")
+	time.Sleep(200 * time.Millisecond) // the open period is over
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+	for range 4 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	time.Sleep(250 * time.Millisecond) // batches fail
+	opens := a.Stats().Opens + b.Stats().Opens
+
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool { return !stores[0].Stats().Down && !stores[1].Stats().Down }, eventually, time.Millisecond)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		require.Equal(t, StateClosed, a.State(), "nobody calls: a stays closed for ten flush intervals")
+		require.Equal(t, StateClosed, b.State(), "nobody calls: b stays closed for ten flush intervals")
+	}
+	assert.Equal(t, opens, a.Stats().Opens+b.Stats().Opens, "no instance opened after Redis came back")
+	assert.Zero(t, hashInt(t, admin, "breaker:", "outage", "s"), "the shared state is closed")
+	assert.Zero(t, hashInt(t, admin, "breaker:", "outage", "cf"), "with no run of failures")
+	assert.Equal(t, int64(10), hashInt(t, admin, "breaker:", "outage", "n"), "the outage's outcomes reach the totals")
+	assert.Equal(t, int64(9), hashInt(t, admin, "breaker:", "outage", "nf"))
+	for range 5 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return a.State() == StateOpen }, eventually, time.Millisecond, "still shared")
+}
+
+// TestLocalProbeSuccessEndsTheSharedRun: instance a, cut off from Redis while b is not, extends
+// the shared run of three failures with two of its own, opens on its own, and probes alone
+// successfully. Once a reaches Redis again, that success has ended the shared run: b needs five
+// new failures, not two, to open the breaker.
+func TestLocalProbeSuccessEndsTheSharedRun(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	var stores []*RedisStore
+	for _, addr := range []string{proxy.Addr(), srv.Addr()} {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		s, err := NewRedisStore(rdb, RedisConfig{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = rdb.Close()
+		})
+		stores = append(stores, s)
+	}
+	cfg := Config{Name: "run", OpenDuration: 200 * time.Millisecond}
+	cfg.Store = stores[0]
+	a := newBreaker(t, cfg)
+	cfg.Store = stores[1]
+	b := newBreaker(t, cfg)
+	field := func(f string) int64 { return hashInt(t, admin, "breaker:", "run", f) }
+	require.NoError(t, call(a, nil))
+	require.NoError(t, call(b, nil))
+	require.Eventually(t, func() bool { return field("n") == 2 }, eventually, time.Millisecond)
+	for range 3 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return field("cf") == 3 }, eventually, time.Millisecond)
+
+	proxy.Blackhole(true)
+	proxy.Cut()
+	for range 2 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Equal(t, StateOpen, a.State(), "five consecutive failures open a on its own")
+	require.Eventually(t, func() bool { return stores[0].Stats().Down }, 5*time.Second, time.Millisecond,
+		"a's batches time out") // meanwhile the open period ends
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+
+	proxy.Blackhole(false)
+	require.Eventually(t, func() bool { return field("n") == 8 }, 5*time.Second, time.Millisecond,
+		"a's outcomes reach the totals once it reaches Redis again")
+	assert.Zero(t, field("cf"), "a's probe success ended the shared run")
+	for range 2 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return field("n") == 10 }, eventually, time.Millisecond)
+	assert.Equal(t, StateClosed, a.State(), "the run a's probe ended is not replayed")
+	assert.Equal(t, StateClosed, b.State())
+	for range 3 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	assert.Equal(t, StateOpen, b.State(), "five new failures open it")
+	require.Eventually(t, func() bool { return field("s") == 1 }, eventually, time.Millisecond, "everywhere")
+}
+
+// TestIdleStoreSeesRedisGoAndComeBack: a store reports Down soon after Redis stops, without a
+// call, and up again soon after Redis is back, without a call, whether its breakers were busy
+// during the outage or idle throughout.
+func TestIdleStoreSeesRedisGoAndComeBack(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	stores := outageFleet(t, srv, 2)
+	idle, busy := stores[0], stores[1]
+	_ = newBreaker(t, Config{Name: "idle", Store: idle}) // never called
+	b := newBreaker(t, Config{Name: "busy", Failures: 1_000, Store: busy})
+	require.False(t, idle.Stats().Down)
+
+	srv.Stop()
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		_ = call(b, errDown) // outcomes to send
+		return busy.Stats().Down
+	}, 2*time.Second, time.Millisecond, "the busy store's batches fail")
+	require.Eventually(t, func() bool { return idle.Stats().Down }, 2*time.Second, time.Millisecond,
+		"the idle store's subscription sees Redis go")
+	t.Logf("idle store down after %v", time.Since(start))
+
+	calls := []StoreStats{idle.Stats(), busy.Stats()}
+	redistest.StartServer(t, srv.Port())
+	start = time.Now()
+	require.Eventually(t, func() bool { return !idle.Stats().Down && !busy.Stats().Down }, 2*time.Second, time.Millisecond,
+		"both stores see Redis come back without a call")
+	t.Logf("up after %v", time.Since(start))
+	assert.Equal(t, calls[0].Calls, idle.Stats().Calls, "no probe lease or report was needed")
+	assert.Equal(t, calls[1].Calls, busy.Stats().Calls)
+}

@@ -91,8 +91,10 @@
 // 50 ms, or a batch longer than ten times that), breakers go on alone as if they had no store,
 // and rejoin after RedisConfig.RetryInterval once Redis answers. No call fails because of Redis,
 // and a probe call waits at most Timeout for it in Allow and again in Done; other calls never
-// wait. A batch that failed is sent again, alone, its outcomes counting in the totals only (their
-// moment has passed); batches are numbered per Breaker, so one that timed out after Redis ran it
+// wait. Outcomes counted while the store failed reach the totals once it answers again, never
+// the policy (their moment has passed), except that a success among them, such as the probe an
+// instance ran alone, ends the shared run of consecutive failures. A batch that failed is sent
+// again, alone; batches are numbered per Breaker, so one that timed out after Redis ran it
 // is applied once, as long as it is sent again within 10 minutes. A probe lease whose request or
 // report failed is given back once Redis answers again; a probe outcome whose report failed is
 // not counted again, so the totals may miss it.

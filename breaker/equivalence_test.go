@@ -75,6 +75,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 					q.tail = rng.Int64N(q.fail + 1)
 				}
 				q.late, q.lateFail = rng.Int64N(2), 0
+				q.ended = rng.IntN(3) == 0
 				if rng.IntN(12) == 0 {
 					q.hold = 1 + rng.Int64N(1000)
 				}

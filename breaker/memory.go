@@ -132,9 +132,13 @@ func (e *sharedEntry) apply(q *request, now int64) (reply, bool) {
 			e.nf += q.fail + q.lateFail
 			wrote = true
 		}
+		if e.s == int64(StateClosed) && (q.gen == e.g || q.gen < e.g0) && q.ended && q.succ+q.fail == 0 && e.cf > 0 {
+			e.cf = 0
+			wrote = true
+		}
 		if e.s == int64(StateClosed) && (q.gen == e.g || q.gen < e.g0) && q.succ+q.fail > 0 {
 			out.counted = true
-			if q.succ > 0 {
+			if q.succ > 0 || q.ended {
 				e.cf = q.tail
 			} else {
 				e.cf += q.tail
@@ -279,7 +283,7 @@ func (s *MemoryStore) run(_ context.Context, _ time.Duration, reqs []request, re
 			k := q.name + "\x00" + q.inst
 			if v, ok := s.seen[k]; ok && now < v.expires && q.seq <= v.seq {
 				r := *q // applied before: read only
-				r.succ, r.fail, r.tail, r.late, r.lateFail, r.hold = 0, 0, 0, 0, 0, 0
+				r.succ, r.fail, r.tail, r.late, r.lateFail, r.hold, r.ended = 0, 0, 0, 0, 0, 0, false
 				q = &r
 				s.seen[k] = seen{seq: v.seq, expires: now + 600_000} // remembered while sent again
 			} else {

@@ -165,13 +165,20 @@ func (s *RedisStore) args(q *request) []any {
 	}
 	switch q.op {
 	case opSync:
-		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq, p.windowCalls)
+		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq, p.windowCalls, flag(q.ended))
 	case opReport:
 		args = append(args, q.slot, q.deadline, q.outcome)
 	case opAcquire, opRelease:
 		args = append(args, q.leaseID)
 	}
 	return args
+}
+
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var errBadReply = errors.New("breaker: unexpected reply from Redis")

@@ -106,7 +106,9 @@ func (b *Breaker) adopt(r reply, force bool) {
 		b.mu.Unlock()
 		return
 	}
-	newer := r.gen > prev
+	// The first reply is the generation this breaker's outcomes so far were counted in, not a
+	// newer one: they stay current.
+	newer := r.gen > prev && prev >= 0
 	sh.gen.Store(r.gen)
 	w := b.word.Load()
 	local := stateOf(w)

@@ -7,7 +7,8 @@
 --   then for "s": succ, fail, tail, late, latefail, hold (ms to stay open, from Retry-After), seq
 --          (the batch's number for its instance, whose last applied number is KEYS[2]: a batch
 --          sent again after a timeout is applied once; 0 for a batch with nothing to apply),
---          windowcalls (when positive, the rate looks at about that many last calls: kc, kf)
+--          windowcalls (when positive, the rate looks at about that many last calls: kc, kf),
+--          ended (1: a success among the late outcomes ended the run of consecutive failures)
 --          for "r": slot, deadline, outcome (0 success, 1 failure, 2 ignore)
 --          for "a" and "x": the lease's id
 -- Returns {gen, state (0 closed, 1 open, 2 half-open), wait ms, slot, deadline, counted}.
@@ -69,10 +70,10 @@ local wait, slot, deadline, counted = 0, 0, 0, 0
 if op == 's' then
   local succ, fail, tail = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
   local late, latefail, hold = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-  local seq = tonumber(ARGV[21])
+  local seq, ended = tonumber(ARGV[21]), ARGV[23] == '1'
   if seq > 0 then
     if seq <= (tonumber(redis.call('GET', KEYS[2])) or 0) then
-      succ, fail, tail, late, latefail, hold = 0, 0, 0, 0, 0, 0 -- applied before: read only
+      succ, fail, tail, late, latefail, hold, ended = 0, 0, 0, 0, 0, 0, false -- applied before: read only
       redis.call('PEXPIRE', KEYS[2], 600000) -- remembered while it is being sent again
     else
       redis.call('SET', KEYS[2], seq, 'PX', 600000)
@@ -83,9 +84,13 @@ if op == 's' then
     redis.call('HINCRBY', k, 'nf', fail + latefail)
     wrote = true
   end
+  if s == 0 and (gen == g or gen < g0) and ended and succ + fail == 0 and cf > 0 then
+    cf = 0
+    wrote = true
+  end
   if s == 0 and (gen == g or gen < g0) and succ + fail > 0 then
     counted = 1
-    if succ > 0 then cf = tail else cf = cf + tail end
+    if succ > 0 or ended then cf = tail else cf = cf + tail end
     local tripped = cf >= maxf
     local wcalls = tonumber(ARGV[22])
     if rate > 0 and wcalls > 0 then

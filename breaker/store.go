@@ -85,8 +85,10 @@ type request struct {
 	jitter float64 // in [0, 1): where the reopening's open duration falls within its range
 	gen    int64   // the generation the outcomes or the probe belong to; -1 unknown
 	// opSync: outcomes of gen (succ, fail, the failures after the last success), and outcomes
-	// to count in the totals only (late, lateFail).
+	// to count in the totals only (late, lateFail). ended says that a success among the late
+	// outcomes ended the run of consecutive failures.
 	succ, fail, tail, late, lateFail int64
+	ended                            bool
 	hold                             int64 // ms the dependency asked to be left alone (Retry-After)
 	// inst and seq number the batch, so that one sent again after a timeout is applied once;
 	// seq is 0 for a batch with nothing to apply.
@@ -326,6 +328,7 @@ func (h *hub) flush() {
 	for i, b := range bs {
 		if res[i].err != nil {
 			b.sh.keep(b, &reqs[i])
+			b.sh.behind = true // what is counted until the next batch is of the outage too
 			continue
 		}
 		if b.sh.unsent != nil {
@@ -408,6 +411,7 @@ type sharing struct {
 	inst   string // this breaker's name in batch numbers: random, unique to this Breaker
 	seq    int64
 	unsent *request
+	behind bool // a batch failed since the last one taken: the outcomes waiting are of an outage
 }
 
 func newSharing(h *hub, c *Config) *sharing {
@@ -453,6 +457,14 @@ func (sh *sharing) take(b *Breaker) request {
 		succ: sh.takeSuccesses(), fail: sh.fail.Swap(0), tail: sh.tail.Swap(0),
 		late: sh.late.Swap(0), lateFail: sh.lateFail.Swap(0), jitter: jitter(),
 		hold: sh.hold.Swap(0), inst: sh.inst,
+	}
+	if sh.behind {
+		// Counted while the store failed: their moment has passed, they count in the totals
+		// only, but a success among them still ended the run of failures before it.
+		sh.behind = false
+		r.ended = r.succ > 0
+		r.late, r.lateFail = r.late+r.succ+r.fail, r.lateFail+r.fail
+		r.succ, r.fail, r.tail, r.hold = 0, 0, 0, 0
 	}
 	if r.succ+r.fail+r.late > 0 || r.hold > 0 {
 		sh.seq++
@@ -530,6 +542,7 @@ func (sh *sharing) keep(b *Breaker, r *request) {
 		return
 	}
 	u := *r
+	u.ended = r.ended || r.succ > 0
 	u.late, u.lateFail = r.late+r.succ+r.fail, r.lateFail+r.fail
 	u.succ, u.fail, u.tail, u.hold = 0, 0, 0, 0
 	sh.unsent = &u

@@ -127,6 +127,19 @@ func TestSharedSuite(t *testing.T) {
 			assert.Equal(t, StateClosed, a.State())
 			assert.Equal(t, StateClosed, b.State())
 		})
+		t.Run("FirstReplyKeepsTheLocalRun", func(t *testing.T) {
+			f := newFleet(t, be, 1, Config{Name: "pay"})
+			a := f.bs[0]
+			for range 3 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			f.flush() // a learns the shared state for the first time
+			assert.Equal(t, 3, a.Stats().ConsecutiveFailures, "the failures it sent still count on a")
+			for range 2 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			assert.Equal(t, StateOpen, a.State(), "the fifth consecutive failure opens a at once")
+		})
 		t.Run("LocalTripReachesTheOthers", func(t *testing.T) {
 			f := newFleet(t, be, 3, Config{Name: "pay", OpenDuration: time.Minute})
 			for range 5 {
