@@ -162,7 +162,7 @@ func TestSlowCallsFail(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var outcomes []Outcome
 		b := newBreaker(t, Config{Failures: 2, SlowCall: time.Second, Hooks: Hooks{
-			OnOutcome: func(_ string, o Outcome, _ time.Duration, _ bool) { outcomes = append(outcomes, o) },
+			OnOutcome: func(_ context.Context, _ string, o Outcome, _ time.Duration, _ bool) { outcomes = append(outcomes, o) },
 		}})
 		slow := func(context.Context) error { time.Sleep(2 * time.Second); return nil }
 		require.NoError(t, b.Do(context.Background(), slow))
@@ -170,7 +170,7 @@ func TestSlowCallsFail(t *testing.T) {
 		require.NoError(t, b.Do(context.Background(), slow))
 		require.NoError(t, b.Do(context.Background(), slow))
 		assert.Equal(t, StateOpen, b.State())
-		assert.Equal(t, []Outcome{Failure, Success, Failure, Failure}, outcomes)
+		assert.Equal(t, []Outcome{OutcomeFailure, OutcomeSuccess, OutcomeFailure, OutcomeFailure}, outcomes)
 	})
 }
 
@@ -199,22 +199,22 @@ func TestBackoffWithJitter(t *testing.T) {
 
 func TestModes(t *testing.T) {
 	b := newBreaker(t, Config{Failures: 1})
-	b.SetMode(ForcedOpen)
+	b.SetMode(ModeForcedOpen)
 	require.ErrorIs(t, call(b, nil), ErrOpen)
 	assert.Equal(t, StateOpen, b.State())
-	b.SetMode(ForcedClosed)
+	b.SetMode(ModeForcedClosed)
 	for range 3 {
 		require.ErrorIs(t, call(b, errDown), errDown)
 	}
 	assert.Equal(t, StateClosed, b.State())
 	assert.Equal(t, uint64(3), b.Stats().Failures, "forced closed still counts")
-	b.SetMode(Disabled)
+	b.SetMode(ModeDisabled)
 	require.ErrorIs(t, call(b, errDown), errDown)
 	assert.Equal(t, uint64(3), b.Stats().Failures, "disabled counts nothing")
-	b.SetMode(Auto)
+	b.SetMode(ModeAuto)
 	require.ErrorIs(t, call(b, errDown), errDown)
 	assert.Equal(t, StateOpen, b.State())
-	assert.Equal(t, Auto, b.Stats().Mode)
+	assert.Equal(t, ModeAuto, b.Stats().Mode)
 }
 
 // TestHooksMayReadTheBreaker: hooks run outside any lock, so they can call back (the deadlock
@@ -224,7 +224,7 @@ func TestHooksMayReadTheBreaker(t *testing.T) {
 		var b *Breaker
 		var seen []string
 		b = newBreaker(t, Config{Name: "api", Failures: 1, OpenDuration: time.Second, Hooks: Hooks{
-			OnStateChange: func(name string, from, to State, s Stats) {
+			OnStateChange: func(_ context.Context, name string, from, to State, s Stats) {
 				assert.Equal(t, to, s.State)
 				_ = b.Stats()
 				_ = b.State()
@@ -296,7 +296,7 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 
 func TestFailureRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second})
+		b := newBreaker(t, Config{DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second})
 		for i := range 9 {
 			err := errDown
 			if i%2 == 1 {
@@ -332,7 +332,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestFailureRateOverCalls(t *testing.T) {
-	b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 4, WindowCalls: 10})
+	b := newBreaker(t, Config{DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 4, WindowCalls: 10})
 	for range 3 {
 		_ = call(b, errDown)
 	}

@@ -76,7 +76,7 @@ func TestDistributedExactness(t *testing.T) {
 						time.Sleep(time.Millisecond)
 						continue
 					}
-					probe := tok.lease < 0
+					probe := tok.sharedProbe()
 					if probe {
 						now := inProbe.Add(1)
 						for m := maxProbe.Load(); now > m && !maxProbe.CompareAndSwap(m, now); m = maxProbe.Load() {
@@ -257,7 +257,7 @@ func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 		_ = st.Close()
 		_ = rdb.Close()
 	})
-	b := newBreaker(t, Config{Name: "once", Failures: -1, Store: st})
+	b := newBreaker(t, Config{Name: "once", DisableConsecutiveFailures: true, Store: st})
 	ctx := context.Background()
 	made := 0
 	for round := range 5 {
@@ -268,10 +268,10 @@ func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 		if round%2 == 0 {
 			require.NoError(t, admin.ClientPause(ctx, 400*time.Millisecond).Err()) // longer than the 200 ms a batch waits
 		}
-		st.h.flush()
+		st.bt.flush()
 		time.Sleep(450 * time.Millisecond)
 		for range 3 {
-			st.h.flush() // the unknown batch again, then what came after
+			st.bt.flush() // the unknown batch again, then what came after
 			time.Sleep(60 * time.Millisecond)
 		}
 	}
@@ -315,8 +315,8 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		shared := tok.lease < 0 // not a probe b runs alone while its store is down
-		tok.Done(errDown)       // keep the breaker from closing: only the lease matters here
+		shared := tok.sharedProbe() // not a probe b runs alone while its store is down
+		tok.Done(errDown)           // keep the breaker from closing: only the lease matters here
 		return shared
 	}, 5*time.Second, 10*time.Millisecond, "b gets the lease a gave back")
 	t.Logf("b probed %v after the pause began", time.Since(start))

@@ -85,7 +85,7 @@ func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string
 // flush sends every instance's pending outcomes now.
 func (f *fleet) flush() {
 	for _, s := range f.stores {
-		s.hub().flush()
+		s.batcher().flush()
 	}
 }
 
@@ -221,7 +221,7 @@ func TestSharedSuite(t *testing.T) {
 			assert.True(t, tok.Done(errDown))
 			assert.Equal(t, StateOpen, f.bs[1].State())
 			require.Eventually(t, func() bool {
-				return f.bs[0].sh.gen.Load() == f.bs[1].sh.gen.Load() && f.bs[0].State() == StateOpen
+				return f.bs[0].link.gen.Load() == f.bs[1].link.gen.Load() && f.bs[0].State() == StateOpen
 			}, eventually, time.Millisecond, "a learns the reopening")
 		})
 		t.Run("HungProbeLeaseExpires", func(t *testing.T) {
@@ -287,7 +287,7 @@ func TestSharedSuite(t *testing.T) {
 		})
 		t.Run("DisabledBreakerDoesNotPauseOthers", func(t *testing.T) {
 			f := newFleet(t, be, 2, Config{Name: "pay"})
-			f.bs[0].SetMode(Disabled)
+			f.bs[0].SetMode(ModeDisabled)
 			resp, err := get(t, f.bs[0].Transport(respond(http.StatusServiceUnavailable, "Retry-After", "20")))
 			require.NoError(t, err)
 			resp.Body.Close()
@@ -296,7 +296,7 @@ func TestSharedSuite(t *testing.T) {
 			assert.Equal(t, StateClosed, f.bs[1].State())
 		})
 		t.Run("FailureRateOverCallsAcrossInstances", func(t *testing.T) {
-			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 8, WindowCalls: 20}
+			cfg := Config{Name: "pay", DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 8, WindowCalls: 20}
 			f := newFleet(t, be, 2, cfg)
 			for i := range 8 {
 				err := error(nil)
@@ -311,7 +311,7 @@ func TestSharedSuite(t *testing.T) {
 			}, eventually, time.Millisecond, "4 failures in the last 8 calls among the instances")
 		})
 		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
-			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
+			cfg := Config{Name: "pay", DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
 			f := newFleet(t, be, 2, cfg)
 			for i := range 10 {
 				b := f.bs[i%2]
@@ -351,7 +351,7 @@ func TestSharedStoreDownDecidesAlone(t *testing.T) {
 	be := redistest.Open(t, redistest.Miniredis)
 	var opened atomic.Int32
 	f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 100 * time.Millisecond, Hooks: Hooks{
-		OnStateChange: func(_ string, _, to State, _ Stats) {
+		OnStateChange: func(_ context.Context, _ string, _, to State, _ Stats) {
 			if to == StateOpen {
 				opened.Add(1)
 			}
@@ -485,12 +485,12 @@ func TestCloseSendsEverything(t *testing.T) {
 	be := redistest.Open(t, redistest.Miniredis)
 	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: time.Hour, RetryInterval: time.Millisecond})
 	require.NoError(t, err)
-	b := newBreaker(t, Config{Name: "close", Failures: -1, Store: st})
+	b := newBreaker(t, Config{Name: "close", DisableConsecutiveFailures: true, Store: st})
 	for range 5 {
 		require.ErrorIs(t, call(b, errDown), errDown)
 	}
 	be.Mini.SetError("LOADING")
-	st.h.flush() // fails: the batch waits to be sent again
+	st.bt.flush() // fails: the batch waits to be sent again
 	be.Mini.SetError("")
 	for range 7 {
 		require.NoError(t, call(b, nil))
