@@ -87,8 +87,8 @@ var (
 )
 
 // OpenError is the error of a refused call. It matches ErrOpen; errors.As gives the wait.
-// Retrying it right away is pointless: retry helpers should stop on it. Its zero value is not
-// useful; it is safe for concurrent use.
+// Retrying it right away is pointless: retry helpers should stop on it. The zero value reports
+// no wait; an OpenError is safe for concurrent use.
 type OpenError struct {
 	// Name is the breaker's name.
 	Name  string
@@ -191,7 +191,7 @@ func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) + 1 } // never
 // Token is the permission to make one call. Report its outcome with Done.
 //
 // A Token is a small value meant to live for one call; it keeps the call's context for the
-// classifier. The zero Token is invalid.
+// classifier. The zero Token counts nothing. Done may be called from any goroutine, once.
 type Token struct {
 	b     *Breaker
 	ctx   context.Context

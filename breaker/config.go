@@ -54,8 +54,8 @@ func DefaultClassifier(ctx context.Context, err error, _ time.Duration) Outcome 
 	return OutcomeFailure
 }
 
-// Config configures a Breaker. The zero value is the article's breaker: open after 5
-// consecutive failures, for 30s, then one probe call decides.
+// Config configures a Breaker. The zero value is ready to use: open after 5 consecutive
+// failures, for 30s, then one probe call decides.
 type Config struct {
 	// Name names the breaker in errors, hooks and logs. Breakers sharing a Store are matched by
 	// it, so it is required with a Store. Default: "".

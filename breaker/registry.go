@@ -11,7 +11,7 @@ import (
 // RegistryConfig configures a [Registry]. The zero value is ready to use.
 type RegistryConfig struct {
 	// Config is the template of every breaker; each gets its key as Name (with a Store, the
-	// breakers of one key are shared across instances). Default: the article's breaker.
+	// breakers of one key are shared across instances). Default: Config{}.
 	Config Config
 	// MaxKeys caps the number of breakers. Keys often come from outside (hosts, routes,
 	// tenants): the cap keeps a flood of keys from growing memory without bound.
