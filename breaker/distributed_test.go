@@ -322,13 +322,14 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 	t.Logf("b probed %v after the pause began", time.Since(start))
 }
 
-// outageFleet is n instances of a service, each with its own client and RedisStore, on a private
-// redis-server that the test stops and starts again.
-func outageFleet(t *testing.T, srv *redistest.Server, n int) []*RedisStore {
+// outageFleet is instances of a service, each with its own client and RedisStore, on the
+// Redis at each of addrs: a private redis-server that the test stops and starts again, or a
+// proxy to it that the test cuts off.
+func outageFleet(t *testing.T, addrs ...string) []*RedisStore {
 	t.Helper()
 	var out []*RedisStore
-	for range n {
-		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	for _, addr := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 		s, err := NewRedisStore(rdb, RedisConfig{})
 		require.NoError(t, err)
 		t.Cleanup(func() {
@@ -340,6 +341,22 @@ func outageFleet(t *testing.T, srv *redistest.Server, n int) []*RedisStore {
 	return out
 }
 
+// sharedPair is the breakers called name, open for 200 ms, on the first two stores, once a
+// success of each reached Redis (read through admin) and the replies reached them.
+func sharedPair(t *testing.T, admin *redis.Client, name string, stores []*RedisStore) (a, b *Breaker) {
+	t.Helper()
+	cfg := Config{Name: name, OpenDuration: 200 * time.Millisecond, Store: stores[0]}
+	a = newBreaker(t, cfg)
+	cfg.Store = stores[1]
+	b = newBreaker(t, cfg)
+	require.NoError(t, call(a, nil))
+	require.NoError(t, call(b, nil))
+	require.Eventually(t, func() bool {
+		return hashInt(t, admin, "breaker:", name, "n") == 2 && a.link.gen.Load() >= 0 && b.link.gen.Load() >= 0
+	}, eventually, time.Millisecond)
+	return a, b
+}
+
 // TestOutageOutcomesCountInTotalsOnly: while Redis is down, instance a fails five times, opens on
 // its own, probes alone successfully, closes, and fails four times more. Once Redis is back
 // (empty: the server restarts) and nobody calls, the shared breaker stays closed on every
@@ -348,15 +365,8 @@ func TestOutageOutcomesCountInTotalsOnly(t *testing.T) {
 	srv := redistest.StartServer(t, 0)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
-	stores := outageFleet(t, srv, 2)
-	cfg := Config{Name: "outage", OpenDuration: 200 * time.Millisecond}
-	cfg.Store = stores[0]
-	a := newBreaker(t, cfg)
-	cfg.Store = stores[1]
-	b := newBreaker(t, cfg)
-	require.NoError(t, call(a, nil))
-	require.NoError(t, call(b, nil))
-	require.Eventually(t, func() bool { return hashInt(t, admin, "breaker:", "outage", "n") == 2 }, eventually, time.Millisecond)
+	stores := outageFleet(t, srv.Addr(), srv.Addr())
+	a, b := sharedPair(t, admin, "outage", stores)
 
 	srv.Stop()
 	require.Eventually(t, func() bool { return stores[0].Stats().Down && stores[1].Stats().Down }, eventually, time.Millisecond)
@@ -402,26 +412,9 @@ func TestLocalProbeSuccessEndsTheSharedRun(t *testing.T) {
 	proxy := redistest.StartProxy(t, srv.Addr())
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
-	var stores []*RedisStore
-	for _, addr := range []string{proxy.Addr(), srv.Addr()} {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-		s, err := NewRedisStore(rdb, RedisConfig{})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			_ = s.Close()
-			_ = rdb.Close()
-		})
-		stores = append(stores, s)
-	}
-	cfg := Config{Name: "run", OpenDuration: 200 * time.Millisecond}
-	cfg.Store = stores[0]
-	a := newBreaker(t, cfg)
-	cfg.Store = stores[1]
-	b := newBreaker(t, cfg)
+	a, b := sharedPair(t, admin, "run", outageFleet(t, proxy.Addr(), srv.Addr()))
+	stores := []*RedisStore{a.cfg.Store.(*RedisStore), b.cfg.Store.(*RedisStore)}
 	field := func(f string) int64 { return hashInt(t, admin, "breaker:", "run", f) }
-	require.NoError(t, call(a, nil))
-	require.NoError(t, call(b, nil))
-	require.Eventually(t, func() bool { return field("n") == 2 }, eventually, time.Millisecond)
 	for range 3 {
 		require.ErrorIs(t, call(a, errDown), errDown)
 	}
@@ -460,7 +453,7 @@ func TestLocalProbeSuccessEndsTheSharedRun(t *testing.T) {
 // during the outage or idle throughout.
 func TestIdleStoreSeesRedisGoAndComeBack(t *testing.T) {
 	srv := redistest.StartServer(t, 0)
-	stores := outageFleet(t, srv, 2)
+	stores := outageFleet(t, srv.Addr(), srv.Addr())
 	idle, busy := stores[0], stores[1]
 	_ = newBreaker(t, Config{Name: "idle", Store: idle}) // never called
 	b := newBreaker(t, Config{Name: "busy", Failures: 1_000, Store: busy})
