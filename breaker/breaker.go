@@ -202,9 +202,6 @@ type Token struct {
 	sgen  int64 // the shared generation of a Store lease
 }
 
-// sharedProbe reports whether t is a probe lease taken from the Store.
-func (t Token) sharedProbe() bool { return t.lease < 0 }
-
 // Allow asks to make a call. It returns an *OpenError (matching ErrOpen) when the breaker is
 // open, or half-open with every probe busy.
 func (b *Breaker) Allow(ctx context.Context) (Token, error) {
@@ -322,7 +319,7 @@ func (t Token) Done(err error) bool {
 }
 
 func (b *Breaker) record(t Token, o Outcome) bool {
-	if t.sharedProbe() {
+	if t.lease < 0 { // a probe leased from the store
 		return b.reportSharedProbe(t, o) // whatever the mode: the store's lease must be given back
 	}
 	switch Mode(b.mode.Load()) {
