@@ -380,6 +380,58 @@ func TestSharedStoreDownDecidesAlone(t *testing.T) {
 	n, failed := f.totals(t)
 	assert.Equal(t, int64(8), n, "outcomes of the outage reach the totals once the store is back")
 	assert.Equal(t, int64(5), failed)
+	assert.Equal(t, int32(1), opened.Load(), "the instance opened once, on its own")
+}
+
+// TestOutageOutcomesDoNotTripTheFleet: a's run of failures starts before the store fails
+// (miniredis answers errors) and goes on during the failure, until a opens alone and probes
+// alone successfully; then a fails four times more. When the store answers again, the fleet
+// stays closed: the outage's failures count in the totals only, and a's probe success ended the
+// shared run, so b opens the breaker after five new failures, not fewer.
+func TestOutageOutcomesDoNotTripTheFleet(t *testing.T) {
+	be := redistest.Open(t, redistest.Miniredis)
+	f := newFleet(t, be, 2, Config{Name: "pay", OpenDuration: 100 * time.Millisecond})
+	a, b := f.bs[0], f.bs[1]
+	for range 3 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	f.flush()
+	require.Equal(t, int64(3), hashInt(t, be.Client, be.Prefix, f.name, "cf"))
+
+	be.Mini.SetError("LOADING Redis is loading the dataset in memory")
+	for range 2 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Equal(t, StateOpen, a.State(), "a opens on its own")
+	f.flush()
+	time.Sleep(120 * time.Millisecond)
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+	for range 4 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	f.flush()
+
+	be.Mini.SetError("")
+	time.Sleep(600 * time.Millisecond) // RetryInterval
+	for range 3 {
+		f.flush() // the batch that failed, sent again, then what came after
+	}
+	assert.Equal(t, StateClosed, a.State())
+	assert.Equal(t, StateClosed, b.State())
+	assert.Zero(t, hashInt(t, be.Client, be.Prefix, f.name, "s"), "the shared breaker is closed")
+	assert.Zero(t, hashInt(t, be.Client, be.Prefix, f.name, "cf"), "a's probe success ended the shared run")
+	n, failed := f.totals(t)
+	assert.Equal(t, int64(10), n, "the outage's outcomes reach the totals")
+	assert.Equal(t, int64(9), failed)
+	for range 4 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	f.flush()
+	assert.Equal(t, StateClosed, a.State(), "four new failures do not open it")
+	require.ErrorIs(t, call(b, errDown), errDown)
+	f.flush()
+	require.Eventually(t, func() bool { return a.State() == StateOpen }, eventually, time.Millisecond, "five do, everywhere")
 }
 
 // TestSharedDeterministic runs the article's breaker shared by two instances on a MemoryStore
