@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"context"
-	"github.com/outgrow/outgrow/internal/redisclient"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -10,12 +9,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 // FuzzScriptMatchesMemory runs one random sequence of operations (outcome batches of the
 // current, an older or an unknown generation, probe leases and reports, Retry-After holds,
-// time jumps past leases, open periods and TTLs) against shared.lua on miniredis and against the
+// time jumps past leases, open periods and TTLs) against shared_state.lua on miniredis and against the
 // MemoryStore, on the same clock, and requires the same reply at every step: the two stores
 // share one state machine.
 func FuzzScriptMatchesMemory(f *testing.F) {
