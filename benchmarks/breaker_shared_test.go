@@ -191,7 +191,7 @@ func TestBreakerSharedLostFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		stores = append(stores, st)
-		br, err := breaker.New(breaker.Config{Name: "lost", Failures: -1, Store: st})
+		br, err := breaker.New(breaker.Config{Name: "lost", DisableConsecutiveFailures: true, Store: st})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -22,8 +23,11 @@ import (
 
 var errBench = errors.New("down")
 
+// quiet keeps the breakers' transitions (a benchmark trips them on purpose) out of the output.
+var quiet = slog.New(slog.DiscardHandler)
+
 func outgrowBreaker(b *testing.B) *breaker.Breaker {
-	br, err := breaker.New(breaker.Config{Name: "bench", OpenDuration: time.Hour})
+	br, err := breaker.New(breaker.Config{Name: "bench", OpenDuration: time.Hour, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,7 +201,7 @@ func BenchmarkBreakerOpenReject(b *testing.B) {
 func outgrowRateBreaker(b *testing.B) *breaker.Breaker {
 	br, err := breaker.New(breaker.Config{
 		Name: "bench", FailureRate: 0.5, MinCalls: 20, Window: 10 * time.Second,
-		Failures: -1, OpenDuration: time.Hour,
+		DisableConsecutiveFailures: true, OpenDuration: time.Hour, Logger: quiet,
 	})
 	if err != nil {
 		b.Fatal(err)

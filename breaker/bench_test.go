@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func BenchmarkClosedSuccess(b *testing.B) {
 
 // BenchmarkOpenReject: a refused call.
 func BenchmarkOpenReject(b *testing.B) {
-	br, _ := New(Config{Failures: 1, OpenDuration: time.Hour})
+	br, _ := New(Config{Failures: 1, OpenDuration: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	tok, _ := br.Allow(ctx)
 	tok.Done(errors.New("down"))

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// State is the state of a Breaker.
+// State is the state of a Breaker. The zero value is StateClosed.
 type State uint8
 
 // The states of a Breaker.
@@ -37,93 +37,8 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", uint8(s))
 }
 
-// Outcome is how a call counts.
-type Outcome uint8
-
-// The outcomes of a call.
-const (
-	// Success counts toward closing (half-open) and resets the consecutive failures (closed).
-	Success Outcome = iota
-	// Failure counts toward opening.
-	Failure
-	// Ignore does not count: the call says nothing about the dependency (the caller gave up).
-	Ignore
-)
-
-// Classifier decides how a call counts from the call's context, its error and its duration.
-type Classifier func(ctx context.Context, err error, d time.Duration) Outcome
-
-// DefaultClassifier counts a call whose context has ended, or whose error is
-// context.Canceled, as Ignore (a client that went away says nothing about the dependency), any
-// other error as Failure, and nil as Success.
-func DefaultClassifier(ctx context.Context, err error, _ time.Duration) Outcome {
-	switch {
-	case err == nil:
-		return Success
-	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return Ignore
-	}
-	return Failure
-}
-
-// Config configures a Breaker. The zero value is the article's breaker: open after 5
-// consecutive failures, for 30 s, then one probe call decides.
-type Config struct {
-	// Name names the breaker in errors and hooks.
-	Name string
-	// Failures is how many consecutive failures open the breaker; 5 when zero, never when
-	// negative (for a breaker that trips on FailureRate only).
-	Failures int
-	// FailureRate, when positive, also opens the breaker when at least this share of the calls
-	// of the last Window failed (0.5 is half), once the window holds MinCalls calls. Every call
-	// then records its outcome and reads the clock, a few ns more per call.
-	FailureRate float64
-	// MinCalls is the fewest calls in the window for FailureRate to apply; 20 when zero (and
-	// at most WindowCalls).
-	MinCalls int
-	// Window is the period FailureRate looks at, in 10 buckets; 10 s when zero.
-	Window time.Duration
-	// WindowCalls, when positive, makes FailureRate look at the last WindowCalls calls instead
-	// of a period. With a Store the shared window is an estimate: each batch's calls are added
-	// and the totals scaled back to WindowCalls, as if failures were spread evenly.
-	WindowCalls int
-	// OpenDuration is how long the breaker stays open before probing; 30 s when zero.
-	OpenDuration time.Duration
-	// MaxOpenDuration, when above OpenDuration, makes each reopening from half-open double the
-	// open duration up to this bound, with full jitter so that instances that opened together do
-	// not probe together. Zero keeps OpenDuration fixed.
-	MaxOpenDuration time.Duration
-	// Probes is how many calls half-open lets through at once; 1 when zero.
-	Probes int
-	// Successes is how many successful probes close the breaker; Probes when zero.
-	Successes int
-	// ProbeTimeout is the lease of a probe: a probe whose outcome is not reported within it
-	// (hung, lost, never Done) frees its place for another probe. OpenDuration when zero.
-	ProbeTimeout time.Duration
-	// SlowCall, when positive, counts successful calls slower than it as failures.
-	SlowCall time.Duration
-	// Classify decides how each call counts; DefaultClassifier when nil.
-	Classify Classifier
-	// Hooks observe the breaker.
-	Hooks Hooks
-	// Store, when set, shares the breaker's state with the breakers of the same Name on other
-	// instances (see [Store]); nil keeps it to this process. Instances sharing a name should use
-	// the same policy settings.
-	Store Store
-}
-
-// Hooks are optional callbacks, called after the change they report, outside any lock, on the
-// goroutine that caused it (for a transition adopted from a Store, the store's goroutine). They
-// must be safe for concurrent use. The zero value has no hooks.
-type Hooks struct {
-	// OnStateChange is called after each transition, with a snapshot taken right after it.
-	OnStateChange func(name string, from, to State, s Stats)
-	// OnOutcome is called for every outcome reported, with whether it counted (false for
-	// outcomes of a previous state, which never change the current one).
-	OnOutcome func(name string, o Outcome, d time.Duration, counted bool)
-}
-
-// Stats is a snapshot of a Breaker.
+// Stats is a snapshot of a Breaker, a plain value. The zero value is a closed breaker that has
+// counted nothing.
 type Stats struct {
 	State               State
 	ConsecutiveFailures int    // failures since the last success while closed
@@ -133,30 +48,47 @@ type Stats struct {
 	Mode                Mode
 }
 
-// Mode overrides the state machine by hand.
+// Mode overrides the state machine by hand; see [Breaker.SetMode]. The zero value is ModeAuto.
 type Mode uint8
 
 // The modes of a Breaker.
 const (
-	// Auto is normal operation.
-	Auto Mode = iota
-	// ForcedOpen refuses every call.
-	ForcedOpen
-	// ForcedClosed lets every call through and still counts outcomes (they never open it).
-	ForcedClosed
-	// Disabled lets every call through and counts nothing.
-	Disabled
+	// ModeAuto is normal operation.
+	ModeAuto Mode = iota
+	// ModeForcedOpen refuses every call.
+	ModeForcedOpen
+	// ModeForcedClosed lets every call through and still counts outcomes (they never open it).
+	ModeForcedClosed
+	// ModeDisabled lets every call through and counts nothing.
+	ModeDisabled
 )
+
+// String returns "auto", "forced-open", "forced-closed" or "disabled".
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeForcedOpen:
+		return "forced-open"
+	case ModeForcedClosed:
+		return "forced-closed"
+	case ModeDisabled:
+		return "disabled"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
 
 var (
 	// ErrOpen is matched by every *OpenError: errors.Is(err, breaker.ErrOpen).
 	ErrOpen = errors.New("breaker: open")
-	// ErrInvalidConfig reports a Config that cannot work.
+	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
+	// cannot work; the message names the field.
 	ErrInvalidConfig = errors.New("breaker: invalid config")
 )
 
 // OpenError is the error of a refused call. It matches ErrOpen; errors.As gives the wait.
-// Retrying it right away is pointless: retry helpers should stop on it.
+// Retrying it right away is pointless: retry helpers should stop on it. The zero value reports
+// no wait; an OpenError is safe for concurrent use.
 type OpenError struct {
 	// Name is the breaker's name.
 	Name  string
@@ -185,16 +117,15 @@ func (e *OpenError) RetryAfter() time.Duration {
 }
 
 // Breaker is a circuit breaker: closed, open after Config.Failures consecutive failures, then
-// half-open with a few leased probes. Its closed path is lock-free and allocation-free: a call
-// reads one atomic word when allowed and, without a Store, writes shared memory only after a
-// failure, so it scales across cores (with a Store, a success also adds to a striped counter).
+// half-open with a few leased probes. A call through a closed breaker takes no lock and
+// allocates nothing, with or without a Store.
 //
-// A Breaker must be created with New; it is safe for concurrent use and has no goroutine of its
-// own (a Store has one for all its breakers).
+// The zero value is not usable; create a Breaker with [New]. It is safe for concurrent use and
+// has no goroutine of its own.
 type Breaker struct {
 	cfg   Config
 	epoch time.Time
-	plain bool // default classifier, no SlowCall, no OnOutcome: a nil error is a Success
+	plain bool // default classifier, no SlowCall, no OnOutcome: a nil error is a success
 
 	// word is the generation: state in the top 2 bits; for open, the open-until time below;
 	// otherwise a sequence number. Every transition changes it, so a token from an earlier
@@ -208,7 +139,7 @@ type Breaker struct {
 	openErr  atomic.Pointer[OpenError]
 	busyErr  *OpenError
 
-	sh *sharing // the link to Config.Store; nil without one
+	link *storeLink // to Config.Store; nil without one
 
 	totalFailures, opens atomic.Uint64
 	rejected             [8]paddedCount // striped: refusals on many cores do not share a line
@@ -228,41 +159,14 @@ const (
 func pack(s State, v uint64) uint64 { return uint64(s)<<stateShift | v&valueMask }
 func stateOf(w uint64) State        { return State(w >> stateShift) }
 
-// New returns a closed Breaker.
+// New returns a closed Breaker. Its error wraps ErrInvalidConfig and names the field at fault.
 func New(cfg Config) (*Breaker, error) {
-	if cfg.FailureRate < 0 || cfg.FailureRate > 1 || cfg.MinCalls < 0 || cfg.Window < 0 || cfg.WindowCalls < 0 {
-		return nil, fmt.Errorf("%w: FailureRate must be within 0..1, MinCalls, Window and WindowCalls not negative", ErrInvalidConfig)
+	cfg, err := cfg.withDefaults("Config")
+	if err != nil {
+		return nil, err
 	}
-	if cfg.MinCalls == 0 {
-		cfg.MinCalls = 20
-	}
-	if cfg.WindowCalls > 0 {
-		cfg.MinCalls = min(cfg.MinCalls, cfg.WindowCalls)
-	}
-	if cfg.Window == 0 {
-		cfg.Window = 10 * time.Second
-	}
-	if cfg.OpenDuration < 0 || cfg.MaxOpenDuration < 0 || cfg.Probes < 0 ||
-		cfg.Successes < 0 || cfg.ProbeTimeout < 0 || cfg.SlowCall < 0 {
-		return nil, fmt.Errorf("%w: negative values", ErrInvalidConfig)
-	}
-	if cfg.Failures < 0 {
-		cfg.Failures = math.MaxInt
-	}
-	if cfg.Failures == 0 {
-		cfg.Failures = 5
-	}
-	if cfg.OpenDuration == 0 {
-		cfg.OpenDuration = 30 * time.Second
-	}
-	if cfg.Probes == 0 {
-		cfg.Probes = 1
-	}
-	if cfg.Successes == 0 {
-		cfg.Successes = cfg.Probes
-	}
-	if cfg.ProbeTimeout == 0 {
-		cfg.ProbeTimeout = cfg.OpenDuration
+	if cfg.Store != nil && cfg.Name == "" {
+		return nil, fmt.Errorf("%w: Config.Name is empty: breakers sharing a Store are matched by name", ErrInvalidConfig)
 	}
 	plain := cfg.Classify == nil && cfg.SlowCall == 0 && cfg.Hooks.OnOutcome == nil
 	if cfg.Classify == nil {
@@ -275,15 +179,9 @@ func New(cfg Config) (*Breaker, error) {
 	b.busyErr = &OpenError{Name: cfg.Name, b: b}
 	b.word.Store(pack(StateClosed, b.seq.Add(1)))
 	if cfg.Store != nil {
-		h := cfg.Store.hub()
-		if h == nil {
-			return nil, fmt.Errorf("%w: Store must come from NewMemoryStore or NewRedisStore", ErrInvalidConfig)
-		}
-		if cfg.Name == "" {
-			return nil, fmt.Errorf("%w: a shared breaker needs a Name: it is what instances share", ErrInvalidConfig)
-		}
-		b.sh = newSharing(h, &b.cfg)
-		h.register(b)
+		bt := cfg.Store.batcher()
+		b.link = newStoreLink(bt, &b.cfg)
+		bt.register(b)
 	}
 	return b, nil
 }
@@ -293,7 +191,7 @@ func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) + 1 } // never
 // Token is the permission to make one call. Report its outcome with Done.
 //
 // A Token is a small value meant to live for one call; it keeps the call's context for the
-// classifier. The zero Token is invalid.
+// classifier. The zero Token counts nothing. Done may be called from any goroutine, once.
 type Token struct {
 	b     *Breaker
 	ctx   context.Context
@@ -308,16 +206,16 @@ type Token struct {
 // open, or half-open with every probe busy.
 func (b *Breaker) Allow(ctx context.Context) (Token, error) {
 	switch Mode(b.mode.Load()) {
-	case ForcedOpen:
+	case ModeForcedOpen:
 		b.reject()
 		return Token{}, b.forcedErr()
-	case ForcedClosed, Disabled:
+	case ModeForcedClosed, ModeDisabled:
 		return Token{b: b, ctx: ctx, word: b.word.Load(), start: b.start()}, nil
 	}
 	w := b.word.Load()
 	if stateOf(w) == StateClosed {
-		if b.sh != nil {
-			b.sh.touch(b)
+		if b.link != nil {
+			b.link.queue(b)
 		}
 		return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
 	}
@@ -344,8 +242,8 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 			b.reject()
 			return Token{}, b.openErr.Load()
 		}
-		if b.sh != nil {
-			if tok, err, ok := b.allowShared(ctx); ok {
+		if b.link != nil {
+			if tok, err, ok := b.acquireSharedProbe(ctx); ok {
 				return tok, err
 			}
 			// The store failed: this instance probes alone.
@@ -353,7 +251,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 		// The open duration is over: one caller moves the breaker to half-open.
 		hw := pack(StateHalfOpen, b.seq.Add(1))
 		if b.word.CompareAndSwap(w, hw) {
-			b.changed(StateOpen, StateHalfOpen)
+			b.changed(ctx, StateOpen, StateHalfOpen)
 		}
 		w = b.word.Load()
 		if stateOf(w) == StateClosed {
@@ -403,54 +301,56 @@ func (t Token) Done(err error) bool {
 	}
 	if err == nil && b.plain {
 		// The hot path: a success with the default classifier, no slow calls, no hook.
-		return b.record(t, Success)
+		return b.record(t, OutcomeSuccess)
 	}
 	var d time.Duration
 	if t.start != 0 {
 		d = time.Duration(b.now() - t.start)
 	}
 	o := b.cfg.Classify(t.ctx, err, d)
-	if o == Success && b.cfg.SlowCall > 0 && d > b.cfg.SlowCall {
-		o = Failure
+	if o == OutcomeSuccess && b.cfg.SlowCall > 0 && d > b.cfg.SlowCall {
+		o = OutcomeFailure
 	}
 	counted := b.record(t, o)
 	if h := b.cfg.Hooks.OnOutcome; h != nil {
-		h(b.cfg.Name, o, d, counted)
+		h(t.ctx, b.cfg.Name, o, d, counted)
 	}
 	return counted
 }
 
 func (b *Breaker) record(t Token, o Outcome) bool {
-	if t.lease < 0 {
-		return b.reportShared(t, o) // whatever the mode: the store's lease must be given back
+	if t.lease < 0 { // a probe leased from the store
+		return b.reportSharedProbe(t, o) // whatever the mode: the store's lease must be given back
 	}
 	switch Mode(b.mode.Load()) {
-	case Disabled:
+	case ModeDisabled:
 		return false
-	case ForcedClosed:
-		if o == Failure {
+	case ModeForcedClosed:
+		if o == OutcomeFailure {
 			b.totalFailures.Add(1)
 		}
-		return o != Ignore
+		return o != OutcomeIgnored
 	}
 	if t.lease != 0 {
-		if b.sh != nil && o != Ignore {
-			b.sh.add(b, o, false) // a probe of this instance alone: for the totals only
+		if b.link != nil && o != OutcomeIgnored {
+			// A probe this instance runs alone (the store failed) counts like any call: its
+			// success ends the shared run of failures that opened this instance.
+			b.link.add(b, o, b.word.Load() == t.word)
 		}
 		return b.recordProbe(t, o)
 	}
-	if o == Ignore {
+	if o == OutcomeIgnored {
 		return false
 	}
 	current := b.word.Load() == t.word
-	if b.sh != nil {
-		b.sh.add(b, o, current)
+	if b.link != nil {
+		b.link.add(b, o, current)
 	}
 	if !current {
 		return false
 	}
 	rate := b.cfg.FailureRate > 0
-	if o == Success {
+	if o == OutcomeSuccess {
 		if b.failures.Load() != 0 { // read first: successes write nothing in the common case
 			b.failures.Store(0)
 		}
@@ -479,7 +379,7 @@ func (b *Breaker) record(t Token, o Outcome) bool {
 		}
 	}
 	if trip {
-		b.open(t.word, StateClosed, false)
+		b.open(t.ctx, t.word, StateClosed, false)
 	}
 	return true
 }
@@ -495,13 +395,13 @@ func (b *Breaker) recordProbe(t Token, o Outcome) bool {
 		b.leases[t.lease-1] = 0 // unless it expired and another probe holds it now
 	}
 	switch o {
-	case Ignore:
+	case OutcomeIgnored:
 		b.mu.Unlock()
 		return false
-	case Failure:
+	case OutcomeFailure:
 		b.totalFailures.Add(1)
 		b.mu.Unlock()
-		b.open(t.word, StateHalfOpen, true)
+		b.open(t.ctx, t.word, StateHalfOpen, true)
 		return true
 	}
 	b.successes++
@@ -515,7 +415,7 @@ func (b *Breaker) recordProbe(t Token, o Outcome) bool {
 	closed := b.word.CompareAndSwap(t.word, pack(StateClosed, b.seq.Add(1)))
 	b.mu.Unlock()
 	if closed {
-		b.changed(StateHalfOpen, StateClosed)
+		b.changed(t.ctx, StateHalfOpen, StateClosed)
 	}
 	return true
 }
@@ -529,7 +429,7 @@ func (b *Breaker) resetWindow() {
 }
 
 // open moves the breaker from generation w (in state from) to open.
-func (b *Breaker) open(w uint64, from State, reopen bool) {
+func (b *Breaker) open(ctx context.Context, w uint64, from State, reopen bool) {
 	b.mu.Lock()
 	if b.word.Load() != w {
 		b.mu.Unlock()
@@ -556,10 +456,10 @@ func (b *Breaker) open(w uint64, from State, reopen bool) {
 	if ok {
 		b.failures.Store(0)
 		b.opens.Add(1)
-		if b.sh != nil {
-			b.sh.h.flushSoon() // the other instances learn it from the flush's announcement
+		if b.link != nil {
+			b.link.batcher.flushSoon() // the other instances learn it from the flush's announcement
 		}
-		b.changed(from, StateOpen)
+		b.changed(ctx, from, StateOpen)
 	}
 }
 
@@ -578,9 +478,19 @@ func (b *Breaker) rejectedTotal() uint64 {
 	return n
 }
 
-func (b *Breaker) changed(from, to State) {
+// changed logs and reports a transition, outside any lock.
+func (b *Breaker) changed(ctx context.Context, from, to State) {
+	level := slog.LevelInfo
+	if to == StateOpen {
+		level = slog.LevelWarn
+	}
+	logger := b.cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Log(ctx, level, "breaker "+to.String(), "breaker", b.cfg.Name, "from", from.String())
 	if h := b.cfg.Hooks.OnStateChange; h != nil {
-		h(b.cfg.Name, from, to, b.Stats())
+		h(ctx, b.cfg.Name, from, to, b.Stats())
 	}
 }
 
@@ -588,9 +498,9 @@ func (b *Breaker) changed(from, to State) {
 // half-open, as the next call would find it.
 func (b *Breaker) State() State {
 	switch Mode(b.mode.Load()) {
-	case ForcedOpen:
+	case ModeForcedOpen:
 		return StateOpen
-	case ForcedClosed, Disabled:
+	case ModeForcedClosed, ModeDisabled:
 		return StateClosed
 	}
 	w := b.word.Load()
@@ -612,13 +522,14 @@ func (b *Breaker) Stats() Stats {
 	}
 }
 
-// SetMode overrides the state machine (ForcedOpen, ForcedClosed, Disabled) or returns it to
-// normal operation (Auto), which resumes closed.
+// SetMode overrides the state machine (ModeForcedOpen, ModeForcedClosed, ModeDisabled) or
+// returns it to normal operation (ModeAuto), which resumes closed. A mode is this instance's
+// own: it is not shared through a Store. Unknown modes are ignored.
 func (b *Breaker) SetMode(m Mode) {
-	if m > Disabled {
+	if m > ModeDisabled {
 		return
 	}
-	if m == Auto && Mode(b.mode.Load()) != Auto {
+	if m == ModeAuto && Mode(b.mode.Load()) != ModeAuto {
 		b.failures.Store(0)
 		b.word.Store(pack(StateClosed, b.seq.Add(1)))
 	}

@@ -3,6 +3,9 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -162,7 +167,7 @@ func TestSlowCallsFail(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var outcomes []Outcome
 		b := newBreaker(t, Config{Failures: 2, SlowCall: time.Second, Hooks: Hooks{
-			OnOutcome: func(_ string, o Outcome, _ time.Duration, _ bool) { outcomes = append(outcomes, o) },
+			OnOutcome: func(_ context.Context, _ string, o Outcome, _ time.Duration, _ bool) { outcomes = append(outcomes, o) },
 		}})
 		slow := func(context.Context) error { time.Sleep(2 * time.Second); return nil }
 		require.NoError(t, b.Do(context.Background(), slow))
@@ -170,7 +175,7 @@ func TestSlowCallsFail(t *testing.T) {
 		require.NoError(t, b.Do(context.Background(), slow))
 		require.NoError(t, b.Do(context.Background(), slow))
 		assert.Equal(t, StateOpen, b.State())
-		assert.Equal(t, []Outcome{Failure, Success, Failure, Failure}, outcomes)
+		assert.Equal(t, []Outcome{OutcomeFailure, OutcomeSuccess, OutcomeFailure, OutcomeFailure}, outcomes)
 	})
 }
 
@@ -199,22 +204,22 @@ func TestBackoffWithJitter(t *testing.T) {
 
 func TestModes(t *testing.T) {
 	b := newBreaker(t, Config{Failures: 1})
-	b.SetMode(ForcedOpen)
+	b.SetMode(ModeForcedOpen)
 	require.ErrorIs(t, call(b, nil), ErrOpen)
 	assert.Equal(t, StateOpen, b.State())
-	b.SetMode(ForcedClosed)
+	b.SetMode(ModeForcedClosed)
 	for range 3 {
 		require.ErrorIs(t, call(b, errDown), errDown)
 	}
 	assert.Equal(t, StateClosed, b.State())
 	assert.Equal(t, uint64(3), b.Stats().Failures, "forced closed still counts")
-	b.SetMode(Disabled)
+	b.SetMode(ModeDisabled)
 	require.ErrorIs(t, call(b, errDown), errDown)
 	assert.Equal(t, uint64(3), b.Stats().Failures, "disabled counts nothing")
-	b.SetMode(Auto)
+	b.SetMode(ModeAuto)
 	require.ErrorIs(t, call(b, errDown), errDown)
 	assert.Equal(t, StateOpen, b.State())
-	assert.Equal(t, Auto, b.Stats().Mode)
+	assert.Equal(t, ModeAuto, b.Stats().Mode)
 }
 
 // TestHooksMayReadTheBreaker: hooks run outside any lock, so they can call back (the deadlock
@@ -224,7 +229,7 @@ func TestHooksMayReadTheBreaker(t *testing.T) {
 		var b *Breaker
 		var seen []string
 		b = newBreaker(t, Config{Name: "api", Failures: 1, OpenDuration: time.Second, Hooks: Hooks{
-			OnStateChange: func(name string, from, to State, s Stats) {
+			OnStateChange: func(_ context.Context, name string, from, to State, s Stats) {
 				assert.Equal(t, to, s.State)
 				_ = b.Stats()
 				_ = b.State()
@@ -276,10 +281,6 @@ func TestGenericDo(t *testing.T) {
 	v, err := Do(context.Background(), b, func(context.Context) (int, error) { return 42, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 42, v)
-	for _, cfg := range []Config{{Probes: -1}, {FailureRate: 1.5}, {FailureRate: -0.1}, {Window: -1}, {SlowCall: -1}} {
-		_, err = New(cfg)
-		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
-	}
 	assert.False(t, Token{}.Done(nil))
 	assert.Equal(t, "half-open", StateHalfOpen.String())
 }
@@ -296,7 +297,7 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 
 func TestFailureRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second})
+		b := newBreaker(t, Config{DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second})
 		for i := range 9 {
 			err := errDown
 			if i%2 == 1 {
@@ -332,7 +333,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestFailureRateOverCalls(t *testing.T) {
-	b := newBreaker(t, Config{Failures: -1, FailureRate: 0.5, MinCalls: 4, WindowCalls: 10})
+	b := newBreaker(t, Config{DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 4, WindowCalls: 10})
 	for range 3 {
 		_ = call(b, errDown)
 	}
@@ -352,3 +353,91 @@ func TestFailureRateOverCalls(t *testing.T) {
 	c := newBreaker(t, Config{FailureRate: 0.5, WindowCalls: 5})
 	assert.Equal(t, 5, c.cfg.MinCalls, "MinCalls is at most WindowCalls")
 }
+
+// TestInvalidConfigNamesTheField: every constructor wraps ErrInvalidConfig and names the field.
+func TestInvalidConfigNamesTheField(t *testing.T) {
+	newRedis := func(cfg RedisConfig) error {
+		_, err := NewRedisStore(redistest.New(t), cfg)
+		return err
+	}
+	tests := []struct {
+		field string
+		err   error
+	}{
+		{"Config.Failures", errOf(New(Config{Failures: -1}))},
+		{"Config.Probes", errOf(New(Config{Probes: -1}))},
+		{"Config.FailureRate", errOf(New(Config{FailureRate: 1.5}))},
+		{"Config.FailureRate", errOf(New(Config{FailureRate: math.NaN()}))},
+		{"Config.Window", errOf(New(Config{Window: -1}))},
+		{"Config.SlowCall", errOf(New(Config{SlowCall: -1}))},
+		{"Config.Store", errOf(New(Config{Name: "x", Store: &MemoryStore{}}))},
+		{"Config.Name", errOf(New(Config{Store: newMemoryStoreT(t)}))},
+		{"RegistryConfig.MaxKeys", errOf(NewRegistry(RegistryConfig{MaxKeys: -1}))},
+		{"RegistryConfig.IdleTimeout", errOf(NewRegistry(RegistryConfig{IdleTimeout: -1}))},
+		{"RegistryConfig.Config.OpenDuration", errOf(NewRegistry(RegistryConfig{Config: Config{OpenDuration: -1}}))},
+		{"MemoryConfig.FlushInterval", errOf(NewMemoryStore(MemoryConfig{FlushInterval: -1}))},
+		{"MemoryConfig.FlushOutcomes", errOf(NewMemoryStore(MemoryConfig{FlushOutcomes: -1}))},
+		{"RedisConfig.Timeout", newRedis(RedisConfig{Timeout: -1})},
+		{"RedisConfig.FlushInterval", newRedis(RedisConfig{FlushInterval: -1})},
+		{"RedisConfig.Prefix", newRedis(RedisConfig{Prefix: "a{b"})},
+	}
+	for _, tt := range tests {
+		require.ErrorIs(t, tt.err, ErrInvalidConfig, tt.field)
+		assert.ErrorContains(t, tt.err, tt.field)
+	}
+	_, err := NewRedisStore(nil, RedisConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig, "a nil client")
+}
+
+func errOf[T any](_ T, err error) error { return err }
+
+func newMemoryStoreT(t *testing.T) *MemoryStore {
+	t.Helper()
+	s, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestLoggerAndHooks: transitions are logged (open at Warn, the others at Info) and reported
+// to hooks with the context of the call that caused them; successful calls log nothing.
+func TestLoggerAndHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs []string
+		logger := slog.New(handlerFunc(func(_ context.Context, r slog.Record) error {
+			logs = append(logs, r.Level.String()+" "+r.Message)
+			return nil
+		}))
+		type key struct{}
+		var changes, outcomes []string
+		b := newBreaker(t, Config{Name: "db", Failures: 2, OpenDuration: time.Second, Logger: logger, Hooks: Hooks{
+			OnStateChange: func(ctx context.Context, _ string, from, to State, _ Stats) {
+				changes = append(changes, fmt.Sprint(ctx.Value(key{}), ": ", from, ">", to))
+			},
+			OnOutcome: func(ctx context.Context, _ string, o Outcome, _ time.Duration, counted bool) {
+				outcomes = append(outcomes, fmt.Sprint(ctx.Value(key{}), ": ", o, " ", counted))
+			},
+		}})
+		ctx := func(v string) context.Context { return context.WithValue(context.Background(), key{}, v) }
+		for range 100 {
+			require.NoError(t, b.Do(ctx("ok"), func(context.Context) error { return nil }))
+		}
+		assert.Empty(t, logs, "no line per call")
+		for _, v := range []string{"first", "second"} {
+			_ = b.Do(ctx(v), func(context.Context) error { return errDown })
+		}
+		time.Sleep(time.Second)
+		require.NoError(t, b.Do(ctx("probe"), func(context.Context) error { return nil }))
+		assert.Equal(t, []string{"WARN breaker open", "INFO breaker half-open", "INFO breaker closed"}, logs)
+		assert.Equal(t, []string{"second: closed>open", "probe: open>half-open", "probe: half-open>closed"}, changes)
+		assert.Equal(t, []string{"first: failure true", "second: failure true", "probe: success true"}, outcomes[100:])
+	})
+}
+
+// handlerFunc is a slog.Handler that hands every record to a function.
+type handlerFunc func(context.Context, slog.Record) error
+
+func (h handlerFunc) Enabled(context.Context, slog.Level) bool        { return true }
+func (h handlerFunc) Handle(ctx context.Context, r slog.Record) error { return h(ctx, r) }
+func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler              { return h }
+func (h handlerFunc) WithGroup(string) slog.Handler                   { return h }

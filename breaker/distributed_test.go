@@ -257,7 +257,7 @@ func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 		_ = st.Close()
 		_ = rdb.Close()
 	})
-	b := newBreaker(t, Config{Name: "once", Failures: -1, Store: st})
+	b := newBreaker(t, Config{Name: "once", DisableConsecutiveFailures: true, Store: st})
 	ctx := context.Background()
 	made := 0
 	for round := range 5 {
@@ -268,10 +268,10 @@ func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 		if round%2 == 0 {
 			require.NoError(t, admin.ClientPause(ctx, 400*time.Millisecond).Err()) // longer than the 200 ms a batch waits
 		}
-		st.h.flush()
+		st.bt.flush()
 		time.Sleep(450 * time.Millisecond)
 		for range 3 {
-			st.h.flush() // the unknown batch again, then what came after
+			st.bt.flush() // the unknown batch again, then what came after
 			time.Sleep(60 * time.Millisecond)
 		}
 	}
@@ -320,4 +320,161 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 		return shared
 	}, 5*time.Second, 10*time.Millisecond, "b gets the lease a gave back")
 	t.Logf("b probed %v after the pause began", time.Since(start))
+}
+
+// outageFleet is instances of a service, each with its own client and RedisStore, on the
+// Redis at each of addrs: a private redis-server that the test stops and starts again, or a
+// proxy to it that the test cuts off.
+func outageFleet(t *testing.T, addrs ...string) []*RedisStore {
+	t.Helper()
+	var out []*RedisStore
+	for _, addr := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		s, err := NewRedisStore(rdb, RedisConfig{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = rdb.Close()
+		})
+		out = append(out, s)
+	}
+	return out
+}
+
+// sharedPair is the breakers called name, open for 200 ms, on the first two stores, once a
+// success of each reached Redis (read through admin) and the replies reached them.
+func sharedPair(t *testing.T, admin *redis.Client, name string, stores []*RedisStore) (a, b *Breaker) {
+	t.Helper()
+	cfg := Config{Name: name, OpenDuration: 200 * time.Millisecond, Store: stores[0]}
+	a = newBreaker(t, cfg)
+	cfg.Store = stores[1]
+	b = newBreaker(t, cfg)
+	require.NoError(t, call(a, nil))
+	require.NoError(t, call(b, nil))
+	require.Eventually(t, func() bool {
+		return hashInt(t, admin, "breaker:", name, "n") == 2 && a.link.gen.Load() >= 0 && b.link.gen.Load() >= 0
+	}, eventually, time.Millisecond)
+	return a, b
+}
+
+// TestOutageOutcomesCountInTotalsOnly: while Redis is down, instance a fails five times, opens on
+// its own, probes alone successfully, closes, and fails four times more. Once Redis is back
+// (empty: the server restarts) and nobody calls, the shared breaker stays closed on every
+// instance: the outage's outcomes reach the totals only.
+func TestOutageOutcomesCountInTotalsOnly(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	stores := outageFleet(t, srv.Addr(), srv.Addr())
+	a, b := sharedPair(t, admin, "outage", stores)
+
+	srv.Stop()
+	require.Eventually(t, func() bool { return stores[0].Stats().Down && stores[1].Stats().Down }, eventually, time.Millisecond)
+	for i := range 5 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+		if i%2 == 0 {
+			time.Sleep(150 * time.Millisecond) // a batch fails in between
+		}
+	}
+	require.Equal(t, StateOpen, a.State(), "five consecutive failures open a on its own")
+	time.Sleep(200 * time.Millisecond) // the open period is over
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+	for range 4 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	time.Sleep(250 * time.Millisecond) // batches fail
+	opens := a.Stats().Opens + b.Stats().Opens
+
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool { return !stores[0].Stats().Down && !stores[1].Stats().Down }, eventually, time.Millisecond)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		require.Equal(t, StateClosed, a.State(), "nobody calls: a stays closed for ten flush intervals")
+		require.Equal(t, StateClosed, b.State(), "nobody calls: b stays closed for ten flush intervals")
+	}
+	assert.Equal(t, opens, a.Stats().Opens+b.Stats().Opens, "no instance opened after Redis came back")
+	assert.Zero(t, hashInt(t, admin, "breaker:", "outage", "s"), "the shared state is closed")
+	assert.Zero(t, hashInt(t, admin, "breaker:", "outage", "cf"), "with no run of failures")
+	assert.Equal(t, int64(10), hashInt(t, admin, "breaker:", "outage", "n"), "the outage's outcomes reach the totals")
+	assert.Equal(t, int64(9), hashInt(t, admin, "breaker:", "outage", "nf"))
+	for range 5 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return a.State() == StateOpen }, eventually, time.Millisecond, "still shared")
+}
+
+// TestLocalProbeSuccessEndsTheSharedRun: instance a, cut off from Redis while b is not, extends
+// the shared run of three failures with two of its own, opens on its own, and probes alone
+// successfully. Once a reaches Redis again, that success has ended the shared run: b needs five
+// new failures, not two, to open the breaker.
+func TestLocalProbeSuccessEndsTheSharedRun(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	a, b := sharedPair(t, admin, "run", outageFleet(t, proxy.Addr(), srv.Addr()))
+	stores := []*RedisStore{a.cfg.Store.(*RedisStore), b.cfg.Store.(*RedisStore)}
+	field := func(f string) int64 { return hashInt(t, admin, "breaker:", "run", f) }
+	for range 3 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return field("cf") == 3 }, eventually, time.Millisecond)
+
+	proxy.Blackhole(true)
+	proxy.Cut()
+	for range 2 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Equal(t, StateOpen, a.State(), "five consecutive failures open a on its own")
+	require.Eventually(t, func() bool { return stores[0].Stats().Down }, 5*time.Second, time.Millisecond,
+		"a's batches time out") // meanwhile the open period ends
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+
+	proxy.Blackhole(false)
+	require.Eventually(t, func() bool { return field("n") == 8 }, 5*time.Second, time.Millisecond,
+		"a's outcomes reach the totals once it reaches Redis again")
+	assert.Zero(t, field("cf"), "a's probe success ended the shared run")
+	for range 2 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	require.Eventually(t, func() bool { return field("n") == 10 }, eventually, time.Millisecond)
+	assert.Equal(t, StateClosed, a.State(), "the run a's probe ended is not replayed")
+	assert.Equal(t, StateClosed, b.State())
+	for range 3 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	assert.Equal(t, StateOpen, b.State(), "five new failures open it")
+	require.Eventually(t, func() bool { return field("s") == 1 }, eventually, time.Millisecond, "everywhere")
+}
+
+// TestIdleStoreSeesRedisGoAndComeBack: a store reports Down soon after Redis stops, without a
+// call, and up again soon after Redis is back, without a call, whether its breakers were busy
+// during the outage or idle throughout.
+func TestIdleStoreSeesRedisGoAndComeBack(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	stores := outageFleet(t, srv.Addr(), srv.Addr())
+	idle, busy := stores[0], stores[1]
+	_ = newBreaker(t, Config{Name: "idle", Store: idle}) // never called
+	b := newBreaker(t, Config{Name: "busy", Failures: 1_000, Store: busy})
+	require.False(t, idle.Stats().Down)
+
+	srv.Stop()
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		_ = call(b, errDown) // outcomes to send
+		return busy.Stats().Down
+	}, 2*time.Second, time.Millisecond, "the busy store's batches fail")
+	require.Eventually(t, func() bool { return idle.Stats().Down }, 2*time.Second, time.Millisecond,
+		"the idle store's subscription sees Redis go")
+	t.Logf("idle store down after %v", time.Since(start))
+
+	calls := []StoreStats{idle.Stats(), busy.Stats()}
+	redistest.StartServer(t, srv.Port())
+	start = time.Now()
+	require.Eventually(t, func() bool { return !idle.Stats().Down && !busy.Stats().Down }, 2*time.Second, time.Millisecond,
+		"both stores see Redis come back without a call")
+	t.Logf("up after %v", time.Since(start))
+	assert.Equal(t, calls[0].Calls, idle.Stats().Calls, "no probe lease or report was needed")
+	assert.Equal(t, calls[1].Calls, busy.Stats().Calls)
 }

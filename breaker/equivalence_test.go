@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"context"
-	"github.com/outgrow/outgrow/internal/redisclient"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -10,12 +9,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 // FuzzScriptMatchesMemory runs one random sequence of operations (outcome batches of the
 // current, an older or an unknown generation, probe leases and reports, Retry-After holds,
-// time jumps past leases, open periods and TTLs) against shared.lua on miniredis and against the
+// time jumps past leases, open periods and TTLs) against shared_state.lua on miniredis and against the
 // MemoryStore, on the same clock, and requires the same reply at every step: the two stores
 // share one state machine.
 func FuzzScriptMatchesMemory(f *testing.F) {
@@ -32,20 +32,21 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs := &RedisStore{rc: rc, prefix: be.Prefix, channel: be.Prefix + "changes"}
+		rs := newRedisStore(rc)
 
 		now := time.UnixMilli(1_800_000_000_000)
 		mini.SetTime(now)
-		ms := &MemoryStore{m: make(map[string]*sharedEntry), seen: make(map[string]seen), clock: func() time.Time { return now }, h: &hub{}}
+		ms := newMemoryStore(func() time.Time { return now })
+		ms.bt = &batcher{} // announcements go nowhere
 
 		pol := policy{
 			failures: 1 + rng.Int64N(5), minCalls: 1 + rng.Int64N(10), probes: 1 + rng.Int64N(3),
-			successes: 1 + rng.Int64N(3), window: 100 + rng.Int64N(2000), open: 50 + rng.Int64N(500),
-			probeTimeout: 20 + rng.Int64N(500),
+			successes: 1 + rng.Int64N(3), windowMs: 100 + rng.Int64N(2000), openMs: 50 + rng.Int64N(500),
+			probeTimeoutMs: 20 + rng.Int64N(500),
 		}
-		pol.maxOpen = pol.open + rng.Int64N(4)*pol.open
+		pol.maxOpenMs = pol.openMs + rng.Int64N(4)*pol.openMs
 		if rng.IntN(2) == 0 {
-			pol.rate = float64(1+rng.IntN(9)) / 10
+			pol.failureRate = float64(1+rng.IntN(9)) / 10
 			if rng.IntN(2) == 0 {
 				pol.windowCalls = 3 + rng.Int64N(20)
 			}
@@ -55,7 +56,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		var seq int64
 		var sent []request // batches, to send again as after a timeout
 		for step := range 60 {
-			q := request{name: "b", pol: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6, inst: "fz"}
+			q := request{name: "b", policy: &pol, jitter: float64(rng.IntN(1_000_000)) / 1e6, instance: "fz"}
 			switch rng.IntN(12) {
 			case 10:
 				if len(sent) > 0 {
@@ -69,16 +70,18 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 				if rng.IntN(5) == 0 {
 					q.gen = gen - 1 - rng.Int64N(2)
 				}
-				q.succ, q.fail = rng.Int64N(4), rng.Int64N(6)
-				q.tail = q.fail
-				if q.succ > 0 {
-					q.tail = rng.Int64N(q.fail + 1)
+				q.successes, q.failures = rng.Int64N(4), rng.Int64N(6)
+				q.failuresAfterSuccess = q.failures
+				if q.successes > 0 {
+					q.failuresAfterSuccess = rng.Int64N(q.failures + 1)
 				}
-				q.late, q.lateFail = rng.Int64N(2), 0
+				q.lateOutcomes = rng.Int64N(3)
+				q.lateFailures = rng.Int64N(q.lateOutcomes + 1)
+				q.runEnded = rng.IntN(3) == 0
 				if rng.IntN(12) == 0 {
-					q.hold = 1 + rng.Int64N(1000)
+					q.holdMs = 1 + rng.Int64N(1000)
 				}
-				if q.succ+q.fail+q.late > 0 || q.hold > 0 {
+				if q.hasOutcomes() {
 					seq++
 					q.seq = seq
 					sent = append(sent, q)
@@ -96,7 +99,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 				if q.slot == 0 || rng.IntN(4) == 0 {
 					q.slot, q.deadline = 1+rng.Int64N(pol.probes), rng.Int64N(3)
 				}
-				q.outcome = rng.Int64N(3)
+				q.outcome = Outcome(rng.IntN(3))
 			}
 			want := make([]reply, 1)
 			require.NoError(t, ms.run(context.Background(), 0, []request{q}, want))
@@ -107,7 +110,7 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 			if got[0].slot > 0 {
 				lease = got[0]
 			}
-			d := time.Duration(rng.Int64N(3*max(pol.open, pol.probeTimeout))) * time.Millisecond
+			d := time.Duration(rng.Int64N(3*max(pol.openMs, pol.probeTimeoutMs))) * time.Millisecond
 			switch rng.IntN(40) {
 			case 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12:
 				d = 0

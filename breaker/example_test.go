@@ -123,3 +123,64 @@ func ExampleNewRedisStore() {
 	client := &http.Client{Transport: payments.Transport(nil)}
 	_ = client
 }
+
+// Protecting a handler whose backend fails: after 5 server errors the middleware answers 503
+// itself, with Retry-After, without calling the handler.
+func ExampleBreaker_Middleware() {
+	b, _ := breaker.New(breaker.Config{Name: "reports"})
+	calls := 0
+	handler := b.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		http.Error(w, "database unavailable", http.StatusInternalServerError)
+	}))
+	for i := 1; i <= 6; i++ {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/reports", nil))
+		fmt.Printf("request %d: %d %q %s", i, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	fmt.Println("handler calls:", calls)
+	// Output:
+	// request 1: 500 "" database unavailable
+	// request 2: 500 "" database unavailable
+	// request 3: 500 "" database unavailable
+	// request 4: 500 "" database unavailable
+	// request 5: 500 "" database unavailable
+	// request 6: 503 "30" {"error":"Service temporarily unavailable."}
+	// handler calls: 5
+}
+
+// One breaker per downstream host: the breaker of a failing host opens, while requests to a
+// healthy host go through.
+func ExampleRegistry() {
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer healthy.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer failing.Close()
+
+	hosts, _ := breaker.NewRegistry(breaker.RegistryConfig{Config: breaker.Config{Failures: 3}})
+	client := &http.Client{Transport: hosts.Transport(nil)}
+	get := func(name, url string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			fmt.Printf("%s: open: %v\n", name, errors.Is(err, breaker.ErrOpen))
+			return
+		}
+		resp.Body.Close()
+		fmt.Printf("%s: %d\n", name, resp.StatusCode)
+	}
+	for range 4 {
+		get("failing", failing.URL)
+	}
+	get("healthy", healthy.URL)
+	fmt.Println("breakers:", hosts.Len())
+	client.CloseIdleConnections()
+	// Output:
+	// failing: 502
+	// failing: 502
+	// failing: 502
+	// failing: open: true
+	// healthy: 200
+	// breakers: 2
+}

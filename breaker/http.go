@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,7 +10,7 @@ import (
 )
 
 // StatusError is the outcome the HTTP integrations report for a response that counts as a
-// failure, so that a custom Classifier can look at the status.
+// failure, so that a custom Classifier can look at the status. It is a plain value.
 type StatusError struct {
 	Code int
 }
@@ -72,7 +73,7 @@ func roundTrip(b *Breaker, base http.RoundTripper, req *http.Request) (*http.Res
 	tok.Done(&StatusError{Code: resp.StatusCode})
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			b.openFor(tok.word, d)
+			b.openFor(req.Context(), tok.word, d)
 		}
 	}
 	return resp, nil
@@ -97,7 +98,7 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 
 // openFor opens the breaker for d, bounded, unless it already moved on from generation w or is
 // open for longer.
-func (b *Breaker) openFor(w uint64, d time.Duration) {
+func (b *Breaker) openFor(ctx context.Context, w uint64, d time.Duration) {
 	bound := max(b.cfg.OpenDuration, b.cfg.MaxOpenDuration)
 	d = min(d, bound)
 	b.mu.Lock()
@@ -110,13 +111,13 @@ func (b *Breaker) openFor(w uint64, d time.Duration) {
 	b.openErr.Store(&OpenError{Name: b.cfg.Name, until: until, b: b})
 	ok := b.word.CompareAndSwap(cur, pack(StateOpen, uint64(until)))
 	b.mu.Unlock()
-	if ok && b.sh != nil && Mode(b.mode.Load()) == Auto {
-		b.sh.holdFor(b, d) // the pause applies to every instance
+	if ok && b.link != nil && Mode(b.mode.Load()) == ModeAuto {
+		b.link.holdFor(b, d) // the pause applies to every instance
 	}
 	if ok && stateOf(cur) != StateOpen {
 		b.failures.Store(0)
 		b.opens.Add(1)
-		b.changed(stateOf(cur), StateOpen)
+		b.changed(ctx, stateOf(cur), StateOpen)
 	}
 }
 

@@ -15,10 +15,10 @@ import (
 	"github.com/outgrow/outgrow/internal/rediskey"
 )
 
-//go:embed shared.lua
-var sharedSource string
+//go:embed shared_state.lua
+var sharedStateSource string
 
-var sharedScript = redisclient.NewScript(sharedSource)
+var sharedStateScript = redisclient.NewScript(sharedStateSource)
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 //
@@ -45,37 +45,36 @@ type RedisConfig struct {
 	// FlushOutcomes sends a breaker's outcomes at once when that many failures are waiting.
 	// Successes wait for the next FlushInterval. Default: 64.
 	FlushOutcomes int
-	// Logger receives the store's background events (outages, subscription lost and made
-	// again). Default: slog.Default().
+	// Logger receives the store's state changes: Redis failing and answering again, the
+	// subscription lost and made again. Default: slog.Default().
 	Logger *slog.Logger
 }
 
-// RedisStore is a [Store] in Redis, shared by every instance of a service. It works on
+// RedisStore is the [Store] in Redis, shared by every instance of a service. It works on
 // standalone Redis, Sentinel and Cluster through any [redis.UniversalClient], and never closes
 // the client.
 //
-// Each breaker's state is one hash, prefix{name}, changed only by one Lua script that reads the
-// time from Redis (TIME), so instance clocks do not matter; next to it, one small key per
-// Breaker object (prefix{name}:q:<id>, 10 minutes) remembers its last batch number. The hash's TTL outlives its open
-// period and window by little, so a forgotten OPEN cannot outlast its time. A flush is one
-// pipeline of script calls for every breaker with news; a probe lease or report is one call.
-// Transitions are published on prefix + "changes" (PUBLISH; on a Cluster it reaches every node)
-// with the breaker's name only: an instance that hears it reads the state itself, so a message
-// can never force a state on a breaker.
+// Each breaker's state is one hash, prefix{name}, which expires when nobody uses the breaker
+// for longer than its Window, OpenDuration and ProbeTimeout (and what is left of an open
+// period); next to it, one small key per Breaker object, prefix{name}:q:<id>, lives 10
+// minutes. Transitions are announced on the channel prefix + "changes". A batch is one pipeline
+// of script calls (one round trip per node on a Cluster); a probe lease or report is one call.
 //
-// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use. It runs two
-// goroutines (batching and announcements), stopped by Close, which sends the outcomes still
-// waiting first: Close takes up to a batch's bound, and longer if Redis is frozen (the client's
-// own dial and read timeouts).
+// The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
+// concurrent use. It runs two goroutines (batching and announcements), stopped by Close, which
+// sends the outcomes still waiting first: Close takes up to ten times Timeout, and longer if
+// Redis is frozen (the client's own dial and read timeouts).
 type RedisStore struct {
-	h       *hub
+	bt      *batcher
 	rc      *redisclient.Client
-	prefix  string
 	channel string
 	sub     *redisclient.Subscription
 }
 
-// NewRedisStore returns a RedisStore over rdb.
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
+// field at fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	rc, err := redisclient.New(rdb, redisclient.Config{
 		Component: "breaker", Prefix: cfg.Prefix, DefaultPrefix: "breaker:",
@@ -86,50 +85,49 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	hc := hubConfig{
-		timeout: rc.Timeout(), retry: rc.RetryInterval(), every: cfg.FlushInterval,
-		batch: cfg.FlushOutcomes, logger: rc.Logger(),
-	}
-	if err := hc.check("RedisConfig"); err != nil {
+	bc := batcherConfig{timeout: rc.Timeout(), retry: rc.RetryInterval(), every: cfg.FlushInterval, failures: cfg.FlushOutcomes}
+	if err := bc.check("RedisConfig"); err != nil {
 		return nil, err
 	}
-	s := &RedisStore{rc: rc, prefix: rc.Prefix(), channel: rc.Prefix() + "changes"}
-	s.h = newHub(s, hc)
+	s := newRedisStore(rc)
+	s.bt = newBatcher(s, bc)
 	s.sub = rc.Subscribe(redisclient.SubscribeConfig{
-		Channel: s.channel, OnMessage: s.h.notify,
+		Channel: s.channel, OnMessage: s.bt.announced,
 		OnSubscribed: func(first bool) {
 			if !first {
-				s.h.resync() // announcements may have been lost: every breaker reads its state
+				s.bt.resync() // announcements may have been lost: every breaker reads its state
 			}
 		},
 	})
-	s.h.onClose = s.sub.Close
+	s.bt.onClose = s.sub.Close
 	// Wait (at most Timeout) for Redis to confirm the subscription, so that announcements made
 	// after NewRedisStore returns reach this instance. Redis may be down or slow: the
 	// subscription goes on trying.
-	s.sub.WaitReady(hc.timeout)
+	s.sub.WaitReady(bc.timeout)
 	return s, nil
 }
 
-func (s *RedisStore) hub() *hub {
+func newRedisStore(rc *redisclient.Client) *RedisStore {
+	return &RedisStore{rc: rc, channel: rc.Prefix() + "changes"}
+}
+
+func (s *RedisStore) batcher() *batcher {
 	if s == nil {
 		return nil
 	}
-	return s.h
+	return s.bt
 }
 
 // Close sends the outcomes still waiting, then stops the store's goroutines. It never closes
 // the Redis client. Breakers on a closed store decide alone. Close is idempotent and always
 // returns nil.
 func (s *RedisStore) Close() error {
-	s.h.close()
+	s.bt.close()
 	return nil
 }
 
 // Stats returns a snapshot of the store's counters.
-func (s *RedisStore) Stats() StoreStats { return s.h.stats() }
-
-func (s *RedisStore) key(name string) string { return rediskey.Key(s.prefix, name, "") }
+func (s *RedisStore) Stats() StoreStats { return s.bt.stats() }
 
 func (s *RedisStore) down() bool { return s.rc.Down() }
 
@@ -138,7 +136,7 @@ func (s *RedisStore) run(ctx context.Context, timeout time.Duration, reqs []requ
 	for i := range reqs {
 		calls[i] = &redisclient.ScriptCall{Args: s.args(&reqs[i])}
 	}
-	err := s.rc.RunFor(ctx, timeout, sharedScript, calls)
+	err := s.rc.RunFor(ctx, timeout, sharedStateScript, calls)
 	for i, c := range calls {
 		switch {
 		case c.Cmd == nil:
@@ -153,24 +151,43 @@ func (s *RedisStore) run(ctx context.Context, timeout time.Duration, reqs []requ
 	return err
 }
 
+// args are the script's KEYS and ARGV for q; see the header of shared_state.lua.
 func (s *RedisStore) args(q *request) []any {
-	p := q.pol
+	p, prefix := q.policy, s.rc.Prefix()
 	args := []any{
-		2, s.key(q.name), rediskey.Key(s.prefix, q.name, ":q:"+q.inst),
-		string(rune(q.op)), s.channel, q.name,
-		p.failures, strconv.FormatFloat(p.rate, 'g', -1, 64), p.minCalls, p.window, p.open, p.maxOpen,
-		p.probes, p.successes, p.probeTimeout, strconv.FormatFloat(q.jitter, 'f', 6, 64),
-		q.gen,
+		2, rediskey.Key(prefix, q.name, ""), rediskey.Key(prefix, q.name, ":q:"+q.instance),
+		string(rune(q.op)), s.channel, q.name, q.gen, strconv.FormatFloat(q.jitter, 'f', 6, 64),
+		p.failures, strconv.FormatFloat(p.failureRate, 'g', -1, 64), p.minCalls, p.windowMs, p.windowCalls,
+		p.openMs, p.maxOpenMs, p.probes, p.successes, p.probeTimeoutMs,
 	}
 	switch q.op {
 	case opSync:
-		args = append(args, q.succ, q.fail, q.tail, q.late, q.lateFail, q.hold, q.seq, p.windowCalls)
+		args = append(args, q.successes, q.failures, q.failuresAfterSuccess, q.lateOutcomes, q.lateFailures,
+			q.holdMs, q.seq, flag(q.runEnded))
 	case opReport:
-		args = append(args, q.slot, q.deadline, q.outcome)
+		args = append(args, q.slot, q.deadline, outcomeCode(q.outcome))
 	case opAcquire, opRelease:
 		args = append(args, q.leaseID)
 	}
 	return args
+}
+
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// outcomeCode is how the script reads a probe's outcome.
+func outcomeCode(o Outcome) int {
+	switch o {
+	case OutcomeSuccess:
+		return 0
+	case OutcomeFailure:
+		return 1
+	}
+	return 2
 }
 
 var errBadReply = errors.New("breaker: unexpected reply from Redis")
@@ -183,5 +200,5 @@ func decode(c *redis.Cmd) (reply, error) {
 	if len(v) != 6 || v[1] < 0 || v[1] > int64(StateHalfOpen) {
 		return reply{}, fmt.Errorf("%w: %v", errBadReply, v)
 	}
-	return reply{gen: v[0], state: State(v[1]), wait: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1}, nil
+	return reply{gen: v[0], state: State(v[1]), waitMs: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1}, nil
 }

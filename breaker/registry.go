@@ -10,13 +10,15 @@ import (
 
 // RegistryConfig configures a [Registry]. The zero value is ready to use.
 type RegistryConfig struct {
-	// Config is the template of every breaker; each gets its key as Name.
+	// Config is the template of every breaker; each gets its key as Name (with a Store, the
+	// breakers of one key are shared across instances). Default: Config{}.
 	Config Config
-	// MaxKeys caps the number of breakers; 10000 when zero. Keys often come from outside (hosts,
-	// routes, tenants): the cap keeps a flood of keys from growing memory without bound.
+	// MaxKeys caps the number of breakers. Keys often come from outside (hosts, routes,
+	// tenants): the cap keeps a flood of keys from growing memory without bound.
+	// Default: 10000.
 	MaxKeys int
-	// IdleTimeout drops closed breakers unused for that long when room is needed; 10 minutes
-	// when zero.
+	// IdleTimeout drops closed breakers unused for that long when room is needed.
+	// Default: 10m.
 	IdleTimeout time.Duration
 }
 
@@ -25,7 +27,8 @@ type RegistryConfig struct {
 // breaker is in use, the least recently used closed one is dropped; open breakers are dropped
 // last, so a flood of new keys cannot close a circuit that protects a failing dependency.
 //
-// A Registry must be created with [NewRegistry]; it is safe for concurrent use.
+// The zero value is not usable; create a Registry with [NewRegistry]. It is safe for concurrent
+// use.
 type Registry struct {
 	cfg   RegistryConfig
 	epoch time.Time
@@ -38,17 +41,16 @@ type entry struct {
 	used atomic.Int64 // ns since the registry's epoch, refreshed at most every second
 }
 
-// NewRegistry returns an empty Registry, after checking the template Config.
+// NewRegistry returns an empty Registry. Its error wraps ErrInvalidConfig and names the field at
+// fault, the template's included.
 func NewRegistry(cfg RegistryConfig) (*Registry, error) {
-	if cfg.MaxKeys < 0 || cfg.IdleTimeout < 0 {
-		return nil, fmt.Errorf("%w: negative MaxKeys or IdleTimeout", ErrInvalidConfig)
+	switch {
+	case cfg.MaxKeys < 0:
+		return nil, fmt.Errorf("%w: RegistryConfig.MaxKeys %d is negative", ErrInvalidConfig, cfg.MaxKeys)
+	case cfg.IdleTimeout < 0:
+		return nil, fmt.Errorf("%w: RegistryConfig.IdleTimeout %v is negative", ErrInvalidConfig, cfg.IdleTimeout)
 	}
-	tmpl := cfg.Config
-	if tmpl.Store != nil && tmpl.Store.hub() == nil {
-		return nil, fmt.Errorf("%w: Store must come from NewMemoryStore or NewRedisStore", ErrInvalidConfig)
-	}
-	tmpl.Store = nil // checked without joining the store under a name no breaker will have
-	if _, err := New(tmpl); err != nil {
+	if _, err := cfg.Config.withDefaults("RegistryConfig.Config"); err != nil {
 		return nil, err
 	}
 	if cfg.MaxKeys == 0 {
@@ -62,7 +64,8 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 
 func (r *Registry) now() int64 { return int64(time.Since(r.epoch)) }
 
-// Get returns the breaker of key, creating it if needed.
+// Get returns the breaker of key, creating it if needed. With a Store in the template, the
+// breakers of a key are shared across instances, except for the empty key's.
 func (r *Registry) Get(key string) *Breaker {
 	now := r.now()
 	r.mu.RLock()
@@ -88,6 +91,9 @@ func (r *Registry) create(key string, now int64) *entry {
 	}
 	cfg := r.cfg.Config
 	cfg.Name = key
+	if key == "" {
+		cfg.Store = nil // a shared breaker needs a name: the empty key's stays local
+	}
 	b, _ := New(cfg) // the template was checked by NewRegistry
 	e := &entry{b: b}
 	e.used.Store(now)

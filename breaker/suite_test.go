@@ -85,7 +85,7 @@ func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string
 // flush sends every instance's pending outcomes now.
 func (f *fleet) flush() {
 	for _, s := range f.stores {
-		s.hub().flush()
+		s.batcher().flush()
 	}
 }
 
@@ -126,6 +126,19 @@ func TestSharedSuite(t *testing.T) {
 			f.flush()
 			assert.Equal(t, StateClosed, a.State())
 			assert.Equal(t, StateClosed, b.State())
+		})
+		t.Run("FirstReplyKeepsTheLocalRun", func(t *testing.T) {
+			f := newFleet(t, be, 1, Config{Name: "pay"})
+			a := f.bs[0]
+			for range 3 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			f.flush() // a learns the shared state for the first time
+			assert.Equal(t, 3, a.Stats().ConsecutiveFailures, "the failures it sent still count on a")
+			for range 2 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			assert.Equal(t, StateOpen, a.State(), "the fifth consecutive failure opens a at once")
 		})
 		t.Run("LocalTripReachesTheOthers", func(t *testing.T) {
 			f := newFleet(t, be, 3, Config{Name: "pay", OpenDuration: time.Minute})
@@ -208,7 +221,7 @@ func TestSharedSuite(t *testing.T) {
 			assert.True(t, tok.Done(errDown))
 			assert.Equal(t, StateOpen, f.bs[1].State())
 			require.Eventually(t, func() bool {
-				return f.bs[0].sh.gen.Load() == f.bs[1].sh.gen.Load() && f.bs[0].State() == StateOpen
+				return f.bs[0].link.gen.Load() == f.bs[1].link.gen.Load() && f.bs[0].State() == StateOpen
 			}, eventually, time.Millisecond, "a learns the reopening")
 		})
 		t.Run("HungProbeLeaseExpires", func(t *testing.T) {
@@ -274,7 +287,7 @@ func TestSharedSuite(t *testing.T) {
 		})
 		t.Run("DisabledBreakerDoesNotPauseOthers", func(t *testing.T) {
 			f := newFleet(t, be, 2, Config{Name: "pay"})
-			f.bs[0].SetMode(Disabled)
+			f.bs[0].SetMode(ModeDisabled)
 			resp, err := get(t, f.bs[0].Transport(respond(http.StatusServiceUnavailable, "Retry-After", "20")))
 			require.NoError(t, err)
 			resp.Body.Close()
@@ -283,7 +296,7 @@ func TestSharedSuite(t *testing.T) {
 			assert.Equal(t, StateClosed, f.bs[1].State())
 		})
 		t.Run("FailureRateOverCallsAcrossInstances", func(t *testing.T) {
-			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 8, WindowCalls: 20}
+			cfg := Config{Name: "pay", DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 8, WindowCalls: 20}
 			f := newFleet(t, be, 2, cfg)
 			for i := range 8 {
 				err := error(nil)
@@ -298,7 +311,7 @@ func TestSharedSuite(t *testing.T) {
 			}, eventually, time.Millisecond, "4 failures in the last 8 calls among the instances")
 		})
 		t.Run("FailureRateAcrossInstances", func(t *testing.T) {
-			cfg := Config{Name: "pay", Failures: -1, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
+			cfg := Config{Name: "pay", DisableConsecutiveFailures: true, FailureRate: 0.5, MinCalls: 10, Window: 10 * time.Second}
 			f := newFleet(t, be, 2, cfg)
 			for i := range 10 {
 				b := f.bs[i%2]
@@ -338,7 +351,7 @@ func TestSharedStoreDownDecidesAlone(t *testing.T) {
 	be := redistest.Open(t, redistest.Miniredis)
 	var opened atomic.Int32
 	f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 100 * time.Millisecond, Hooks: Hooks{
-		OnStateChange: func(_ string, _, to State, _ Stats) {
+		OnStateChange: func(_ context.Context, _ string, _, to State, _ Stats) {
 			if to == StateOpen {
 				opened.Add(1)
 			}
@@ -367,6 +380,58 @@ func TestSharedStoreDownDecidesAlone(t *testing.T) {
 	n, failed := f.totals(t)
 	assert.Equal(t, int64(8), n, "outcomes of the outage reach the totals once the store is back")
 	assert.Equal(t, int64(5), failed)
+	assert.Equal(t, int32(1), opened.Load(), "the instance opened once, on its own")
+}
+
+// TestOutageOutcomesDoNotTripTheFleet: a's run of failures starts before the store fails
+// (miniredis answers errors) and goes on during the failure, until a opens alone and probes
+// alone successfully; then a fails four times more. When the store answers again, the fleet
+// stays closed: the outage's failures count in the totals only, and a's probe success ended the
+// shared run, so b opens the breaker after five new failures, not fewer.
+func TestOutageOutcomesDoNotTripTheFleet(t *testing.T) {
+	be := redistest.Open(t, redistest.Miniredis)
+	f := newFleet(t, be, 2, Config{Name: "pay", OpenDuration: 100 * time.Millisecond})
+	a, b := f.bs[0], f.bs[1]
+	for range 3 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	f.flush()
+	require.Equal(t, int64(3), hashInt(t, be.Client, be.Prefix, f.name, "cf"))
+
+	be.Mini.SetError("LOADING Redis is loading the dataset in memory")
+	for range 2 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	require.Equal(t, StateOpen, a.State(), "a opens on its own")
+	f.flush()
+	time.Sleep(120 * time.Millisecond)
+	require.NoError(t, call(a, nil), "a probes alone")
+	require.Equal(t, StateClosed, a.State())
+	for range 4 {
+		require.ErrorIs(t, call(a, errDown), errDown)
+	}
+	f.flush()
+
+	be.Mini.SetError("")
+	time.Sleep(600 * time.Millisecond) // RetryInterval
+	for range 3 {
+		f.flush() // the batch that failed, sent again, then what came after
+	}
+	assert.Equal(t, StateClosed, a.State())
+	assert.Equal(t, StateClosed, b.State())
+	assert.Zero(t, hashInt(t, be.Client, be.Prefix, f.name, "s"), "the shared breaker is closed")
+	assert.Zero(t, hashInt(t, be.Client, be.Prefix, f.name, "cf"), "a's probe success ended the shared run")
+	n, failed := f.totals(t)
+	assert.Equal(t, int64(10), n, "the outage's outcomes reach the totals")
+	assert.Equal(t, int64(9), failed)
+	for range 4 {
+		require.ErrorIs(t, call(b, errDown), errDown)
+	}
+	f.flush()
+	assert.Equal(t, StateClosed, a.State(), "four new failures do not open it")
+	require.ErrorIs(t, call(b, errDown), errDown)
+	f.flush()
+	require.Eventually(t, func() bool { return a.State() == StateOpen }, eventually, time.Millisecond, "five do, everywhere")
 }
 
 // TestSharedDeterministic runs the article's breaker shared by two instances on a MemoryStore
@@ -448,19 +513,10 @@ func TestSharedDeterministic(t *testing.T) {
 }
 
 func TestSharedConfig(t *testing.T) {
-	store, err := NewMemoryStore(MemoryConfig{})
-	require.NoError(t, err)
-	defer store.Close()
-	_, err = New(Config{Store: store})
-	require.ErrorIs(t, err, ErrInvalidConfig, "a shared breaker needs a name")
-	_, err = New(Config{Name: "x", Store: &MemoryStore{}})
-	require.ErrorIs(t, err, ErrInvalidConfig, "a store not made by its constructor")
-	_, err = NewRegistry(RegistryConfig{Config: Config{Store: store}})
+	store := newMemoryStoreT(t)
+	r, err := NewRegistry(RegistryConfig{Config: Config{Store: store}})
 	require.NoError(t, err, "a registry names its breakers after their keys")
-	_, err = NewMemoryStore(MemoryConfig{FlushInterval: -1})
-	require.ErrorIs(t, err, ErrInvalidConfig)
-	_, err = NewRedisStore(nil, RedisConfig{})
-	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.NotNil(t, r.Get(""), "the empty key's breaker is not shared, but exists")
 	var zero MemoryStore
 	assert.NoError(t, zero.Close())
 	assert.Equal(t, StoreStats{}, zero.Stats())
@@ -472,12 +528,12 @@ func TestCloseSendsEverything(t *testing.T) {
 	be := redistest.Open(t, redistest.Miniredis)
 	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, FlushInterval: time.Hour, RetryInterval: time.Millisecond})
 	require.NoError(t, err)
-	b := newBreaker(t, Config{Name: "close", Failures: -1, Store: st})
+	b := newBreaker(t, Config{Name: "close", DisableConsecutiveFailures: true, Store: st})
 	for range 5 {
 		require.ErrorIs(t, call(b, errDown), errDown)
 	}
 	be.Mini.SetError("LOADING")
-	st.h.flush() // fails: the batch waits to be sent again
+	st.bt.flush() // fails: the batch waits to be sent again
 	be.Mini.SetError("")
 	for range 7 {
 		require.NoError(t, call(b, nil))

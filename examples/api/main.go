@@ -108,7 +108,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 	if err != nil {
 		return err
 	}
-	downstream, err := breaker.New(breaker.Config{Name: "downstream", Store: breakers})
+	downstream, err := breaker.New(breaker.Config{Name: "downstream", Store: breakers, Logger: logger})
 	if err != nil {
 		return err
 	}
