@@ -126,3 +126,41 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 		require.Equal(t, nf, hashInt(t, be.Client, be.Prefix, "b", "nf"), "failed totals")
 	})
 }
+
+// TestReleaseOvertakingItsAcquisition: a lease whose acquisition timed out is given back; if
+// the release reaches the store before the acquisition (they travel on different
+// connections), the acquisition must not be granted when it arrives, or the lease would be held
+// for ProbeTimeout by nobody. On the script and on the memory state machine alike.
+func TestReleaseOvertakingItsAcquisition(t *testing.T) {
+	mini := redistest.Open(t, redistest.Miniredis)
+	rc, err := redisclient.New(mini.Client, redisclient.Config{
+		Prefix: mini.Prefix, DefaultTimeout: time.Second, Unavailable: errStoreDown,
+	})
+	require.NoError(t, err)
+	now := time.UnixMilli(1_800_000_000_000)
+	setTime := func(t time.Time) { now = t; mini.Mini.SetTime(t) }
+	ms := newMemoryStore(func() time.Time { return now })
+	ms.bt = &batcher{} // announcements go nowhere
+	pol := policy{failures: 1, minCalls: 1, probes: 1, successes: 1, windowMs: 1000, openMs: 100,
+		maxOpenMs: 100, probeTimeoutMs: 60_000}
+	for _, be := range []backend{ms, newRedisStore(rc)} {
+		setTime(time.UnixMilli(1_800_000_000_000))
+		run := func(q request) reply {
+			q.name, q.policy, q.instance = "b", &pol, "i"
+			res := make([]reply, 1)
+			require.NoError(t, be.run(context.Background(), time.Second, []request{q}, res))
+			require.NoError(t, res[0].err)
+			return res[0]
+		}
+		r := run(request{op: opSync, gen: -1, failures: 1, failuresAfterSuccess: 1, seq: 1})
+		require.Equal(t, StateOpen, r.state, "%T: tripped", be)
+		setTime(now.Add(200 * time.Millisecond)) // the open period is over
+		run(request{op: opRelease, leaseID: "late"})
+		if r := run(request{op: opAcquire, gen: r.gen, leaseID: "late"}); r.slot != 0 {
+			t.Fatalf("%T: an acquisition whose release came first was granted slot %d", be, r.slot)
+		}
+		if r := run(request{op: opAcquire, gen: r.gen, leaseID: "next"}); r.slot != 1 {
+			t.Fatalf("%T: the lease stays free for the next prober, got slot %d", be, r.slot)
+		}
+	}
+}

@@ -18,7 +18,9 @@ type sharedState struct {
 	buckets                     [10]windowBucket // the last Window, for FailureRate
 	probeDeadlines              []int64          // per probe lease; 0 when free
 	leaseIDs                    []string         // per probe lease
-	expires                     int64
+	// Leases released before their acquisition arrived, refused when it does: id -> until.
+	released map[string]int64
+	expires  int64
 }
 
 // windowBucket counts the calls of one tenth of the Window: the index-th since the epoch.
@@ -46,7 +48,7 @@ func (s *sharedState) apply(q *request, now int64) (out reply, changed bool) {
 	case opAcquire:
 		out, wrote = s.acquire(q, now, wrote)
 	case opRelease:
-		wrote = s.release(q, wrote)
+		wrote = s.release(q, now)
 	case opReport:
 		out, wrote = s.report(q, now, wrote)
 	}
@@ -147,6 +149,12 @@ func (s *sharedState) acquire(q *request, now int64, wrote bool) (reply, bool) {
 		s.gen, s.state = s.gen+1, StateHalfOpen
 		s.clearProbes(q.policy)
 	}
+	// A lease given back before this request arrived (its acquisition timed out, and the
+	// release overtook it) is never granted.
+	if _, ok := s.released[q.leaseID]; ok {
+		delete(s.released, q.leaseID)
+		return out, true
+	}
 	if s.state != StateHalfOpen {
 		return out, wrote
 	}
@@ -166,16 +174,29 @@ func (s *sharedState) acquire(q *request, now int64, wrote bool) (reply, bool) {
 	return out, wrote
 }
 
-// release frees the lease of q.leaseID, if it still holds one.
-func (s *sharedState) release(q *request, wrote bool) bool {
+// release frees the lease of q.leaseID, if it holds one; otherwise the acquisition has not
+// arrived yet (or never will), and a tombstone, kept one probe timeout, refuses it.
+func (s *sharedState) release(q *request, now int64) bool {
 	deadlines, ids := s.leases(q.policy)
+	found := false
 	for i, id := range ids {
 		if deadlines[i] != 0 && id == q.leaseID {
 			deadlines[i], ids[i] = 0, ""
-			wrote = true
+			found = true
 		}
 	}
-	return wrote
+	if !found {
+		if s.released == nil {
+			s.released = make(map[string]int64)
+		}
+		for id, until := range s.released {
+			if until <= now {
+				delete(s.released, id)
+			}
+		}
+		s.released[q.leaseID] = now + q.policy.probeTimeoutMs
+	}
+	return true
 }
 
 // report counts a probe's outcome in the totals and, in the probe's half-open generation, frees

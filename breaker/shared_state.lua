@@ -19,6 +19,8 @@
 --   r    consecutive reopenings from half-open, for the backoff
 --   ps   successful probes in this half-open generation
 --   p1..pN, l1..lN   the deadline and id of each probe lease (N = probes)
+--   x<id>   a lease released before its acquisition arrived, refused when it does; until then
+--        plus a probe timeout
 --   wt0..9, wc0..9, wf0..9   the FailureRate window: per tenth of the window, its index since
 --        the epoch, its calls and failures
 --   kc, kf   the window of the last WindowCalls calls, estimated: each batch's calls and
@@ -190,6 +192,14 @@ local function acquire()
     g, state = g + 1, 2
     clearprobes()
   end
+  -- A lease given back before this request arrived (its acquisition timed out, and the release
+  -- overtook it on another connection) is never granted.
+  local xfield = 'x' .. ARGV[16]
+  if redis.call('HEXISTS', key, xfield) == 1 then
+    redis.call('HDEL', key, xfield)
+    wrote = true
+    return
+  end
   if state ~= 2 then return end
   local earliest = 0
   for i = 1, probes do
@@ -205,14 +215,26 @@ local function acquire()
   wait = earliest - now
 end
 
--- release frees the lease of the given id, if it still holds one.
+-- release frees the lease of the given id, if it holds one; otherwise the acquisition has not
+-- arrived yet (or never will), and a tombstone x<id>, kept one probe timeout, refuses it.
 local function release()
+  local found = false
   for i = 1, probes do
     if redis.call('HGET', key, 'l' .. i) == ARGV[16] then
       redis.call('HDEL', key, 'p' .. i, 'l' .. i)
-      wrote = true
+      found = true
     end
   end
+  if not found then
+    local fields = redis.call('HGETALL', key)
+    for i = 1, #fields, 2 do
+      if string.sub(fields[i], 1, 1) == 'x' and tonumber(fields[i + 1]) <= now then
+        redis.call('HDEL', key, fields[i])
+      end
+    end
+    redis.call('HSET', key, 'x' .. ARGV[16], now + probetimeout)
+  end
+  wrote = true
 end
 
 -- report counts a probe's outcome in the totals and, in the probe's half-open generation, frees
