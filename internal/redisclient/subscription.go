@@ -38,8 +38,9 @@ type SubscribeConfig struct {
 
 // Subscription listens to one channel on its own goroutine, for as long as it is open: it
 // detects a silent connection, subscribes again after every loss, and says when messages may
-// have been lost. A confirmation or a PING answered ends the client's outage, so an idle
-// store sees Redis come back without any call. Create it with [Client.Subscribe]; stop it
+// have been lost. A confirmation ends the client's outage, so an idle store sees Redis come
+// back without any call. (A PONG does not: a Redis that answers PING may still fail every
+// script, and the outage would flap.) Create it with [Client.Subscribe]; stop it
 // with Close.
 type Subscription struct {
 	c       *Client
@@ -172,8 +173,6 @@ func (s *Subscription) loop(ctx context.Context) {
 			if first {
 				close(s.ready)
 			}
-		case *redis.Pong:
-			s.c.Up()
 		case *redis.Message:
 			if s.cfg.OnMessage != nil {
 				s.cfg.OnMessage(m.Payload)
