@@ -12,7 +12,7 @@ import (
 // The article's login limit: 5 attempts per minute per IP.
 func ExampleLimiter_Allow() {
 	store, _ := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
-	login, _ := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", Failure: ratelimit.FailClosed})
+	login, _ := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", FailurePolicy: ratelimit.FailClosed})
 	ctx := context.Background()
 	for i := 1; i <= 6; i++ {
 		r, err := login.Allow(ctx, "203.0.113.9")
@@ -58,7 +58,7 @@ func ExampleAllowAll() {
 func ExampleMiddleware() {
 	store, _ := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	global, _ := ratelimit.New(store, ratelimit.PerMinute(1000), ratelimit.Config{Name: "global"})
-	login, _ := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", Failure: ratelimit.FailClosed})
+	login, _ := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", FailurePolicy: ratelimit.FailClosed})
 	apikey, _ := ratelimit.New(store, ratelimit.PerMinute(100), ratelimit.Config{Name: "apikey"})
 
 	byIP, _ := ratelimit.KeyByIP(ratelimit.IPConfig{}) // behind a load balancer: set TrustedProxies
