@@ -8,9 +8,12 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 // site is the article's three layered limits on one mux.
@@ -23,8 +26,12 @@ type site struct {
 
 func newSite(t *testing.T, cfg MiddlewareConfig, ip IPConfig) *site {
 	t.Helper()
+	return newSiteOn(t, memStore(t), cfg, ip)
+}
+
+func newSiteOn(t *testing.T, store Store, cfg MiddlewareConfig, ip IPConfig) *site {
+	t.Helper()
 	s := &site{}
-	store := memStore(t)
 	s.global = newLimiter(t, store, PerMinute(1000), Config{Name: "global"})
 	s.login = newLimiter(t, store, PerMinute(5), Config{Name: "login", FailurePolicy: FailClosed})
 	s.apikey = newLimiter(t, store, PerMinute(100), Config{Name: "apikey"})
@@ -245,6 +252,52 @@ func TestMiddlewareFailClosed(t *testing.T) {
 	assert.Equal(t, "1", w.Header().Get("Retry-After"))
 	assert.NotContains(t, w.Body.String(), "secret")
 	assert.False(t, strings.Contains(w.Body.String(), "ratelimit:"), "no key or prefix in the body")
+}
+
+// TestMiddlewareSameResponsesOnEveryStore: one request sequence gets the same status, RateLimit,
+// RateLimit-Policy, Retry-After and legacy fields and the same body from the memory store and
+// from every Redis, deny cache on: refusals by the deny cache answer like refusals by the store.
+func TestMiddlewareSameResponsesOnEveryStore(t *testing.T) {
+	type response struct {
+		code   int
+		header http.Header
+		body   string
+	}
+	sequence := func(t *testing.T, store Store) []response {
+		s := newSiteOn(t, store, MiddlewareConfig{LegacyHeaders: true}, IPConfig{})
+		var out []response
+		record := func(w *httptest.ResponseRecorder) {
+			h := http.Header{}
+			for _, k := range []string{"Ratelimit", "Ratelimit-Policy", "Retry-After", "X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset"} {
+				h[k] = w.Header()[k]
+			}
+			out = append(out, response{w.Code, h, w.Body.String()})
+		}
+		for range 8 { // 5 granted, then the store denies, then (on Redis) the deny cache
+			record(s.do("POST", "/login", "192.0.2.1:5000", "X-API-Key", "key-1"))
+		}
+		record(s.do("GET", "/items", "192.0.2.1:5000", "X-API-Key", "key-1"))
+		record(s.do("POST", "/login", "192.0.2.2:5000"))
+		return out
+	}
+	var want []response
+	synctest.Test(t, func(t *testing.T) { want = sequence(t, memStore(t)) })
+	require.Equal(t, http.StatusTooManyRequests, want[7].code)
+
+	redistest.Each(t, func(t *testing.T, b redistest.Backend) {
+		if !b.IsRedis() {
+			return
+		}
+		if b.Mini != nil {
+			b.Mini.SetTime(time.Now().Truncate(time.Second))
+		}
+		store, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix, Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		got := sequence(t, store)
+		for i := range want {
+			assert.Equal(t, want[i], got[i], "response %d", i)
+		}
+	})
 }
 
 func TestHumanSeconds(t *testing.T) {
