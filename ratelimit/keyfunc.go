@@ -42,9 +42,10 @@ type IPConfig struct {
 	IPv4Prefix int
 }
 
-// KeyByIP returns a KeyFunc keying requests by client address, as cfg says. IPv4-mapped IPv6
-// addresses count as IPv4. A request without a usable address gets ErrNoClientIP, which the
-// middleware answers with 400 by default. Its errors wrap ErrInvalidConfig.
+// KeyByIP returns a KeyFunc keying requests by client address, as cfg says; it is safe for
+// concurrent use. IPv4-mapped IPv6 addresses count as IPv4. A request without a usable address
+// gets ErrNoClientIP, which the middleware answers with 400 by default. Its errors wrap
+// ErrInvalidConfig.
 func KeyByIP(cfg IPConfig) (KeyFunc, error) {
 	res, err := clientip.New(clientip.Config{
 		TrustedProxies: cfg.TrustedProxies, Header: cfg.Header,

@@ -8,14 +8,14 @@ import (
 )
 
 // Layer is one limit to apply to one request: Limiter's policy for Key, costing N units (1 when
-// zero).
+// zero). Limiter and Key are required.
 type Layer struct {
 	Limiter *Limiter
 	Key     string
 	N       int
 }
 
-// Decision is the outcome of [AllowAll].
+// Decision is the outcome of [AllowAll]. The zero value is a denial with no results.
 type Decision struct {
 	// Allowed reports whether every layer granted its units; if not, none was charged.
 	Allowed bool
@@ -57,26 +57,36 @@ func (d Decision) RetryAfter() time.Duration {
 // decision is, as limited when the layer denied; layers not charged because another denied are
 // not counted.
 func AllowAll(ctx context.Context, layers ...Layer) (Decision, error) {
-	a, err := newAllowAll(layers)
-	if err != nil {
-		return a.abandon(), err
+	var a allowAll
+	err := a.run(ctx, layers)
+	return a.decision(), err
+}
+
+// run decides the layers: after it, a.out holds each layer's outcome, every one not evaluated
+// when it returns an error other than a FailClosed layer's.
+func (a *allowAll) run(ctx context.Context, layers []Layer) error {
+	if err := a.init(layers); err != nil {
+		a.abandon()
+		return err
 	}
 	if a.denyCached(ctx) {
-		return a.finish(ctx), nil
+		a.settle(ctx)
+		return nil
 	}
 	for _, u := range a.units() {
 		if err := a.decide(ctx, u); err != nil {
 			a.giveBack(ctx)
-			return a.abandon(), err
+			a.abandon()
+			return err
 		}
-		a.charged = append(a.charged, u)
 		if !a.granted() {
-			a.charged = a.charged[:len(a.charged)-1] // the denying store charged nothing
-			a.giveBack(ctx)
+			a.giveBack(ctx) // the units before u: u denied, and charged nothing
 			break
 		}
+		a.charged++
 	}
-	return a.finish(ctx), a.closedErr
+	a.settle(ctx)
+	return a.closedErr
 }
 
 // allowAll is one call of AllowAll.
@@ -85,8 +95,16 @@ type allowAll struct {
 	reqs      []request
 	out       []outcome
 	fell      []bool // decided by the failure policy
-	charged   []unit // units whose charges stand
+	byStore   []unit // the layers by store, in order
+	charged   int    // byStore[:charged] are decided, and their charges stand
 	closedErr error  // a FailClosed layer could not be decided
+
+	// Room for the common decisions, of up to four layers on one store.
+	reqBuf   [4]request
+	outBuf   [4]outcome
+	fellBuf  [4]bool
+	unitBuf  [1]unit
+	layerBuf [1]Layer // for Limiter.AllowN
 }
 
 // unit is the layers idx, all on store: one store call.
@@ -95,15 +113,20 @@ type unit struct {
 	idx   []int
 }
 
-func newAllowAll(layers []Layer) (*allowAll, error) {
-	a := &allowAll{layers: layers, reqs: make([]request, len(layers)), out: make([]outcome, len(layers)),
-		fell: make([]bool, len(layers))}
+// init checks the layers and builds their requests.
+func (a *allowAll) init(layers []Layer) error {
+	a.layers = layers
+	if n := len(layers); n <= len(a.reqBuf) {
+		a.reqs, a.out, a.fell = a.reqBuf[:n], a.outBuf[:n], a.fellBuf[:n]
+	} else {
+		a.reqs, a.out, a.fell = make([]request, n), make([]outcome, n), make([]bool, n)
+	}
 	if len(layers) == 0 {
-		return a, fmt.Errorf("%w: no layers", ErrInvalidRequest)
+		return fmt.Errorf("%w: no layers", ErrInvalidRequest)
 	}
 	for i, ly := range layers {
 		if ly.Limiter == nil {
-			return a, fmt.Errorf("%w: layer %d has no Limiter", ErrInvalidRequest, i)
+			return fmt.Errorf("%w: layer %d has no Limiter", ErrInvalidRequest, i)
 		}
 		a.out[i].Result = notEvaluated(ly.Limiter)
 	}
@@ -113,17 +136,17 @@ func newAllowAll(layers []Layer) (*allowAll, error) {
 		case n == 0:
 			n = 1
 		case n < 0:
-			return a, fmt.Errorf("%w: layer %d costs %d", ErrInvalidRequest, i, n)
+			return fmt.Errorf("%w: layer %d costs %d", ErrInvalidRequest, i, n)
 		}
 		if ly.Key == "" {
-			return a, fmt.Errorf("%w: empty key (policy %q)", ErrInvalidRequest, l.name)
+			return fmt.Errorf("%w: empty key (policy %q)", ErrInvalidRequest, l.name)
 		}
 		if n > l.rule.max {
-			return a, fmt.Errorf("%w: %d units under %v (policy %q)", ErrExceedsBurst, n, l.rule.Limit, l.name)
+			return fmt.Errorf("%w: %d units under %v (policy %q)", ErrExceedsBurst, n, l.rule.Limit, l.name)
 		}
 		a.reqs[i] = l.request(ly.Key, n)
 	}
-	return a, nil
+	return nil
 }
 
 // denyCached refuses the request without any store call when a layer's key is known to be over
@@ -146,18 +169,26 @@ func (a *allowAll) denyCached(ctx context.Context) bool {
 
 // units groups the layers by store, in order of first appearance.
 func (a *allowAll) units() []unit {
-	var units []unit
+	shared := true
+	for _, ly := range a.layers[1:] {
+		shared = shared && ly.Limiter.store == a.layers[0].Limiter.store
+	}
+	if shared {
+		a.unitBuf[0] = unit{store: a.layers[0].Limiter.store, idx: indexes(len(a.layers))}
+		a.byStore = a.unitBuf[:]
+		return a.byStore
+	}
 outer:
 	for i, ly := range a.layers {
-		for u := range units {
-			if units[u].store == ly.Limiter.store {
-				units[u].idx = append(units[u].idx, i)
+		for u := range a.byStore {
+			if a.byStore[u].store == ly.Limiter.store {
+				a.byStore[u].idx = append(a.byStore[u].idx, i)
 				continue outer
 			}
 		}
-		units = append(units, unit{store: ly.Limiter.store, idx: []int{i}})
+		a.byStore = append(a.byStore, unit{store: ly.Limiter.store, idx: []int{i}})
 	}
-	return units
+	return a.byStore
 }
 
 // decide asks u's store, or, when it is unavailable, the failure policies of u's layers.
@@ -246,7 +277,7 @@ func (a *allowAll) granted() bool {
 // which can only refuse a later request early, never grant one too many.
 func (a *allowAll) giveBack(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	for _, u := range a.charged {
+	for _, u := range a.byStore[:a.charged] {
 		var refunds []request
 		store := u.store
 		for _, i := range u.idx {
@@ -265,7 +296,7 @@ func (a *allowAll) giveBack(ctx context.Context) {
 			_ = store.take(ctx, refunds, make([]outcome, len(refunds)))
 		}
 	}
-	a.charged = nil
+	a.charged = 0
 }
 
 // uncharge turns the Result of q, granted, into what it reports once its units are given back:
@@ -280,38 +311,49 @@ func uncharge(r *Result, q *request) {
 	}
 }
 
-// abandon reports that nothing was decided.
-func (a *allowAll) abandon() Decision {
-	d := Decision{Results: make([]Result, len(a.layers))}
+// abandon marks every layer not evaluated.
+func (a *allowAll) abandon() {
 	for i, ly := range a.layers {
+		a.out[i] = outcome{Result: Result{Remaining: -1}}
 		if ly.Limiter != nil {
-			d.Results[i] = notEvaluated(ly.Limiter)
+			a.out[i].Result = notEvaluated(ly.Limiter)
 		}
 	}
-	return d
 }
 
-// finish sets Allowed and Denied, feeds the deny caches, counts and calls the hooks.
-func (a *allowAll) finish(ctx context.Context) Decision {
-	d := Decision{Allowed: true, Results: make([]Result, len(a.out))}
-	for i, o := range a.out {
-		d.Results[i] = o.Result
-		if !o.Allowed {
-			d.Allowed = false
-			if o.Remaining >= 0 {
-				d.Denied = append(d.Denied, o.Policy)
-			}
+// allowed reports whether every layer granted.
+func (a *allowAll) allowed() bool {
+	for i := range a.out {
+		if !a.out[i].Allowed {
+			return false
 		}
 	}
+	return len(a.out) > 0
+}
+
+// settle feeds the deny caches, counts and calls the hooks.
+func (a *allowAll) settle(ctx context.Context) {
+	allowed := a.allowed()
 	for i, ly := range a.layers {
 		o := &a.out[i]
-		if !d.Allowed && (o.Allowed || o.Remaining < 0) {
+		if !allowed && (o.Allowed || o.Remaining < 0) {
 			continue // not charged, or not evaluated: neither granted nor denied
 		}
 		if dc := ly.Limiter.deny; !o.Allowed && !o.busy && !a.fell[i] && dc != nil && o.RetryAfter > 0 {
 			dc.remember(&a.reqs[i], o.Result)
 		}
 		ly.Limiter.observe(ctx, ly.Key, o.Result, a.fell[i])
+	}
+}
+
+// decision reports the outcomes.
+func (a *allowAll) decision() Decision {
+	d := Decision{Allowed: a.allowed(), Results: make([]Result, len(a.layers))}
+	for i := range a.out {
+		d.Results[i] = a.out[i].Result
+		if o := &a.out[i]; !o.Allowed && o.Remaining >= 0 {
+			d.Denied = append(d.Denied, o.Policy)
+		}
 	}
 	return d
 }

@@ -27,7 +27,7 @@ var (
 )
 
 // FailurePolicy is what a [Limiter] does when its store cannot decide (Redis down, slow or
-// refusing).
+// refusing). The zero value is FailLocal.
 type FailurePolicy int
 
 const (
@@ -100,7 +100,7 @@ type Hooks struct {
 	OnFallback func(ctx context.Context, entered bool, err error)
 }
 
-// Stats is a snapshot of a Limiter's counters.
+// Stats is a snapshot of a Limiter's counters, a value: it does not change after Stats returns.
 type Stats struct {
 	Allowed       uint64 // granted decisions, whoever made them
 	Limited       uint64 // denied decisions, whoever made them
@@ -232,8 +232,10 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if n < 1 { // a Layer would read 0 as 1
 		return notEvaluated(l), fmt.Errorf("%w: cost %d must be at least 1 (policy %q)", ErrInvalidRequest, n, l.name)
 	}
-	d, err := AllowAll(ctx, Layer{Limiter: l, Key: key, N: n})
-	return d.Results[0], err
+	var a allowAll
+	a.layerBuf[0] = Layer{Limiter: l, Key: key, N: n}
+	err := a.run(ctx, a.layerBuf[:1])
+	return a.out[0].Result, err
 }
 
 // Peek reports whether one unit would be granted to key now, and how many remain, without

@@ -12,8 +12,8 @@ import (
 )
 
 // Routes returns a Match function for requests matching any of the [http.ServeMux] patterns,
-// such as "POST /login" or "/api/". It uses ServeMux's own matching, so it agrees with a
-// ServeMux routing the same requests.
+// such as "POST /login" or "/api/", safe for concurrent use. It uses ServeMux's own matching,
+// so it agrees with a ServeMux routing the same requests. Its errors wrap ErrInvalidConfig.
 func Routes(patterns ...string) (func(*http.Request) bool, error) {
 	mux := http.NewServeMux()
 	for _, p := range patterns {
@@ -37,7 +37,7 @@ func register(mux *http.ServeMux, pattern string) (err error) {
 	return nil
 }
 
-// Rule applies one Limiter to the requests it matches.
+// Rule applies one Limiter to the requests it matches. Limiter and Key are required.
 type Rule struct {
 	// Limiter decides; its name is the policy name in headers and bodies. Required.
 	Limiter *Limiter

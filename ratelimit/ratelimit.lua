@@ -43,81 +43,49 @@
 -- (us) and reset after (us). A request whose charge was written reports its key after the charge;
 -- any other reports its key as it was, uncharged (a peek, a denial, or a grant in a call that
 -- another request denied or that only reserved).
+local call, max, floor, ceil = redis.call, math.max, math.floor, math.ceil
+-- int formats an integer-valued number for Redis: exactly, and faster than Redis's own
+-- conversion of numbers (%.17g).
+local function int(x) return string.format('%d', x) end
 local op, holding, id, life = ARGV[1], ARGV[2] == '1', ARGV[3], tonumber(ARGV[4])
 local m = #KEYS
 if holding then m = m / 2 end
-local t = redis.call('TIME')
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
-local function member(i) return id .. ':' .. i .. ':' .. ARGV[4 * i + 4] end
-
 if op == 'release' then
-  for i = 1, m do redis.call('ZREM', KEYS[m + i], member(i)) end
+  for i = 1, m do call('ZREM', KEYS[m + i], id .. ':' .. i .. ':' .. ARGV[4 * i + 4]) end
   return {}
 end
 
--- The state of each key as this call leaves it: {tat} for GCRA, {period, ts, drop, pushed,
--- popped} for a strict key (ts: its grants within the window, drop: how many older ones Redis
--- holds, pushed and popped: the grants this call adds or gives back).
-local states, held = {}, {}
+-- states[key] is the key's state as this call leaves it: for GCRA its theoretical arrival time
+-- (a number, at least now); for a strict key {period, ts, drop, pushed, popped}, where ts are
+-- its grants within the window, drop how many older ones Redis holds, pushed and popped the
+-- grants this call adds or gives back. dirty holds the keys to write.
+local states, dirty, held = {}, {}, {}
 
-local function load(i)
-  local key = KEYS[i]
-  local st = states[key]
-  if st then return st end
-  if ARGV[4 * i + 1] == 'g' then
-    st = {tat = math.max(tonumber(redis.call('GET', key)) or 0, now)}
-  else
-    st = {period = tonumber(ARGV[4 * i + 2]), ts = {}, drop = 0, pushed = 0, popped = 0}
-    for _, v in ipairs(redis.call('LRANGE', key, 0, -1)) do
-      v = tonumber(v)
-      if v > now - st.period then st.ts[#st.ts + 1] = v else st.drop = st.drop + 1 end
-    end
+local function loadLog(key, period)
+  local st = {period = period, ts = {}, drop = 0, pushed = 0, popped = 0}
+  for _, v in ipairs(call('LRANGE', key, 0, -1)) do
+    v = tonumber(v)
+    if v > now - period then st.ts[#st.ts + 1] = v else st.drop = st.drop + 1 end
   end
-  states[key] = st
   return st
 end
 
--- units left and time to the full limit of request i's key
-local function peek(i, st)
-  local a, b = tonumber(ARGV[4 * i + 2]), tonumber(ARGV[4 * i + 3])
-  if st.tat then return math.floor((now - st.tat + b) / a), st.tat - now end
-  local c = #st.ts
-  if c == 0 then return b, 0 end
-  return b - c, st.ts[c] + a - now
-end
-
--- time until n units of request i's key are available, knowing they are not now
-local function wait(i, st, n)
-  local a, b = tonumber(ARGV[4 * i + 2]), tonumber(ARGV[4 * i + 3])
-  if st.tat then return st.tat + n * a - b - now end
-  return st.ts[#st.ts + n - b] + a - now
-end
-
-local function charge(i, st, n)
-  local a = tonumber(ARGV[4 * i + 2])
-  st.dirty = true
-  if st.tat then
-    st.tat = math.max(st.tat + n * a, now)
-  elseif n > 0 then
-    local v = math.max(now, st.ts[#st.ts] or now)
-    for _ = 1, n do st.ts[#st.ts + 1] = v end
-    st.pushed = st.pushed + n
-  else
-    for _ = 1, math.min(-n, #st.ts) do
-      st.ts[#st.ts] = nil
-      st.popped = st.popped + 1
-    end
-  end
+-- time until k units are available from the state st of a key (limit a, b), knowing they are
+-- not available now
+local function wait(st, a, b, k)
+  if type(st) == 'number' then return st + k * a - b - now end
+  return st.ts[#st.ts + k - b] + a - now
 end
 
 -- units of request i's key held by other requests
 local function holds(i)
   local key = KEYS[i]
-  if not holding then return 0 end
   if held[key] == nil then
     local h = 0
-    for _, mbr in ipairs(redis.call('ZRANGEBYSCORE', KEYS[m + i], now + 1, '+inf')) do
+    for _, mbr in ipairs(call('ZRANGEBYSCORE', KEYS[m + i], int(now + 1), '+inf')) do
       h = h + tonumber(string.match(mbr, ':(%d+)$'))
     end
     held[key] = h
@@ -125,66 +93,95 @@ local function holds(i)
   return held[key]
 end
 
-local status, rem0, reset0, retry, rem1, reset1 = {}, {}, {}, {}, {}, {}
+-- out holds each request's status, remaining, retry after and reset after as the key was before
+-- the request; after, its remaining and reset after once charged.
+local out, after = {}, {}
 local denied, busy = false, false
 for i = 1, m do
-  local st, n = load(i), tonumber(ARGV[4 * i + 4])
-  local left, reset = peek(i, st)
-  rem0[i], reset0[i], retry[i], status[i] = math.max(0, left), reset, 0, 1
-  if op == 'commit' then
-    redis.call('ZREM', KEYS[m + i], member(i))
-    charge(i, st, n)
-  elseif n == 0 then
-    if left < 1 then status[i], retry[i] = 0, wait(i, st, 1) end
-  elseif n < 0 then
-    charge(i, st, n)
-  elseif left < n then
-    status[i], retry[i], denied = 0, wait(i, st, n), true
+  local key, base = KEYS[i], 4 * i
+  local a, b, n = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local gcra, st = ARGV[base + 1] == 'g', states[key]
+  local left, reset
+  if gcra then
+    st = max(st or tonumber(call('GET', key)) or 0, now)
+    left, reset = floor((now - st + b) / a), st - now
   else
-    if left - holds(i) < n then status[i], busy = 2, true end
-    charge(i, st, n)
+    st = st or loadLog(key, a)
+    local c = #st.ts
+    left, reset = b - c, 0
+    if c > 0 then reset = st.ts[c] + a - now end
   end
-  rem1[i], reset1[i] = peek(i, st)
+  local status, retry, charge = 1, 0, n
+  if op == 'commit' then
+    call('ZREM', KEYS[m + i], id .. ':' .. i .. ':' .. ARGV[base + 4])
+  elseif n == 0 then
+    if left < 1 then status, retry = 0, wait(st, a, b, 1) end
+  elseif n > 0 and left < n then
+    status, retry, charge, denied = 0, wait(st, a, b, n), 0, true
+  elseif n > 0 and holding and left - holds(i) < n then
+    status, busy = 2, true
+  end
+  if charge ~= 0 then
+    dirty[key] = true
+    if gcra then
+      st = max(st + charge * a, now)
+      after[2 * i - 1], after[2 * i] = floor((now - st + b) / a), st - now
+    else
+      if charge > 0 then
+        local v = max(now, st.ts[#st.ts] or now)
+        for _ = 1, charge do st.ts[#st.ts + 1] = v end
+        st.pushed = st.pushed + charge
+      else
+        for _ = 1, math.min(-charge, #st.ts) do
+          st.ts[#st.ts] = nil
+          st.popped = st.popped + 1
+        end
+      end
+      after[2 * i - 1], after[2 * i] = b - #st.ts, 0
+      if #st.ts > 0 then after[2 * i] = st.ts[#st.ts] + a - now end
+    end
+  end
+  states[key] = st
+  out[base - 3], out[base - 2], out[base - 1], out[base] = status, max(0, left), retry, reset
 end
 
 local write = op == 'commit' or (op == 'decide' and not denied and not busy)
 if write then
-  for key, st in pairs(states) do
-    if st.dirty and st.tat then
-      if st.tat > now then
-        -- Integer-valued numbers reach Redis exactly.
-        redis.call('SET', key, st.tat, 'PX', math.ceil((st.tat - now) / 1000))
+  for key in pairs(dirty) do
+    local st = states[key]
+    if type(st) == 'number' then
+      if st > now then
+        call('SET', key, int(st), 'PX', int(ceil((st - now) / 1000)))
       else
-        redis.call('DEL', key)
+        call('DEL', key)
       end
-    elseif st.dirty then
-      if st.drop > 0 then redis.call('LTRIM', key, st.drop, -1) end
-      if st.popped > 0 then redis.call('LTRIM', key, 0, -st.popped - 1) end
-      if st.pushed > 0 then redis.call('RPUSH', key, unpack(st.ts, #st.ts - st.pushed + 1)) end
+    else
+      if st.drop > 0 then call('LTRIM', key, st.drop, -1) end
+      if st.popped > 0 then call('LTRIM', key, 0, -st.popped - 1) end
+      if st.pushed > 0 then
+        local pushed = {}
+        for j = #st.ts - st.pushed + 1, #st.ts do pushed[#pushed + 1] = int(st.ts[j]) end
+        call('RPUSH', key, unpack(pushed))
+      end
       if #st.ts == 0 then
-        redis.call('DEL', key)
+        call('DEL', key)
       else
-        redis.call('PEXPIRE', key, math.ceil((st.ts[#st.ts] + st.period - now) / 1000))
+        call('PEXPIRE', key, int(ceil((st.ts[#st.ts] + st.period - now) / 1000)))
       end
+    end
+  end
+  for i = 1, m do
+    if after[2 * i] then
+      out[4 * i - 3], out[4 * i - 2], out[4 * i - 1], out[4 * i] = 1, max(0, after[2 * i - 1]), 0, after[2 * i]
     end
   end
 elseif op == 'reserve' and not denied and not busy then
   for i = 1, m do
     local h = KEYS[m + i]
-    redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
-    redis.call('ZADD', h, now + life, member(i))
-    local last = redis.call('ZRANGE', h, -1, -1, 'WITHSCORES')
-    redis.call('PEXPIREAT', h, math.ceil(tonumber(last[2]) / 1000))
-  end
-end
-
-local out = {}
-for i = 1, m do
-  local n = tonumber(ARGV[4 * i + 4])
-  if write and n ~= 0 then
-    out[4 * i - 3], out[4 * i - 2], out[4 * i - 1], out[4 * i] = 1, math.max(0, rem1[i]), 0, reset1[i]
-  else
-    out[4 * i - 3], out[4 * i - 2], out[4 * i - 1], out[4 * i] = status[i], rem0[i], retry[i], reset0[i]
+    call('ZREMRANGEBYSCORE', h, '-inf', int(now))
+    call('ZADD', h, int(now + life), id .. ':' .. i .. ':' .. ARGV[4 * i + 4])
+    local last = call('ZRANGE', h, -1, -1, 'WITHSCORES')
+    call('PEXPIREAT', h, int(ceil(tonumber(last[2]) / 1000)))
   end
 end
 return out

@@ -166,9 +166,10 @@ func (s *RedisStore) take(ctx context.Context, reqs []request, out []outcome) er
 	if err != nil {
 		return err
 	}
-	b := batch{s: s, reqs: reqs, out: out, keys: make([]string, len(reqs))}
+	b := &batch{s: s, reqs: reqs, out: out}
+	b.keys = b.keyBuf[:0]
 	for i := range reqs {
-		b.keys[i] = s.key(secret, &reqs[i])
+		b.keys = append(b.keys, s.key(secret, &reqs[i]))
 		b.takes = b.takes || reqs[i].n > 0
 	}
 	b.groups = s.group(b.keys, b.groupBuf[:0])
@@ -199,31 +200,22 @@ outer:
 	return groups
 }
 
-// indexes returns 0, 1, ... n-1, without allocating for the common sizes. The result must not
-// be modified.
-func indexes(n int) []int {
-	if n <= len(identity) {
-		return identity[:n:n]
-	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	return idx
-}
-
-var identity = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
-
 // batch is one take on a RedisStore: the requests, their keys and the script calls they make.
 type batch struct {
-	s        *RedisStore
-	reqs     []request
-	out      []outcome
-	keys     []string
-	groups   [][]int // indexes of the requests of each script call
+	s      *RedisStore
+	reqs   []request
+	out    []outcome
+	keys   []string
+	groups [][]int // indexes of the requests of each script call
+	takes  bool    // the batch takes units (rather than peek or give back)
+	id     string  // the holds' id, for a batch that spans calls
+
+	// Room for the common batches, of up to four requests in one call: one allocation.
+	keyBuf   [4]string
 	groupBuf [1][]int
-	takes    bool   // the batch takes units (rather than peek or give back)
-	id       string // the holds' id, for a batch that spans calls
+	call     redisclient.ScriptCall
+	callBuf  [1]*redisclient.ScriptCall
+	argBuf   [1 + 2*4 + 4 + 4*4]any
 }
 
 // run decides the batch: one round of script calls (or two across slots), and more only when
@@ -274,13 +266,21 @@ func (b *batch) decide(ctx context.Context) (busy bool, err error) {
 // uses holds, their hold sets) and ARGV (see ratelimit.lua).
 func (b *batch) calls(op any) []*redisclient.ScriptCall {
 	holding := b.s.split != oneCall
-	calls := make([]*redisclient.ScriptCall, len(b.groups))
+	calls := b.callBuf[:]
+	if len(b.groups) > 1 {
+		calls = make([]*redisclient.ScriptCall, len(b.groups))
+	}
 	for k, g := range b.groups {
 		nkeys := len(g)
 		if holding {
 			nkeys *= 2
 		}
-		args := make([]any, 0, 1+nkeys+4+4*len(g))
+		var args []any
+		if n := 1 + nkeys + 4 + 4*len(g); len(b.groups) == 1 && n <= len(b.argBuf) {
+			args = b.argBuf[:0]
+		} else {
+			args = make([]any, 0, n)
+		}
 		args = append(args, nkeys)
 		for _, i := range g {
 			args = append(args, b.keys[i])
@@ -299,7 +299,12 @@ func (b *batch) calls(op any) []*redisclient.ScriptCall {
 			q := &b.reqs[i]
 			args = append(args, q.rule.redisArgs[0], q.rule.redisArgs[1], q.rule.redisArgs[2], q.n)
 		}
-		calls[k] = &redisclient.ScriptCall{Args: args}
+		if len(b.groups) == 1 {
+			b.call = redisclient.ScriptCall{Args: args}
+			calls[k] = &b.call
+		} else {
+			calls[k] = &redisclient.ScriptCall{Args: args}
+		}
 	}
 	return calls
 }

@@ -41,3 +41,18 @@ type outcome struct {
 	// decision's deadline (see RedisStore): the key itself had enough, so it is never cached.
 	busy bool
 }
+
+// indexes returns 0, 1, ... n-1, without allocating for the common sizes. The result must not
+// be modified.
+func indexes(n int) []int {
+	if n <= len(identity) {
+		return identity[:n:n]
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+var identity = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
