@@ -59,23 +59,21 @@ func ExampleAllowAll() {
 	// global remaining: 995
 }
 
-// The three limits of a typical API layered on one mux: 1000 requests per minute per IP, at most
-// 5 login attempts in any minute per IP, 100 calls per minute per API key. Swap the store for
-// ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{}) to share the limits between instances.
+// Two limits layered on one mux: 1000 requests per minute per IP everywhere, and at most 5
+// login attempts in any minute per IP on the login route. The sixth attempt gets a 429 naming
+// the login policy. Swap the store for ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{}) to
+// share the limits between instances (see NewRedisStore).
 func ExampleMiddleware() {
 	store, _ := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	global, _ := ratelimit.New(store, ratelimit.PerMinute(1000), ratelimit.Config{Name: "global"})
 	login, _ := ratelimit.New(store, ratelimit.Limit{Rate: 5, Period: time.Minute, Strict: true},
-		ratelimit.Config{Name: "login", FailurePolicy: ratelimit.FailClosed})
-	apikey, _ := ratelimit.New(store, ratelimit.PerMinute(100), ratelimit.Config{Name: "apikey", SecretKeys: true})
+		ratelimit.Config{Name: "login"})
 
 	byIP, _ := ratelimit.KeyByIP(ratelimit.IPConfig{}) // behind a load balancer: set TrustedProxies
 	loginRoute, _ := ratelimit.Routes("POST /api/login")
 	limit, err := ratelimit.Middleware(ratelimit.MiddlewareConfig{},
 		ratelimit.Rule{Limiter: global, Key: byIP},
-		ratelimit.Rule{Limiter: login, Key: byIP, Match: loginRoute,
-			Message: "Too many login attempts. Try again in {retry}."},
-		ratelimit.Rule{Limiter: apikey, Key: ratelimit.KeyByHeader("X-API-Key")},
+		ratelimit.Rule{Limiter: login, Key: byIP, Match: loginRoute, Message: "Too many login attempts. Try again in {retry}."},
 	)
 	if err != nil {
 		panic(err)
@@ -99,9 +97,11 @@ func ExampleMiddleware() {
 	// 429 Retry-After: 60 {"error":"Too many login attempts. Try again in 1 minute.","policy":"login","retry_after":60}
 }
 
-// The same limits shared by every instance through Redis, behind a load balancer: the client
-// address comes from X-Forwarded-For only when the TCP peer is one of the balancer's networks.
-// Create the client with ContextTimeoutEnabled, so that RedisConfig.Timeout bounds every call.
+// The three limits of a typical API, shared by every instance through Redis, behind a load
+// balancer: 1000 requests per minute per IP, at most 5 login attempts in any minute per IP on
+// the login routes, 100 calls per minute per API key. The client address comes from
+// X-Forwarded-For only when the TCP peer is one of the balancer's networks. Create the client
+// with ContextTimeoutEnabled, so that RedisConfig.Timeout bounds every call.
 func ExampleNewRedisStore() {
 	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()

@@ -149,7 +149,7 @@ func TestLayeredSequenceMatchesMemory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) { want = run(t, memStore(t), Config{}) })
 
 	eachStore(t, func(t *testing.T, e *env) {
-		tolerance := e.slack * 20 // real servers: the time the sequence takes
+		tolerance := e.slack * 10 // real servers: the time the sequence takes
 		got := run(t, e.store, Config{DisableDenyCache: true})
 		granted := 0
 		for i := range want {

@@ -20,6 +20,9 @@ func TestStrictAtMostNInAnyWindow(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		const n = 3
 		period := 2 * e.unit
+		if e.slack > 0 {
+			period = e.unit // a real clock: keep the test short
+		}
 		limit := Limit{Rate: n, Period: period, Strict: true}
 		var elapsed time.Duration // on fake clocks
 		start := time.Now()

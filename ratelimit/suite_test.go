@@ -74,7 +74,9 @@ func eachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 					b.Mini.FastForward(d)
 				}
 			} else {
-				e.unit, e.sleep, e.slack = 200*time.Millisecond, time.Sleep, 50*time.Millisecond
+				// A loaded machine (-race, a Cluster client bounding calls on goroutines) can take
+				// a hundred milliseconds between two calls.
+				e.unit, e.sleep, e.slack = 400*time.Millisecond, time.Sleep, 150*time.Millisecond
 			}
 			fn(t, e)
 		}
