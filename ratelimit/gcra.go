@@ -11,47 +11,45 @@ type judged struct {
 	rem1, reset1 int64 // granted: units left and ns to the full limit after the charge
 }
 
-// result turns j into the Result of q: after the charge when the request's units were taken, or
-// as the state was before the request otherwise (denied, a peek, or granted within a batch that
-// another request denied).
-func (j *judged) result(q *request, charged bool) Result {
-	r := Result{Policy: q.policy, Allowed: j.granted, Limit: q.rule.Limit}
+// result writes j into r, the Result of q: after the charge when the request's units were
+// taken, or as the state was before the request otherwise (denied, a peek, or granted within a
+// batch that another request denied).
+func (j *judged) result(q *request, charged bool, r *Result) {
+	r.Policy, r.Allowed, r.Limit, r.RetryAfter = q.policy, j.granted, q.rule.Limit, 0
 	if charged {
 		r.Remaining, r.ResetAfter = int(j.rem1), time.Duration(j.reset1)
-		return r
+		return
 	}
 	r.Remaining, r.ResetAfter = int(j.rem0), time.Duration(j.reset0)
 	if !j.granted {
 		r.RetryAfter = time.Duration(j.retry)
 	}
-	return r
 }
 
 // judgeGCRA decides q at now for a key whose theoretical arrival time is tat, both in ns on one
-// clock; a tat at or before now is a fresh key. It returns the key's tat after the request:
-// moved only by a grant or a give-back.
-func judgeGCRA(tat, now int64, q *request) (judged, int64) {
-	iv, tol := q.rule.interval, q.rule.tol
+// clock (a tat at or before now is a fresh key), into j. It returns the key's tat after the
+// request: moved only by a grant or a give-back.
+func judgeGCRA(tat, now int64, q *request, j *judged) int64 {
+	r, n := q.rule, int64(q.n)
 	tat = max(tat, now)
-	j := judged{rem0: units(now-tat+tol, q.rule), reset0: tat - now}
-	n := int64(q.n)
+	*j = judged{rem0: units(now-tat+r.tol, r), reset0: tat - now}
 	switch {
 	case n < 0:
-		next := max(tat+n*iv, now)
-		j.granted, j.rem1, j.reset1 = true, units(now-next+tol, q.rule), next-now
-		return j, next
+		next := max(tat+n*r.interval, now)
+		j.granted, j.rem1, j.reset1 = true, units(now-next+r.tol, r), next-now
+		return next
 	case n == 0:
 		j.granted = j.rem0 >= 1
-		j.retry = tat - tol + iv - now
-		return j, tat
+		j.retry = tat - r.tol + r.interval - now
+		return tat
 	}
-	next := tat + n*iv
+	next := tat + n*r.interval
 	if j.rem0 < n {
-		j.retry = next - tol - now
-		return j, tat
+		j.retry = next - r.tol - now
+		return tat
 	}
 	j.granted, j.rem1, j.reset1 = true, j.rem0-n, next-now
-	return j, next
+	return next
 }
 
 // units returns how many whole intervals of r fit in d, and 0 when d is negative: the units a key

@@ -127,6 +127,7 @@ type Limiter struct {
 	deny     *denyCache
 	secret   bool
 	hooks    Hooks
+	hooked   bool // OnAllowed or OnLimited is set
 	logger   *slog.Logger
 
 	degraded atomic.Bool
@@ -167,7 +168,7 @@ func New(store Store, limit Limit, cfg Config) (*Limiter, error) {
 		cfg.Logger = slog.Default()
 	}
 	l := &Limiter{name: cfg.Name, rule: r, store: store, policy: cfg.FailurePolicy, secret: cfg.SecretKeys,
-		hooks: cfg.Hooks, logger: cfg.Logger}
+		hooks: cfg.Hooks, hooked: cfg.Hooks.OnAllowed != nil || cfg.Hooks.OnLimited != nil, logger: cfg.Logger}
 	l.mem, _ = store.(*MemoryStore)
 	if l.mem != nil {
 		l.memHash = l.mem.policyHash(l.name, r.Strict)
@@ -221,14 +222,22 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 // ErrExceedsBurst for more units than the limit grants at once), when ctx ends first (the
 // context's error), and under FailClosed when the store is unavailable (ErrUnavailable); the
 // Result is then a denial.
-func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
+func (l *Limiter) AllowN(ctx context.Context, key string, n int) (r Result, err error) {
 	if l.mem != nil && key != "" && 0 < n && n <= l.rule.max {
 		// The common in-process case: one shard lock, no allocation.
 		q := request{policy: l.name, key: key, rule: &l.rule, n: n}
-		r := l.mem.takeOne(l.mem.hashWith(l.memHash, key), &q, l.memCount)
-		l.hook(ctx, key, r)
+		l.mem.takeOne(l.mem.hashWith(l.memHash, key), &q, l.memCount, &r)
+		if l.hooked {
+			l.hook(ctx, key, r)
+		}
 		return r, nil
 	}
+	return l.allowN(ctx, key, n)
+}
+
+// allowN is AllowN through AllowAll's path (the deny cache, the store, the failure policy), in
+// a function of its own so that AllowN's frame stays small for the in-process case.
+func (l *Limiter) allowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 { // a Layer would read 0 as 1
 		return notEvaluated(l), fmt.Errorf("%w: cost %d must be at least 1 (policy %q)", ErrInvalidRequest, n, l.name)
 	}

@@ -131,7 +131,8 @@ func (s *MemoryStore) reset(_ context.Context, q request) error {
 
 func (s *MemoryStore) take(_ context.Context, reqs []request, out []outcome) error {
 	if len(reqs) == 1 {
-		out[0] = outcome{Result: s.takeOne(s.hash(&reqs[0]), &reqs[0], nil)}
+		out[0].busy = false
+		s.takeOne(s.hash(&reqs[0]), &reqs[0], nil, &out[0].Result)
 		return nil
 	}
 	s.takeMany(reqs, out)
@@ -145,13 +146,18 @@ type memCount struct {
 	_                [48]byte
 }
 
-// takeOne decides one request whose key hashes to h, and counts it in counts (one per shard)
-// unless counts is nil.
-func (s *MemoryStore) takeOne(h uint64, q *request, counts []memCount) Result {
+// takeOne decides one request whose key hashes to h into r, and counts it in counts (one per
+// shard) unless counts is nil.
+func (s *MemoryStore) takeOne(h uint64, q *request, counts []memCount, r *Result) {
 	si := s.shardIndex(h)
 	sh := &s.shards[si]
 	sh.mu.Lock()
-	j, _ := s.decide(sh, h, q, s.now())
+	var j judged
+	if q.rule.Strict {
+		s.decideLog(sh, h, q, s.now(), &j)
+	} else {
+		s.decideGCRA(sh, h, q, s.now(), &j)
+	}
 	if counts != nil {
 		if j.granted {
 			counts[si].allowed++
@@ -160,7 +166,7 @@ func (s *MemoryStore) takeOne(h uint64, q *request, counts []memCount) Result {
 		}
 	}
 	sh.mu.Unlock()
-	return j.result(q, j.granted && q.n != 0)
+	j.result(q, j.granted && q.n != 0, r)
 }
 
 // takeMany locks every shard involved, in index order so that concurrent batches cannot
@@ -184,12 +190,12 @@ func (s *MemoryStore) takeMany(reqs []request, out []outcome) {
 	granted := true
 	for i := range reqs {
 		q := &reqs[i]
-		j, c := s.decide(&s.shards[s.shardIndex(hs[i])], hs[i], q, now)
-		js = append(js, j)
-		if j.granted && q.n != 0 {
+		js = append(js, judged{})
+		c := s.decide(&s.shards[s.shardIndex(hs[i])], hs[i], q, now, &js[i])
+		if js[i].granted && q.n != 0 {
 			changes = append(changes, c)
 		}
-		granted = granted && (j.granted || q.n <= 0)
+		granted = granted && (js[i].granted || q.n <= 0)
 	}
 	if !granted {
 		for k := len(changes) - 1; k >= 0; k-- {
@@ -200,7 +206,8 @@ func (s *MemoryStore) takeMany(reqs []request, out []outcome) {
 		s.shards[i].mu.Unlock()
 	}
 	for i := range reqs {
-		out[i] = outcome{Result: js[i].result(&reqs[i], granted && js[i].granted && reqs[i].n != 0)}
+		out[i].busy = false
+		js[i].result(&reqs[i], granted && js[i].granted && reqs[i].n != 0, &out[i].Result)
 	}
 }
 
@@ -212,22 +219,33 @@ type change struct {
 	log *slidingLog // strict: the log the grants went to
 }
 
-// decide decides q for the key hashing to h, in its shard sh (locked), at now, and stores the
-// change when the request is granted (or gives back).
-func (s *MemoryStore) decide(sh *memShard, h uint64, q *request, now int64) (judged, change) {
+// decide decides q for the key hashing to h, in its shard sh (locked), at now, into j, stores
+// the change when the request is granted (or gives back), and returns it.
+func (s *MemoryStore) decide(sh *memShard, h uint64, q *request, now int64, j *judged) change {
+	if q.rule.Strict {
+		return change{q: q, h: fix(h), log: s.decideLog(sh, h, q, now, j)}
+	}
+	return change{q: q, h: fix(h), tat: s.decideGCRA(sh, h, q, now, j)}
+}
+
+// decideGCRA is decide for a GCRA request; it returns the key's tat before.
+func (s *MemoryStore) decideGCRA(sh *memShard, h uint64, q *request, now int64, j *judged) int64 {
 	h = fix(h)
 	i, ok := sh.t.find(h)
-	if !q.rule.Strict {
-		var tat int64
-		if ok {
-			tat = sh.t.slots[i].tat
-		}
-		j, next := judgeGCRA(tat, now, q)
-		if j.granted && q.n != 0 {
-			s.setAt(sh, h, i, ok, next, now)
-		}
-		return j, change{q: q, h: h, tat: tat}
+	var tat int64
+	if ok {
+		tat = sh.t.slots[i].tat
 	}
+	if next := judgeGCRA(tat, now, q, j); j.granted && q.n != 0 {
+		s.setAt(sh, h, i, ok, next, now)
+	}
+	return tat
+}
+
+// decideLog is decide for a strict request; it returns the key's log.
+func (s *MemoryStore) decideLog(sh *memShard, h uint64, q *request, now int64, j *judged) *slidingLog {
+	h = fix(h)
+	i, ok := sh.t.find(h)
 	g := sh.logs[h]
 	if g == nil {
 		g = &slidingLog{}
@@ -235,11 +253,10 @@ func (s *MemoryStore) decide(sh *memShard, h uint64, q *request, now int64) (jud
 			g.ts = make([]int64, q.rule.Rate)
 		}
 	}
-	j := g.judge(now, q)
-	if j.granted && q.n != 0 {
+	if g.judge(now, q, j); j.granted && q.n != 0 {
 		s.setLog(sh, h, i, ok, g, q.rule.period, now)
 	}
-	return j, change{q: q, h: h, log: g}
+	return g
 }
 
 // undo takes back the change c stored.

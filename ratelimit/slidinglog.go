@@ -60,12 +60,12 @@ func (g *slidingLog) wait(now int64, r *rule, n int) int64 {
 	return g.at(g.n+n-r.Rate-1) + r.period - now
 }
 
-// judge decides q at now, as judgeGCRA does for GCRA, recording the grant (or the give-back) in
-// g.
-func (g *slidingLog) judge(now int64, q *request) judged {
+// judge decides q at now into j, as judgeGCRA does for GCRA, recording the grant (or the
+// give-back) in g.
+func (g *slidingLog) judge(now int64, q *request, j *judged) {
 	period, rate, n := q.rule.period, q.rule.Rate, q.n
 	g.trim(now, period)
-	j := judged{rem0: int64(max(0, rate-g.n)), reset0: g.resetAfter(now, period)}
+	*j = judged{rem0: int64(max(0, rate-g.n)), reset0: g.resetAfter(now, period)}
 	switch {
 	case n < 0:
 		g.pop(-n)
@@ -74,13 +74,12 @@ func (g *slidingLog) judge(now int64, q *request) judged {
 		if !j.granted {
 			j.retry = g.wait(now, q.rule, 1)
 		}
-		return j
+		return
 	case rate-g.n < n:
 		j.retry = g.wait(now, q.rule, n)
-		return j
+		return
 	default:
 		g.push(now, n)
 	}
 	j.granted, j.rem1, j.reset1 = true, int64(max(0, rate-g.n)), g.resetAfter(now, period)
-	return j
 }
