@@ -29,8 +29,10 @@
 --   reserve  the first phase when the keys of a request span slots: if every request of this
 --            call is granted, place a hold for each; write nothing else.
 --   commit   the second phase, once every slot granted: charge each request and drop its hold.
---            A hold that lapsed (its instance stalled for several timeouts) is charged all the
---            same: that may refuse others early, never grant one too many.
+--            The client sends it only while its holds are sure to live when it runs (it holds
+--            them for several timeouts; a call runs within one or fails); one that runs late
+--            anyway, after the client gave up on it, charges all the same: that may refuse
+--            others early, and the client reports Redis unavailable, not a grant.
 --   release  the second phase otherwise: drop the holds.
 --
 -- A request spanning slots thus costs two round trips (reserve on every slot in one pipeline,

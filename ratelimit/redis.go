@@ -76,7 +76,10 @@ type RedisStore struct {
 	prefix string
 	local  *MemoryStore // decides FailLocal layers while Redis is unavailable
 	split  split
-	life   any // how long a hold lives, in µs: a few Timeouts
+	// life is how long a hold lives: a few Timeouts, so that a commit sent in time always finds
+	// its holds, and lifeArg the same in µs, as the script takes it.
+	life    time.Duration
+	lifeArg any
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -103,7 +106,8 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	local, _ := NewMemoryStore(MemoryConfig{})
-	s := &RedisStore{rc: rc, prefix: rc.Prefix(), local: local, life: 4 * rc.Timeout().Microseconds()}
+	s := &RedisStore{rc: rc, prefix: rc.Prefix(), local: local, life: 4 * rc.Timeout()}
+	s.lifeArg = s.life.Microseconds()
 	if !rc.SingleNode() {
 		s.split = byTag
 		if _, ok := rdb.(*redis.ClusterClient); ok {
@@ -294,7 +298,7 @@ func (b *batch) calls(op any) []*redisclient.ScriptCall {
 		if holding {
 			flag, id = argHolds, b.id
 		}
-		args = append(args, op, flag, id, b.s.life)
+		args = append(args, op, flag, id, b.s.lifeArg)
 		for _, i := range g {
 			q := &b.reqs[i]
 			args = append(args, q.rule.redisArgs[0], q.rule.redisArgs[1], q.rule.redisArgs[2], q.n)
@@ -378,6 +382,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (b *batch) reserveThenCommit(ctx context.Context) (busy bool, err error) {
 	b.id = strconv.FormatUint(rand.Uint64(), 36)
 	calls := b.calls(argReserve)
+	sent := time.Now()
 	err = b.s.rc.Run(ctx, script, calls)
 	var partial *redisclient.PartialError
 	if err != nil && !errors.As(err, &partial) {
@@ -399,11 +404,21 @@ func (b *batch) reserveThenCommit(ctx context.Context) (busy bool, err error) {
 			held = append(held, k)
 		}
 	}
-	if err == nil && !denied && !busy {
+	// The holds were placed after sent and live for life; the commit runs within Timeout of
+	// being sent, or the call fails. Sent before sent+life-Timeout, it finds them all. A caller
+	// held up longer (a stalled process) tries again instead of charging units no longer held.
+	late := time.Since(sent) >= b.s.life-b.s.rc.Timeout()
+	if err == nil && !denied && !busy && !late {
 		if err = b.commit(ctx); err == nil {
 			return false, nil
 		}
 		held = indexes(len(b.groups))
+	}
+	if late && !denied {
+		for i := range b.out {
+			b.out[i].busy = true // held, as far as anyone can tell: try again
+		}
+		busy = true
 	}
 	b.release(ctx, held)
 	return busy && !denied && err == nil, err

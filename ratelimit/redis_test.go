@@ -172,3 +172,26 @@ func TestClusterRoundTrips(t *testing.T) {
 		assert.Equal(t, tc.calls, s.Stats().Calls-before, "keys %v", tc.keys)
 	}
 }
+
+// TestLateCommitIsNotSent: a request held up between its phases for so long that its holds may
+// have lapsed when the commit runs releases them and tries again instead of charging; if that
+// never succeeds within its Timeout, it is denied briefly and nothing is charged.
+func TestLateCommitIsNotSent(t *testing.T) {
+	_, s := holdStore(t, RedisConfig{Timeout: 30 * time.Millisecond})
+	s.life = s.rc.Timeout() // every commit would be late
+	global := newLimiter(t, s, PerHour(5), Config{Name: "global"})
+	apikey := newLimiter(t, s, PerHour(5), Config{Name: "apikey"})
+	ctx := context.Background()
+	d, err := AllowAll(ctx, Layer{Limiter: global, Key: "ip"}, Layer{Limiter: apikey, Key: "k"})
+	require.NoError(t, err)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, []time.Duration{30 * time.Millisecond, 30 * time.Millisecond}, []time.Duration{d.Results[0].RetryAfter, d.Results[1].RetryAfter})
+	for _, ly := range []Layer{{Limiter: global, Key: "ip"}, {Limiter: apikey, Key: "k"}} {
+		p, err := ly.Limiter.Peek(ctx, ly.Key)
+		require.NoError(t, err)
+		assert.Equal(t, 5, p.Remaining, "%s was not charged", ly.Limiter.Name())
+	}
+	keys, err := s.rc.Redis().Keys(ctx, "*:holds").Result()
+	require.NoError(t, err)
+	assert.Empty(t, keys, "the holds were released")
+}
