@@ -71,8 +71,9 @@
 // A Limiter over a RedisStore remembers keys that Redis denied until their RetryAfter, and
 // refuses them again without any call: a client hammering at a hundred times its limit costs
 // Redis about one call per RetryAfter per instance. Since Redis only denies a key that lacks the
-// units, a cached denial is never wrong before its RetryAfter, unless the key is reset:
-// [Limiter.Reset] clears the cache of its own instance only.
+// units, a cached denial is never wrong before its RetryAfter, unless the key is reset
+// ([Limiter.Reset] clears the cache of its own instance only), or units it lacked were given
+// back by a request whose layers span stores (see [AllowAll]).
 //
 // # HTTP
 //
