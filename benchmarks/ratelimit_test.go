@@ -459,46 +459,58 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 }
 
 // BenchmarkRateLimitLayered applies three limits to every request, as the article's service
-// does: a global limit per IP, a login limit per IP and a limit per API key, all on the same
-// entity key here and all generous enough to grant everything. outgrow decides the three in one
-// AllowAll (one script, one round trip); redis_rate needs one Allow per limit.
+// does, all generous enough to grant everything: a global limit and a login limit per IP and a
+// limit per API key. With keys=same the three share one key (one entity); with keys=distinct
+// they are keyed by an IP, an API key and a user, three entities. outgrow decides the three in
+// one AllowAll, one script call on a single Redis whatever the keys; redis_rate needs one Allow
+// per limit.
 func BenchmarkRateLimitLayered(b *testing.B) {
 	keys := ipKeys(redisKeys)
 	limit := ratelimit.PerMinute(redisGenerous)
-
-	b.Run("lib=outgrow", func(b *testing.B) {
-		rdb, prefix := harness.Redis(b)
-		store, err := ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix, Timeout: time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
-		global := redisOutgrowOn(b, store, "global", limit, ratelimit.Config{})
-		login := redisOutgrowOn(b, store, "login", limit, ratelimit.Config{})
-		apiKey := redisOutgrowOn(b, store, "apikey", limit, ratelimit.Config{})
-		benchRedisGrants(b, rdb, keys, func(ctx context.Context, key string) (bool, error) {
-			d, err := ratelimit.AllowAll(ctx,
-				ratelimit.Layer{Limiter: global, Key: key},
-				ratelimit.Layer{Limiter: login, Key: key},
-				ratelimit.Layer{Limiter: apiKey, Key: key})
-			return d.Allowed, err
-		})
-		checkOutgrow(b, global, login, apiKey)
-	})
-
-	b.Run("lib=redis_rate", func(b *testing.B) {
-		rdb, prefix := harness.Redis(b)
-		l := redisRate(b, rdb, prefix)
-		rl := redis_rate.PerMinute(redisGenerous)
-		benchRedisGrants(b, rdb, keys, func(ctx context.Context, key string) (bool, error) {
-			for _, policy := range [...]string{"global:", "login:", "apikey:"} {
-				r, err := l.Allow(ctx, prefix+policy+key, rl)
-				if err != nil || r.Allowed == 0 {
-					return false, err
-				}
+	// layerKeys returns the keys of the three layers for the request of key.
+	for _, tc := range []struct {
+		name      string
+		layerKeys func(key string) [3]string
+	}{
+		{"keys=same", func(key string) [3]string { return [3]string{key, key, key} }},
+		{"keys=distinct", func(key string) [3]string { return [3]string{key, "apikey-" + key, "user-" + key} }},
+	} {
+		b.Run(tc.name+"/lib=outgrow", func(b *testing.B) {
+			rdb, prefix := harness.Redis(b)
+			store, err := ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix, Timeout: time.Second})
+			if err != nil {
+				b.Fatal(err)
 			}
-			return true, nil
+			global := redisOutgrowOn(b, store, "global", limit, ratelimit.Config{})
+			login := redisOutgrowOn(b, store, "login", limit, ratelimit.Config{})
+			apiKey := redisOutgrowOn(b, store, "apikey", limit, ratelimit.Config{})
+			benchRedisGrants(b, rdb, keys, func(ctx context.Context, key string) (bool, error) {
+				k := tc.layerKeys(key)
+				d, err := ratelimit.AllowAll(ctx,
+					ratelimit.Layer{Limiter: global, Key: k[0]},
+					ratelimit.Layer{Limiter: login, Key: k[1]},
+					ratelimit.Layer{Limiter: apiKey, Key: k[2]})
+				return d.Allowed, err
+			})
+			checkOutgrow(b, global, login, apiKey)
 		})
-	})
+
+		b.Run(tc.name+"/lib=redis_rate", func(b *testing.B) {
+			rdb, prefix := harness.Redis(b)
+			l := redisRate(b, rdb, prefix)
+			rl := redis_rate.PerMinute(redisGenerous)
+			benchRedisGrants(b, rdb, keys, func(ctx context.Context, key string) (bool, error) {
+				k := tc.layerKeys(key)
+				for i, policy := range [...]string{"global:", "login:", "apikey:"} {
+					r, err := l.Allow(ctx, prefix+policy+k[i], rl)
+					if err != nil || r.Allowed == 0 {
+						return false, err
+					}
+				}
+				return true, nil
+			})
+		})
+	}
 }
 
 // BenchmarkRateLimitAbusive hammers one key, serially, at far more than its limit of 10 per

@@ -7,9 +7,11 @@ import (
 )
 
 // denyCache remembers, per Limiter, the keys a shared store denied and until when, so that
-// repeated requests of an abusive client are refused without calling the store. The store can
-// only move a key's next grant later (other instances charging it), never earlier, except by an
-// explicit Reset, so a cached denial is never wrong before its RetryAfter.
+// repeated requests of an abusive client are refused without calling the store. The store only
+// reports a denial when the key's own state lacks the units (never because of another request's
+// units in flight), and its state can only move the next grant later (other instances charging
+// it), never earlier, except by an explicit Reset: so a cached denial is never wrong before its
+// RetryAfter.
 type denyCache struct {
 	seed     maphash.Seed
 	epoch    time.Time
@@ -23,9 +25,14 @@ type denyShard struct {
 	_  [48]byte
 }
 
-// denyEntry holds, in ns since epoch, when one unit can be granted again and when the key is
-// back to a full burst.
-type denyEntry struct{ until, reset int64 }
+// denyEntry holds, in ns since epoch, when the key can be granted again and when it is back to
+// its full limit. Under GCRA, until is for one unit (a request for n waits n-1 intervals more);
+// under a strict limit it is for the n units of the denied request, and serves requests for n
+// units only.
+type denyEntry struct {
+	until, reset int64
+	n            int
+}
 
 func newDenyCache(size int) *denyCache {
 	c := &denyCache{seed: maphash.MakeSeed(), epoch: time.Now(), perShard: max(1, size/16)}
@@ -40,9 +47,9 @@ func (c *denyCache) slot(key string) (*denyShard, uint64) {
 	return &c.shards[h&15], h
 }
 
-// lookup reports a denial of q if key is known to be over its limit now.
-func (c *denyCache) lookup(key string, q Request) (Result, bool) {
-	sh, h := c.slot(key)
+// lookup reports a denial of q if its key is known to be over its limit now.
+func (c *denyCache) lookup(q *request) (Result, bool) {
+	sh, h := c.slot(q.key)
 	sh.mu.Lock()
 	e, ok := sh.m[h]
 	now := int64(time.Since(c.epoch))
@@ -51,26 +58,31 @@ func (c *denyCache) lookup(key string, q Request) (Result, bool) {
 		ok = false
 	}
 	sh.mu.Unlock()
-	if !ok {
+	if !ok || q.rule.Strict && q.n != e.n {
 		return Result{}, false
 	}
-	// A request for n units waits for n-1 more intervals than one for a single unit.
-	extra := int64(q.N-1) * q.Limit.interval()
+	wait := e.until - now
+	if !q.rule.Strict {
+		wait += int64(q.n-1) * q.rule.interval
+	}
 	return Result{
-		Policy:     q.Policy,
-		Limit:      q.Limit,
-		RetryAfter: time.Duration(e.until - now + extra),
-		ResetAfter: time.Duration(max(e.reset-now, e.until-now)),
+		Policy:     q.policy,
+		Limit:      q.rule.Limit,
+		RetryAfter: time.Duration(wait),
+		ResetAfter: time.Duration(max(e.reset-now, wait)),
 	}, true
 }
 
 // remember records the denial r of q.
-func (c *denyCache) remember(key string, q Request, r Result) {
-	one := int64(r.RetryAfter) - int64(q.N-1)*q.Limit.interval()
+func (c *denyCache) remember(q *request, r Result) {
+	one := int64(r.RetryAfter)
+	if !q.rule.Strict {
+		one -= int64(q.n-1) * q.rule.interval
+	}
 	if one <= 0 {
 		return
 	}
-	sh, h := c.slot(key)
+	sh, h := c.slot(q.key)
 	sh.mu.Lock()
 	now := int64(time.Since(c.epoch))
 	if _, ok := sh.m[h]; !ok && len(sh.m) >= c.perShard {
@@ -92,7 +104,7 @@ func (c *denyCache) remember(key string, q Request, r Result) {
 			delete(sh.m, victim)
 		}
 	}
-	sh.m[h] = denyEntry{until: now + one, reset: now + int64(r.ResetAfter)}
+	sh.m[h] = denyEntry{until: now + one, reset: now + int64(r.ResetAfter), n: q.n}
 	sh.mu.Unlock()
 }
 

@@ -1,62 +1,69 @@
 package ratelimit
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
-// gcra decides n units at time now for a key whose theoretical arrival time is tat, all in ns on
-// one clock. A tat at or before now is a fresh key: a full burst is available. It returns the
-// result and the key's new tat, which equals max(tat, now) when nothing was charged.
-//
-// This is the same arithmetic as gcra.lua, which the Redis store runs in microseconds.
-func gcra(tat, now int64, l Limit, n int) (Result, int64) {
-	t := l.interval()
-	tol := int64(l.burst()) * t
-	if tat < now {
-		tat = now
+// judged is what the memory store works out for one request against one key's state. The Redis
+// store works out the same in ratelimit.lua, with the same arithmetic, in microseconds.
+type judged struct {
+	granted      bool
+	rem0, reset0 int64 // units left and ns to the full limit, before this request's own charge
+	retry        int64 // denied: ns until the units are available
+	rem1, reset1 int64 // granted: units left and ns to the full limit after the charge
+}
+
+// result writes j into r, the Result of q: after the charge when the request's units were
+// taken, or as the state was before the request otherwise (denied, a peek, or granted within a
+// batch that another request denied).
+func (j *judged) result(q *request, charged bool, r *Result) {
+	r.Policy, r.Allowed, r.Limit, r.RetryAfter = q.policy, j.granted, q.rule.Limit, 0
+	if charged {
+		r.Remaining, r.ResetAfter = int(j.rem1), time.Duration(j.reset1)
+		return
 	}
-	r := Result{Limit: l}
-	switch {
-	case n < 0: // refund
-		next := max(tat+int64(n)*t, now)
-		r.Allowed = true
-		r.Remaining = int(max(0, (now-next+tol)/t))
-		r.ResetAfter = time.Duration(next - now)
-		return r, next
-	case n == 0: // peek: would one unit be granted?
-		r.Remaining = int(max(0, (now-tat+tol)/t))
-		r.Allowed = r.Remaining >= 1
-		if !r.Allowed {
-			r.RetryAfter = time.Duration(tat - tol + t - now)
-		}
-		r.ResetAfter = time.Duration(tat - now)
-		return r, tat
-	}
-	next := tat + int64(n)*t
-	if diff := now - (next - tol); diff >= 0 {
-		r.Allowed = true
-		r.Remaining = int(diff / t)
-		r.ResetAfter = time.Duration(next - now)
-		return r, next
-	} else {
-		r.Remaining = int(max(0, (now-tat+tol)/t)) // negative if the limit was lowered
-		r.RetryAfter = time.Duration(-diff)
-		r.ResetAfter = time.Duration(tat - now)
-		return r, tat
+	r.Remaining, r.ResetAfter = int(j.rem0), time.Duration(j.reset0)
+	if !j.granted {
+		r.RetryAfter = time.Duration(j.retry)
 	}
 }
 
-// check validates a request before it reaches a store.
-func (q *Request) check() error {
-	if q.Key == "" {
-		return fmt.Errorf("%w: empty key (policy %q)", ErrInvalidKey, q.Policy)
+// judgeGCRA decides q at now for a key whose theoretical arrival time is tat, both in ns on one
+// clock (a tat at or before now is a fresh key), into j. It returns the key's tat after the
+// request: moved only by a grant or a give-back.
+func judgeGCRA(tat, now int64, q *request, j *judged) int64 {
+	r, n := q.rule, int64(q.n)
+	tat = max(tat, now)
+	*j = judged{rem0: units(now-tat+r.tol, r), reset0: tat - now}
+	switch {
+	case n < 0:
+		next := max(tat+n*r.interval, now)
+		j.granted, j.rem1, j.reset1 = true, units(now-next+r.tol, r), next-now
+		return next
+	case n == 0:
+		j.granted = j.rem0 >= 1
+		j.retry = tat - r.tol + r.interval - now
+		return tat
 	}
-	if err := q.Limit.validate(); err != nil {
-		return err
+	next := tat + n*r.interval
+	if j.rem0 < n {
+		j.retry = next - r.tol - now
+		return tat
 	}
-	if q.N > q.Limit.burst() || -q.N > q.Limit.burst() {
-		return fmt.Errorf("%w: %d units under %v (policy %q)", ErrExceedsBurst, q.N, q.Limit, q.Policy)
+	j.granted, j.rem1, j.reset1 = true, j.rem0-n, next-now
+	return next
+}
+
+// units returns how many whole intervals of r fit in d, and 0 when d is negative: the units a key
+// has left. It divides with the reciprocal of the interval, worked out once, and corrects the
+// rounding, which costs less than a 64-bit division on the hot path.
+func units(d int64, r *rule) int64 {
+	if d < r.interval {
+		return 0
 	}
-	return nil
+	q := int64(float64(d) * r.inverse)
+	if q*r.interval > d {
+		q--
+	} else if (q+1)*r.interval <= d {
+		q++
+	}
+	return q
 }

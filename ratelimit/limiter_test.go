@@ -36,20 +36,27 @@ func TestNewValidates(t *testing.T) {
 		store Store
 		limit Limit
 		cfg   Config
+		field string
 	}{
-		"nil store":      {nil, PerMinute(5), Config{}},
-		"zero limit":     {s, Limit{}, Config{}},
-		"negative burst": {s, Limit{Rate: 1, Period: time.Second, Burst: -1}, Config{}},
-		"too fast":       {s, Limit{Rate: 2_000_000, Period: time.Second}, Config{}},
-		"bad name":       {s, PerMinute(5), Config{Name: "log in"}},
-		"quote in name":  {s, PerMinute(5), Config{Name: `a"b`}},
-		"bad failure":    {s, PerMinute(5), Config{Failure: Failure(7)}},
-		"bad deny cache": {s, PerMinute(5), Config{DenyCacheSize: -2}},
-		"bad fallback":   {&RedisStore{}, PerMinute(5), Config{FallbackLimit: Limit{Rate: -1}}},
+		"zero limit":          {s, Limit{}, Config{}, "Limit.Rate"},
+		"negative burst":      {s, Limit{Rate: 1, Period: time.Second, Burst: -1}, Config{}, "Limit.Burst"},
+		"too fast":            {s, Limit{Rate: 2_000_000, Period: time.Second}, Config{}, "Limit.Rate"},
+		"sub-µs period":       {s, Limit{Rate: 1, Period: time.Nanosecond}, Config{}, "Limit.Period"},
+		"strict with a burst": {s, Limit{Rate: 5, Period: time.Minute, Burst: 2, Strict: true}, Config{}, "Limit.Burst"},
+		"strict too large":    {s, Limit{Rate: MaxStrictRate + 1, Period: time.Minute, Strict: true}, Config{}, "Limit.Rate"},
+		"bad name":            {s, PerMinute(5), Config{Name: "log in"}, "Config.Name"},
+		"quote in name":       {s, PerMinute(5), Config{Name: `a"b`}, "Config.Name"},
+		"bad policy":          {s, PerMinute(5), Config{FailurePolicy: FailurePolicy(7)}, "Config.FailurePolicy"},
+		"bad deny cache":      {s, PerMinute(5), Config{DenyCacheSize: -2}, "Config.DenyCacheSize"},
+		"bad fallback":        {&RedisStore{local: s}, PerMinute(5), Config{FallbackLimit: Limit{Rate: -1}}, "Config.FallbackLimit.Rate"},
 	} {
 		_, err := New(tc.store, tc.limit, tc.cfg)
-		assert.Error(t, err, name)
+		assert.ErrorIs(t, err, ErrInvalidConfig, name)
+		assert.ErrorContains(t, err, tc.field, name)
 	}
+	assert.Panics(t, func() { _, _ = New(nil, PerMinute(5), Config{}) }, "a nil store is a programming error")
+	strict := newLimiter(t, s, Limit{Rate: MaxStrictRate, Period: time.Minute, Burst: MaxStrictRate, Strict: true}, Config{})
+	assert.Equal(t, "1000/1m0s (strict)", strict.Limit().String(), "Burst may repeat Rate")
 	l := newLimiter(t, s, PerMinute(5), Config{})
 	assert.Equal(t, "default", l.Name())
 	assert.Equal(t, PerMinute(5), l.Limit())
@@ -70,13 +77,13 @@ func TestAllowN(t *testing.T) {
 		assert.Equal(t, 12*time.Second, r.RetryAfter)
 
 		r, err = l.AllowN(ctx, "ip", 0)
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
 		assert.False(t, r.Allowed, "an error is never a grant")
 		r, err = l.AllowN(ctx, "ip", 6)
 		assert.ErrorIs(t, err, ErrExceedsBurst)
 		assert.False(t, r.Allowed)
 		r, err = l.Allow(ctx, "")
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
 		assert.False(t, r.Allowed, "an empty key is never let through")
 
 		p, err := l.Peek(ctx, "ip")
@@ -179,12 +186,13 @@ func TestAllowAllAcrossStores(t *testing.T) {
 		assert.Equal(t, Stats{Allowed: 2, Limited: 1}, b.Stats())
 		assert.Equal(t, 30*time.Second, d.RetryAfter(), "login gives a unit back every 30 s")
 
-		_, err = AllowAll(ctx)
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		d, err = AllowAll(ctx)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
+		assert.False(t, d.Allowed, "no layer is no grant")
 		_, err = AllowAll(ctx, Layer{Key: "x"})
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
 		_, err = AllowAll(ctx, Layer{Limiter: a, Key: "x", N: -1})
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, err, ErrInvalidRequest)
 	})
 }
 
@@ -259,8 +267,8 @@ func TestFailurePolicies(t *testing.T) {
 			}
 		}}
 	}
-	open := newLimiter(t, s, PerMinute(1), Config{Name: "open", Failure: FailOpen, Hooks: hooks("open")})
-	closed := newLimiter(t, s, PerMinute(1), Config{Name: "closed", Failure: FailClosed, Hooks: hooks("closed")})
+	open := newLimiter(t, s, PerMinute(1), Config{Name: "open", FailurePolicy: FailOpen, Hooks: hooks("open")})
+	closed := newLimiter(t, s, PerMinute(1), Config{Name: "closed", FailurePolicy: FailClosed, Hooks: hooks("closed")})
 	local := newLimiter(t, s, PerMinute(1), Config{Name: "local", FallbackLimit: PerMinute(2), Hooks: hooks("local")})
 	ctx := context.Background()
 
@@ -306,16 +314,15 @@ func TestFailurePolicies(t *testing.T) {
 func TestLayersWithMixedFailurePolicies(t *testing.T) {
 	m, s := miniStore(t, RedisConfig{})
 	global := newLimiter(t, s, PerMinute(3), Config{Name: "global"})
-	login := newLimiter(t, s, PerMinute(3), Config{Name: "login", Failure: FailClosed})
+	login := newLimiter(t, s, PerMinute(3), Config{Name: "login", FailurePolicy: FailClosed})
 	ctx := context.Background()
 	m.SetError("ERR down")
 	d, err := AllowAll(ctx, Layer{Limiter: global, Key: "ip"}, Layer{Limiter: login, Key: "ip"})
 	assert.ErrorIs(t, err, ErrUnavailable)
 	assert.False(t, d.Allowed)
 	assert.Equal(t, []string{"login"}, d.Denied)
-	res := make([]Result, 1)
-	require.NoError(t, global.fallback.Take(ctx, []Request{{Policy: "global", Key: "ip", Limit: PerMinute(3)}}, res))
-	assert.Equal(t, 3, res[0].Remaining, "the local fallback was given its unit back")
+	assert.Equal(t, -1, d.Results[0].Remaining, "the FailLocal layer beside a FailClosed one is not evaluated")
+	assert.Equal(t, 3, take(t, s.local, req("global", "ip", PerMinute(3), 0))[0].Remaining, "the local fallback was not charged")
 }
 
 // TestBlackholedRedis: a Redis that accepts connections and never answers costs one Timeout
@@ -400,10 +407,10 @@ func TestShortCallerDeadline(t *testing.T) {
 // halfway over two stores gives back what the first store charged.
 func TestErrorsNeverGrant(t *testing.T) {
 	_, s := miniStore(t, RedisConfig{})
-	login := newLimiter(t, s, PerMinute(5), Config{Name: "login", Failure: FailClosed})
+	login := newLimiter(t, s, PerMinute(5), Config{Name: "login", FailurePolicy: FailClosed})
 	global := newLimiter(t, memStore(t), PerMinute(5), Config{Name: "global"})
 	r, err := login.Allow(context.Background(), "")
-	assert.ErrorIs(t, err, ErrInvalidKey)
+	assert.ErrorIs(t, err, ErrInvalidRequest)
 	assert.False(t, r.Allowed)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -455,7 +462,7 @@ func TestFallbackWithSmallerBurst(t *testing.T) {
 
 func TestCallerCancellationIsNotAnOutage(t *testing.T) {
 	_, s := miniStore(t, RedisConfig{})
-	l := newLimiter(t, s, PerMinute(10), Config{Failure: FailClosed})
+	l := newLimiter(t, s, PerMinute(10), Config{FailurePolicy: FailClosed})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := l.Allow(ctx, "ip")
@@ -467,17 +474,24 @@ func TestCallerCancellationIsNotAnOutage(t *testing.T) {
 	assert.True(t, r.Allowed)
 }
 
-func TestRedisStoreConfig(t *testing.T) {
+func TestStoreConfig(t *testing.T) {
 	_, err := NewRedisStore(nil, RedisConfig{})
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
-	_, err = NewRedisStore(c, RedisConfig{Prefix: "a{b"})
-	assert.Error(t, err)
-	_, err = NewRedisStore(c, RedisConfig{Timeout: -1})
-	assert.Error(t, err)
+	for field, cfg := range map[string]RedisConfig{
+		"RedisConfig.Prefix":        {Prefix: "a{b"},
+		"RedisConfig.Timeout":       {Timeout: -1},
+		"RedisConfig.FailFastAfter": {FailFastAfter: -1},
+		"RedisConfig.RetryInterval": {RetryInterval: -1},
+	} {
+		_, err = NewRedisStore(c, cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig, field)
+		assert.ErrorContains(t, err, field)
+	}
 	_, err = NewMemoryStore(MemoryConfig{MaxKeys: -1})
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "MemoryConfig.MaxKeys")
 }
 
 // TestScriptReloadAfterFlush: a server that lost its scripts (restart, failover) is sent the
@@ -497,6 +511,7 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 	require.NoError(t, s.rc.Redis().ScriptFlush(ctx).Err())
+	s.split = byTag // two phases, each pipelined
 	d, err = AllowAll(ctx, Layer{Limiter: l, Key: "ip"}, Layer{Limiter: l, Key: "other"})
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 3}, []int{d.Results[0].Remaining, d.Results[1].Remaining}, "a pipeline is charged once too")

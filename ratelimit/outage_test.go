@@ -25,7 +25,7 @@ func TestRedisServerOutage(t *testing.T) {
 	store, err := NewRedisStore(c, RedisConfig{Timeout: 50 * time.Millisecond})
 	require.NoError(t, err)
 	global := newLimiter(t, store, PerSecond(100_000), Config{Name: "global"})
-	login := newLimiter(t, store, PerSecond(100_000), Config{Name: "login", Failure: FailClosed})
+	login := newLimiter(t, store, PerSecond(100_000), Config{Name: "login", FailurePolicy: FailClosed})
 	ctx := context.Background()
 
 	var slowest atomic.Int64

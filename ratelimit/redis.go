@@ -6,18 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"math/rand/v2"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outgrow/outgrow/internal/redisclient"
 	"github.com/outgrow/outgrow/internal/rediskey"
-	"github.com/redis/go-redis/v9"
 )
 
-//go:embed gcra.lua
-var gcraSource string
+//go:embed ratelimit.lua
+var scriptSource string
 
-var gcraScript = redisclient.NewScript(gcraSource)
+var script = redisclient.NewScript(scriptSource)
 
 // RedisConfig configures a [RedisStore]. The zero value is ready to use.
 //
@@ -27,15 +29,21 @@ var gcraScript = redisclient.NewScript(gcraSource)
 type RedisConfig struct {
 	// Prefix starts every key. It must not contain '{' or '}'. Default: "ratelimit:".
 	Prefix string
-	// Timeout bounds one decision, a single round trip in the common case. Default: 50ms.
+	// Timeout bounds one round trip to Redis; a decision takes one, or two when its keys span
+	// Cluster slots. Default: 50ms.
 	Timeout time.Duration
-	// FailFastAfter is how many consecutive failed decisions make the store fail fast: then
-	// it answers ErrUnavailable at once, without calling Redis, for RetryInterval, one decision
-	// probes Redis, and the first success ends the outage. Default: 3.
+	// FailFastAfter is how many consecutive failed calls make the store fail fast: it then
+	// answers ErrUnavailable at once, without calling Redis, for RetryInterval, one call probes
+	// Redis, and the first success ends the outage. Default: 3.
 	FailFastAfter int
 	// RetryInterval is how long the store fails fast before it probes Redis again.
 	// Default: 500ms.
 	RetryInterval time.Duration
+	// Secret keys the hash that names each key in Redis (key names never contain the keys
+	// themselves, such as IPs or API keys). Every instance sharing the Redis must use the same
+	// Secret. Default: a random secret that the first instance stores in Redis, under
+	// Prefix+"secret", and that every instance reads once.
+	Secret []byte
 	// Logger receives the store's outage transitions. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -44,248 +52,401 @@ type RedisConfig struct {
 // standalone Redis, Sentinel and Cluster through any [redis.UniversalClient], and never closes
 // the client.
 //
-// Each decision is one Lua script call (one round trip) per entity: all the policies of one key
-// live under one hash tag, prefix{key}:policy, so they share a Cluster slot and are decided
-// atomically together; different keys are sent in one pipeline. The script reads the time from
-// Redis (TIME), so instance clocks do not matter, and sets each key's TTL to the time it takes to
-// be back to a full burst. A denial writes nothing.
+// Decisions are exact and atomic: the same requests get the same answers as on a [MemoryStore],
+// whatever other instances do meanwhile. A decision is one Lua script call (one round trip) when
+// its keys are on one server (standalone, Sentinel) or in one Cluster slot (the policies of one
+// key always are). When the keys of a request span Cluster slots, it takes two round trips:
+// first each slot holds the units if it has them, then every slot charges them, or, if one slot
+// lacked them, every slot releases them. Other requests count held units as taken, but a key
+// whose units are only held is never reported denied: such a request waits for the holds to be
+// settled (briefly, within Timeout) and is otherwise denied with a short RetryAfter, without
+// entering the deny cache. Scripts read the time from Redis (TIME), so instance clocks do not
+// matter, and keys expire once back to their full limit.
 //
-// Scripts are never retried after they may have run (a retry could charge twice). Each
-// decision is bounded by Timeout; after FailFastAfter consecutive failures the store fails fast
-// for RetryInterval (see [RedisConfig]), so an outage costs a few Timeouts, not one per request.
+// Scripts are never retried after they may have run (a retry could charge twice). Each call is
+// bounded by Timeout; after FailFastAfter consecutive failures the store fails fast for
+// RetryInterval (see [RedisConfig]), so an outage costs a few Timeouts, not one per request.
+// Meanwhile each Limiter applies its FailurePolicy.
 //
-// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
+// The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
+// concurrent use.
 type RedisStore struct {
 	rc     *redisclient.Client
 	prefix string
-
-	refundFailures atomic.Uint64
+	local  *MemoryStore // decides FailLocal layers while Redis is unavailable
+	split  split
+	// life is how long a hold lives: a few Timeouts, so that a commit sent in time always finds
+	// its holds, and lifeArg the same in µs, as the script takes it.
+	life    time.Duration
+	lifeArg any
 }
 
-// NewRedisStore returns a RedisStore over rdb.
+var _ Store = (*RedisStore)(nil)
+
+// split is how the keys of one request are spread over script calls.
+type split uint8
+
+const (
+	oneCall split = iota // one server holds every key: one call, whatever the hash tags
+	bySlot               // Cluster: one call per hash slot
+	byTag                // Ring (shards by hash tag), or a test forcing the holds on one server
+)
+
+// NewRedisStore returns a RedisStore over rdb. Its errors wrap ErrInvalidConfig and name the
+// field at fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	rc, err := redisclient.New(rdb, redisclient.Config{
 		Component: "ratelimit", Prefix: cfg.Prefix, DefaultPrefix: "ratelimit:",
 		Timeout: cfg.Timeout, DefaultTimeout: 50 * time.Millisecond,
 		RetryInterval: cfg.RetryInterval, FailFastAfter: cfg.FailFastAfter,
-		Unavailable: ErrUnavailable, Logger: cfg.Logger,
+		Unavailable: ErrUnavailable, Logger: cfg.Logger, Secret: cfg.Secret,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ratelimit: invalid config: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &RedisStore{rc: rc, prefix: rc.Prefix()}, nil
+	local, _ := NewMemoryStore(MemoryConfig{})
+	s := &RedisStore{rc: rc, prefix: rc.Prefix(), local: local, life: 4 * rc.Timeout()}
+	s.lifeArg = s.life.Microseconds()
+	if !rc.SingleNode() {
+		s.split = byTag
+		if _, ok := rdb.(*redis.ClusterClient); ok {
+			s.split = bySlot
+		}
+	}
+	return s, nil
 }
 
 // RedisStats is a snapshot of a [RedisStore]'s counters.
 type RedisStats struct {
-	Calls          uint64 // decisions sent to Redis (one per Take that reached Redis)
-	Failures       uint64 // decisions that failed: error or timeout
-	FastFails      uint64 // decisions refused without calling Redis during an outage
-	RefundFailures uint64 // undo of a partly granted batch that failed: those units stay charged
-	Down           bool   // Redis is considered unavailable right now
+	Calls     uint64 // round trips sent to Redis
+	Failures  uint64 // round trips that failed: error or timeout
+	FastFails uint64 // calls refused without reaching Redis during an outage
+	Down      bool   // Redis is considered unavailable right now
 }
 
 // Stats returns a snapshot of the counters.
 func (s *RedisStore) Stats() RedisStats {
 	st := s.rc.Stats()
-	return RedisStats{
-		Calls: st.Calls, Failures: st.Failures, FastFails: st.FastFails,
-		RefundFailures: s.refundFailures.Load(), Down: st.Down,
-	}
+	return RedisStats{Calls: st.Calls, Failures: st.Failures, FastFails: st.FastFails, Down: st.Down}
 }
 
-// Take implements [Store].
-func (s *RedisStore) Take(ctx context.Context, reqs []Request, res []Result) error {
-	if err := checkBatch(reqs, res); err != nil {
-		return err
-	}
-	return s.take(ctx, reqs, res)
-}
+func (s *RedisStore) fallback() *MemoryStore { return s.local }
 
-// Reset implements [Store].
-func (s *RedisStore) Reset(ctx context.Context, req Request) error {
-	if req.Key == "" {
-		return fmt.Errorf("%w: empty key", ErrInvalidKey)
-	}
-	return s.rc.Do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
-		return rdb.Del(ctx, s.key(req.Policy, req.Key)).Err()
-	})
-}
-
-func (s *RedisStore) key(policy, key string) string {
-	var buf [128]byte
-	b := rediskey.Append(buf[:0], s.prefix, key, ":")
-	return string(append(b, policy...))
-}
-
-// group is the requests of one entity, decided by one script call.
-type group struct {
-	idx  []int // indexes into reqs
-	call redisclient.ScriptCall
-}
-
-func (s *RedisStore) take(ctx context.Context, reqs []Request, res []Result) error {
-	groups := groupByKey(reqs)
-	for gi := range groups {
-		groups[gi].call.Args = s.args(reqs, groups[gi].idx, 1)
-	}
-	err := s.run(ctx, groups)
-	var partial *redisclient.PartialError
-	if errors.As(err, &partial) {
-		// Some entities were charged, others failed: give the charged ones back, since the
-		// failure policy will decide the whole request.
-		s.giveBack(ctx, reqs, groups, res, func(g *group) bool { return g.call.Cmd.Err() == nil })
-	}
+func (s *RedisStore) reset(ctx context.Context, q request) error {
+	secret, err := s.rc.Secret(ctx)
 	if err != nil {
 		return err
 	}
-	granted := true
-	for gi := range groups {
-		if err := s.decode(reqs, &groups[gi], res); err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		for _, i := range groups[gi].idx {
-			if reqs[i].N > 0 && !res[i].Allowed {
-				granted = false
-			}
-		}
-	}
-	if granted || len(groups) == 1 {
-		return nil // one script is all-or-nothing by itself
-	}
-	// Several entities and one denied: the granted groups were charged; give them back.
-	s.giveBack(ctx, reqs, groups, res, func(*group) bool { return true })
-	return nil
+	return s.rc.Do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.Del(ctx, s.key(secret, &q)).Err()
+	})
 }
 
-// giveBack refunds the groups that keep says were run, whose requests were all granted and
-// charged something, and reports their results without the charge. A failed refund leaves the
-// units charged (over-limiting, never over-admitting) and is counted in RefundFailures.
-func (s *RedisStore) giveBack(ctx context.Context, reqs []Request, groups []group, res []Result, keep func(*group) bool) {
-	var undo []group
-	for gi := range groups {
-		g := &groups[gi]
-		if !keep(g) {
-			continue
-		}
-		decoded := make([]Result, len(reqs))
-		if s.decode(reqs, g, decoded) != nil {
-			continue
-		}
-		ok, charged := true, false
-		for _, i := range g.idx {
-			ok = ok && (reqs[i].N <= 0 || decoded[i].Allowed)
-			charged = charged || reqs[i].N > 0
-		}
-		if ok && charged {
-			undo = append(undo, group{idx: g.idx, call: redisclient.ScriptCall{Args: s.args(reqs, g.idx, -1)}})
-			for _, i := range g.idx {
-				uncharge(&res[i], reqs[i])
-			}
-		}
+// key returns the state key of q: prefix{digest}:policy, with ":log" after the policy of a
+// strict limit. The digest (a keyed hash of the key, see rediskey.Digest) is the hash tag: the
+// policies of one key share a slot, different keys spread over a Cluster, and no key name holds
+// the key itself. Digests are base64url, so they need no escaping.
+func (s *RedisStore) key(secret []byte, q *request) string {
+	var buf [128]byte
+	b := append(buf[:0], s.prefix...)
+	b = append(b, '{')
+	b = rediskey.AppendDigest(b, secret, q.key)
+	b = append(b, "}:"...)
+	b = append(b, q.policy...)
+	if q.rule.Strict {
+		b = append(b, ":log"...)
 	}
-	if len(undo) == 0 {
-		return
-	}
-	if err := s.run(context.WithoutCancel(ctx), undo); err != nil {
-		s.refundFailures.Add(1)
-	}
+	return string(b)
 }
 
-// firstOnly is the index list of a batch of one request; never modified.
-var firstOnly = []int{0}
+// tag returns the hash tag of a state key.
+func (s *RedisStore) tag(key string) string {
+	return key[len(s.prefix)+1 : len(s.prefix)+1+rediskey.DigestLen]
+}
 
-// groupByKey groups requests by entity, in order of first appearance.
-func groupByKey(reqs []Request) []group {
-	if len(reqs) == 1 {
-		return []group{{idx: firstOnly}}
+func (s *RedisStore) take(ctx context.Context, reqs []request, out []outcome) error {
+	secret, err := s.rc.Secret(ctx)
+	if err != nil {
+		return err
 	}
-	groups := make([]group, 0, 1)
-outer:
+	b := &batch{s: s, reqs: reqs, out: out}
+	b.keys = b.keyBuf[:0]
 	for i := range reqs {
-		for gi := range groups {
-			if reqs[groups[gi].idx[0]].Key == reqs[i].Key {
-				groups[gi].idx = append(groups[gi].idx, i)
+		b.keys = append(b.keys, s.key(secret, &reqs[i]))
+		b.takes = b.takes || reqs[i].n > 0
+	}
+	b.groups = s.group(b.keys, b.groupBuf[:0])
+	return b.run(ctx)
+}
+
+// group splits the requests of keys into script calls, in order of first appearance.
+func (s *RedisStore) group(keys []string, groups [][]int) [][]int {
+	if s.split == oneCall || len(keys) == 1 {
+		return append(groups, indexes(len(keys)))
+	}
+	var slots []int
+outer:
+	for i, k := range keys {
+		slot := 0
+		if s.split == bySlot {
+			slot = rediskey.Slot(k)
+		}
+		for g := range groups {
+			first := keys[groups[g][0]]
+			if s.split == bySlot && slots[g] == slot || s.split == byTag && s.tag(first) == s.tag(k) {
+				groups[g] = append(groups[g], i)
 				continue outer
 			}
 		}
-		groups = append(groups, group{idx: []int{i}})
+		groups, slots = append(groups, []int{i}), append(slots, slot)
 	}
 	return groups
 }
 
-// run sends one script call per group, in one round trip.
-func (s *RedisStore) run(ctx context.Context, groups []group) error {
-	calls := make([]*redisclient.ScriptCall, len(groups))
-	for i := range groups {
-		calls[i] = &groups[i].call
-	}
-	return s.rc.Run(ctx, gcraScript, calls)
+// batch is one take on a RedisStore: the requests, their keys and the script calls they make.
+type batch struct {
+	s      *RedisStore
+	reqs   []request
+	out    []outcome
+	keys   []string
+	groups [][]int // indexes of the requests of each script call
+	takes  bool    // the batch takes units (rather than peek or give back)
+	id     string  // the holds' id, for a batch that spans calls
+
+	// Room for the common batches, of up to four requests in one call: one allocation.
+	keyBuf   [4]string
+	groupBuf [1][]int
+	call     redisclient.ScriptCall
+	callBuf  [1]*redisclient.ScriptCall
+	argBuf   [1 + 2*4 + 4 + 4*4]any
 }
 
-// args builds numkeys, KEYS and ARGV for the requests idx, with each N multiplied by sign (-1
-// gives charged units back).
-func (s *RedisStore) args(reqs []Request, idx []int, sign int) []any {
-	args := make([]any, 0, 1+4*len(idx))
-	args = append(args, len(idx))
-	for _, i := range idx {
-		args = append(args, s.key(reqs[i].Policy, reqs[i].Key))
+// run decides the batch: one round of script calls (or two across slots), and more only when
+// units were held by other requests.
+func (b *batch) run(ctx context.Context) error {
+	deadline := time.Now().Add(b.s.rc.Timeout())
+	for attempt := 0; ; attempt++ {
+		var busy bool
+		var err error
+		if len(b.groups) == 1 || !b.takes {
+			busy, err = b.decide(ctx)
+		} else {
+			busy, err = b.reserveThenCommit(ctx)
+		}
+		if err != nil || !busy {
+			return err
+		}
+		wait := backoff(attempt, b.s.rc.Timeout())
+		if time.Now().Add(wait).After(deadline) {
+			b.giveUp()
+			return nil
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return fmt.Errorf("ratelimit: %w", err)
+		}
 	}
-	for _, i := range idx {
-		l := reqs[i].Limit
-		iv := l.interval() / int64(time.Microsecond)
-		args = append(args, iv, iv*int64(l.burst()), sign*reqs[i].N)
-	}
-	return args
 }
 
-// decode copies a group's script reply into res.
-func (s *RedisStore) decode(reqs []Request, g *group, res []Result) error {
-	vals, err := g.call.Cmd.Int64Slice()
-	if err != nil {
-		return err
+// decide sends one decide call per group, in one round trip: the whole decision when there is
+// one group, and for peeks and give-backs, which need no holds, whatever the groups.
+func (b *batch) decide(ctx context.Context) (busy bool, err error) {
+	calls := b.calls(argDecide)
+	if err := b.s.rc.Run(ctx, script, calls); err != nil {
+		return false, err
 	}
-	if len(vals) != 4*len(g.idx) {
-		return fmt.Errorf("ratelimit: script returned %d values for %d keys", len(vals), len(g.idx))
+	denied := false
+	for k, g := range b.groups {
+		d, bz, err := b.decode(g, calls[k].Cmd)
+		if err != nil {
+			return false, err
+		}
+		denied, busy = denied || d, busy || bz
 	}
-	for j, i := range g.idx {
-		v := vals[4*j : 4*j+4]
-		res[i] = Result{
-			Policy:     reqs[i].Policy,
-			Allowed:    v[0] == 1,
-			Limit:      reqs[i].Limit,
+	return busy && !denied, nil
+}
+
+// calls builds one script call per group: numkeys, KEYS (the state keys, then, when the store
+// uses holds, their hold sets) and ARGV (see ratelimit.lua).
+func (b *batch) calls(op any) []*redisclient.ScriptCall {
+	holding := b.s.split != oneCall
+	calls := b.callBuf[:]
+	if len(b.groups) > 1 {
+		calls = make([]*redisclient.ScriptCall, len(b.groups))
+	}
+	for k, g := range b.groups {
+		nkeys := len(g)
+		if holding {
+			nkeys *= 2
+		}
+		var args []any
+		if n := 1 + nkeys + 4 + 4*len(g); len(b.groups) == 1 && n <= len(b.argBuf) {
+			args = b.argBuf[:0]
+		} else {
+			args = make([]any, 0, n)
+		}
+		args = append(args, nkeys)
+		for _, i := range g {
+			args = append(args, b.keys[i])
+		}
+		if holding {
+			for _, i := range g {
+				args = append(args, b.keys[i]+":holds")
+			}
+		}
+		flag, id := argNoHolds, any("")
+		if holding {
+			flag, id = argHolds, b.id
+		}
+		args = append(args, op, flag, id, b.s.lifeArg)
+		for _, i := range g {
+			q := &b.reqs[i]
+			args = append(args, q.rule.redisArgs[0], q.rule.redisArgs[1], q.rule.redisArgs[2], q.n)
+		}
+		if len(b.groups) == 1 {
+			b.call = redisclient.ScriptCall{Args: args}
+			calls[k] = &b.call
+		} else {
+			calls[k] = &redisclient.ScriptCall{Args: args}
+		}
+	}
+	return calls
+}
+
+// The script's constant arguments, boxed once.
+var (
+	argDecide, argReserve, argCommit, argRelease any = "decide", "reserve", "commit", "release"
+	argHolds, argNoHolds                         any = "1", "0"
+)
+
+// decode copies the reply of the call of group g into out, and reports whether a request was
+// denied and whether one was busy.
+func (b *batch) decode(g []int, cmd *redis.Cmd) (denied, busy bool, err error) {
+	vals, _ := cmd.Val().([]any)
+	if len(vals) != 4*len(g) {
+		return false, false, fmt.Errorf("%w: script returned %d values for %d requests", ErrUnavailable, len(vals), len(g))
+	}
+	for j, i := range g {
+		var v [4]int64
+		for k := range v {
+			v[k], _ = vals[4*j+k].(int64)
+		}
+		q := &b.reqs[i]
+		b.out[i] = outcome{Result: Result{
+			Policy:     q.policy,
+			Allowed:    v[0] != 0,
+			Limit:      q.rule.Limit,
 			Remaining:  int(v[1]),
 			RetryAfter: time.Duration(v[2]) * time.Microsecond,
 			ResetAfter: time.Duration(v[3]) * time.Microsecond,
+		}, busy: v[0] == 2}
+		denied, busy = denied || v[0] == 0 && q.n > 0, busy || v[0] == 2
+	}
+	return denied, busy, nil
+}
+
+// giveUp denies the requests still busy at the deadline, with a short RetryAfter: their keys
+// had the units, held by requests that had not settled yet.
+func (b *batch) giveUp() {
+	for i := range b.out {
+		if o := &b.out[i]; o.busy {
+			o.Allowed, o.RetryAfter = false, b.s.rc.Timeout()
 		}
 	}
-	return nil
 }
 
-// uncharge turns the Result of a granted request into what it reports once its units were
-// given back because another request of the batch was denied.
-func uncharge(r *Result, q Request) {
-	if q.N > 0 && r.Allowed {
-		r.Remaining += q.N
-		r.ResetAfter = max(0, r.ResetAfter-time.Duration(int64(q.N)*q.Limit.interval()))
+// backoff returns a random wait before the attempt after attempt: doubling from 1ms, capped at a
+// quarter of the timeout, and spread over half to one and a half times that, so that requests
+// that hold each other's keys do not retry in step.
+func backoff(attempt int, timeout time.Duration) time.Duration {
+	d := min(time.Millisecond<<min(attempt, 16), max(timeout/4, time.Millisecond))
+	return d/2 + rand.N(d)
+}
+
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-// checkBatch validates a batch for any store.
-func checkBatch(reqs []Request, res []Result) error {
-	if len(res) != len(reqs) {
-		return fmt.Errorf("ratelimit: %d results for %d requests", len(res), len(reqs))
+// reserveThenCommit decides a batch whose keys span groups: each group holds the units of its
+// requests if it has them all (one round trip for all the groups), then every group charges
+// them if every group held them, or releases what it held (a second round trip). It reports
+// busy when no group denied but one was busy.
+func (b *batch) reserveThenCommit(ctx context.Context) (busy bool, err error) {
+	b.id = strconv.FormatUint(rand.Uint64(), 36)
+	calls := b.calls(argReserve)
+	sent := time.Now()
+	err = b.s.rc.Run(ctx, script, calls)
+	var partial *redisclient.PartialError
+	if err != nil && !errors.As(err, &partial) {
+		return false, err
 	}
-	takes, refunds := false, false
-	for i := range reqs {
-		if err := reqs[i].check(); err != nil {
+	var held []int // groups that hold units
+	denied := false
+	for k, g := range b.groups {
+		if calls[k].Cmd == nil || calls[k].Cmd.Err() != nil {
+			continue
+		}
+		d, bz, derr := b.decode(g, calls[k].Cmd)
+		if derr != nil {
+			err = derr
+			continue
+		}
+		denied, busy = denied || d, busy || bz
+		if !d && !bz {
+			held = append(held, k)
+		}
+	}
+	// The holds were placed after sent and live for life; the commit runs within Timeout of
+	// being sent, or the call fails. Sent before sent+life-Timeout, it finds them all. A caller
+	// held up longer (a stalled process) tries again instead of charging units no longer held.
+	late := time.Since(sent) >= b.s.life-b.s.rc.Timeout()
+	if err == nil && !denied && !busy && !late {
+		if err = b.commit(ctx); err == nil {
+			return false, nil
+		}
+		held = indexes(len(b.groups))
+	}
+	if late && !denied {
+		for i := range b.out {
+			b.out[i].busy = true // held, as far as anyone can tell: try again
+		}
+		busy = true
+	}
+	b.release(ctx, held)
+	return busy && !denied && err == nil, err
+}
+
+// commit charges every group's held units, in one round trip.
+func (b *batch) commit(ctx context.Context) error {
+	calls := b.calls(argCommit)
+	if err := b.s.rc.Run(ctx, script, calls); err != nil {
+		return err
+	}
+	for k, g := range b.groups {
+		if _, _, err := b.decode(g, calls[k].Cmd); err != nil {
 			return err
 		}
-		takes = takes || reqs[i].N > 0
-		refunds = refunds || reqs[i].N < 0
-	}
-	if takes && refunds {
-		return fmt.Errorf("%w: a batch cannot both take and give back units", ErrInvalidKey)
 	}
 	return nil
+}
+
+// release drops the holds of the groups held, in one round trip, even when ctx has ended. A
+// release that fails leaves holds that lapse on their own.
+func (b *batch) release(ctx context.Context, held []int) {
+	if len(held) == 0 {
+		return
+	}
+	all := b.calls(argRelease)
+	calls := make([]*redisclient.ScriptCall, len(held))
+	for j, k := range held {
+		calls[j] = all[k]
+	}
+	_ = b.s.rc.Run(context.WithoutCancel(ctx), script, calls)
 }

@@ -1,7 +1,8 @@
 package ratelimit
 
-// table is an open-addressing hash table from a key hash to a theoretical arrival time, with
-// linear probing, at most 13/16 full: between about 20 and 40 bytes per key. It replaces a Go map on the memory store's hot path: a decision finds its slot
+// table is an open-addressing hash table from a key hash to a time (a GCRA key's theoretical
+// arrival time, or when a strict key's newest grant leaves the window), with linear probing, at
+// most 13/16 full. It replaces a Go map on the memory store's hot path: a decision finds its slot
 // once and updates it in place (a map needs a lookup and an assignment), and a slot is 16 bytes
 // with no per-entry overhead. Not safe for concurrent use: each shard guards its own.
 type table struct {
@@ -144,10 +145,10 @@ func (t *table) sweep(now int64) {
 // at or before now if any (forgetting it changes nothing), else the one with the earliest value
 // (the nearest to a full burst). Random places, not a run from one place: linear probing packs
 // recent inserts together at the ends of clusters, so a run would see only live entries. It
-// reports whether the entry removed was still live.
-func (t *table) evictOne(rnd func() uint64, now int64, sample int) (live bool) {
+// returns the hash removed and whether its entry was still live.
+func (t *table) evictOne(rnd func() uint64, now int64, sample int) (h uint64, live bool) {
 	if t.n == 0 {
-		return false
+		return 0, false
 	}
 	mask := len(t.slots) - 1
 	victim, best, seen := -1, int64(0), 0
@@ -159,13 +160,14 @@ func (t *table) evictOne(rnd func() uint64, now int64, sample int) (live bool) {
 		}
 		if s.tat <= now {
 			t.deleteAt(i)
-			return false
+			return s.h, false
 		}
 		if victim < 0 || s.tat < best {
 			victim, best = i, s.tat
 		}
 		seen++
 	}
+	h = t.slots[victim].h
 	t.deleteAt(victim)
-	return true
+	return h, true
 }

@@ -35,13 +35,14 @@ func TestTableMatchesMap(t *testing.T) {
 		case op < 19 && tb.n > 0:
 			now := int64(rng.IntN(1000))
 			before := tb.n
-			live := tb.evictOne(rng.Uint64, now, 16)
+			evicted, live := tb.evictOne(rng.Uint64, now, 16)
 			require.Equal(t, before-1, tb.n)
 			gone := 0
 			for k, v := range model {
 				if tb.get(k) == 0 {
 					gone++
 					require.Equal(t, live, v > now, "evicted a live key only if the sample had no fresh one")
+					require.Equal(t, k, evicted, "evictOne names the key it removed")
 					delete(model, k)
 				}
 			}

@@ -248,12 +248,15 @@ func rateLimits(store ratelimit.Store) (func(http.Handler) http.Handler, error) 
 	if err != nil {
 		return nil, err
 	}
-	// A Redis outage must not open a brute-force window on login: fail closed (503).
-	login, err := ratelimit.New(store, ratelimit.PerMinute(5), ratelimit.Config{Name: "login", Failure: ratelimit.FailClosed})
+	// At most 5 attempts in any minute (strict), and a Redis outage must not open a
+	// brute-force window on login: fail closed (503).
+	login, err := ratelimit.New(store, ratelimit.Limit{Rate: 5, Period: time.Minute, Strict: true},
+		ratelimit.Config{Name: "login", FailurePolicy: ratelimit.FailClosed})
 	if err != nil {
 		return nil, err
 	}
-	apikey, err := ratelimit.New(store, ratelimit.PerMinute(100), ratelimit.Config{Name: "apikey"})
+	// API keys are credentials: hooks would see digests, never the keys.
+	apikey, err := ratelimit.New(store, ratelimit.PerMinute(100), ratelimit.Config{Name: "apikey", SecretKeys: true})
 	if err != nil {
 		return nil, err
 	}
