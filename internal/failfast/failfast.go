@@ -52,7 +52,11 @@ const (
 // Record reports how an admitted call went. It returns changed true when the call opened or
 // ended an outage, for the caller to log the transition once.
 func (w *Window) Record(o Outcome) (changed bool) {
-	defer w.probing.Store(false)
+	// Written only when a probe was let through: a store on every call would make every
+	// caller contend for this cache line.
+	if w.probing.Load() {
+		defer w.probing.Store(false)
+	}
 	switch o {
 	case Succeeded:
 		return w.Up()
