@@ -219,11 +219,7 @@ func BenchmarkCacheRemoteHit(b *testing.B) {
 	outgrowBytes := func(b *testing.B, ctxTimeouts bool) {
 		rdb, prefix := harness.Redis(b)
 		if ctxTimeouts {
-			opt := rdb.(*redis.Client).Options()
-			opt.ContextTimeoutEnabled = true
-			c := redis.NewClient(opt)
-			b.Cleanup(func() { _ = c.Close() }) // after the store's Close, registered later
-			rdb = c
+			rdb = harness.WithContextTimeouts(b, rdb) // closed after the store, registered later
 		}
 		c, err := cache.New[[]byte](outgrowStore(b, rdb, prefix), cache.Config{DisableLocal: true})
 		if err != nil {

@@ -441,6 +441,16 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 		checkOutgrow(b, l)
 	})
 
+	// The same on a client with ContextTimeoutEnabled, the setting the README recommends: no
+	// goroutine per call.
+	b.Run("lib=outgrow-ctxtimeout", func(b *testing.B) {
+		def, prefix := harness.Redis(b)
+		rdb := harness.WithContextTimeouts(b, def)
+		l := redisOutgrow(b, rdb, prefix, "bench", ratelimit.PerMinute(redisGenerous), ratelimit.Config{})
+		benchRedisGrants(b, rdb, keys, outgrowAllow(l))
+		checkOutgrow(b, l)
+	})
+
 	b.Run("lib=redis_rate", func(b *testing.B) {
 		rdb, prefix := harness.Redis(b)
 		l := redisRate(b, rdb, prefix)

@@ -116,11 +116,7 @@ func benchSessions(b *testing.B, lib sessionLib, write bool, rdb redis.Universal
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	if rdb != nil {
 		b.StopTimer()
-		// Calls through go-redis's WithTimeout clones (outgrow on a client without
-		// ContextTimeoutEnabled) skip the hooks of the client cloned: nothing to report then.
-		if n := rt.Load() - trips; n > 0 {
-			b.ReportMetric(float64(n)/float64(b.N), "roundtrips/op")
-		}
+		b.ReportMetric(float64(rt.Load()-trips)/float64(b.N), "roundtrips/op")
 		c.report(b)
 	}
 }
@@ -146,12 +142,8 @@ func BenchmarkSessionRedis(b *testing.B) {
 			benchSessions(b, outgrowSessions(b, st), op == "write", rdb, rt)
 		})
 		b.Run("op="+op+"/lib=outgrow-ctxtimeout", func(b *testing.B) {
-			// The client setting the README recommends.
 			def, prefix := harness.Redis(b)
-			opt := *def.(*redis.Client).Options()
-			opt.ContextTimeoutEnabled = true
-			rdb := redis.NewClient(&opt)
-			b.Cleanup(func() { _ = rdb.Close() })
+			rdb := harness.WithContextTimeouts(b, def)
 			rt := harness.CountRoundTrips(rdb)
 			st, err := session.NewRedisStore(rdb, session.RedisConfig{Prefix: prefix})
 			if err != nil {

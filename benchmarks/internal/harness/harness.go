@@ -59,6 +59,17 @@ func Redis(tb testing.TB) (redis.UniversalClient, string) {
 	return rdb, prefix
 }
 
+// WithContextTimeouts returns a client of the same server as rdb (a *redis.Client) with
+// ContextTimeoutEnabled, the setting outgrow's README recommends; it is closed when tb ends.
+func WithContextTimeouts(tb testing.TB, rdb redis.UniversalClient) redis.UniversalClient {
+	tb.Helper()
+	opt := *rdb.(*redis.Client).Options()
+	opt.ContextTimeoutEnabled = true
+	c := redis.NewClient(&opt)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // CommandStats returns the number of calls of each command ("evalsha", "get", ...) that the
 // server has served, from INFO commandstats. The difference of two readings around a benchmark,
 // divided by b.N, is the commands per operation; nothing else may use the server meanwhile.
