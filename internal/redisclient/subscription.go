@@ -112,11 +112,12 @@ func (s *Subscription) subscribe(ctx context.Context) *redis.PubSub {
 func (s *Subscription) loop(ctx context.Context) {
 	defer close(s.done)
 	defer s.hearing.Store(false)
+	// Every PubSub made here is closed by this loop before the next one is made, or by Close,
+	// which closes the latest (s.sub) and keeps subscribe from making another.
 	sub := s.subscribe(ctx)
 	if sub == nil {
 		return
 	}
-	defer func() { _ = sub.Close() }()
 	logger := s.c.cfg.Logger
 	confirmed, pinged := false, false
 	for {

@@ -198,3 +198,16 @@ func TestIdleClientSeesOutageAndRecovery(t *testing.T) {
 		t.Fatalf("stats %+v: no call was made", st)
 	}
 }
+
+// TestCloseWhileResubscribing: Close lands while the subscription is between a loss and its next
+// attempt (here, all the time: Redis refuses every connection). It returns, and nothing panics.
+func TestCloseWhileResubscribing(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer rc.Close()
+	c := newClient(t, rc, Config{RetryInterval: time.Nanosecond}) // resubscribe at once
+	for i := range 500 {
+		s := c.Subscribe(SubscribeConfig{Channel: "ch"})
+		time.Sleep(time.Duration(i%50) * time.Microsecond)
+		s.Close()
+	}
+}
