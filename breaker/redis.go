@@ -197,8 +197,8 @@ func decode(c *redis.Cmd) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if len(v) != 6 || v[1] < 0 || v[1] > int64(StateHalfOpen) {
+	if len(v) != 7 || v[1] < 0 || v[1] > int64(StateHalfOpen) {
 		return reply{}, fmt.Errorf("%w: %v", errBadReply, v)
 	}
-	return reply{gen: v[0], state: State(v[1]), waitMs: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1}, nil
+	return reply{gen: v[0], state: State(v[1]), waitMs: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1, first: v[6] == 1}, nil
 }

@@ -128,6 +128,7 @@ type reply struct {
 	slot     int64 // a granted probe lease (1-based), 0 when none
 	deadline int64 // of the granted lease, ms of the store's clock: it identifies the lease
 	counted  bool  // the outcome reported counted in the policy
+	first    bool  // gen is the state's first: created (again) with no transition since
 	err      error
 }
 
