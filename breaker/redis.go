@@ -20,7 +20,8 @@ var sharedStateSource string
 
 var sharedStateScript = redisclient.NewScript(sharedStateSource)
 
-// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+// RedisConfig configures a [RedisStore]. The zero value is ready to use; a RedisConfig is a
+// plain value, and NewRedisStore copies it.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
 // redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, each call
@@ -73,8 +74,10 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
-// field at fault.
+// NewRedisStore returns a RedisStore over rdb. It waits, at most Timeout, for its subscription
+// to the announcements to be confirmed; if Redis does not answer, the store starts without it
+// and subscribes as soon as Redis does. Its error wraps ErrInvalidConfig and names the field at
+// fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	rc, err := redisclient.New(rdb, redisclient.Config{
 		Component: "breaker", Prefix: cfg.Prefix, DefaultPrefix: "breaker:",

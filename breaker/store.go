@@ -30,8 +30,8 @@ type Store interface {
 	batcher() *batcher
 }
 
-// StoreStats is a snapshot of a store's counters. The zero value is a store that has done
-// nothing.
+// StoreStats is a snapshot of a store's counters, a plain value. The zero value is a store that
+// has done nothing.
 type StoreStats struct {
 	Flushes       uint64 // batches sent (one round trip each, for every breaker with news)
 	Calls         uint64 // probe leases and probe reports, one round trip each

@@ -30,7 +30,8 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 
 // Config configures a Manager. The zero value is the secure default: a cookie named "session",
 // HttpOnly, Secure, SameSite=Lax, Path=/, ending with the browser session; sessions end after 30
-// minutes unused or 24 hours in all; store failures answer 503.
+// minutes unused or 24 hours in all; store failures answer 503. A Config is a plain value; New
+// copies it.
 type Config struct {
 	// CookieName names the cookie; with HostPrefix, "__Host-" goes in front of it
 	// ([Manager.CookieName] tells the name sent). Default: "session".
@@ -82,7 +83,8 @@ type Hooks struct {
 	OnStoreError func(ctx context.Context, err error)
 }
 
-// Stats counts what a Manager did: a snapshot, from [Manager.Stats].
+// Stats counts what a Manager did: a snapshot, from [Manager.Stats], and a plain value. The zero
+// value counts nothing.
 type Stats struct {
 	Loads       uint64 // sessions found
 	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
@@ -94,8 +96,10 @@ type Stats struct {
 	StoreErrors uint64
 }
 
-// Manager loads sessions for requests and saves their changes. Create it with New (the zero
-// value is not usable); it is safe for concurrent use and has no goroutine.
+// Manager loads sessions for requests and saves their changes.
+//
+// The zero value is not usable; create a Manager with [New]. It is safe for concurrent use and
+// has no goroutine.
 type Manager struct {
 	store  Store
 	cfg    Config
@@ -110,8 +114,8 @@ type Manager struct {
 // failingAfter is how many store failures in a row the Manager logs as the store failing.
 const failingAfter = 3
 
-// New returns a Manager over store. A configuration that cannot work returns an error wrapping
-// ErrInvalidConfig that names the field.
+// New returns a Manager over store. Its error wraps ErrInvalidConfig and names the field at
+// fault.
 func New(store Store, cfg Config) (*Manager, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)

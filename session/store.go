@@ -105,8 +105,8 @@ var (
 	ErrNoSession = errors.New("session: no session in this context")
 	// ErrKind reports a value read as another kind than it was put (Session.Get).
 	ErrKind = errors.New("session: value of another kind")
-	// ErrInvalidConfig reports a configuration (or a Change) that cannot work; the error names
-	// the field at fault.
+	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
+	// cannot work (and of a Store given a Change that cannot work); the message names the field.
 	ErrInvalidConfig = errors.New("session: invalid config")
 )
 
