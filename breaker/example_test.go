@@ -111,7 +111,7 @@ func ExampleNewMemoryStore() {
 // In production every instance creates one RedisStore on its Redis client and passes it to the
 // breakers it wants shared.
 func ExampleNewRedisStore() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	store, err := breaker.NewRedisStore(rdb, breaker.RedisConfig{Prefix: "myapp:breaker:"})
 	if err != nil {
