@@ -11,14 +11,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/outgrow/outgrow/internal/redistest"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 var errTestUnavailable = errors.New("test: unavailable")
 
