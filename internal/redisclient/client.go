@@ -54,11 +54,11 @@ import (
 // during an outage: nothing reached Redis, so nothing needs undoing.
 var ErrNotSent = errors.New("not sent: Redis failed recently")
 
-// Defaults shared by every store.
-const (
-	DefaultRetryInterval = 500 * time.Millisecond
-	DefaultFailFastAfter = 3
-)
+// DefaultRetryInterval is how long a client fails fast during an outage when
+// Config.RetryInterval is zero.
+const DefaultRetryInterval = 500 * time.Millisecond
+
+const defaultFailFastAfter = 3
 
 // Config configures a [Client]. Zero durations and counts take the defaults.
 type Config struct {
@@ -85,7 +85,7 @@ type Config struct {
 	OnOutage func(down bool, err error)
 }
 
-// Validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
+// validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
 // fault; stores wrap them in their ErrInvalidConfig.
 func (cfg *Config) validate() error {
 	var err error
@@ -112,7 +112,7 @@ func (cfg *Config) validate() error {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
 	if cfg.FailFastAfter == 0 {
-		cfg.FailFastAfter = DefaultFailFastAfter
+		cfg.FailFastAfter = defaultFailFastAfter
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -190,9 +190,6 @@ func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
 // RetryInterval returns how long an outage fails fast before a probe.
 func (c *Client) RetryInterval() time.Duration { return c.cfg.RetryInterval }
 
-// Logger returns the logger of the store.
-func (c *Client) Logger() *slog.Logger { return c.cfg.Logger }
-
 // SingleNode reports whether one server holds every key (standalone or Sentinel), so that one
 // script may touch keys of different hash tags. On a Cluster or a Ring it is false: keys of one
 // script must share a slot.
@@ -268,9 +265,9 @@ func (c *Client) record(o failfast.Outcome, err error) {
 	c.transition(o == failfast.Failed, err)
 }
 
-// Up records that Redis answered outside a call (a subscription confirmed, a PING answered):
-// an outage ends at once instead of at the next call.
-func (c *Client) Up() {
+// up records that Redis answered outside a call (a subscription confirmed): an outage ends at
+// once instead of at the next call.
+func (c *Client) up() {
 	if c.window.Up() {
 		c.transition(false, nil)
 	}

@@ -62,7 +62,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Prefix() != "p:" || c.Timeout() != time.Second || c.RetryInterval() != DefaultRetryInterval || c.cfg.FailFastAfter != DefaultFailFastAfter {
+	if c.Prefix() != "p:" || c.Timeout() != time.Second || c.RetryInterval() != DefaultRetryInterval || c.cfg.FailFastAfter != defaultFailFastAfter {
 		t.Errorf("defaults: %q %v %v %d", c.Prefix(), c.Timeout(), c.RetryInterval(), c.cfg.FailFastAfter)
 	}
 }
@@ -187,14 +187,16 @@ func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
 func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	b := redistest.Open(t, redistest.Miniredis)
 	var transitions []bool
-	c := newClient(t, b.Client, Config{RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
+	// A Timeout no machine load reaches: a timed-out call would count as a failure and go on
+	// running after its caller moved on.
+	c := newClient(t, b.Client, Config{Timeout: 5 * time.Second, RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
 		transitions = append(transitions, down)
 	}})
 	ctx := context.Background()
-	calls := 0
+	var calls atomic.Int32 // fn runs on a goroutine of its own (the client is not ContextTimeoutEnabled)
 	get := func() error {
 		return c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error {
-			calls++
+			calls.Add(1)
 			return r.Ping(ctx).Err()
 		})
 	}
@@ -212,11 +214,11 @@ func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	for range 3 {
 		_ = get()
 	}
-	if !c.Down() || calls != 6 {
-		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls)
+	if !c.Down() || calls.Load() != 6 {
+		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls.Load())
 	}
-	if err := get(); !errors.Is(err, errTestUnavailable) || !errors.Is(err, ErrNotSent) || calls != 6 || c.Stats().FastFails != 1 {
-		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls, c.Stats())
+	if err := get(); !errors.Is(err, errTestUnavailable) || !errors.Is(err, ErrNotSent) || calls.Load() != 6 || c.Stats().FastFails != 1 {
+		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls.Load(), c.Stats())
 	}
 	b.Mini.SetError("")
 	time.Sleep(220 * time.Millisecond)
