@@ -3,7 +3,6 @@ package redisclient
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -17,7 +16,7 @@ import (
 
 var errTestUnavailable = errors.New("test: unavailable")
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newClient(t *testing.T, rdb redis.UniversalClient, cfg Config) *Client {
 	t.Helper()
