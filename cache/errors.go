@@ -8,7 +8,8 @@ var (
 	// Config.NegativeTTL, so that lookups of missing data do not reach the source each time.
 	ErrNotFound = errors.New("cache: not found")
 	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
-	// cannot work; the message names the field.
+	// cannot work, and of SetWithTTL given a TTL that is not positive; the message names the
+	// field.
 	ErrInvalidConfig = errors.New("cache: invalid config")
 	// ErrUnavailable reports a shared store (Redis) that failed or did not answer in time.
 	ErrUnavailable = errors.New("cache: store unavailable")

@@ -528,7 +528,8 @@ func (s *Session) Renew() error {
 // Login ties the session to user, who can then list their sessions and end them all
 // ([Manager.List], [Manager.DestroyAll]). When the response starts, a new session with a new ID
 // takes over the values and the old one is deleted: an ID seen before logging in opens nothing
-// after (no session fixation). To log out, Destroy the session.
+// after (no session fixation). To log out, Destroy the session. An empty user returns an error
+// matching ErrInvalidConfig.
 func (s *Session) Login(user string) error {
 	if user == "" && s != nil {
 		return fmt.Errorf("%w: Login with an empty user", ErrInvalidConfig)

@@ -106,7 +106,8 @@ var (
 	// ErrKind reports a value read as another kind than it was put (Session.Get).
 	ErrKind = errors.New("session: value of another kind")
 	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
-	// cannot work (and of a Store given a Change that cannot work); the message names the field.
+	// cannot work, of a Store given a Change that cannot work and of Session.Login given no
+	// user; the message names the field.
 	ErrInvalidConfig = errors.New("session: invalid config")
 )
 
