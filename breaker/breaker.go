@@ -40,12 +40,12 @@ func (s State) String() string {
 // Stats is a snapshot of a Breaker, a plain value. The zero value is a closed breaker that has
 // counted nothing.
 type Stats struct {
-	State               State
+	State               State  // as State reports it
 	ConsecutiveFailures int    // failures since the last success while closed
 	Failures            uint64 // failures counted, all states
 	Rejected            uint64 // calls refused with an *OpenError
 	Opens               uint64 // transitions to open
-	Mode                Mode
+	Mode                Mode   // set by SetMode
 }
 
 // Mode overrides the state machine by hand; see [Breaker.SetMode]. The zero value is ModeAuto.

@@ -88,12 +88,12 @@ type Hooks struct {
 type Stats struct {
 	Loads       uint64 // sessions found
 	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
-	Created     uint64
-	Renewed     uint64
-	Destroyed   uint64
+	Created     uint64 // sessions stored for the first time
+	Renewed     uint64 // sessions given a new ID (Renew, Login)
+	Destroyed   uint64 // sessions deleted (Destroy, Revoke, DestroyAll)
 	Commits     uint64 // writes to the store (created, changed, renewed or destroyed sessions)
 	Lost        uint64 // changes to sessions that expired or vanished during their request
-	StoreErrors uint64
+	StoreErrors uint64 // loads and saves that failed (Hooks.OnStoreError saw each)
 }
 
 // Manager loads sessions for requests and saves their changes.
