@@ -26,7 +26,8 @@
 //   - When the caller's context ends before Redis answers, the call returns the context's
 //     error (context.Canceled or context.DeadlineExceeded) and says nothing about Redis.
 //   - When Redis fails or the store's own timeout passes first, the call returns an error that
-//     wraps the package's ErrUnavailable and the cause, and counts as a failure.
+//     wraps the package's ErrUnavailable and the cause (context.DeadlineExceeded for the
+//     timeout, in every mode), and counts as a failure.
 //   - After FailFastAfter consecutive failures the client fails fast: calls return
 //     ErrUnavailable at once, without reaching Redis, for RetryInterval; then one call probes,
 //     and the first success (or a confirmed subscription) ends the outage. One slow call among
@@ -239,15 +240,28 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	case err == nil:
 		c.record(failfast.Succeeded, nil)
 		return v, nil
-	case ctx.Err() != nil:
+	case ended(ctx):
 		// The caller went away or ran out of its own time first: nothing learnt about Redis.
 		c.record(failfast.Unknown, nil)
-		return zero, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return zero, err
+		}
+		return zero, context.DeadlineExceeded
 	default:
 		c.failures.Add(1)
 		c.record(failfast.Failed, err)
 		return v, fmt.Errorf("%w: %w", c.unavailable, err)
 	}
+}
+
+// ended reports whether ctx is done or past its deadline. go-redis, with ContextTimeoutEnabled,
+// stops a call at the deadline a moment before the context's own timer marks it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // Do is [Call] for functions that return only an error.
@@ -295,7 +309,14 @@ func bound[T any](ctx context.Context, c *Client, timeout time.Duration, fn func
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if c.mode == modeContext {
-		return fn(ctx, c.rdb)
+		v, err := fn(ctx, c.rdb)
+		if err != nil && ended(ctx) && !errors.Is(err, context.DeadlineExceeded) {
+			// go-redis reports the deadline as the socket's i/o timeout, a moment before the
+			// context's own timer fires: say it as the goroutine mode does, so that the error
+			// does not depend on the client's options.
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+		}
+		return v, err
 	}
 	ch := make(chan outcome[T], 1)
 	go func() {

@@ -93,11 +93,19 @@ func TestModeIsChosenOnceFromTheClient(t *testing.T) {
 	}
 }
 
-// TestCallIsBoundedInEveryMode blackholes Redis: every mode returns ErrUnavailable within about
-// the timeout, and the call counts as a failure.
+// TestCallIsBoundedInEveryMode blackholes Redis, or slows it past the timeout: every mode
+// returns the same error, ErrUnavailable wrapping context.DeadlineExceeded, within about the
+// timeout, and the call counts as a failure.
 func TestCallIsBoundedInEveryMode(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
+	faults := []struct {
+		name    string
+		on, off func()
+	}{
+		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
+		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
+	}
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
@@ -107,39 +115,41 @@ func TestCallIsBoundedInEveryMode(t *testing.T) {
 		{"goroutine", redis.Options{}, false},
 		{"goroutine, unknown client", redis.Options{}, true},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			p.Blackhole(false)
-			opt := tt.opt
-			opt.Addr = p.Addr()
-			rc := redis.NewClient(&opt)
-			defer rc.Close()
-			var rdb redis.UniversalClient = rc
-			if tt.wrap {
-				rdb = opaque{rc}
-			}
-			c := newClient(t, rdb, Config{Timeout: 100 * time.Millisecond})
-			ctx := context.Background()
-			if err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil {
-				t.Fatalf("through the proxy: %v", err)
-			}
-			p.Blackhole(true)
-			start := time.Now()
-			v, err := Call(ctx, c, func(ctx context.Context, r redis.UniversalClient) (string, error) {
-				return r.Get(ctx, "k").Result()
+		for _, fault := range faults {
+			t.Run(tt.name+", "+fault.name, func(t *testing.T) {
+				opt := tt.opt
+				opt.Addr = p.Addr()
+				opt.MaxRetries = -1
+				rc := redis.NewClient(&opt)
+				defer rc.Close()
+				var rdb redis.UniversalClient = rc
+				if tt.wrap {
+					rdb = opaque{rc}
+				}
+				c := newClient(t, rdb, Config{Timeout: 100 * time.Millisecond})
+				ctx := context.Background()
+				if err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil {
+					t.Fatalf("through the proxy: %v", err)
+				}
+				fault.on()
+				defer fault.off()
+				start := time.Now()
+				v, err := Call(ctx, c, func(ctx context.Context, r redis.UniversalClient) (string, error) {
+					return r.Get(ctx, "k").Result()
+				})
+				took := time.Since(start)
+				if !errors.Is(err, errTestUnavailable) || !errors.Is(err, context.DeadlineExceeded) || v != "" {
+					t.Fatalf("call: %q, %v; want ErrUnavailable wrapping context.DeadlineExceeded", v, err)
+				}
+				// Far below go-redis's 3s ReadTimeout; the margin is for a loaded CI machine.
+				if took < 90*time.Millisecond || took > time.Second {
+					t.Fatalf("call took %v, want about the 100ms timeout", took)
+				}
+				if st := c.Stats(); st.Failures != 1 || st.Down {
+					t.Fatalf("stats %+v: one failure, not yet failing fast", st)
+				}
 			})
-			took := time.Since(start)
-			if !errors.Is(err, errTestUnavailable) || v != "" {
-				t.Fatalf("blackholed call: %q, %v; want ErrUnavailable", v, err)
-			}
-			// Far below go-redis's 3s ReadTimeout; the margin is for a loaded CI machine.
-			if took < 90*time.Millisecond || took > time.Second {
-				t.Fatalf("blackholed call took %v, want about the 100ms timeout", took)
-			}
-			if st := c.Stats(); st.Failures != 1 || st.Down {
-				t.Fatalf("stats %+v: one failure, not yet failing fast", st)
-			}
-			p.Blackhole(false)
-		})
+		}
 	}
 }
 
@@ -148,38 +158,48 @@ func TestCallIsBoundedInEveryMode(t *testing.T) {
 func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
+	faults := []struct {
+		name    string
+		on, off func()
+	}{
+		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
+		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
+	}
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
 	}{{"goroutine", redis.Options{}}, {"context", redis.Options{ContextTimeoutEnabled: true}}} {
-		t.Run(tt.name, func(t *testing.T) {
-			opt := tt.opt
-			opt.Addr = p.Addr()
-			rc := redis.NewClient(&opt)
-			defer rc.Close()
-			c := newClient(t, rc, Config{Timeout: time.Second, FailFastAfter: 1})
-			_ = c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
-			p.Blackhole(true)
-			defer p.Blackhole(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			defer cancel()
-			start := time.Now()
-			err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
-			if took := time.Since(start); took > 500*time.Millisecond {
-				t.Fatalf("took %v: the caller's 50ms deadline must bound the call", took)
-			}
-			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTestUnavailable) {
-				t.Fatalf("err = %v, want the caller's DeadlineExceeded, not ErrUnavailable", err)
-			}
-			if st := c.Stats(); st.Failures != 0 || st.Down {
-				t.Fatalf("stats %+v: the caller's deadline says nothing about Redis", st)
-			}
-			cctx, ccancel := context.WithCancel(context.Background())
-			ccancel()
-			if err := c.Do(cctx, func(context.Context, redis.UniversalClient) error { return nil }); !errors.Is(err, context.Canceled) {
-				t.Fatalf("cancelled caller: %v", err)
-			}
-		})
+		for _, fault := range faults {
+			t.Run(tt.name+", "+fault.name, func(t *testing.T) {
+				opt := tt.opt
+				opt.Addr = p.Addr()
+				opt.MaxRetries = -1
+				rc := redis.NewClient(&opt)
+				defer rc.Close()
+				c := newClient(t, rc, Config{Timeout: time.Second, FailFastAfter: 1})
+				_ = c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+				fault.on()
+				defer fault.off()
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+				if took := time.Since(start); took > 500*time.Millisecond {
+					t.Fatalf("took %v: the caller's 50ms deadline must bound the call", took)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTestUnavailable) {
+					t.Fatalf("err = %v, want the caller's DeadlineExceeded, not ErrUnavailable", err)
+				}
+				if st := c.Stats(); st.Failures != 0 || st.Down {
+					t.Fatalf("stats %+v: the caller's deadline says nothing about Redis", st)
+				}
+				cctx, ccancel := context.WithCancel(context.Background())
+				ccancel()
+				if err := c.Do(cctx, func(context.Context, redis.UniversalClient) error { return nil }); !errors.Is(err, context.Canceled) {
+					t.Fatalf("cancelled caller: %v", err)
+				}
+			})
+		}
 	}
 }
 
