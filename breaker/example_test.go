@@ -66,8 +66,8 @@ func ExampleDo() {
 // itself is fine and keeps serving what does not need the dependency.
 func ExampleBreaker_Check() {
 	b, _ := breaker.New(breaker.Config{Name: "payments", Failures: 1})
-	hc, _ := health.New(health.Config{HealthyThreshold: 1, UnhealthyThreshold: 1},
-		health.Check{Name: "payments-breaker", Func: b.Check, NonCritical: true})
+	hc, _ := health.New(health.Config{},
+		health.Check{Name: "payments-breaker", Func: b.Check, NonCritical: true, Local: true})
 	defer hc.Close()
 
 	ctx := context.Background()
