@@ -41,6 +41,8 @@ type MemoryStore struct {
 	caches namespaces[uint64] // namespace -> its Cache's salt
 }
 
+var _ Store = (*MemoryStore)(nil)
+
 // NewMemoryStore returns an empty MemoryStore. Its error wraps ErrInvalidConfig and names the
 // field at fault.
 func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {

@@ -75,6 +75,8 @@ type RedisStore struct {
 	hits, misses, errs, sent, received, flushes atomic.Uint64
 }
 
+var _ Store = (*RedisStore)(nil)
+
 // NewRedisStore returns a RedisStore over rdb. It waits, at most Timeout, for the invalidation
 // subscription to be confirmed; if Redis does not answer, the store starts without it and
 // subscribes as soon as Redis does. Its error wraps ErrInvalidConfig and names the field at

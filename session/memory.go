@@ -30,6 +30,8 @@ type MemoryStore struct {
 	shards [32]memShard
 }
 
+var _ Store = (*MemoryStore)(nil)
+
 type memShard struct {
 	mu     sync.Mutex
 	m      map[string]*memSession // by digest key

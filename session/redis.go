@@ -82,6 +82,8 @@ type RedisStore struct {
 	prefix string
 }
 
+var _ Store = (*RedisStore)(nil)
+
 // NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
 // field at fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
