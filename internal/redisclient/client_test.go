@@ -93,19 +93,28 @@ func TestModeIsChosenOnceFromTheClient(t *testing.T) {
 	}
 }
 
+// fault makes Redis, behind a proxy, stop answering in time (on) and answer again (off).
+type fault struct {
+	name    string
+	on, off func()
+}
+
+// proxyFaults are the ways p keeps Redis from answering in time: no answer at all, or one
+// after 300 ms.
+func proxyFaults(p *redistest.Proxy) []fault {
+	return []fault{
+		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
+		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
+	}
+}
+
 // TestCallIsBoundedInEveryMode blackholes Redis, or slows it past the timeout: every mode
 // returns the same error, ErrUnavailable wrapping context.DeadlineExceeded, within about the
 // timeout, and the call counts as a failure.
 func TestCallIsBoundedInEveryMode(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
-	faults := []struct {
-		name    string
-		on, off func()
-	}{
-		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
-		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
-	}
+	faults := proxyFaults(p)
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
@@ -158,13 +167,7 @@ func TestCallIsBoundedInEveryMode(t *testing.T) {
 func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
-	faults := []struct {
-		name    string
-		on, off func()
-	}{
-		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
-		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
-	}
+	faults := proxyFaults(p)
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
