@@ -6,11 +6,14 @@ import (
 )
 
 // adopt brings the local state in line with a reply of the store. A reply of an older generation
-// than one already seen is ignored. A newer generation always replaces the local state (a new
-// local generation even when closed stays closed, so that outcomes of the former one are late).
-// In the generation already seen, a shared open state wins, while a shared closed state leaves
-// alone an instance that opened on its own outcomes (it asks the store again when its open period
-// ends); force (the reply to this instance's own probe request) adopts the shared state as is.
+// than one already seen is ignored. A newer generation replaces the local state (a new local
+// generation even when closed stays closed, so that outcomes of the former one are late), except
+// that a closed instance stays in its generation when the shared state was created again (it
+// expired) and is still in its first one: nothing happened, and the outcomes of its calls in
+// flight count. In the generation already seen, a shared open state wins, while a shared closed
+// state leaves alone an instance that opened on its own outcomes (it asks the store again when
+// its open period ends); force (the reply to this instance's own probe request) adopts the shared
+// state as is.
 func (b *Breaker) adopt(ctx context.Context, r reply, force bool) {
 	l := b.link
 	b.mu.Lock()
@@ -28,7 +31,7 @@ func (b *Breaker) adopt(ctx context.Context, r reply, force bool) {
 	to, d, set := StateClosed, time.Duration(0), false
 	switch r.state {
 	case StateClosed:
-		set = newer || force && local != StateClosed
+		set = newer && !(r.first && local == StateClosed) || force && local != StateClosed
 	case StateOpen:
 		to, d = StateOpen, time.Duration(r.waitMs)*time.Millisecond
 		set = local != StateOpen || newer || force

@@ -40,12 +40,12 @@ func (s State) String() string {
 // Stats is a snapshot of a Breaker, a plain value. The zero value is a closed breaker that has
 // counted nothing.
 type Stats struct {
-	State               State
+	State               State  // as State reports it
 	ConsecutiveFailures int    // failures since the last success while closed
 	Failures            uint64 // failures counted, all states
 	Rejected            uint64 // calls refused with an *OpenError
 	Opens               uint64 // transitions to open
-	Mode                Mode
+	Mode                Mode   // set by SetMode
 }
 
 // Mode overrides the state machine by hand; see [Breaker.SetMode]. The zero value is ModeAuto.
@@ -536,9 +536,11 @@ func (b *Breaker) SetMode(m Mode) {
 	b.mode.Store(uint32(m))
 }
 
-// Check returns a health check for the health package (health.Check{Func: b.Check}): it fails
-// while the breaker is open and passes otherwise. Register it as non-critical, so that an open
-// breaker shows as degraded without taking the instance out of the load balancer.
+// Check is a health check for the health package: it fails while the breaker is open and passes
+// otherwise. It reads in-process state and returns at once. Register it as non-critical, so that
+// an open breaker shows as degraded without taking the instance out of the load balancer, and
+// as local, so that every probe reads its current state: health.Check{Func: b.Check,
+// NonCritical: true, Local: true}.
 func (b *Breaker) Check(ctx context.Context) error {
 	if s := b.State(); s == StateOpen {
 		return fmt.Errorf("breaker %s: %s", b.cfg.Name, s)

@@ -55,7 +55,7 @@ func DefaultClassifier(ctx context.Context, err error, _ time.Duration) Outcome 
 }
 
 // Config configures a Breaker. The zero value is ready to use: open after 5 consecutive
-// failures, for 30s, then one probe call decides.
+// failures, for 30s, then one probe call decides. A Config is a plain value; New copies it.
 type Config struct {
 	// Name names the breaker in errors, hooks and logs. Breakers sharing a Store are matched by
 	// it, so it is required with a Store. Default: "".

@@ -49,7 +49,7 @@
 //
 // [Breaker.Check] is a health check that fails while the breaker is open; register it as
 // non-critical so that an open breaker shows as degraded readiness rather than taking the
-// instance out of the load balancer.
+// instance out of the load balancer, and as local, so that every probe reads its current state.
 //
 // # Registry
 //

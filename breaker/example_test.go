@@ -66,8 +66,8 @@ func ExampleDo() {
 // itself is fine and keeps serving what does not need the dependency.
 func ExampleBreaker_Check() {
 	b, _ := breaker.New(breaker.Config{Name: "payments", Failures: 1})
-	hc, _ := health.New(health.Config{HealthyThreshold: 1, UnhealthyThreshold: 1},
-		health.Check{Name: "payments-breaker", Func: b.Check, NonCritical: true})
+	hc, _ := health.New(health.Config{},
+		health.Check{Name: "payments-breaker", Func: b.Check, NonCritical: true, Local: true})
 	defer hc.Close()
 
 	ctx := context.Background()
@@ -111,7 +111,7 @@ func ExampleNewMemoryStore() {
 // In production every instance creates one RedisStore on its Redis client and passes it to the
 // breakers it wants shared.
 func ExampleNewRedisStore() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	store, err := breaker.NewRedisStore(rdb, breaker.RedisConfig{Prefix: "myapp:breaker:"})
 	if err != nil {

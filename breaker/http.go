@@ -12,7 +12,7 @@ import (
 // StatusError is the outcome the HTTP integrations report for a response that counts as a
 // failure, so that a custom Classifier can look at the status. It is a plain value.
 type StatusError struct {
-	Code int
+	Code int // the response's status code
 }
 
 // Error returns "breaker: HTTP status 503".

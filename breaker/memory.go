@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
+// MemoryConfig configures a [MemoryStore]. The zero value is ready to use; a MemoryConfig is a
+// plain value, and NewMemoryStore copies it.
 type MemoryConfig struct {
 	// FlushInterval is how often each breaker's outcomes are sent to the shared state.
 	// Default: 100ms.

@@ -66,7 +66,7 @@ func (s *sharedState) apply(q *request, now int64) (out reply, changed bool) {
 		}
 		s.expires = now + ttl
 	}
-	out.gen, out.state = s.gen, s.state
+	out.gen, out.state, out.first = s.gen, s.state, s.gen == s.firstGen
 	return out, changed
 }
 

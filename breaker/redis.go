@@ -20,7 +20,8 @@ var sharedStateSource string
 
 var sharedStateScript = redisclient.NewScript(sharedStateSource)
 
-// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+// RedisConfig configures a [RedisStore]. The zero value is ready to use; a RedisConfig is a
+// plain value, and NewRedisStore copies it.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
 // redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, each call
@@ -73,8 +74,10 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
-// field at fault.
+// NewRedisStore returns a RedisStore over rdb. It waits, at most Timeout, for its subscription
+// to the announcements to be confirmed; if Redis does not answer, the store starts without it
+// and subscribes as soon as Redis does. Its error wraps ErrInvalidConfig and names the field at
+// fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	rc, err := redisclient.New(rdb, redisclient.Config{
 		Component: "breaker", Prefix: cfg.Prefix, DefaultPrefix: "breaker:",
@@ -197,8 +200,8 @@ func decode(c *redis.Cmd) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if len(v) != 6 || v[1] < 0 || v[1] > int64(StateHalfOpen) {
+	if len(v) != 7 || v[1] < 0 || v[1] > int64(StateHalfOpen) {
 		return reply{}, fmt.Errorf("%w: %v", errBadReply, v)
 	}
-	return reply{gen: v[0], state: State(v[1]), waitMs: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1}, nil
+	return reply{gen: v[0], state: State(v[1]), waitMs: v[2], slot: v[3], deadline: v[4], counted: v[5] == 1, first: v[6] == 1}, nil
 }

@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// RegistryConfig configures a [Registry]. The zero value is ready to use.
+// RegistryConfig configures a [Registry]. The zero value is ready to use; a RegistryConfig is a
+// plain value, and NewRegistry copies it.
 type RegistryConfig struct {
 	// Config is the template of every breaker; each gets its key as Name (with a Store, the
 	// breakers of one key are shared across instances). Default: Config{}.

@@ -50,7 +50,8 @@
 --   "r" (report a probe): slot, deadline (which identify the lease), outcome (0 success,
 --       1 failure, 2 ignored)
 -- Returns {gen, state, wait (ms until open ends, or until the earliest busy lease ends), slot
--- and deadline of a granted lease, counted (1 when the outcome counted in the policy)}.
+-- and deadline of a granted lease, counted (1 when the outcome counted in the policy), first (1
+-- when gen is g0: the state was created, perhaps again, and has had no transition since)}.
 -- A transition is announced on the channel with the name only: an instance that hears it reads
 -- the state itself, so a message can never force a state on a breaker.
 
@@ -273,4 +274,6 @@ if wrote or changed then
   redis.call('PEXPIRE', key, ttl)
 end
 if changed then redis.call('PUBLISH', channel, name) end
-return {g, state, wait, slot, deadline, counted}
+local first = 0
+if g == g0 then first = 1 end
+return {g, state, wait, slot, deadline, counted, first}

@@ -30,8 +30,8 @@ type Store interface {
 	batcher() *batcher
 }
 
-// StoreStats is a snapshot of a store's counters. The zero value is a store that has done
-// nothing.
+// StoreStats is a snapshot of a store's counters, a plain value. The zero value is a store that
+// has done nothing.
 type StoreStats struct {
 	Flushes       uint64 // batches sent (one round trip each, for every breaker with news)
 	Calls         uint64 // probe leases and probe reports, one round trip each
@@ -128,6 +128,7 @@ type reply struct {
 	slot     int64 // a granted probe lease (1-based), 0 when none
 	deadline int64 // of the granted lease, ms of the store's clock: it identifies the lease
 	counted  bool  // the outcome reported counted in the policy
+	first    bool  // gen is the state's first: created (again) with no transition since
 	err      error
 }
 

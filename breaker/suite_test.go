@@ -82,6 +82,18 @@ func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string
 	return v
 }
 
+// expire drops the shared state, as its TTL would.
+func (f *fleet) expire(t *testing.T) {
+	t.Helper()
+	if m, ok := f.stores[0].(*MemoryStore); ok {
+		m.mu.Lock()
+		delete(m.states, f.name)
+		m.mu.Unlock()
+		return
+	}
+	require.NoError(t, f.be.Client.Del(context.Background(), rediskey.Key(f.be.Prefix, f.name, "")).Err())
+}
+
 // flush sends every instance's pending outcomes now.
 func (f *fleet) flush() {
 	for _, s := range f.stores {
@@ -139,6 +151,32 @@ func TestSharedSuite(t *testing.T) {
 				require.ErrorIs(t, call(a, errDown), errDown)
 			}
 			assert.Equal(t, StateOpen, a.State(), "the fifth consecutive failure opens a at once")
+		})
+		t.Run("StateCreatedAgainKeepsTheLocalRun", func(t *testing.T) {
+			// Unused past its TTL, the shared state is gone; the next batch creates it again with
+			// a newer generation in which nothing has happened yet. For a closed instance that
+			// is no transition: the calls it has in flight, and its run of failures, still count.
+			f := newFleet(t, be, 2, Config{Name: "pay"})
+			a, b := f.bs[0], f.bs[1]
+			require.NoError(t, call(a, nil))
+			f.flush() // a has seen a generation
+			f.expire(t)
+			time.Sleep(2 * time.Millisecond) // the new state's generations start at its creation time
+			for range 2 {
+				require.ErrorIs(t, call(a, errDown), errDown)
+			}
+			inFlight, err := a.Allow(context.Background())
+			require.NoError(t, err)
+			f.flush() // created again
+			assert.True(t, inFlight.Done(errDown), "a call in flight across the new state's creation counts")
+			assert.Equal(t, 3, a.Stats().ConsecutiveFailures)
+			for range 2 {
+				require.ErrorIs(t, call(b, errDown), errDown)
+			}
+			f.flush()
+			require.Eventually(t, func() bool {
+				return a.State() == StateOpen && b.State() == StateOpen
+			}, eventually, time.Millisecond, "five failures among the instances open them all")
 		})
 		t.Run("LocalTripReachesTheOthers", func(t *testing.T) {
 			f := newFleet(t, be, 3, Config{Name: "pay", OpenDuration: time.Minute})

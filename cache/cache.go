@@ -19,11 +19,12 @@ const (
 	maxTTLms = int64(maxTTL / time.Millisecond)
 )
 
-// Config configures a [Cache]. The zero value is the article's: data fresh for 300 s, "not
-// found" cached for 30 s, loads bounded by 10 s. A Config is a plain value; New copies it.
+// Config configures a [Cache]. The zero value is ready to use: data fresh for 300 s, "not found"
+// cached for 30 s, loads bounded by 10 s. A Config is a plain value; New copies it.
 type Config struct {
 	// Policy is how long data stays fresh, and how long it may then be served stale while
 	// being refreshed (StaleWhileRevalidate) or when its refresh fails (StaleIfError).
+	// Default: Policy{} (fresh for 300s, never stale).
 	Policy
 	// Namespace keeps this Cache's keys apart from those of the other caches on its store: in
 	// Redis they are Prefix+Namespace+":"+{key}, and its announcements name it. It must not
@@ -67,7 +68,7 @@ type Config struct {
 	// FailOnStoreError makes reads return an error matching ErrUnavailable when Redis fails,
 	// instead of going on without it (the local layer, then the loader). Default: false.
 	FailOnStoreError bool
-	// Hooks are called as the cache works.
+	// Hooks are called as the cache works. Default: none.
 	Hooks Hooks
 	// Logger receives loaders' panics, with their stacks. Default: slog.Default().
 	Logger *slog.Logger
@@ -117,8 +118,8 @@ type Stats struct {
 // A value handed to Set or returned by a loader is kept as it is in process memory and handed
 // to every reader: treat it as immutable (a []byte, a map or a pointer included).
 //
-// A Cache must be created with [New]; it is safe for concurrent use. Loads run on their own
-// goroutines; Close ends them.
+// The zero value is not usable; create a Cache with [New]. It is safe for concurrent use. Loads
+// run on their own goroutines; Close ends them.
 type Cache[V any] struct {
 	local  *localLayer
 	salt   uint64 // xored into key hashes: keeps this Cache's entries apart in a shared layer
@@ -161,11 +162,11 @@ func (l *lookups) sum() uint64 {
 	return n
 }
 
-// New returns a Cache over store. Its errors match ErrInvalidConfig, naming the field at
-// fault, or ErrClosed for a closed store.
+// New returns a Cache over store. Its error wraps ErrInvalidConfig and names the field at fault,
+// or matches ErrClosed for a closed store.
 func New[V any](store Store, cfg Config) (*Cache[V], error) {
 	if store == nil {
-		return nil, fmt.Errorf("%w: the store is nil", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,17 +136,7 @@ func TestResubscribeFlushes(t *testing.T) {
 	}
 
 	// Kill B's subscriber connection, and change every key while B cannot hear.
-	list, err := fx.b.Client.ClientList(ctx).Result()
-	require.NoError(t, err)
-	killed := 0
-	for _, line := range strings.Split(list, "\n") {
-		if strings.Contains(line, "name="+name+" ") && strings.Contains(line, "cmd=subscribe") || strings.Contains(line, "name="+name+" ") && strings.Contains(line, "sub=1") {
-			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
-			require.NoError(t, fx.b.Client.Do(ctx, "CLIENT", "KILL", "ID", id).Err())
-			killed++
-		}
-	}
-	require.Equal(t, 1, killed, "B's subscriber connection")
+	require.Equal(t, 1, redistest.KillSubscriptions(t, fx.b.Client, name), "B's subscriber connection")
 	for i := range keys {
 		require.NoError(t, a.Set(ctx, fmt.Sprint("k", i), "new"))
 	}

@@ -1,6 +1,5 @@
-// Package cache is the article's layered cache: typed data in process memory (node-cache's
-// 300 s TTL), Redis as the layer shared by every instance, and Cache-Control headers for
-// browsers and CDNs.
+// Package cache is a layered cache: typed data in process memory (fresh for 300 s by default),
+// Redis as the layer shared by every instance, and Cache-Control headers for browsers and CDNs.
 //
 //	store, _ := cache.NewRedisStore(rdb, cache.RedisConfig{Prefix: "myapp:"})
 //	profiles, _ := cache.New[Profile](store, cache.Config{Namespace: "profiles"})

@@ -7,8 +7,10 @@ var (
 	// it) to say that the data does not exist; that answer is then cached for
 	// Config.NegativeTTL, so that lookups of missing data do not reach the source each time.
 	ErrNotFound = errors.New("cache: not found")
-	// ErrInvalidConfig reports a configuration that cannot work; the error names the field.
-	ErrInvalidConfig = errors.New("cache: invalid configuration")
+	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
+	// cannot work, and of SetWithTTL given a TTL that is not positive; the message names the
+	// field.
+	ErrInvalidConfig = errors.New("cache: invalid config")
 	// ErrUnavailable reports a shared store (Redis) that failed or did not answer in time.
 	ErrUnavailable = errors.New("cache: store unavailable")
 	// ErrClosed reports a call on a closed Cache or store.

@@ -17,8 +17,8 @@ type Flags struct {
 	Banner      string
 }
 
-// Feature flags cached in process for 5 minutes, as the article's node-cache does: the flag
-// service is asked once per key per 5 minutes, however many requests read the flags.
+// Feature flags cached in process for 5 minutes: the flag service is asked once per key per 5
+// minutes, however many requests read the flags.
 func Example() {
 	store, err := cache.NewMemoryStore(cache.MemoryConfig{MaxEntries: 1000})
 	if err != nil {

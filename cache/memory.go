@@ -34,13 +34,17 @@ func (cfg MemoryConfig) check(field string) error {
 // entries that are read and lets new entries read once leave early. Expired entries are
 // reclaimed as the store is used: it runs no goroutine and has nothing to close.
 //
-// A MemoryStore must be created with [NewMemoryStore]; it is safe for concurrent use.
+// The zero value is not usable; create a MemoryStore with [NewMemoryStore]. It is safe for
+// concurrent use.
 type MemoryStore struct {
 	local  *localLayer
 	caches namespaces[uint64] // namespace -> its Cache's salt
 }
 
-// NewMemoryStore returns an empty MemoryStore. Its errors match ErrInvalidConfig.
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty MemoryStore. Its error wraps ErrInvalidConfig and names the
+// field at fault.
 func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if err := cfg.check("MemoryConfig"); err != nil {
 		return nil, err

@@ -5,14 +5,14 @@ import (
 	"time"
 )
 
-// defaultTTL is how long data stays fresh when a Policy's TTL is zero: node-cache's stdTTL.
+// defaultTTL is how long data stays fresh when a Policy's TTL is zero.
 const defaultTTL = 300 * time.Second
 
 // Policy says how long data stays fresh and how long it may then be served stale. [Cache] and
 // the HTTP [Middleware] read the same fields, so one Policy can drive both the data cache and
 // the Cache-Control header of the responses built from it.
 //
-// The zero value is the article's: fresh for 300 s, never served stale. A Policy is a plain
+// The zero value is ready to use: fresh for 300 s, never served stale. A Policy is a plain
 // value, safe to copy and to share.
 type Policy struct {
 	// TTL is how long data stays fresh after it was stored. Default: 300s.

@@ -57,8 +57,8 @@ type RedisConfig struct {
 // script that makes it; the store listens to it with one subscription, and drops the key from
 // the local layer of the Cache of its namespace.
 //
-// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use. It runs one
-// goroutine, the subscription, stopped by Close.
+// The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
+// concurrent use. It runs one goroutine, the subscription, stopped by Close.
 type RedisStore struct {
 	rc      *redisclient.Client
 	prefix  string
@@ -75,9 +75,12 @@ type RedisStore struct {
 	hits, misses, errs, sent, received, flushes atomic.Uint64
 }
 
+var _ Store = (*RedisStore)(nil)
+
 // NewRedisStore returns a RedisStore over rdb. It waits, at most Timeout, for the invalidation
 // subscription to be confirmed; if Redis does not answer, the store starts without it and
-// subscribes as soon as Redis does. Its errors match ErrInvalidConfig.
+// subscribes as soon as Redis does. Its error wraps ErrInvalidConfig and names the field at
+// fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	if cfg.PingInterval < 0 {
 		return nil, fmt.Errorf("%w: RedisConfig.PingInterval %v is negative", ErrInvalidConfig, cfg.PingInterval)

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -183,5 +182,3 @@ func TestStatsCountStaleAsMiss(t *testing.T) {
 	assert.Equal(t, uint64(0), st.LocalHits)
 	assert.Equal(t, uint64(2), st.Misses)
 }
-
-var _ = errors.New

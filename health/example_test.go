@@ -157,7 +157,7 @@ func ExampleConfig_allowVerbose() {
 // RedisCheck PINGs any go-redis client: a standalone client, a Sentinel failover client, or a
 // Cluster client (every master).
 func ExampleRedisCheck() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	hc, err := health.New(health.Config{}, health.Check{Name: "redis", Func: health.RedisCheck(rdb)})
 	if err != nil {

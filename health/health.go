@@ -38,8 +38,8 @@ var (
 	ErrTimeout = fmt.Errorf("health: check timed out: %w", context.DeadlineExceeded)
 	// ErrClosed is returned by [Checker.Refresh] after [Checker.Close].
 	ErrClosed = errors.New("health: checker closed")
-	// ErrInvalidConfig is returned by [New] for a Config or Check that cannot work; the error
-	// names the field.
+	// ErrInvalidConfig is wrapped by the error of [New] given a Config or Check that cannot
+	// work; the message names the field.
 	ErrInvalidConfig = errors.New("health: invalid config")
 )
 
@@ -121,9 +121,9 @@ type Config struct {
 	// default DrainDelay it fits Kubernetes' default 30 s grace period. Default: 20s.
 	ShutdownTimeout time.Duration
 	// Logger receives state changes: a check turning unhealthy or recovering, and a background
-	// check panicking. It never gets one line per request. Default: [slog.Default].
+	// check panicking. It never gets one line per request. Default: slog.Default().
 	Logger *slog.Logger
-	// Hooks observe checks and status changes. Default: no hooks.
+	// Hooks observe checks and status changes. Default: none.
 	Hooks Hooks
 }
 
@@ -228,8 +228,8 @@ type CheckStats struct {
 // costs the same whatever the number of background checks; it calls its Local checks on each
 // probe. Concurrent refreshes share one pass.
 //
-// Create one with [New]; the zero value is not usable. A Checker is safe for concurrent use.
-// Call [Checker.Close] to stop its goroutines.
+// The zero value is not usable; create a Checker with [New]. It is safe for concurrent use. Call
+// [Checker.Close] to stop its goroutines.
 type Checker struct {
 	cfg        Config
 	log        *slog.Logger

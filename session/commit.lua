@@ -1,6 +1,8 @@
 -- Applies a request's changes to a session (KEYS[1]), renaming it to KEYS[2] when renewed, and
 -- keeps its user's index (KEYS[3]) in step: all three share one hash tag, so one slot, and the
 -- change is atomic. Only the fields that changed are written.
+-- A session's hash: "." + key holds a value; "_c", "_a", "_i" and "_u" the creation time and
+-- the absolute deadline (ms of Redis TIME), the idle timeout (ms) and the user.
 -- ARGV: create (0/1), destroy (0/1), lifetime ms, idle ms, user ('' when anonymous), nset,
 --   then nset field/value pairs, then the fields to delete.
 -- Returns {1, deadline ms, expires ms} or {0} when the session is gone.

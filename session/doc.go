@@ -82,11 +82,10 @@
 // # Redis keys
 //
 // A session is a hash, prefix{tag}:handle ("session:" by default), where handle is the base64url
-// SHA-256 of its ID and tag the ID's first 4 characters. Fields "." + key hold the values; "_c",
-// "_a", "_i" and "_u" the creation time, the absolute deadline, the idle timeout and the user. A
-// user's index is a sorted set, prefix{tag}:u:digest, where digest is the keyed hash of the user
-// ID, in the slot of the user's sessions, scored by their absolute deadlines. The secret of the
-// keyed hashes, unless RedisConfig.Secret is set, is the string at prefix+"secret". Every read
-// and write is a Lua script, so it runs on the primary. No key name contains a session ID or a
-// user ID.
+// SHA-256 of its ID and tag the ID's first 4 characters; it holds the session's values and
+// deadlines. A user's index is a sorted set, prefix{tag}:u:digest, where digest is the keyed hash
+// of the user ID, in the slot of the user's sessions, scored by their absolute deadlines. The
+// secret of the keyed hashes, unless RedisConfig.Secret is set, is the string at
+// prefix+"secret". Every read and write is a Lua script, so it runs on the primary. No key name
+// contains a session ID or a user ID.
 package session

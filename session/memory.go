@@ -20,7 +20,7 @@ type MemoryConfig struct{}
 // not survive a restart and are not shared between instances. Its secret for users' tags is
 // random, made by [NewMemoryStore]: one process needs no other.
 //
-// The zero value is not usable: create one with [NewMemoryStore]. It is safe for concurrent use
+// The zero value is not usable; create a MemoryStore with [NewMemoryStore]. It is safe for concurrent use
 // and has no goroutine: expired sessions are removed as they are met and by a sweep of a shard
 // every 1024 writes to it. Sessions are sharded by their ID's tag, like Redis Cluster slots, so
 // that a user's sessions and index share a shard.
@@ -29,6 +29,8 @@ type MemoryStore struct {
 	secret []byte
 	shards [32]memShard
 }
+
+var _ Store = (*MemoryStore)(nil)
 
 type memShard struct {
 	mu     sync.Mutex
@@ -46,7 +48,8 @@ type memSession struct {
 	expires      time.Time
 }
 
-// NewMemoryStore returns an empty MemoryStore.
+// NewMemoryStore returns an empty MemoryStore. Its error wraps ErrInvalidConfig and names the
+// field at fault (MemoryConfig has no fields yet: it is always nil).
 func NewMemoryStore(MemoryConfig) (*MemoryStore, error) {
 	s := &MemoryStore{clock: time.Now, secret: make([]byte, 32)}
 	_, _ = rand.Read(s.secret) // never fails (crypto/rand panics rather than return an error)

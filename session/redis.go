@@ -31,7 +31,8 @@ var (
 	indexScript  = redisclient.NewScript(indexSource)
 )
 
-// RedisConfig configures a [RedisStore]. The zero value is ready to use.
+// RedisConfig configures a [RedisStore]. The zero value is ready to use; a RedisConfig is a
+// plain value, and NewRedisStore copies it.
 //
 // Create the client with ContextTimeoutEnabled: true (redis.Options, redis.ClusterOptions,
 // redis.FailoverOptions): go-redis then stops each call at its deadline. Without it, each call
@@ -48,17 +49,17 @@ type RedisConfig struct {
 	// RetryInterval is how long the store fails fast before it probes Redis again.
 	// Default: 500ms.
 	RetryInterval time.Duration
-	// Logger receives the store's outage transitions. Default: slog.Default().
-	Logger *slog.Logger
 	// Secret keys the hash of user IDs (HMAC-SHA256) that names a user's index and tags the
 	// user's session IDs, so that neither a key name nor a logged cookie can be tied to a user
 	// ID without it. Every instance sharing the sessions must use the same Secret, or leave it
-	// empty. Default: a random secret that the first instance stores in Redis at
-	// Prefix+"secret" and every instance then reads, so that a fleet needs no configuration;
-	// keep that key (it has no TTL: an allkeys-* eviction policy could remove it). A new secret
-	// does not end existing sessions, but List, Revoke and DestroyAll no longer see the
-	// sessions logged in before it.
+	// empty: the first instance then stores a random secret in Redis at Prefix+"secret" and
+	// every instance reads it, so that a fleet needs no configuration; keep that key (it has no
+	// TTL: an allkeys-* eviction policy could remove it). A new secret does not end existing
+	// sessions, but List, Revoke and DestroyAll no longer see the sessions logged in before it.
+	// Default: a random secret kept in Redis.
 	Secret []byte
+	// Logger receives the store's outage transitions. Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // RedisStore is a [Store] in Redis, shared by every instance of a service, so that any instance
@@ -74,13 +75,17 @@ type RedisConfig struct {
 // its last write. A user's index is changed by the same scripts as the user's sessions,
 // atomically.
 //
-// A RedisStore must be created with [NewRedisStore]; it is safe for concurrent use.
+// The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
+// concurrent use and has no goroutine.
 type RedisStore struct {
 	rc     *redisclient.Client
 	prefix string
 }
 
-// NewRedisStore returns a RedisStore over rdb.
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
+// field at fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {
 	rc, err := redisclient.New(rdb, redisclient.Config{
 		Component: "session", Prefix: cfg.Prefix, DefaultPrefix: "session:",

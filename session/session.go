@@ -30,7 +30,8 @@ func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 
 // Config configures a Manager. The zero value is the secure default: a cookie named "session",
 // HttpOnly, Secure, SameSite=Lax, Path=/, ending with the browser session; sessions end after 30
-// minutes unused or 24 hours in all; store failures answer 503.
+// minutes unused or 24 hours in all; store failures answer 503. A Config is a plain value; New
+// copies it.
 type Config struct {
 	// CookieName names the cookie; with HostPrefix, "__Host-" goes in front of it
 	// ([Manager.CookieName] tells the name sent). Default: "session".
@@ -82,20 +83,23 @@ type Hooks struct {
 	OnStoreError func(ctx context.Context, err error)
 }
 
-// Stats counts what a Manager did: a snapshot, from [Manager.Stats].
+// Stats counts what a Manager did: a snapshot, from [Manager.Stats], and a plain value. The zero
+// value counts nothing.
 type Stats struct {
 	Loads       uint64 // sessions found
 	Misses      uint64 // cookies naming no live session (unknown, malformed, expired)
-	Created     uint64
-	Renewed     uint64
-	Destroyed   uint64
+	Created     uint64 // sessions stored for the first time
+	Renewed     uint64 // sessions given a new ID (Renew, Login)
+	Destroyed   uint64 // sessions deleted (Destroy, Revoke, DestroyAll)
 	Commits     uint64 // writes to the store (created, changed, renewed or destroyed sessions)
 	Lost        uint64 // changes to sessions that expired or vanished during their request
-	StoreErrors uint64
+	StoreErrors uint64 // loads and saves that failed (Hooks.OnStoreError saw each)
 }
 
-// Manager loads sessions for requests and saves their changes. Create it with New (the zero
-// value is not usable); it is safe for concurrent use and has no goroutine.
+// Manager loads sessions for requests and saves their changes.
+//
+// The zero value is not usable; create a Manager with [New]. It is safe for concurrent use and
+// has no goroutine.
 type Manager struct {
 	store  Store
 	cfg    Config
@@ -110,8 +114,8 @@ type Manager struct {
 // failingAfter is how many store failures in a row the Manager logs as the store failing.
 const failingAfter = 3
 
-// New returns a Manager over store. A configuration that cannot work returns an error wrapping
-// ErrInvalidConfig that names the field.
+// New returns a Manager over store. Its error wraps ErrInvalidConfig and names the field at
+// fault.
 func New(store Store, cfg Config) (*Manager, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
@@ -524,7 +528,8 @@ func (s *Session) Renew() error {
 // Login ties the session to user, who can then list their sessions and end them all
 // ([Manager.List], [Manager.DestroyAll]). When the response starts, a new session with a new ID
 // takes over the values and the old one is deleted: an ID seen before logging in opens nothing
-// after (no session fixation). To log out, Destroy the session.
+// after (no session fixation). To log out, Destroy the session. An empty user returns an error
+// matching ErrInvalidConfig.
 func (s *Session) Login(user string) error {
 	if user == "" && s != nil {
 		return fmt.Errorf("%w: Login with an empty user", ErrInvalidConfig)

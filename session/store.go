@@ -43,7 +43,7 @@ var (
 // UserQuery selects the sessions of a user for [Store.User]. It is plain data; its zero value
 // lists the sessions of the user "".
 type UserQuery struct {
-	User    string
+	User    string   // whose sessions
 	Destroy bool     // delete the sessions selected
 	Handles []string // with Destroy, only these (Info.Handle); all when empty
 }
@@ -53,9 +53,9 @@ type Record struct {
 	ID       string            // the session's ID
 	Values   map[string][]byte // encoded values by key
 	User     string            // the user the session belongs to; "" when anonymous
-	Created  time.Time
-	Deadline time.Time // absolute: the session ends then, used or not
-	Expires  time.Time // idle: the session ends then unless used before
+	Created  time.Time         // when the session was stored first
+	Deadline time.Time         // absolute: the session ends then, used or not
+	Expires  time.Time         // idle: the session ends then unless used before
 }
 
 // Change is what a request did to its session, for [Store.Commit]; plain data, which a store
@@ -84,9 +84,9 @@ type Info struct {
 	// Handle identifies the session without being its ID (it cannot open the session): the
 	// SHA-256 that stores keep, as [Session.Handle] gives it.
 	Handle   string
-	Created  time.Time
-	Deadline time.Time
-	Expires  time.Time
+	Created  time.Time // when the session was stored first
+	Deadline time.Time // absolute: the session ends then, used or not
+	Expires  time.Time // idle: the session ends then unless used before
 }
 
 // Errors returned by stores and the Manager.
@@ -105,8 +105,9 @@ var (
 	ErrNoSession = errors.New("session: no session in this context")
 	// ErrKind reports a value read as another kind than it was put (Session.Get).
 	ErrKind = errors.New("session: value of another kind")
-	// ErrInvalidConfig reports a configuration (or a Change) that cannot work; the error names
-	// the field at fault.
+	// ErrInvalidConfig is wrapped by the error of a constructor given a configuration that
+	// cannot work, of a Store given a Change that cannot work and of Session.Login given no
+	// user; the message names the field.
 	ErrInvalidConfig = errors.New("session: invalid config")
 )
 

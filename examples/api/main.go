@@ -1,5 +1,5 @@
-// Command api is the runnable starting point of an outgrow service: an HTTP API with the
-// article's health endpoints, in memory by default and on Redis when REDIS_URL is set.
+// Command api is the runnable starting point of an outgrow service: an HTTP API with liveness
+// and readiness endpoints, in memory by default and on Redis when REDIS_URL is set.
 //
 //	go run ./examples/api                                 # in memory, listens on :8080
 //	REDIS_URL=redis://127.0.0.1:6379/0 go run ./examples/api
@@ -16,12 +16,11 @@
 // Every request is under the article's rate limits, layered all or nothing: 1000 requests per
 // minute per IP, 5 login attempts per minute per IP, 100 calls per minute per API key. Sessions
 // live in the store too, never in the instance: with REDIS_URL any instance serves any
-// request. GET /api/quote calls DOWNSTREAM_URL through the article's circuit breaker (open
-// after 5 failures, for 30 s), shared by every instance with REDIS_URL, and shown as a
-// non-critical readiness check. KEY_PREFIX starts every Redis key (then "ratelimit:",
-// "session:" or "breaker:"). The session
-// cookie is Secure: browsers and curl send it over HTTPS only, unless COOKIE_INSECURE=1 (local
-// development over plain HTTP).
+// request. GET /api/quote calls DOWNSTREAM_URL through a circuit breaker (open after 5
+// failures, for 30 s), shared by every instance with REDIS_URL, and shown as a non-critical
+// readiness check. KEY_PREFIX starts every Redis key (then "ratelimit:", "session:" or
+// "breaker:"). The session cookie is Secure: browsers and curl send it over HTTPS only, unless
+// COOKIE_INSECURE=1 (local development over plain HTTP).
 //
 // On SIGINT or SIGTERM it drains (readiness 503, liveness 200), keeps serving for a short delay so
 // that load balancers stop routing to it, and shuts down gracefully. Packages land here as they
@@ -140,7 +139,7 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 			user = "demo"
 		}
 		if err := session.FromContext(r.Context()).Login(user); err != nil {
-			http.Error(w, `{"error":"Bad request."}`, http.StatusBadRequest)
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Bad request."})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"user": user})
@@ -168,8 +167,9 @@ func run(ctx context.Context, addr, redisURL string, listening chan<- string) er
 		var open *breaker.OpenError
 		switch {
 		case errors.As(err, &open):
-			// Fail fast while the downstream recovers; tell the client when to come back.
-			w.Header().Set("Retry-After", fmt.Sprint(max(1, int(open.RetryAfter().Seconds()+0.5))))
+			// Fail fast while the downstream recovers; tell the client when to come back, in
+			// whole seconds rounded up (never before the breaker lets a call through).
+			w.Header().Set("Retry-After", fmt.Sprint(max(1, int64((open.RetryAfter()+time.Second-1)/time.Second))))
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Quotes are unavailable right now."})
 			return
 		case err != nil:

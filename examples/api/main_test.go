@@ -138,7 +138,10 @@ func TestRun(t *testing.T) {
 			for range 5 {
 				getJSON(t, client, "http://"+addr+"/api/quote", http.StatusBadGateway, &quote)
 			}
-			getJSON(t, client, "http://"+addr+"/api/quote", http.StatusServiceUnavailable, &quote)
+			h := getJSON(t, client, "http://"+addr+"/api/quote", http.StatusServiceUnavailable, &quote)
+			if got := h.Get("Retry-After"); got != "30" {
+				t.Errorf("Retry-After %q while the breaker is open for 30 s", got)
+			}
 			if n := downstreamCalls.Load(); n != 5 {
 				t.Errorf("the downstream got %d calls, want 5", n)
 			}
@@ -184,7 +187,7 @@ func post(t *testing.T, c *http.Client, url string, code int) {
 	}
 }
 
-func getJSON(t *testing.T, c *http.Client, url string, code int, v any) {
+func getJSON(t *testing.T, c *http.Client, url string, code int, v any) http.Header {
 	t.Helper()
 	resp, err := c.Get(url)
 	if err != nil {
@@ -198,4 +201,5 @@ func getJSON(t *testing.T, c *http.Client, url string, code int, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("GET %s: %v in %s", url, err, b)
 	}
+	return resp.Header
 }

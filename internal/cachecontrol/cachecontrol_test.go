@@ -1,6 +1,7 @@
 package cachecontrol
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -156,11 +157,24 @@ func TestParseAllocs(t *testing.T) {
 }
 
 // TestParseLinear checks that hostile input is handled in one pass: a long run of quotes,
-// backslashes and commas takes time proportional to its length.
+// backslashes and commas takes time proportional to its length. Input 16 times as long must
+// take less than 64 times as long (a quadratic parser would take 256 times); each time is the
+// best of several runs, so that a pause of the machine does not count.
 func TestParseLinear(t *testing.T) {
+	timeOf := func(s string) time.Duration {
+		best := time.Duration(math.MaxInt64)
+		for range 7 {
+			start := time.Now()
+			_ = Parse(s, s)
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
 	for _, unit := range []string{`"`, `\`, `,`, `a="\"`, `max-age=`, `=`, ` `} {
-		s := strings.Repeat(unit, 1<<16)
-		_ = Parse(s, s)
+		short, long := timeOf(strings.Repeat(unit, 1<<12)), timeOf(strings.Repeat(unit, 1<<16))
+		if long > 64*short {
+			t.Errorf("%q: 16 times the input took %.0f times as long (%v, %v)", unit, float64(long)/float64(short), short, long)
+		}
 	}
 }
 

@@ -26,7 +26,8 @@
 //   - When the caller's context ends before Redis answers, the call returns the context's
 //     error (context.Canceled or context.DeadlineExceeded) and says nothing about Redis.
 //   - When Redis fails or the store's own timeout passes first, the call returns an error that
-//     wraps the package's ErrUnavailable and the cause, and counts as a failure.
+//     wraps the package's ErrUnavailable and the cause (context.DeadlineExceeded for the
+//     timeout, in every mode), and counts as a failure.
 //   - After FailFastAfter consecutive failures the client fails fast: calls return
 //     ErrUnavailable at once, without reaching Redis, for RetryInterval; then one call probes,
 //     and the first success (or a confirmed subscription) ends the outage. One slow call among
@@ -54,11 +55,11 @@ import (
 // during an outage: nothing reached Redis, so nothing needs undoing.
 var ErrNotSent = errors.New("not sent: Redis failed recently")
 
-// Defaults shared by every store.
-const (
-	DefaultRetryInterval = 500 * time.Millisecond
-	DefaultFailFastAfter = 3
-)
+// DefaultRetryInterval is how long a client fails fast during an outage when
+// Config.RetryInterval is zero.
+const DefaultRetryInterval = 500 * time.Millisecond
+
+const defaultFailFastAfter = 3
 
 // Config configures a [Client]. Zero durations and counts take the defaults.
 type Config struct {
@@ -85,7 +86,7 @@ type Config struct {
 	OnOutage func(down bool, err error)
 }
 
-// Validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
+// validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
 // fault; stores wrap them in their ErrInvalidConfig.
 func (cfg *Config) validate() error {
 	var err error
@@ -112,7 +113,7 @@ func (cfg *Config) validate() error {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
 	if cfg.FailFastAfter == 0 {
-		cfg.FailFastAfter = DefaultFailFastAfter
+		cfg.FailFastAfter = defaultFailFastAfter
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -190,9 +191,6 @@ func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
 // RetryInterval returns how long an outage fails fast before a probe.
 func (c *Client) RetryInterval() time.Duration { return c.cfg.RetryInterval }
 
-// Logger returns the logger of the store.
-func (c *Client) Logger() *slog.Logger { return c.cfg.Logger }
-
 // SingleNode reports whether one server holds every key (standalone or Sentinel), so that one
 // script may touch keys of different hash tags. On a Cluster or a Ring it is false: keys of one
 // script must share a slot.
@@ -242,15 +240,28 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	case err == nil:
 		c.record(failfast.Succeeded, nil)
 		return v, nil
-	case ctx.Err() != nil:
+	case ended(ctx):
 		// The caller went away or ran out of its own time first: nothing learnt about Redis.
 		c.record(failfast.Unknown, nil)
-		return zero, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return zero, err
+		}
+		return zero, context.DeadlineExceeded
 	default:
 		c.failures.Add(1)
 		c.record(failfast.Failed, err)
 		return v, fmt.Errorf("%w: %w", c.unavailable, err)
 	}
+}
+
+// ended reports whether ctx is done or past its deadline. go-redis, with ContextTimeoutEnabled,
+// stops a call at the deadline a moment before the context's own timer marks it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // Do is [Call] for functions that return only an error.
@@ -268,9 +279,9 @@ func (c *Client) record(o failfast.Outcome, err error) {
 	c.transition(o == failfast.Failed, err)
 }
 
-// Up records that Redis answered outside a call (a subscription confirmed, a PING answered):
-// an outage ends at once instead of at the next call.
-func (c *Client) Up() {
+// up records that Redis answered outside a call (a subscription confirmed): an outage ends at
+// once instead of at the next call.
+func (c *Client) up() {
 	if c.window.Up() {
 		c.transition(false, nil)
 	}
@@ -298,7 +309,14 @@ func bound[T any](ctx context.Context, c *Client, timeout time.Duration, fn func
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if c.mode == modeContext {
-		return fn(ctx, c.rdb)
+		v, err := fn(ctx, c.rdb)
+		if err != nil && ended(ctx) && !errors.Is(err, context.DeadlineExceeded) {
+			// go-redis reports the deadline as the socket's i/o timeout, a moment before the
+			// context's own timer fires: say it as the goroutine mode does, so that the error
+			// does not depend on the client's options.
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+		}
+		return v, err
 	}
 	ch := make(chan outcome[T], 1)
 	go func() {

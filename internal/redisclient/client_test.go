@@ -3,7 +3,6 @@ package redisclient
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -11,18 +10,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
-
 var errTestUnavailable = errors.New("test: unavailable")
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newClient(t *testing.T, rdb redis.UniversalClient, cfg Config) *Client {
 	t.Helper()
@@ -67,7 +61,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Prefix() != "p:" || c.Timeout() != time.Second || c.RetryInterval() != DefaultRetryInterval || c.cfg.FailFastAfter != DefaultFailFastAfter {
+	if c.Prefix() != "p:" || c.Timeout() != time.Second || c.RetryInterval() != DefaultRetryInterval || c.cfg.FailFastAfter != defaultFailFastAfter {
 		t.Errorf("defaults: %q %v %v %d", c.Prefix(), c.Timeout(), c.RetryInterval(), c.cfg.FailFastAfter)
 	}
 }
@@ -99,11 +93,28 @@ func TestModeIsChosenOnceFromTheClient(t *testing.T) {
 	}
 }
 
-// TestCallIsBoundedInEveryMode blackholes Redis: every mode returns ErrUnavailable within about
-// the timeout, and the call counts as a failure.
+// fault makes Redis, behind a proxy, stop answering in time (on) and answer again (off).
+type fault struct {
+	name    string
+	on, off func()
+}
+
+// proxyFaults are the ways p keeps Redis from answering in time: no answer at all, or one
+// after 300 ms.
+func proxyFaults(p *redistest.Proxy) []fault {
+	return []fault{
+		{"blackhole", func() { p.Blackhole(true) }, func() { p.Blackhole(false) }},
+		{"slow", func() { p.SetDelay(300 * time.Millisecond) }, func() { p.SetDelay(0) }},
+	}
+}
+
+// TestCallIsBoundedInEveryMode blackholes Redis, or slows it past the timeout: every mode
+// returns the same error, ErrUnavailable wrapping context.DeadlineExceeded, within about the
+// timeout, and the call counts as a failure.
 func TestCallIsBoundedInEveryMode(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
+	faults := proxyFaults(p)
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
@@ -113,39 +124,41 @@ func TestCallIsBoundedInEveryMode(t *testing.T) {
 		{"goroutine", redis.Options{}, false},
 		{"goroutine, unknown client", redis.Options{}, true},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			p.Blackhole(false)
-			opt := tt.opt
-			opt.Addr = p.Addr()
-			rc := redis.NewClient(&opt)
-			defer rc.Close()
-			var rdb redis.UniversalClient = rc
-			if tt.wrap {
-				rdb = opaque{rc}
-			}
-			c := newClient(t, rdb, Config{Timeout: 100 * time.Millisecond})
-			ctx := context.Background()
-			if err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil {
-				t.Fatalf("through the proxy: %v", err)
-			}
-			p.Blackhole(true)
-			start := time.Now()
-			v, err := Call(ctx, c, func(ctx context.Context, r redis.UniversalClient) (string, error) {
-				return r.Get(ctx, "k").Result()
+		for _, fault := range faults {
+			t.Run(tt.name+", "+fault.name, func(t *testing.T) {
+				opt := tt.opt
+				opt.Addr = p.Addr()
+				opt.MaxRetries = -1
+				rc := redis.NewClient(&opt)
+				defer rc.Close()
+				var rdb redis.UniversalClient = rc
+				if tt.wrap {
+					rdb = opaque{rc}
+				}
+				c := newClient(t, rdb, Config{Timeout: 100 * time.Millisecond})
+				ctx := context.Background()
+				if err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil {
+					t.Fatalf("through the proxy: %v", err)
+				}
+				fault.on()
+				defer fault.off()
+				start := time.Now()
+				v, err := Call(ctx, c, func(ctx context.Context, r redis.UniversalClient) (string, error) {
+					return r.Get(ctx, "k").Result()
+				})
+				took := time.Since(start)
+				if !errors.Is(err, errTestUnavailable) || !errors.Is(err, context.DeadlineExceeded) || v != "" {
+					t.Fatalf("call: %q, %v; want ErrUnavailable wrapping context.DeadlineExceeded", v, err)
+				}
+				// Far below go-redis's 3s ReadTimeout; the margin is for a loaded CI machine.
+				if took < 90*time.Millisecond || took > time.Second {
+					t.Fatalf("call took %v, want about the 100ms timeout", took)
+				}
+				if st := c.Stats(); st.Failures != 1 || st.Down {
+					t.Fatalf("stats %+v: one failure, not yet failing fast", st)
+				}
 			})
-			took := time.Since(start)
-			if !errors.Is(err, errTestUnavailable) || v != "" {
-				t.Fatalf("blackholed call: %q, %v; want ErrUnavailable", v, err)
-			}
-			// Far below go-redis's 3s ReadTimeout; the margin is for a loaded CI machine.
-			if took < 90*time.Millisecond || took > time.Second {
-				t.Fatalf("blackholed call took %v, want about the 100ms timeout", took)
-			}
-			if st := c.Stats(); st.Failures != 1 || st.Down {
-				t.Fatalf("stats %+v: one failure, not yet failing fast", st)
-			}
-			p.Blackhole(false)
-		})
+		}
 	}
 }
 
@@ -154,52 +167,58 @@ func TestCallIsBoundedInEveryMode(t *testing.T) {
 func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
 	srv := redistest.Open(t, redistest.Miniredis)
 	p := redistest.StartProxy(t, srv.Mini.Addr())
+	faults := proxyFaults(p)
 	for _, tt := range []struct {
 		name string
 		opt  redis.Options
 	}{{"goroutine", redis.Options{}}, {"context", redis.Options{ContextTimeoutEnabled: true}}} {
-		t.Run(tt.name, func(t *testing.T) {
-			opt := tt.opt
-			opt.Addr = p.Addr()
-			rc := redis.NewClient(&opt)
-			defer rc.Close()
-			c := newClient(t, rc, Config{Timeout: time.Second, FailFastAfter: 1})
-			_ = c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
-			p.Blackhole(true)
-			defer p.Blackhole(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			defer cancel()
-			start := time.Now()
-			err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
-			if took := time.Since(start); took > 500*time.Millisecond {
-				t.Fatalf("took %v: the caller's 50ms deadline must bound the call", took)
-			}
-			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTestUnavailable) {
-				t.Fatalf("err = %v, want the caller's DeadlineExceeded, not ErrUnavailable", err)
-			}
-			if st := c.Stats(); st.Failures != 0 || st.Down {
-				t.Fatalf("stats %+v: the caller's deadline says nothing about Redis", st)
-			}
-			cctx, ccancel := context.WithCancel(context.Background())
-			ccancel()
-			if err := c.Do(cctx, func(context.Context, redis.UniversalClient) error { return nil }); !errors.Is(err, context.Canceled) {
-				t.Fatalf("cancelled caller: %v", err)
-			}
-		})
+		for _, fault := range faults {
+			t.Run(tt.name+", "+fault.name, func(t *testing.T) {
+				opt := tt.opt
+				opt.Addr = p.Addr()
+				opt.MaxRetries = -1
+				rc := redis.NewClient(&opt)
+				defer rc.Close()
+				c := newClient(t, rc, Config{Timeout: time.Second, FailFastAfter: 1})
+				_ = c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+				fault.on()
+				defer fault.off()
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				err := c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+				if took := time.Since(start); took > 500*time.Millisecond {
+					t.Fatalf("took %v: the caller's 50ms deadline must bound the call", took)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTestUnavailable) {
+					t.Fatalf("err = %v, want the caller's DeadlineExceeded, not ErrUnavailable", err)
+				}
+				if st := c.Stats(); st.Failures != 0 || st.Down {
+					t.Fatalf("stats %+v: the caller's deadline says nothing about Redis", st)
+				}
+				cctx, ccancel := context.WithCancel(context.Background())
+				ccancel()
+				if err := c.Do(cctx, func(context.Context, redis.UniversalClient) error { return nil }); !errors.Is(err, context.Canceled) {
+					t.Fatalf("cancelled caller: %v", err)
+				}
+			})
+		}
 	}
 }
 
 func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	b := redistest.Open(t, redistest.Miniredis)
 	var transitions []bool
-	c := newClient(t, b.Client, Config{RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
+	// A Timeout no machine load reaches: a timed-out call would count as a failure and go on
+	// running after its caller moved on.
+	c := newClient(t, b.Client, Config{Timeout: 5 * time.Second, RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
 		transitions = append(transitions, down)
 	}})
 	ctx := context.Background()
-	calls := 0
+	var calls atomic.Int32 // fn runs on a goroutine of its own (the client is not ContextTimeoutEnabled)
 	get := func() error {
 		return c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error {
-			calls++
+			calls.Add(1)
 			return r.Ping(ctx).Err()
 		})
 	}
@@ -217,11 +236,11 @@ func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	for range 3 {
 		_ = get()
 	}
-	if !c.Down() || calls != 6 {
-		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls)
+	if !c.Down() || calls.Load() != 6 {
+		t.Fatalf("after 3 consecutive failures: down %v, %d calls", c.Down(), calls.Load())
 	}
-	if err := get(); !errors.Is(err, errTestUnavailable) || !errors.Is(err, ErrNotSent) || calls != 6 || c.Stats().FastFails != 1 {
-		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls, c.Stats())
+	if err := get(); !errors.Is(err, errTestUnavailable) || !errors.Is(err, ErrNotSent) || calls.Load() != 6 || c.Stats().FastFails != 1 {
+		t.Fatalf("failing fast: %v, %d calls, %+v", err, calls.Load(), c.Stats())
 	}
 	b.Mini.SetError("")
 	time.Sleep(220 * time.Millisecond)

@@ -12,8 +12,8 @@ import (
 	"github.com/outgrow/outgrow/internal/failfast"
 )
 
-// DefaultPingInterval is how long a subscription may stay silent before it is checked.
-const DefaultPingInterval = time.Second
+// defaultPingInterval is how long a subscription may stay silent before it is checked.
+const defaultPingInterval = time.Second
 
 // SubscribeConfig configures a [Subscription]. The callbacks run on the subscription's
 // goroutine, one at a time; they must not block.
@@ -58,16 +58,13 @@ type Subscription struct {
 // Subscribe starts listening to cfg.Channel.
 func (c *Client) Subscribe(cfg SubscribeConfig) *Subscription {
 	if cfg.PingInterval <= 0 {
-		cfg.PingInterval = DefaultPingInterval
+		cfg.PingInterval = defaultPingInterval
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Subscription{c: c, cfg: cfg, stop: stop, ready: make(chan struct{}), done: make(chan struct{})}
 	go s.loop(ctx)
 	return s
 }
-
-// Ready is closed when Redis first confirms the subscription.
-func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
 // WaitReady waits at most d for the first confirmation and reports whether it came.
 func (s *Subscription) WaitReady(d time.Duration) bool {
@@ -112,11 +109,12 @@ func (s *Subscription) subscribe(ctx context.Context) *redis.PubSub {
 func (s *Subscription) loop(ctx context.Context) {
 	defer close(s.done)
 	defer s.hearing.Store(false)
+	// Every PubSub made here is closed by this loop before the next one is made, or by Close,
+	// which closes the latest (s.sub) and keeps subscribe from making another.
 	sub := s.subscribe(ctx)
 	if sub == nil {
 		return
 	}
-	defer func() { _ = sub.Close() }()
 	logger := s.c.cfg.Logger
 	confirmed, pinged := false, false
 	for {
@@ -163,7 +161,7 @@ func (s *Subscription) loop(ctx context.Context) {
 			first := !confirmed
 			confirmed = true
 			s.hearing.Store(true)
-			s.c.Up()
+			s.c.up()
 			if !first {
 				logger.Info(s.c.cfg.Component+": subscription made again", "channel", s.cfg.Channel)
 			}

@@ -81,29 +81,7 @@ func TestSubscriptionHearsAndResubscribesAfterAKilledConnection(t *testing.T) {
 			ctx := context.Background()
 			b.Client.Publish(ctx, ch, "one")
 			ev.until(t, "message one", func() bool { return len(ev.messages) == 1 && ev.messages[0] == "one" })
-			// Kill this test's pub/sub connection only: the servers are shared with other tests.
-			killed := 0
-			kill := func(ctx context.Context, r *redis.Client) error {
-				list, err := r.ClientList(ctx).Result()
-				if err != nil {
-					return err
-				}
-				for _, line := range strings.Split(list, "\n") {
-					if strings.Contains(line, " name="+name+" ") && strings.Contains(line, " sub=1 ") {
-						id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
-						if err := r.Do(ctx, "client", "kill", "id", id).Err(); err == nil {
-							killed++
-						}
-					}
-				}
-				return nil
-			}
-			if cc, ok := b.Client.(*redis.ClusterClient); ok {
-				_ = cc.ForEachShard(ctx, kill)
-			} else {
-				_ = kill(ctx, b.Client.(*redis.Client))
-			}
-			if killed != 1 {
+			if killed := redistest.KillSubscriptions(t, b.Client, name); killed != 1 {
 				t.Fatalf("killed %d connections, want the subscription's one", killed)
 			}
 			ev.until(t, "lost and subscribed again", func() bool {
@@ -196,5 +174,18 @@ func TestIdleClientSeesOutageAndRecovery(t *testing.T) {
 	}
 	if st := c.Stats(); st.Calls != 0 {
 		t.Fatalf("stats %+v: no call was made", st)
+	}
+}
+
+// TestCloseWhileResubscribing: Close lands while the subscription is between a loss and its next
+// attempt (here, all the time: Redis refuses every connection). It returns, and nothing panics.
+func TestCloseWhileResubscribing(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer rc.Close()
+	c := newClient(t, rc, Config{RetryInterval: time.Nanosecond}) // resubscribe at once
+	for i := range 500 {
+		s := c.Subscribe(SubscribeConfig{Channel: "ch"})
+		time.Sleep(time.Duration(i%50) * time.Microsecond)
+		s.Close()
 	}
 }
