@@ -143,10 +143,10 @@ type counter struct {
 }
 
 // New returns a Limiter applying limit to keys held in store. Its errors wrap ErrInvalidConfig
-// and name the field at fault. It panics if store is nil.
+// and name the field at fault (a nil store too, as in every package).
 func New(store Store, limit Limit, cfg Config) (*Limiter, error) {
 	if store == nil {
-		panic("ratelimit: New with a nil Store")
+		return nil, fmt.Errorf("%w: nil Store", ErrInvalidConfig)
 	}
 	r, err := newRule(limit, "Limit")
 	if err != nil {

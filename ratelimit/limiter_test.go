@@ -54,7 +54,8 @@ func TestNewValidates(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidConfig, name)
 		assert.ErrorContains(t, err, tc.field, name)
 	}
-	assert.Panics(t, func() { _, _ = New(nil, PerMinute(5), Config{}) }, "a nil store is a programming error")
+	_, err := New(nil, PerMinute(5), Config{})
+	assert.ErrorIs(t, err, ErrInvalidConfig, "a nil store is refused as in every package")
 	strict := newLimiter(t, s, Limit{Rate: MaxStrictRate, Period: time.Minute, Burst: MaxStrictRate, Strict: true}, Config{})
 	assert.Equal(t, "1000/1m0s (strict)", strict.Limit().String(), "Burst may repeat Rate")
 	l := newLimiter(t, s, PerMinute(5), Config{})

@@ -84,6 +84,20 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
+// RedisStats is a snapshot of a [RedisStore]'s counters; a plain value.
+type RedisStats struct {
+	Calls     uint64 // round trips sent to Redis
+	Failures  uint64 // round trips that failed: error or timeout
+	FastFails uint64 // operations refused without reaching Redis during an outage
+	Down      bool   // Redis is considered unavailable right now: operations fail fast
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *RedisStore) Stats() RedisStats {
+	st := s.rc.Stats()
+	return RedisStats{Calls: st.Calls, Failures: st.Failures, FastFails: st.FastFails, Down: st.Down}
+}
+
 // NewRedisStore returns a RedisStore over rdb. Its error wraps ErrInvalidConfig and names the
 // field at fault.
 func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, error) {

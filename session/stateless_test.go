@@ -192,11 +192,16 @@ func TestRedisServerOutage(t *testing.T) {
 	}
 	assert.Less(t, slowest, 500*time.Millisecond, "bounded by the store's timeout (race detector on)")
 	assert.Positive(t, m.Stats().StoreErrors)
+	st1 := st.Stats()
+	assert.True(t, st1.Down, "the store fails fast after FailFastAfter failures")
+	assert.Positive(t, st1.FastFails, "most requests during the outage never reached Redis")
+	assert.Less(t, st1.Failures, uint64(20), "only the probes reached the dead server")
 
 	redistest.StartServer(t, srv.Port()) // empty: the session is gone with the old server
 	require.Eventually(t, func() bool {
 		return c.do("POST", "/put?k=b&v=2").Code == http.StatusOK
 	}, 3*time.Second, 50*time.Millisecond, "back within RetryInterval of the restart")
 	assert.Equal(t, "2|1|", c.do("GET", "/get?k=b").Body.String())
+	assert.False(t, st.Stats().Down)
 	t.Logf("slowest request during the outage %v", slowest)
 }
