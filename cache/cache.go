@@ -131,7 +131,7 @@ type Cache[V any] struct {
 	negTTL time.Duration // zero: negative caching is off
 	logger *slog.Logger
 
-	hits lookups // fresh local hits
+	hits *lookups // fresh local hits; allocated apart, so no other field shares their lines
 
 	mu      sync.Mutex
 	flights map[string]*flight[V]
@@ -144,15 +144,15 @@ type Cache[V any] struct {
 	remoteHits, misses, stale, negHits, loads, loadErrs, loadNanos, refreshes, lost atomic.Uint64
 }
 
-// lookups counts hits spread over stripes picked by key hash (bits the shard and slot choices
-// do not use): every hit writes one, and one counter would make the cores reading hot keys
-// fight over its cache line.
+// lookups counts hits spread over stripes: every hit writes one, and one counter would make
+// the cores reading hot keys fight over its cache line. The stripe is random, not the key's:
+// every core reads the hottest keys, and a stripe per key would be written by all of them.
 type lookups [64]struct {
 	n atomic.Uint64
-	_ [56]byte
+	_ [120]byte // 128 bytes a stripe: neighbours never share a line, nor the adjacent-line prefetch
 }
 
-func (l *lookups) add(h uint64) { l[h>>20&63].n.Add(1) }
+func (l *lookups) add() { l[mrand.Uint32()&63].n.Add(1) }
 
 func (l *lookups) sum() uint64 {
 	var n uint64
@@ -171,7 +171,7 @@ func New[V any](store Store, cfg Config) (*Cache[V], error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	c := &Cache[V]{cfg: cfg, codec: cfg.Codec, logger: cfg.Logger, negTTL: cfg.NegativeTTL, flights: make(map[string]*flight[V])}
+	c := &Cache[V]{cfg: cfg, codec: cfg.Codec, logger: cfg.Logger, negTTL: cfg.NegativeTTL, flights: make(map[string]*flight[V]), hits: new(lookups)}
 	if c.codec == nil {
 		c.codec = jsonCodec{}
 	}
@@ -267,7 +267,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	h := c.hash(key)
 	now := c.now()
 	if e := c.local.get(h, key, now); e != nil && now < e.fresh {
-		c.hits.add(h)
+		c.hits.add()
 		return c.value(e)
 	}
 	return c.getRemote(ctx, key, h)
@@ -306,7 +306,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	for _, k := range keys {
 		h := c.hash(k)
 		if e := c.local.get(h, k, now); e != nil && now < e.fresh {
-			c.hits.add(h)
+			c.hits.add()
 			if v, err := c.value(e); err == nil {
 				out[k] = v
 			}

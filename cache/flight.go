@@ -32,7 +32,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	if e := c.local.get(h, key, now); e != nil {
 		switch {
 		case now < e.fresh:
-			c.hits.add(h)
+			c.hits.add()
 			if c.cfg.EarlyRefresh > 0 && c.early(e, now) {
 				c.join(ctx, key, h, load, e, true)
 			}
