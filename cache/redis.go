@@ -194,11 +194,11 @@ func (s *RedisStore) heard(payload string) {
 		return
 	}
 	own := origin == s.origin
-	if !own {
-		s.received.Add(1)
-	}
 	if r, ok := s.caches.get(namespace); ok {
 		r.heard(key, own)
+	}
+	if !own {
+		s.received.Add(1) // after the local layer dropped the key: a reader that saw the count sees the drop
 	}
 }
 
