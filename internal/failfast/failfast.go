@@ -72,8 +72,8 @@ func (w *Window) Record(o Outcome) (changed bool) {
 	return false
 }
 
-// Up records that the store answered, outside any admitted call (a subscription confirmed, a
-// PING answered): the outage, if any, ends. It reports whether one did.
+// Up records that the store answered, outside any admitted call (a subscription confirmed):
+// the outage, if any, ends. It reports whether one did.
 func (w *Window) Up() bool {
 	if w.failures.Load() != 0 {
 		w.failures.Store(0)
@@ -83,6 +83,3 @@ func (w *Window) Up() bool {
 
 // Down reports whether the store is in an outage.
 func (w *Window) Down() bool { return w.downUntil.Load() != 0 }
-
-// Retry is the retry interval.
-func (w *Window) Retry() time.Duration { return w.retry }

@@ -81,9 +81,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Secret, if set, keys the store's hashes of secrets in key names (see [Client.Secret]).
 	Secret []byte
-	// OnOutage, if set, is called when an outage starts (down true, with the failure) and when
-	// it ends (down false, nil error), after the client logged it. It must not block.
-	OnOutage func(down bool, err error)
 }
 
 // validate checks cfg and fills in its defaults. Its errors name the RedisConfig field at
@@ -132,12 +129,11 @@ const (
 // Client is a store's link to Redis. The zero value is not usable; create one with [New]. It
 // is safe for concurrent use. It never closes the redis client it was given.
 type Client struct {
-	rdb         redis.UniversalClient
-	cfg         Config
-	mode        mode
-	singleNode  bool // one server holds every key: a script may touch keys of any slot
-	window      *failfast.Window
-	unavailable error
+	rdb        redis.UniversalClient
+	cfg        Config
+	mode       mode
+	singleNode bool // one server holds every key: a script may touch keys of any slot
+	window     *failfast.Window
 
 	secret atomic.Pointer[[]byte]
 
@@ -152,28 +148,20 @@ func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{
-		rdb: rdb, cfg: cfg, window: failfast.New(cfg.RetryInterval, cfg.FailFastAfter),
-		unavailable: cfg.Unavailable,
-	}
+	c := &Client{rdb: rdb, cfg: cfg, window: failfast.New(cfg.RetryInterval, cfg.FailFastAfter)}
 	if len(cfg.Secret) > 0 {
 		c.secret.Store(&cfg.Secret)
 	}
+	ctxTimeouts := false // a client type not known here gets the goroutine
 	switch r := rdb.(type) {
 	case *redis.Client:
-		c.singleNode = true
-		if !r.Options().ContextTimeoutEnabled {
-			c.mode = modeGoroutine
-		}
+		c.singleNode, ctxTimeouts = true, r.Options().ContextTimeoutEnabled
 	case *redis.ClusterClient:
-		if !r.Options().ContextTimeoutEnabled {
-			c.mode = modeGoroutine
-		}
+		ctxTimeouts = r.Options().ContextTimeoutEnabled
 	case *redis.Ring:
-		if !r.Options().ContextTimeoutEnabled {
-			c.mode = modeGoroutine
-		}
-	default:
+		ctxTimeouts = r.Options().ContextTimeoutEnabled
+	}
+	if !ctxTimeouts {
 		c.mode = modeGoroutine
 	}
 	return c, nil
@@ -232,7 +220,7 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	}
 	if !c.window.Admit() {
 		c.fastFails.Add(1)
-		return zero, fmt.Errorf("%w: %w; next attempt in at most %v", c.unavailable, ErrNotSent, c.cfg.RetryInterval)
+		return zero, fmt.Errorf("%w: %w; next attempt in at most %v", c.cfg.Unavailable, ErrNotSent, c.cfg.RetryInterval)
 	}
 	c.calls.Add(1)
 	v, err := bound(ctx, c, timeout, fn)
@@ -250,7 +238,7 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	default:
 		c.failures.Add(1)
 		c.record(failfast.Failed, err)
-		return v, fmt.Errorf("%w: %w", c.unavailable, err)
+		return v, fmt.Errorf("%w: %w", c.cfg.Unavailable, err)
 	}
 }
 
@@ -293,9 +281,6 @@ func (c *Client) transition(down bool, err error) {
 			"err", err, "retry_interval", c.cfg.RetryInterval)
 	} else {
 		c.cfg.Logger.Info(c.cfg.Component + ": Redis answers again")
-	}
-	if c.cfg.OnOutage != nil {
-		c.cfg.OnOutage(down, err)
 	}
 }
 
@@ -352,7 +337,7 @@ func (c *Client) Secret(ctx context.Context) ([]byte, error) {
 	}
 	v, err := call.Cmd.Text()
 	if err != nil || v == "" {
-		return nil, fmt.Errorf("%w: reading the hash secret: %q, %v", c.unavailable, v, err)
+		return nil, fmt.Errorf("%w: reading the hash secret: %q, %v", c.cfg.Unavailable, v, err)
 	}
 	b := []byte(v)
 	c.secret.CompareAndSwap(nil, &b)

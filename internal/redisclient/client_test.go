@@ -1,10 +1,12 @@
 package redisclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +19,24 @@ import (
 var errTestUnavailable = errors.New("test: unavailable")
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// syncBuffer is a bytes.Buffer safe for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 func newClient(t *testing.T, rdb redis.UniversalClient, cfg Config) *Client {
 	t.Helper()
@@ -208,12 +228,11 @@ func TestCallerDeadlineIsNotARedisFailure(t *testing.T) {
 
 func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	b := redistest.Open(t, redistest.Miniredis)
-	var transitions []bool
+	var log syncBuffer
 	// A Timeout no machine load reaches: a timed-out call would count as a failure and go on
 	// running after its caller moved on.
-	c := newClient(t, b.Client, Config{Timeout: 5 * time.Second, RetryInterval: 200 * time.Millisecond, OnOutage: func(down bool, err error) {
-		transitions = append(transitions, down)
-	}})
+	c := newClient(t, b.Client, Config{Timeout: 5 * time.Second, RetryInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	ctx := context.Background()
 	var calls atomic.Int32 // fn runs on a goroutine of its own (the client is not ContextTimeoutEnabled)
 	get := func() error {
@@ -247,8 +266,11 @@ func TestFailFastAfterConsecutiveFailures(t *testing.T) {
 	if err := get(); err != nil || c.Down() {
 		t.Fatalf("the probe after RetryInterval succeeds and ends the outage: %v", err)
 	}
-	if len(transitions) != 2 || !transitions[0] || transitions[1] {
-		t.Fatalf("OnOutage calls %v, want [true false]", transitions)
+	// One line when the outage starts, one when it ends: none for the calls in between.
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "failing fast") ||
+		!strings.Contains(lines[1], "level=INFO") || !strings.Contains(lines[1], "answers again") {
+		t.Fatalf("log:\n%s\nwant one Warn at the start of the outage and one Info at its end", log.String())
 	}
 }
 
