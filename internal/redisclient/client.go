@@ -205,7 +205,8 @@ func (c *Client) Stats() Stats {
 
 // Call runs fn against Redis within the client's Timeout (see the package documentation for
 // how) and returns what fn returned, or an error wrapping the package's ErrUnavailable, or the
-// caller's context error. fn must use the context and the client it is given, and return its
+// caller's context error. A redis.Nil from fn is a reply (Redis answered): it is returned as
+// is and does not count as a failure. fn must use the context and the client it is given, and return its
 // results rather than write them elsewhere: after a timeout it may still be running.
 func Call[T any](ctx context.Context, c *Client, fn func(context.Context, redis.UniversalClient) (T, error)) (T, error) {
 	return CallFor(ctx, c, c.cfg.Timeout, fn)
@@ -228,6 +229,11 @@ func CallFor[T any](ctx context.Context, c *Client, timeout time.Duration, fn fu
 	case err == nil:
 		c.record(failfast.Succeeded, nil)
 		return v, nil
+	case errors.Is(err, redis.Nil):
+		// Redis answered "no such key": a reply, not a failure. Returned as is, for the store
+		// to turn into its own "not found".
+		c.record(failfast.Succeeded, nil)
+		return v, err
 	case ended(ctx):
 		// The caller went away or ran out of its own time first: nothing learnt about Redis.
 		c.record(failfast.Unknown, nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -432,5 +433,109 @@ func TestClientHooksSeeCalls(t *testing.T) {
 		if n.Load() != 1 {
 			t.Fatalf("ContextTimeoutEnabled %v: the hook saw %d commands, want 1", opt.ContextTimeoutEnabled, n.Load())
 		}
+	}
+}
+
+// TestFrozenRedisUnderLoad freezes a real redis-server (SIGSTOP) while eight goroutines call
+// it, with go-redis's default options (ReadTimeout 3 s, retries on): in both modes no call
+// waits much longer than the store's Timeout, the client starts failing fast, every error wraps
+// ErrUnavailable, and once the server is thawed calls succeed again within RetryInterval. The
+// calls abandoned in goroutine mode end after the thaw (goleak in TestMain).
+func TestFrozenRedisUnderLoad(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	for _, ctxTimeouts := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: ctxTimeouts})
+			defer rc.Close()
+			const timeout, retry = 100 * time.Millisecond, 200 * time.Millisecond
+			c := newClient(t, rc, Config{Timeout: timeout, RetryInterval: retry})
+			get := func() error {
+				return c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error {
+					return r.Get(ctx, "frozen:k").Err()
+				})
+			}
+			if err := get(); err != nil && !errors.Is(err, redis.Nil) {
+				t.Fatalf("before the freeze: %v", err)
+			}
+			var (
+				stop       atomic.Bool
+				slowest    atomic.Int64
+				wrongErrs  atomic.Int64
+				firstWrong atomic.Value
+				wg         sync.WaitGroup
+			)
+			for range 8 {
+				wg.Go(func() {
+					for !stop.Load() {
+						start := time.Now()
+						err := get()
+						if d := int64(time.Since(start)); d > slowest.Load() {
+							slowest.Store(d) // racy max: good enough for a bound
+						}
+						if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(err, errTestUnavailable) {
+							wrongErrs.Add(1)
+							firstWrong.CompareAndSwap(nil, err.Error())
+						}
+						time.Sleep(time.Millisecond)
+					}
+				})
+			}
+			time.Sleep(100 * time.Millisecond)
+			srv.Freeze()
+			deadline := time.Now().Add(5 * time.Second)
+			for !c.Down() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			sawDown := c.Down()
+			time.Sleep(time.Second)
+			srv.Thaw()
+			thawed := time.Now()
+			for time.Since(thawed) < 5*time.Second {
+				err := get()
+				if err == nil || errors.Is(err, redis.Nil) {
+					break
+				}
+
+				time.Sleep(10 * time.Millisecond)
+			}
+			recovered := time.Since(thawed)
+			stop.Store(true)
+			wg.Wait()
+			if !sawDown {
+				t.Error("the client never started failing fast while Redis was frozen")
+			}
+			// Generous for a loaded CI machine, far below go-redis's 3 s ReadTimeout.
+			if d := time.Duration(slowest.Load()); d > timeout+400*time.Millisecond {
+				t.Errorf("slowest call %v while Redis was frozen; want about the %v Timeout", d, timeout)
+			}
+			if n := wrongErrs.Load(); n > 0 {
+				t.Errorf("%d errors did not wrap ErrUnavailable, first: %v", n, firstWrong.Load())
+			}
+			if recovered > retry+time.Second {
+				t.Errorf("calls succeeded again %v after the thaw; want within RetryInterval (%v)", recovered, retry)
+			}
+			if c.Down() {
+				t.Error("still failing fast after a successful call")
+			}
+			t.Logf("slowest call %v, recovered %v after the thaw, %+v", time.Duration(slowest.Load()), recovered, c.Stats())
+		})
+	}
+}
+
+// TestNilIsAReply: redis.Nil ("no such key") is Redis answering. A store that lets it through
+// gets it back unwrapped, and a run of them never starts an outage.
+func TestNilIsAReply(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	c := newClient(t, b.Client, Config{FailFastAfter: 1})
+	for range 5 {
+		err := c.Do(context.Background(), func(ctx context.Context, r redis.UniversalClient) error {
+			return r.Get(ctx, b.Prefix+"missing").Err()
+		})
+		if !errors.Is(err, redis.Nil) || errors.Is(err, errTestUnavailable) {
+			t.Fatalf("err = %v, want redis.Nil as is", err)
+		}
+	}
+	if st := c.Stats(); st.Down || st.Failures != 0 {
+		t.Fatalf("stats %+v: a missing key is no failure", st)
 	}
 }

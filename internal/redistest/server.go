@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +62,21 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
 // Port is the server's port, to start it again on the same one.
 func (s *Server) Port() int { return s.port }
+
+// Freeze stops the server's process (SIGSTOP): connections stay open and nothing answers, as
+// with a Redis stalled by the machine. Thaw resumes it.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		if err := s.cmd.Process.Signal(sig); err != nil {
+			s.t.Errorf("redistest: signal %v to redis-server: %v", sig, err)
+		}
+	}
+}
 
 // Stop kills the server and waits for it to exit. It is idempotent.
 func (s *Server) Stop() {
