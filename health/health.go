@@ -572,8 +572,11 @@ func (c *Checker) run(ctx context.Context, cs *checkState) result {
 	defer cancel()
 	ch := make(chan error, 1)
 	c.wg.Go(func() {
-		defer cs.running.Store(false)
-		ch <- c.call(ctx, cs)
+		err := c.call(ctx, cs) // never panics: call recovers
+		// Over before the result is handed over: the pass that receives it, or the next one,
+		// must find the check free.
+		cs.running.Store(false)
+		ch <- err
 	})
 	var err error
 	select {

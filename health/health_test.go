@@ -380,6 +380,27 @@ func TestRefreshIsSingleFlight(t *testing.T) {
 	})
 }
 
+// TestBackToBackPassesSeeTheCheckReturned: a check that returned in time is free to run in the
+// very next pass, however soon it starts (Refresh right after Refresh). Its goroutine used to
+// hand over the result before marking the run over, so a pass starting in between found it
+// "still running" and failed it with ErrTimeout.
+func TestBackToBackPassesSeeTheCheckReturned(t *testing.T) {
+	var runs atomic.Int64
+	c, err := New(Config{Logger: quiet}, Check{Name: "db", Func: func(context.Context) error {
+		runs.Add(1)
+		return nil
+	}})
+	require.NoError(t, err)
+	defer c.Close()
+	for i := range 2000 {
+		st, err := c.Refresh(context.Background())
+		require.NoError(t, err)
+		require.NoError(t, st.Checks[0].LastError, "Refresh %d", i)
+	}
+	assert.Zero(t, c.Stats().Checks[0].Failures)
+	assert.Equal(t, int64(c.Stats().Checks[0].Runs), runs.Load(), "every pass ran the check")
+}
+
 func TestRefreshHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newChecker(t, Config{}, Check{Name: "slow", Func: func(ctx context.Context) error {
