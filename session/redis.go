@@ -58,7 +58,9 @@ type RedisConfig struct {
 	// sessions, but List, Revoke and DestroyAll no longer see the sessions logged in before it.
 	// Default: a random secret kept in Redis.
 	Secret []byte
-	// Logger receives the store's outage transitions. Default: slog.Default().
+	// Logger receives the store's outage transitions: Redis failing (FailFastAfter operations
+	// in a row failed) and answering again; never a line per request. A Manager over the store
+	// adds no line of its own about them. Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -125,6 +127,9 @@ func (s *RedisStore) sessionKey(id string) string {
 func (s *RedisStore) indexKey(tag, userDigest string) string {
 	return rediskey.Key(s.prefix, tag, ":u:"+userDigest)
 }
+
+// logsOutages: the store's Redis client logs outages to RedisConfig.Logger (see selfLogging).
+func (*RedisStore) logsOutages() {}
 
 // secret is the key of users' digests; it reaches Redis once per process.
 func (s *RedisStore) secret(ctx context.Context) ([]byte, error) { return s.rc.Secret(ctx) }
