@@ -80,8 +80,7 @@ type RedisConfig struct {
 // The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
 // concurrent use and has no goroutine.
 type RedisStore struct {
-	rc     *redisclient.Client
-	prefix string
+	rc *redisclient.Client
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -112,31 +111,24 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &RedisStore{rc: rc, prefix: rc.Prefix()}, nil
+	return &RedisStore{rc: rc}, nil
 }
 
 // sessionKey is prefix{tag}:digest, built in one allocation.
 func (s *RedisStore) sessionKey(id string) string {
 	var buf [128]byte
-	k := rediskey.Append(buf[:0], s.prefix, id[:tagLen], ":")
+	k := rediskey.Append(buf[:0], s.rc.Prefix(), id[:tagLen], ":")
 	return string(appendDigest(k, id))
 }
 
 // indexKey is prefix{tag}:u:digest: the index of the user whose keyed digest it is, in the
 // slot of the sessions of tag.
 func (s *RedisStore) indexKey(tag, userDigest string) string {
-	return rediskey.Key(s.prefix, tag, ":u:"+userDigest)
+	return rediskey.Key(s.rc.Prefix(), tag, ":u:"+userDigest)
 }
 
 // logsOutages: the store's Redis client logs outages to RedisConfig.Logger (see selfLogging).
 func (*RedisStore) logsOutages() {}
-
-// secret is the key of users' digests; it reaches Redis once per process.
-func (s *RedisStore) secret(ctx context.Context) ([]byte, error) { return s.rc.Secret(ctx) }
-
-func (s *RedisStore) run(ctx context.Context, sc *redisclient.Script, calls []*redisclient.ScriptCall) error {
-	return s.rc.Run(ctx, sc, calls)
-}
 
 func ms(v int64) time.Time { return time.UnixMilli(v) }
 
@@ -146,7 +138,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	call := &redisclient.ScriptCall{Args: []any{1, s.sessionKey(id)}}
-	if err := s.run(ctx, loadScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, loadScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	vals, err := call.Cmd.Slice()
@@ -217,7 +209,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	var secret []byte
 	if c.User != "" {
 		var err error
-		if secret, err = s.secret(ctx); err != nil {
+		if secret, err = s.rc.Secret(ctx); err != nil {
 			return Record{}, err
 		}
 	}
@@ -256,7 +248,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 		args = append(args, "."+k)
 	}
 	call := &redisclient.ScriptCall{Args: args}
-	if err := s.run(ctx, commitScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, commitScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	v, err := call.Cmd.Slice()
@@ -278,7 +270,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 // every session it names (they share a slot) that lists them and, with destroy, deletes them; if
 // a login or renewal changed the index in between, the script refuses and User reads it again.
 func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
-	secret, err := s.secret(ctx)
+	secret, err := s.rc.Secret(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +292,7 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 // indexMembers reads a user's index, on the primary.
 func (s *RedisStore) indexMembers(ctx context.Context, index string) ([]string, error) {
 	read := &redisclient.ScriptCall{Args: []any{1, index}}
-	if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+	if err := s.rc.Run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
 		return nil, err
 	}
 	members, err := read.Cmd.StringSlice()
@@ -327,7 +319,7 @@ func (s *RedisStore) userSessions(ctx context.Context, index string, members []s
 		}
 	}
 	call := &redisclient.ScriptCall{Args: args}
-	if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, false, err
 	}
 	v, err := call.Cmd.Slice()

@@ -35,11 +35,6 @@ type Store interface {
 	User(ctx context.Context, q UserQuery) ([]Info, error)
 }
 
-var (
-	_ Store = (*MemoryStore)(nil)
-	_ Store = (*RedisStore)(nil)
-)
-
 // UserQuery selects the sessions of a user for [Store.User]. It is plain data; its zero value
 // lists the sessions of the user "".
 type UserQuery struct {
