@@ -149,7 +149,11 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	p := place(c, s.secret)
+	user := ""
+	if c.Create && c.User != "" {
+		user = userDigest(s.secret, c.User) // only a creation needs it: the index is by user ID
+	}
+	p := place(c, user)
 	// A renewed ID keeps the tag, a user's sessions share the user's: one shard holds it all.
 	sh := s.shard(p.id[:tagLen])
 	sh.mu.Lock()

@@ -206,21 +206,22 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	var secret []byte
+	user := "" // the digest naming the user's index
 	if c.User != "" {
-		var err error
-		if secret, err = s.rc.Secret(ctx); err != nil {
+		secret, err := s.rc.Secret(ctx)
+		if err != nil {
 			return Record{}, err
 		}
+		user = userDigest(secret, c.User)
 	}
-	p := place(c, secret)
+	p := place(c, user)
 	key := s.sessionKey(p.id)
 	newKey, index := key, key
 	if p.newID != "" {
 		newKey = s.sessionKey(p.newID)
 	}
-	if p.user != "" {
-		index = s.indexKey(p.id[:tagLen], p.user)
+	if user != "" {
+		index = s.indexKey(p.id[:tagLen], user)
 	}
 	bool01 := func(b bool) string {
 		if b {

@@ -138,19 +138,17 @@ func checkChange(c *Change) error {
 func userDigest(secret []byte, user string) string { return rediskey.Digest(secret, user) }
 
 // placement is where a Change puts its session: the ID it is stored under (with the tag the
-// store chose), the renewed ID if any, and the user's digest ("" when anonymous).
+// store chose) and the renewed ID if any.
 type placement struct {
-	id, newID, user string
+	id, newID string
 }
 
-// place decides the IDs of c's session under secret (nil for an anonymous session).
-func place(c *Change, secret []byte) placement {
+// place decides the IDs of c's session. user is the keyed digest of c.User (see userDigest);
+// only a creation for a user needs it, to give the session the user's tag.
+func place(c *Change, user string) placement {
 	p := placement{id: c.ID}
-	if c.User != "" {
-		p.user = userDigest(secret, c.User)
-		if c.Create {
-			p.id = withTag(c.ID, p.user[:tagLen])
-		}
+	if c.Create && user != "" {
+		p.id = withTag(c.ID, user[:tagLen])
 	}
 	if c.NewID != "" {
 		p.newID = withTag(c.NewID, p.id[:tagLen])
