@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,53 +21,95 @@ import (
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
+// instances returns n Managers sharing be's Redis under one prefix, each with a client of its
+// own, as n instances of a service have; no Secret is configured.
+func instances(t *testing.T, be redistest.Backend, n int, cfg Config) []*Manager {
+	t.Helper()
+	ms := make([]*Manager, n)
+	for i := range ms {
+		st, err := NewRedisStore(be.NewClient(t), RedisConfig{Prefix: be.Prefix, Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		ms[i] = newManager(t, st, cfg)
+	}
+	return ms
+}
+
 // TestStatelessInstances: two servers, each with its own Manager and its own Redis client, on
-// one Redis (the real one when OUTGROW_REDIS_URL is set). A browser logs in on A, goes on on B,
-// logs out on B, and is anonymous on A.
+// one Redis (miniredis, and each real server configured: Redis, Cluster, Sentinel). A browser
+// logs in on A, goes on on B, logs out on B, and is anonymous on A.
 func TestStatelessInstances(t *testing.T) {
-	kind := redistest.Miniredis
-	if os.Getenv(redistest.EnvURL) != "" {
-		kind = redistest.Redis
+	for _, k := range redistest.Kinds()[1:] {
+		t.Run(string(k), func(t *testing.T) {
+			var servers []*httptest.Server
+			for _, m := range instances(t, redistest.Open(t, k), 2, Config{Insecure: true}) { // plain-HTTP test servers
+				srv := httptest.NewServer(m.Middleware(app()))
+				t.Cleanup(srv.Close)
+				servers = append(servers, srv)
+			}
+			a, b := servers[0], servers[1]
+			jar, err := cookiejar.New(nil)
+			require.NoError(t, err)
+			browser := &http.Client{Jar: jar}
+			t.Cleanup(browser.CloseIdleConnections)
+			call := func(srv *httptest.Server, method, path string) string {
+				t.Helper()
+				req, err := http.NewRequest(method, srv.URL+path, nil)
+				require.NoError(t, err)
+				resp, err := browser.Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+				return string(body)
+			}
+			// httptest servers differ only by port; cookies ignore ports, so the jar sends the
+			// session to both, as a browser does behind a load balancer.
+			call(a, "POST", "/login?user=ada")
+			call(a, "POST", "/put?k=cart&v=3")
+			assert.Equal(t, "3|1|ada", call(b, "GET", "/get?k=cart"), "B serves the session A created")
+			call(b, "POST", "/put?k=cart&v=4")
+			assert.Equal(t, "4|1|ada", call(a, "GET", "/get?k=cart"))
+			call(b, "POST", "/logout")
+			assert.Equal(t, "|0|", call(a, "GET", "/get?k=cart"), "logged out on B, anonymous on A")
+		})
 	}
-	be := redistest.Open(t, kind)
-	opt := *be.Client.(*redis.Client).Options()
-	var servers []*httptest.Server
-	for range 2 {
-		o := opt
-		rdb := redis.NewClient(&o)
-		t.Cleanup(func() { _ = rdb.Close() })
-		st, err := NewRedisStore(rdb, RedisConfig{Prefix: be.Prefix})
-		require.NoError(t, err)
-		m := newManager(t, st, Config{Insecure: true}) // plain-HTTP test servers
-		srv := httptest.NewServer(m.Middleware(app()))
-		t.Cleanup(srv.Close)
-		servers = append(servers, srv)
+}
+
+// TestNoLostUpdatesAcrossInstances: concurrent requests on one session, spread over two
+// instances with their own clients, each writing its own key: every key is there afterwards,
+// as RedisStore promises ("concurrent requests changing different keys of one session all keep
+// their changes").
+func TestNoLostUpdatesAcrossInstances(t *testing.T) {
+	for _, k := range redistest.Kinds()[1:] {
+		t.Run(string(k), func(t *testing.T) {
+			ms := instances(t, redistest.Open(t, k), 2, Config{})
+			hs := []http.Handler{ms[0].Middleware(app()), ms[1].Middleware(app())}
+			c := &client{t: t, h: hs[0]}
+			c.do("POST", "/login?user=ada")
+			require.NotNil(t, c.cookie)
+			const n = 400
+			var wg sync.WaitGroup
+			codes := make([]int, n)
+			for i := range n {
+				wg.Go(func() {
+					req := httptest.NewRequest("POST", fmt.Sprintf("/put?k=k%d&v=%d", i, i), nil)
+					req.AddCookie(c.cookie)
+					rec := httptest.NewRecorder()
+					hs[i%2].ServeHTTP(rec, req)
+					codes[i] = rec.Code
+				})
+			}
+			wg.Wait()
+			for i, code := range codes {
+				require.Equal(t, http.StatusOK, code, "request %d", i)
+			}
+			for i, h := range hs {
+				c.h = h
+				assert.Equal(t, fmt.Sprintf("7|%d|ada", n), c.do("GET", "/get?k=k7").Body.String(), "read on instance %d", i)
+			}
+			assert.Zero(t, ms[0].Stats().Lost+ms[1].Stats().Lost)
+		})
 	}
-	a, b := servers[0], servers[1]
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	browser := &http.Client{Jar: jar}
-	t.Cleanup(browser.CloseIdleConnections)
-	call := func(srv *httptest.Server, method, path string) string {
-		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, nil)
-		require.NoError(t, err)
-		resp, err := browser.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-		return string(body)
-	}
-	// httptest servers differ only by port; cookies ignore ports, so the jar sends the session
-	// to both, as a browser does behind a load balancer.
-	call(a, "POST", "/login?user=ada")
-	call(a, "POST", "/put?k=cart&v=3")
-	assert.Equal(t, "3|1|ada", call(b, "GET", "/get?k=cart"), "B serves the session A created")
-	call(b, "POST", "/put?k=cart&v=4")
-	assert.Equal(t, "4|1|ada", call(a, "GET", "/get?k=cart"))
-	call(b, "POST", "/logout")
-	assert.Equal(t, "|0|", call(a, "GET", "/get?k=cart"), "logged out on B, anonymous on A")
 }
 
 // TestExpiryDeterministic: the idle and absolute deadlines on the memory store with fake time,
