@@ -53,10 +53,14 @@ type RedisConfig struct {
 	// user's session IDs, so that neither a key name nor a logged cookie can be tied to a user
 	// ID without it. Every instance sharing the sessions must use the same Secret, or leave it
 	// empty: the first instance then stores a random secret in Redis at Prefix+"secret" and
-	// every instance reads it, so that a fleet needs no configuration; keep that key (it has no
-	// TTL: an allkeys-* eviction policy could remove it). A new secret does not end existing
-	// sessions, but List, Revoke and DestroyAll no longer see the sessions logged in before it.
-	// Default: a random secret kept in Redis.
+	// every instance reads it once and keeps it, so that a fleet needs no configuration. Keep
+	// that key: it has no TTL, but an allkeys-* eviction policy or a restart without
+	// persistence removes it, and then the instances that read it before keep it while those
+	// that read it after make a new one; List, Revoke and DestroyAll on one then miss the
+	// sessions logged in on the other until every instance has restarted. Set Secret where
+	// that can happen. A new secret does not end existing sessions, but List, Revoke and
+	// DestroyAll no longer see the sessions logged in before it. Default: a random secret kept
+	// in Redis.
 	Secret []byte
 	// Logger receives the store's outage transitions: Redis failing (FailFastAfter operations
 	// in a row failed) and answering again; never a line per request. A Manager over the store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -213,38 +214,83 @@ func TestReadsFromPrimary(t *testing.T) {
 	}
 }
 
-// TestRedisServerOutage stops a real redis-server and starts it again: requests get a quick 503
-// (never a hang, never a panic) while it is down, and sessions work again once it is back.
+// TestRedisServerOutage stops a real redis-server under two instances and starts it again, empty,
+// on the same port: while it is down every request on either instance gets a quick 503 (never a
+// hang, never a panic), and once it is back sessions created on one instance work on the other,
+// users included. Instance A's client has ContextTimeoutEnabled, B's has not: both ways of
+// bounding a call are covered.
 func TestRedisServerOutage(t *testing.T) {
+	ctx := context.Background()
 	srv := redistest.StartServer(t, 0)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-	t.Cleanup(func() { _ = rdb.Close() })
-	st, err := NewRedisStore(rdb, RedisConfig{})
-	require.NoError(t, err)
-	m := newManager(t, st, Config{})
-	c := &client{t: t, h: m.Middleware(app())}
-	require.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v=1").Code)
+	newStore := func(ctxTimeouts bool) *RedisStore {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond,
+			ContextTimeoutEnabled: ctxTimeouts})
+		t.Cleanup(func() { _ = rdb.Close() })
+		st, err := NewRedisStore(rdb, RedisConfig{Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		return st
+	}
+	stores := []*RedisStore{newStore(true), newStore(false)}
+	var ms []*Manager
+	var hs []http.Handler
+	for _, st := range stores {
+		m := newManager(t, st, Config{})
+		ms, hs = append(ms, m), append(hs, m.Middleware(app()))
+	}
+	c := &client{t: t, h: hs[0]}
+	require.Equal(t, http.StatusOK, c.do("POST", "/login?user=ada").Code)
+	for _, m := range ms {
+		infos, err := m.List(ctx, "ada") // both instances have read the shared secret
+		require.NoError(t, err)
+		require.Len(t, infos, 1)
+	}
 
 	srv.Stop()
 	var slowest time.Duration
-	for range 20 {
+	for i := range 40 {
+		c.h = hs[i%2]
 		start := time.Now()
 		rec := c.do("GET", "/get?k=a")
 		slowest = max(slowest, time.Since(start))
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	}
 	assert.Less(t, slowest, 500*time.Millisecond, "bounded by the store's timeout (race detector on)")
-	assert.Positive(t, m.Stats().StoreErrors)
-	st1 := st.Stats()
-	assert.True(t, st1.Down, "the store fails fast after FailFastAfter failures")
-	assert.Positive(t, st1.FastFails, "most requests during the outage never reached Redis")
-	assert.Less(t, st1.Failures, uint64(20), "only the probes reached the dead server")
+	for i, st := range stores {
+		stats := st.Stats()
+		assert.Positive(t, ms[i].Stats().StoreErrors, "instance %d", i)
+		assert.True(t, stats.Down, "instance %d fails fast after FailFastAfter failures", i)
+		assert.Positive(t, stats.FastFails, "instance %d: most requests during the outage never reached Redis", i)
+		assert.Less(t, stats.Failures, uint64(20), "instance %d: only the probes reached the dead server", i)
+	}
 
-	redistest.StartServer(t, srv.Port()) // empty: the session is gone with the old server
-	require.Eventually(t, func() bool {
-		return c.do("POST", "/put?k=b&v=2").Code == http.StatusOK
-	}, 3*time.Second, 50*time.Millisecond, "back within RetryInterval of the restart")
-	assert.Equal(t, "2|1|", c.do("GET", "/get?k=b").Body.String())
-	assert.False(t, st.Stats().Down)
+	redistest.StartServer(t, srv.Port()) // empty: the sessions are gone with the old server
+	fresh := make([]*client, len(hs))
+	for i, h := range hs {
+		fresh[i] = &client{t: t, h: h}
+		require.Eventually(t, func() bool {
+			return fresh[i].do("POST", fmt.Sprintf("/put?k=b&v=%d", i)).Code == http.StatusOK
+		}, 3*time.Second, 50*time.Millisecond, "instance %d back within RetryInterval of the restart", i)
+		assert.False(t, stores[i].Stats().Down)
+	}
+	for i, c := range fresh {
+		c.h = hs[1-i]
+		assert.Equal(t, fmt.Sprintf("%d|1|", i), c.do("GET", "/get?k=b").Body.String(),
+			"a session made on instance %d after the restart, read on the other", i)
+	}
+	assert.Equal(t, "|0|", c.do("GET", "/get?k=a").Body.String(), "the session from before the restart is gone")
+	c.h = hs[1]
+	require.Equal(t, http.StatusOK, c.do("POST", "/login?user=bob").Code)
+	infos, err := ms[0].List(ctx, "bob")
+	require.NoError(t, err)
+	assert.Len(t, infos, 1, "a login on B after the restart is listed on A")
+
+	// The documented limit (RedisConfig.Secret): an instance that first reads the secret after
+	// Redis lost it makes a new one, which the running instances do not share.
+	late := newManager(t, newStore(true), Config{})
+	c = &client{t: t, h: late.Middleware(app())}
+	require.Equal(t, http.StatusOK, c.do("POST", "/login?user=bob").Code)
+	infos, err = ms[0].List(ctx, "bob")
+	require.NoError(t, err)
+	assert.Len(t, infos, 1, "A misses the login of an instance that started after the data loss")
 	t.Logf("slowest request during the outage %v", slowest)
 }
