@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -612,4 +613,45 @@ func checkerGoroutines() int {
 		}
 	}
 	return count
+}
+
+// TestCheckIgnoringContextOnTheRealClock, from the outside: a background check that ignores
+// its context and blocks runs on one goroutine however many passes go by (each pass counts it
+// failed with ErrTimeout); Close waits for it, as documented, and returns as soon as it
+// returns, leaving no goroutine behind.
+func TestCheckIgnoringContextOnTheRealClock(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	release := make(chan struct{})
+	var live, runs atomic.Int64
+	c, err := New(Config{Logger: quiet, Interval: 20 * time.Millisecond, Timeout: 5 * time.Millisecond},
+		Check{Name: "stuck", Func: func(context.Context) error {
+			live.Add(1)
+			defer live.Add(-1)
+			runs.Add(1)
+			<-release
+			return nil
+		}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.Stats().Passes >= 20 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int64(1), runs.Load(), "runs while the first is stuck")
+	assert.Equal(t, int64(1), live.Load())
+	assert.LessOrEqual(t, checkerGoroutines(), 3, "the loop, a pass and the stuck run at most")
+	st := c.Stats().Checks[0]
+	assert.ErrorIs(t, st.LastError, ErrTimeout)
+	assert.Equal(t, st.Runs, st.Failures)
+
+	closed := make(chan struct{})
+	go func() { _ = c.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a check was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not return once the check returned")
+	}
+	assert.Zero(t, live.Load())
 }
