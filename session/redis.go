@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -118,12 +117,8 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	return &RedisStore{rc: rc}, nil
 }
 
-// sessionKey is prefix{tag}:digest, built in one allocation.
-func (s *RedisStore) sessionKey(id string) string {
-	var buf [128]byte
-	k := rediskey.Append(buf[:0], s.rc.Prefix(), id[:tagLen], ":")
-	return string(appendDigest(k, id))
-}
+// sessionKey is the key of the session of id.
+func (s *RedisStore) sessionKey(id string) string { return sessionKey(s.rc.Prefix(), id) }
 
 // indexKey is prefix{tag}:u:digest: the index of the user whose keyed digest it is, in the
 // slot of the sessions of tag.
@@ -340,8 +335,7 @@ func (s *RedisStore) userSessions(ctx context.Context, index string, members []s
 		c, _ := v[i+1].(int64)
 		a, _ := v[i+2].(int64)
 		e, _ := v[i+3].(int64)
-		_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
-		infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
+		infos = append(infos, Info{Handle: keyHandle(k), Created: ms(c), Deadline: ms(a), Expires: ms(e)})
 	}
 	sortInfos(infos)
 	return infos, true, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/outgrow/outgrow/internal/rediskey"
@@ -136,6 +137,16 @@ func checkChange(c *Change) error {
 // and in its first 4 characters the tag of the user's session IDs. Without the secret, nobody
 // can tell whose a tag or an index is, nor test a guess.
 func userDigest(secret []byte, user string) string { return rediskey.Digest(secret, user) }
+
+// sessionKey is prefix{tag}:handle, the key of the session of id in either store (a
+// MemoryStore's prefix is empty), built in one allocation.
+func sessionKey(prefix, id string) string {
+	var buf [128]byte
+	return string(appendDigest(rediskey.Append(buf[:0], prefix, id[:tagLen], ":"), id))
+}
+
+// keyHandle returns the handle that ends a session's key.
+func keyHandle(key string) string { return key[strings.LastIndexByte(key, ':')+1:] }
 
 // placement is where a Change puts its session: the ID it is stored under (with the tag the
 // store chose) and the renewed ID if any.
