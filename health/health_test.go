@@ -288,6 +288,18 @@ func TestTimeoutsDoNotLeak(t *testing.T) {
 	})
 }
 
+// stuck is a check that ignores its context and returns once release is closed, counting its
+// runs and the runs still going.
+func stuck(release <-chan struct{}, live, runs *atomic.Int64) CheckFunc {
+	return func(context.Context) error {
+		live.Add(1)
+		defer live.Add(-1)
+		runs.Add(1)
+		<-release
+		return nil
+	}
+}
+
 // TestCheckIgnoringContextCostsOneGoroutine: a check that never looks at its context is not
 // started again while its previous run is still going.
 func TestCheckIgnoringContextCostsOneGoroutine(t *testing.T) {
@@ -295,13 +307,7 @@ func TestCheckIgnoringContextCostsOneGoroutine(t *testing.T) {
 		release := make(chan struct{})
 		var live, runs atomic.Int64
 		c := newChecker(t, Config{Interval: time.Second, Timeout: 100 * time.Millisecond},
-			Check{Name: "stuck", Func: func(context.Context) error {
-				live.Add(1)
-				defer live.Add(-1)
-				runs.Add(1)
-				<-release
-				return nil
-			}})
+			Check{Name: "stuck", Func: stuck(release, &live, &runs)})
 		for range 50 {
 			nextPass(c)
 		}
@@ -624,13 +630,7 @@ func TestCheckIgnoringContextOnTheRealClock(t *testing.T) {
 	release := make(chan struct{})
 	var live, runs atomic.Int64
 	c, err := New(Config{Logger: quiet, Interval: 20 * time.Millisecond, Timeout: 5 * time.Millisecond},
-		Check{Name: "stuck", Func: func(context.Context) error {
-			live.Add(1)
-			defer live.Add(-1)
-			runs.Add(1)
-			<-release
-			return nil
-		}})
+		Check{Name: "stuck", Func: stuck(release, &live, &runs)})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return c.Stats().Passes >= 20 }, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, int64(1), runs.Load(), "runs while the first is stuck")
