@@ -294,7 +294,8 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 	be := redistest.Open(t, redistest.Miniredis)
 	var logged records
 	logger := slog.New(&logged)
-	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, Logger: logger, RetryInterval: 10 * time.Millisecond})
+	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, Logger: logger, RetryInterval: 10 * time.Millisecond,
+		Timeout: 30 * time.Second}) // no timeout on a busy machine: only SetError fails
 	require.NoError(t, err)
 	m := newManager(t, st, Config{Logger: logger})
 	c := &client{t: t, h: m.Middleware(app())}
