@@ -232,7 +232,6 @@ type CheckStats struct {
 // [Checker.Close] to stop its goroutines.
 type Checker struct {
 	cfg        Config
-	log        *slog.Logger
 	start      time.Time
 	checks     []*checkState // every check, in the order given to New
 	background []*checkState // the checks the passes run
@@ -262,8 +261,9 @@ type checkState struct {
 	idx     int         // position in Checker.checks and in each snapshot's checks
 	running atomic.Bool // a background run has not returned yet; at most one at a time
 
-	// Guarded by Checker.mu; what snapshots show. A Local check's are copied from its live
-	// record when its state changes.
+	// Guarded by Checker.mu; what snapshots show. Of a Local check only state and lastErr (for
+	// the log line) are kept, copied from its live record when its state changes: the rest of
+	// its entry is always read from the live record (see checkStats).
 	state        State
 	everHealthy  bool
 	succ, fail   int
@@ -295,7 +295,7 @@ func New(cfg Config, checks ...Check) (*Checker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, log: cfg.Logger, start: time.Now()}
+	c := &Checker{cfg: cfg, start: time.Now()}
 	seen := make(map[string]bool, len(checks))
 	for i, ch := range checks {
 		switch {
@@ -510,10 +510,10 @@ func (c *Checker) queueCheckChange(ctx context.Context, cs *checkState, from, to
 	name, err, h := cs.Name, cs.lastErr, c.cfg.Hooks.OnCheckChange
 	c.events = append(c.events, func() {
 		if to == StateUnhealthy {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "health: check unhealthy", slog.String("component", "health"),
+			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "health: check unhealthy", slog.String("component", "health"),
 				slog.String("check", name), slog.Any("error", err))
 		} else if from == StateUnhealthy {
-			c.log.LogAttrs(ctx, slog.LevelInfo, "health: check recovered", slog.String("component", "health"),
+			c.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "health: check recovered", slog.String("component", "health"),
 				slog.String("check", name))
 		}
 		if h != nil {
@@ -572,8 +572,11 @@ func (c *Checker) run(ctx context.Context, cs *checkState) result {
 	defer cancel()
 	ch := make(chan error, 1)
 	c.wg.Go(func() {
-		defer cs.running.Store(false)
-		ch <- c.call(ctx, cs)
+		err := c.call(ctx, cs) // never panics: call recovers
+		// Over before the result is handed over: the pass that receives it, or the next one,
+		// must find the check free.
+		cs.running.Store(false)
+		ch <- err
 	})
 	var err error
 	select {
@@ -593,7 +596,7 @@ func (c *Checker) call(ctx context.Context, cs *checkState) (err error) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("health: check %q panicked: %v", cs.Name, p)
 			if !cs.Local {
-				c.log.LogAttrs(ctx, slog.LevelError, "health: check panicked", slog.String("component", "health"),
+				c.cfg.Logger.LogAttrs(ctx, slog.LevelError, "health: check panicked", slog.String("component", "health"),
 					slog.String("check", cs.Name), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			}
 		}
@@ -680,8 +683,8 @@ func localState(err error) State {
 	return StateHealthy
 }
 
-// applyLocal copies the Local checks' live records into their states, publishes the snapshot
-// and reports the changes.
+// applyLocal sets the Local checks' states from their live records, publishes the snapshot and
+// reports the changes.
 func (c *Checker) applyLocal(ctx context.Context) *snapshot {
 	ctx = context.WithoutCancel(ctx) // hooks may be delivered after the request has ended
 	c.mu.Lock()
@@ -694,9 +697,7 @@ func (c *Checker) applyLocal(ctx context.Context) *snapshot {
 			continue // not called yet: still unknown
 		}
 		from := cs.state
-		cs.state = localState(l.err)
-		cs.lastErr, cs.lastDuration, cs.lastRun = l.err, l.d, l.at
-		cs.succ, cs.fail, cs.runs, cs.fails = l.succ, l.fail, l.runs, l.fails
+		cs.state, cs.lastErr = localState(l.err), l.err
 		c.queueCheckChange(ctx, cs, from, cs.state)
 	}
 	s := c.publish()

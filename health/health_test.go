@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -287,6 +288,18 @@ func TestTimeoutsDoNotLeak(t *testing.T) {
 	})
 }
 
+// stuck is a check that ignores its context and returns once release is closed, counting its
+// runs and the runs still going.
+func stuck(release <-chan struct{}, live, runs *atomic.Int64) CheckFunc {
+	return func(context.Context) error {
+		live.Add(1)
+		defer live.Add(-1)
+		runs.Add(1)
+		<-release
+		return nil
+	}
+}
+
 // TestCheckIgnoringContextCostsOneGoroutine: a check that never looks at its context is not
 // started again while its previous run is still going.
 func TestCheckIgnoringContextCostsOneGoroutine(t *testing.T) {
@@ -294,13 +307,7 @@ func TestCheckIgnoringContextCostsOneGoroutine(t *testing.T) {
 		release := make(chan struct{})
 		var live, runs atomic.Int64
 		c := newChecker(t, Config{Interval: time.Second, Timeout: 100 * time.Millisecond},
-			Check{Name: "stuck", Func: func(context.Context) error {
-				live.Add(1)
-				defer live.Add(-1)
-				runs.Add(1)
-				<-release
-				return nil
-			}})
+			Check{Name: "stuck", Func: stuck(release, &live, &runs)})
 		for range 50 {
 			nextPass(c)
 		}
@@ -378,6 +385,27 @@ func TestRefreshIsSingleFlight(t *testing.T) {
 			assert.Equal(t, uint64(round), c.Stats().Passes, "round %d: passes", round)
 		}
 	})
+}
+
+// TestBackToBackPassesSeeTheCheckReturned: a check that returned in time is free to run in the
+// very next pass, however soon it starts (Refresh right after Refresh). Its goroutine used to
+// hand over the result before marking the run over, so a pass starting in between found it
+// "still running" and failed it with ErrTimeout.
+func TestBackToBackPassesSeeTheCheckReturned(t *testing.T) {
+	var runs atomic.Int64
+	c, err := New(Config{Logger: quiet}, Check{Name: "db", Func: func(context.Context) error {
+		runs.Add(1)
+		return nil
+	}})
+	require.NoError(t, err)
+	defer c.Close()
+	for i := range 2000 {
+		st, err := c.Refresh(context.Background())
+		require.NoError(t, err)
+		require.NoError(t, st.Checks[0].LastError, "Refresh %d", i)
+	}
+	assert.Zero(t, c.Stats().Checks[0].Failures)
+	assert.Equal(t, int64(c.Stats().Checks[0].Runs), runs.Load(), "every pass ran the check")
 }
 
 func TestRefreshHonoursContext(t *testing.T) {
@@ -591,4 +619,39 @@ func checkerGoroutines() int {
 		}
 	}
 	return count
+}
+
+// TestCheckIgnoringContextOnTheRealClock, from the outside: a background check that ignores
+// its context and blocks runs on one goroutine however many passes go by (each pass counts it
+// failed with ErrTimeout); Close waits for it, as documented, and returns as soon as it
+// returns, leaving no goroutine behind.
+func TestCheckIgnoringContextOnTheRealClock(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	release := make(chan struct{})
+	var live, runs atomic.Int64
+	c, err := New(Config{Logger: quiet, Interval: 20 * time.Millisecond, Timeout: 5 * time.Millisecond},
+		Check{Name: "stuck", Func: stuck(release, &live, &runs)})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.Stats().Passes >= 20 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int64(1), runs.Load(), "runs while the first is stuck")
+	assert.Equal(t, int64(1), live.Load())
+	assert.LessOrEqual(t, checkerGoroutines(), 3, "the loop, a pass and the stuck run at most")
+	st := c.Stats().Checks[0]
+	assert.ErrorIs(t, st.LastError, ErrTimeout)
+	assert.Equal(t, st.Runs, st.Failures)
+
+	closed := make(chan struct{})
+	go func() { _ = c.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a check was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not return once the check returned")
+	}
+	assert.Zero(t, live.Load())
 }

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // TestLocalCheckFlipsOnNextProbe: a Local check is called by the probe itself, so readiness
@@ -277,4 +279,65 @@ func TestLocalCheckBodies(t *testing.T) {
 		assert.Equal(t, 3, verbose.Checks["b"].Runs, "runs after three probes")
 		assert.Equal(t, time.Now().UTC().Format(timeLayout), verbose.Checks["b"].LastRun)
 	})
+}
+
+// TestLocalCheckBlockingForeverOverHTTP, from the outside and on the real clock: a Local check
+// that blocks on every call and ignores its context holds up the probes that called it within
+// its Timeout, and only those. Probes that come later answer 503 at once over HTTP, without
+// calling it; Ready and Stats return at once; Close returns at once (the stuck call runs on a
+// probe's goroutine, not the Checker's); and nothing is left running once the call returns.
+func TestLocalCheckBlockingForeverOverHTTP(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	release := make(chan struct{})
+	var calls atomic.Int64
+	c, err := New(Config{Logger: quiet}, Check{Name: "lock", Local: true, Timeout: 100 * time.Millisecond,
+		Func: func(context.Context) error {
+			calls.Add(1)
+			<-release
+			return nil
+		}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(c.Middleware(http.NotFoundHandler()))
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func() (int, error) {
+		resp, err := client.Get(srv.URL + "/api/ready")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	held := make(chan int, 1)
+	go func() { code, _ := get(); held <- code }()
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, 2*time.Second, time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // past the check's Timeout
+
+	for i := range 20 {
+		start := time.Now()
+		code, err := get()
+		require.NoError(t, err, "probe %d", i)
+		assert.Equal(t, http.StatusServiceUnavailable, code, "probe %d", i)
+		assert.Less(t, time.Since(start), time.Second, "probe %d waited on the stuck check", i)
+	}
+	assert.False(t, c.Ready())
+	assert.ErrorIs(t, c.Stats().Checks[0].LastError, ErrTimeout)
+	assert.Equal(t, int64(1), calls.Load(), "probes after the Timeout called the stuck check")
+	select {
+	case <-held:
+		t.Fatal("the probe that called the stuck check returned")
+	default:
+	}
+
+	closed := make(chan struct{})
+	go func() { _ = c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close waits for a Local check stuck on a probe's goroutine")
+	}
+	close(release)
+	assert.Equal(t, http.StatusServiceUnavailable, <-held, "the held probe, answered after Close")
+	client.CloseIdleConnections()
+	srv.Close()
 }

@@ -75,9 +75,10 @@
 // middleware answers 503 with {"error":"Service temporarily unavailable."} (Config.OnError), or
 // with Config.FailOpen serves the request with an empty session that is not saved. After
 // consecutive failures the RedisStore answers at once for RedisConfig.RetryInterval, then probes
-// Redis again. Nothing panics. Hooks.OnStoreError sees each failure; Config.Logger gets one line
-// when the store starts failing (3 requests in a row) and one when it answers again, never a
-// line per request.
+// Redis again. Nothing panics. Hooks.OnStoreError sees each failure. One line is logged when
+// the store starts failing and one when it answers again, never a line per request: by the
+// RedisStore (RedisConfig.Logger), or for any other store by the Manager (Config.Logger, after 3
+// failed requests in a row).
 //
 // # Redis keys
 //

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -34,7 +33,7 @@ var _ Store = (*MemoryStore)(nil)
 
 type memShard struct {
 	mu     sync.Mutex
-	m      map[string]*memSession // by digest key
+	m      map[string]*memSession // by sessionKey("", id)
 	users  map[string]map[string]struct{}
 	writes int
 	_      [64]byte // no false sharing between neighbouring shards' locks
@@ -79,12 +78,6 @@ func (s *MemoryStore) count() int {
 		sh.mu.Unlock()
 	}
 	return n
-}
-
-// memKey is tag:handle, the key of a session by its ID.
-func memKey(id string) string {
-	var buf [tagLen + 1 + 43]byte
-	return string(appendDigest(append(append(buf[:0], id[:tagLen]...), ':'), id))
 }
 
 // live returns the session at key if it has not expired at now, deleting it if it has. s.mu is
@@ -134,7 +127,7 @@ func (s *MemoryStore) Load(_ context.Context, id string) (Record, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	now := s.clock()
-	e := sh.live(memKey(id), now)
+	e := sh.live(sessionKey("", id), now)
 	if e == nil {
 		return Record{}, ErrNotFound
 	}
@@ -149,14 +142,18 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	p := place(c, s.secret)
+	user := ""
+	if c.Create && c.User != "" {
+		user = userDigest(s.secret, c.User) // only a creation needs it: the index is by user ID
+	}
+	p := place(c, user)
 	// A renewed ID keeps the tag, a user's sessions share the user's: one shard holds it all.
 	sh := s.shard(p.id[:tagLen])
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	now := s.clock()
 	sh.sweep(now)
-	key := memKey(p.id)
+	key := sessionKey("", p.id)
 	e := sh.live(key, now)
 	switch {
 	case c.Destroy:
@@ -182,7 +179,7 @@ func (s *MemoryStore) Commit(_ context.Context, c *Change) (Record, error) {
 	}
 	if p.newID != "" {
 		sh.remove(key, e)
-		key = memKey(p.newID)
+		key = sessionKey("", p.newID)
 		sh.m[key] = e
 	}
 	e.expires = deadlineOf(now, e.abs, e.idle)
@@ -214,7 +211,7 @@ func (s *MemoryStore) User(_ context.Context, q UserQuery) ([]Info, error) {
 		if e == nil {
 			continue
 		}
-		_, hash, _ := strings.Cut(key, ":")
+		hash := keyHandle(key)
 		if q.Destroy && len(q.Handles) > 0 && !slices.Contains(q.Handles, hash) {
 			continue
 		}

@@ -95,7 +95,7 @@ func (m *Manager) storeFailed(ctx context.Context, err error) {
 	if h := m.cfg.Hooks.OnStoreError; h != nil {
 		h(ctx, err)
 	}
-	if m.failing.Record(failfast.Failed) {
+	if m.failing != nil && m.failing.Record(failfast.Failed) {
 		policy := "answered by Config.OnError"
 		if m.cfg.FailOpen {
 			policy = "served without a saved session (Config.FailOpen)"
@@ -105,9 +105,9 @@ func (m *Manager) storeFailed(ctx context.Context, err error) {
 }
 
 // storeAnswered ends a run of store failures, logging the end of one that was logged. While the
-// store answers it costs two atomic loads.
+// store answers it costs two atomic loads (none over a RedisStore).
 func (m *Manager) storeAnswered() {
-	if m.failing.Up() {
+	if m.failing != nil && m.failing.Up() {
 		m.cfg.Logger.Info("session: store answers again")
 	}
 }

@@ -288,6 +288,34 @@ func TestStoreStateLogged(t *testing.T) {
 	assert.Empty(t, logged.take())
 }
 
+// TestRedisOutageLoggedOnce: a RedisStore logs its outages itself, so a Manager over it adds no
+// line of its own: with one logger for both, an outage is one Warn and its end one Info.
+func TestRedisOutageLoggedOnce(t *testing.T) {
+	be := redistest.Open(t, redistest.Miniredis)
+	var logged records
+	logger := slog.New(&logged)
+	st, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, Logger: logger, RetryInterval: 10 * time.Millisecond,
+		Timeout: 30 * time.Second}) // no timeout on a busy machine: only SetError fails
+	require.NoError(t, err)
+	m := newManager(t, st, Config{Logger: logger})
+	c := &client{t: t, h: m.Middleware(app())}
+	require.Equal(t, http.StatusOK, c.do("POST", "/put?k=a&v=1").Code)
+
+	be.Mini.SetError("LOADING Redis is loading the dataset in memory")
+	for range 10 {
+		assert.Equal(t, http.StatusServiceUnavailable, c.do("GET", "/get?k=a").Code)
+	}
+	assert.Equal(t, []string{"WARN session: Redis unavailable; failing fast"}, logged.take())
+	assert.Equal(t, uint64(10), m.Stats().StoreErrors, "the Manager still counts every failed request")
+	be.Mini.SetError("")
+	require.Eventually(t, func() bool { return c.do("GET", "/get?k=a").Code == http.StatusOK },
+		time.Second, 20*time.Millisecond)
+	for range 10 {
+		assert.Equal(t, http.StatusOK, c.do("GET", "/get?k=a").Code)
+	}
+	assert.Equal(t, []string{"INFO session: Redis answers again"}, logged.take())
+}
+
 func TestMaxSize(t *testing.T) {
 	m := newManager(t, newMemoryStore(t), Config{MaxSize: 100})
 	c := &client{t: t, h: m.Middleware(app())}

@@ -144,19 +144,15 @@ func TestRedisKeyNamesHoldNoIDs(t *testing.T) {
 }
 
 // TestInstancesShareUsersWithoutSecret: two instances, each with its own client of one Redis
-// (miniredis, Redis, Cluster) and no Secret configured, log the same user in at the same
-// moment; either one lists both sessions and signs the user out everywhere.
+// (miniredis, Redis, Cluster) and no Secret configured, log the same user in at the same moment
+// (racing to create the shared secret); B renews the session A created; either one lists both
+// sessions, and B signs the user out everywhere.
 func TestInstancesShareUsersWithoutSecret(t *testing.T) {
 	ctx := context.Background()
 	for _, k := range redistest.Kinds()[1:] {
 		t.Run(string(k), func(t *testing.T) {
 			be := redistest.Open(t, k)
-			var ms [2]*Manager
-			for i := range ms {
-				st, err := NewRedisStore(be.NewClient(t), RedisConfig{Prefix: be.Prefix})
-				require.NoError(t, err)
-				ms[i] = newManager(t, st, Config{})
-			}
+			ms := instances(t, be, 2, Config{})
 			var cookies [2]string
 			var wg sync.WaitGroup
 			for i := range ms {
@@ -164,11 +160,27 @@ func TestInstancesShareUsersWithoutSecret(t *testing.T) {
 			}
 			wg.Wait()
 			assert.Equal(t, cookies[0][:tagLen], cookies[1][:tagLen], "one secret shared through Redis")
-			for _, m := range ms {
+
+			// B renews the session A logged in.
+			onB := &client{t: t, h: ms[1].Middleware(appWith("POST /renew", func(w http.ResponseWriter, r *http.Request) {
+				_ = FromContext(r.Context()).Renew()
+			})), cookie: &http.Cookie{Name: "session", Value: cookies[0]}}
+			require.Equal(t, http.StatusOK, onB.do("POST", "/renew").Code)
+			renewed := onB.cookie.Value
+			require.NotEqual(t, cookies[0], renewed)
+			assert.Equal(t, cookies[0][:tagLen], renewed[:tagLen], "a renewal keeps the user's tag")
+			want := []string{handle(renewed), handle(cookies[1])}
+			for i, m := range ms {
 				infos, err := m.List(ctx, personalUser)
 				require.NoError(t, err)
-				assert.Len(t, infos, 2, "each instance lists the sessions of both")
+				var got []string
+				for _, in := range infos {
+					got = append(got, in.Handle)
+				}
+				assert.ElementsMatch(t, want, got, "instance %d lists the renewed session and the other", i)
 			}
+			cookies[0] = renewed
+
 			n, err := ms[1].DestroyAll(ctx, personalUser)
 			require.NoError(t, err)
 			assert.Equal(t, 2, n)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,12 +52,18 @@ type RedisConfig struct {
 	// user's session IDs, so that neither a key name nor a logged cookie can be tied to a user
 	// ID without it. Every instance sharing the sessions must use the same Secret, or leave it
 	// empty: the first instance then stores a random secret in Redis at Prefix+"secret" and
-	// every instance reads it, so that a fleet needs no configuration; keep that key (it has no
-	// TTL: an allkeys-* eviction policy could remove it). A new secret does not end existing
-	// sessions, but List, Revoke and DestroyAll no longer see the sessions logged in before it.
-	// Default: a random secret kept in Redis.
+	// every instance reads it once and keeps it, so that a fleet needs no configuration. Keep
+	// that key: it has no TTL, but an allkeys-* eviction policy or a restart without
+	// persistence removes it, and then the instances that read it before keep it while those
+	// that read it after make a new one; List, Revoke and DestroyAll on one then miss the
+	// sessions logged in on the other until every instance has restarted. Set Secret where
+	// that can happen. A new secret does not end existing sessions, but List, Revoke and
+	// DestroyAll no longer see the sessions logged in before it. Default: a random secret kept
+	// in Redis.
 	Secret []byte
-	// Logger receives the store's outage transitions. Default: slog.Default().
+	// Logger receives the store's outage transitions: Redis failing (FailFastAfter operations
+	// in a row failed) and answering again; never a line per request. A Manager over the store
+	// adds no line of its own about them. Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -78,8 +83,7 @@ type RedisConfig struct {
 // The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
 // concurrent use and has no goroutine.
 type RedisStore struct {
-	rc     *redisclient.Client
-	prefix string
+	rc *redisclient.Client
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -110,28 +114,20 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &RedisStore{rc: rc, prefix: rc.Prefix()}, nil
+	return &RedisStore{rc: rc}, nil
 }
 
-// sessionKey is prefix{tag}:digest, built in one allocation.
-func (s *RedisStore) sessionKey(id string) string {
-	var buf [128]byte
-	k := rediskey.Append(buf[:0], s.prefix, id[:tagLen], ":")
-	return string(appendDigest(k, id))
-}
+// sessionKey is the key of the session of id.
+func (s *RedisStore) sessionKey(id string) string { return sessionKey(s.rc.Prefix(), id) }
 
 // indexKey is prefix{tag}:u:digest: the index of the user whose keyed digest it is, in the
 // slot of the sessions of tag.
 func (s *RedisStore) indexKey(tag, userDigest string) string {
-	return rediskey.Key(s.prefix, tag, ":u:"+userDigest)
+	return rediskey.Key(s.rc.Prefix(), tag, ":u:"+userDigest)
 }
 
-// secret is the key of users' digests; it reaches Redis once per process.
-func (s *RedisStore) secret(ctx context.Context) ([]byte, error) { return s.rc.Secret(ctx) }
-
-func (s *RedisStore) run(ctx context.Context, sc *redisclient.Script, calls []*redisclient.ScriptCall) error {
-	return s.rc.Run(ctx, sc, calls)
-}
+// logsOutages: the store's Redis client logs outages to RedisConfig.Logger (see selfLogging).
+func (*RedisStore) logsOutages() {}
 
 func ms(v int64) time.Time { return time.UnixMilli(v) }
 
@@ -141,7 +137,7 @@ func (s *RedisStore) Load(ctx context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	call := &redisclient.ScriptCall{Args: []any{1, s.sessionKey(id)}}
-	if err := s.run(ctx, loadScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, loadScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	vals, err := call.Cmd.Slice()
@@ -209,21 +205,22 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 	if err := checkChange(c); err != nil {
 		return Record{}, err
 	}
-	var secret []byte
+	user := "" // the digest naming the user's index
 	if c.User != "" {
-		var err error
-		if secret, err = s.secret(ctx); err != nil {
+		secret, err := s.rc.Secret(ctx)
+		if err != nil {
 			return Record{}, err
 		}
+		user = userDigest(secret, c.User)
 	}
-	p := place(c, secret)
+	p := place(c, user)
 	key := s.sessionKey(p.id)
 	newKey, index := key, key
 	if p.newID != "" {
 		newKey = s.sessionKey(p.newID)
 	}
-	if p.user != "" {
-		index = s.indexKey(p.id[:tagLen], p.user)
+	if user != "" {
+		index = s.indexKey(p.id[:tagLen], user)
 	}
 	bool01 := func(b bool) string {
 		if b {
@@ -251,7 +248,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 		args = append(args, "."+k)
 	}
 	call := &redisclient.ScriptCall{Args: args}
-	if err := s.run(ctx, commitScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, commitScript, []*redisclient.ScriptCall{call}); err != nil {
 		return Record{}, err
 	}
 	v, err := call.Cmd.Slice()
@@ -273,7 +270,7 @@ func (s *RedisStore) Commit(ctx context.Context, c *Change) (Record, error) {
 // every session it names (they share a slot) that lists them and, with destroy, deletes them; if
 // a login or renewal changed the index in between, the script refuses and User reads it again.
 func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
-	secret, err := s.secret(ctx)
+	secret, err := s.rc.Secret(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +292,7 @@ func (s *RedisStore) User(ctx context.Context, q UserQuery) ([]Info, error) {
 // indexMembers reads a user's index, on the primary.
 func (s *RedisStore) indexMembers(ctx context.Context, index string) ([]string, error) {
 	read := &redisclient.ScriptCall{Args: []any{1, index}}
-	if err := s.run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
+	if err := s.rc.Run(ctx, indexScript, []*redisclient.ScriptCall{read}); err != nil {
 		return nil, err
 	}
 	members, err := read.Cmd.StringSlice()
@@ -322,7 +319,7 @@ func (s *RedisStore) userSessions(ctx context.Context, index string, members []s
 		}
 	}
 	call := &redisclient.ScriptCall{Args: args}
-	if err := s.run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.Run(ctx, userScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, false, err
 	}
 	v, err := call.Cmd.Slice()
@@ -338,8 +335,7 @@ func (s *RedisStore) userSessions(ctx context.Context, index string, members []s
 		c, _ := v[i+1].(int64)
 		a, _ := v[i+2].(int64)
 		e, _ := v[i+3].(int64)
-		_, handle, _ := strings.Cut(k[strings.LastIndexByte(k, '}')+1:], ":")
-		infos = append(infos, Info{Handle: handle, Created: ms(c), Deadline: ms(a), Expires: ms(e)})
+		infos = append(infos, Info{Handle: keyHandle(k), Created: ms(c), Deadline: ms(a), Expires: ms(e)})
 	}
 	sortInfos(infos)
 	return infos, true, nil

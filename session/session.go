@@ -70,7 +70,9 @@ type Config struct {
 	// another response. Default: 503 with {"error":"Service temporarily unavailable."}.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
 	// Logger receives the Manager's state changes: the store failing (3 loads or saves in a
-	// row failed) and answering again; never a line per request. Default: slog.Default().
+	// row failed) and answering again; never a line per request. A RedisStore logs its own
+	// outages (RedisConfig.Logger), so a Manager over one logs nothing of them here.
+	// Default: slog.Default().
 	Logger *slog.Logger
 	// Hooks observe the Manager. Default: none.
 	Hooks Hooks
@@ -104,8 +106,9 @@ type Manager struct {
 	store  Store
 	cfg    Config
 	cookie string
-	// failing tracks runs of store failures, for Config.Logger; the Manager never refuses a
-	// call because of it (a RedisStore fails fast on its own).
+	// failing counts store failures in a row, for Config.Logger, when the store does not log
+	// its own outages (see selfLogging); nil otherwise. The Manager never refuses a call
+	// because of it.
 	failing *failfast.Window
 
 	loads, misses, created, renewed, destroyed, commits, lost, storeErrors atomic.Uint64
@@ -127,8 +130,18 @@ func New(store Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{store: store, cfg: cfg, cookie: name, failing: failfast.New(0, failingAfter)}, nil
+	m := &Manager{store: store, cfg: cfg, cookie: name}
+	if _, ok := store.(selfLogging); !ok {
+		m.failing = failfast.New(0, failingAfter)
+	}
+	return m, nil
 }
+
+// selfLogging is implemented by stores that log their own outages: the RedisStore, whose Redis
+// client logs when Redis starts failing and when it answers again (RedisConfig.Logger). The
+// Manager logs store failures for other stores only, so that an outage is logged once, by the
+// one that counts it. A store that embeds a *RedisStore implements it too.
+type selfLogging interface{ logsOutages() }
 
 // fill checks cfg and fills in its defaults.
 func (cfg *Config) fill() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/outgrow/outgrow/internal/rediskey"
@@ -34,11 +35,6 @@ type Store interface {
 	// never a scan. It returns the sessions listed, or with q.Destroy, those deleted.
 	User(ctx context.Context, q UserQuery) ([]Info, error)
 }
-
-var (
-	_ Store = (*MemoryStore)(nil)
-	_ Store = (*RedisStore)(nil)
-)
 
 // UserQuery selects the sessions of a user for [Store.User]. It is plain data; its zero value
 // lists the sessions of the user "".
@@ -142,20 +138,28 @@ func checkChange(c *Change) error {
 // can tell whose a tag or an index is, nor test a guess.
 func userDigest(secret []byte, user string) string { return rediskey.Digest(secret, user) }
 
-// placement is where a Change puts its session: the ID it is stored under (with the tag the
-// store chose), the renewed ID if any, and the user's digest ("" when anonymous).
-type placement struct {
-	id, newID, user string
+// sessionKey is prefix{tag}:handle, the key of the session of id in either store (a
+// MemoryStore's prefix is empty), built in one allocation.
+func sessionKey(prefix, id string) string {
+	var buf [128]byte
+	return string(appendDigest(rediskey.Append(buf[:0], prefix, id[:tagLen], ":"), id))
 }
 
-// place decides the IDs of c's session under secret (nil for an anonymous session).
-func place(c *Change, secret []byte) placement {
+// keyHandle returns the handle that ends a session's key.
+func keyHandle(key string) string { return key[strings.LastIndexByte(key, ':')+1:] }
+
+// placement is where a Change puts its session: the ID it is stored under (with the tag the
+// store chose) and the renewed ID if any.
+type placement struct {
+	id, newID string
+}
+
+// place decides the IDs of c's session. user is the keyed digest of c.User (see userDigest);
+// only a creation for a user needs it, to give the session the user's tag.
+func place(c *Change, user string) placement {
 	p := placement{id: c.ID}
-	if c.User != "" {
-		p.user = userDigest(secret, c.User)
-		if c.Create {
-			p.id = withTag(c.ID, p.user[:tagLen])
-		}
+	if c.Create && user != "" {
+		p.id = withTag(c.ID, user[:tagLen])
 	}
 	if c.NewID != "" {
 		p.newID = withTag(c.NewID, p.id[:tagLen])
