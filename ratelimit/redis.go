@@ -42,7 +42,8 @@ type RedisConfig struct {
 	// Secret keys the hash that names each key in Redis (key names never contain the keys
 	// themselves, such as IPs or API keys). Every instance sharing the Redis must use the same
 	// Secret. Default: a random secret that the first instance stores in Redis, under
-	// Prefix+"secret", and that every instance reads once.
+	// Prefix+"secret", and that every instance reads once (see the README's Eviction note for
+	// what happens if Redis loses it).
 	Secret []byte
 	// Logger receives the store's outage transitions. Default: slog.Default().
 	Logger *slog.Logger

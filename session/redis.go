@@ -54,12 +54,11 @@ type RedisConfig struct {
 	// empty: the first instance then stores a random secret in Redis at Prefix+"secret" and
 	// every instance reads it once and keeps it, so that a fleet needs no configuration. Keep
 	// that key: it has no TTL, but an allkeys-* eviction policy or a restart without
-	// persistence removes it, and then the instances that read it before keep it while those
-	// that read it after make a new one; List, Revoke and DestroyAll on one then miss the
-	// sessions logged in on the other until every instance has restarted. Set Secret where
-	// that can happen. A new secret does not end existing sessions, but List, Revoke and
-	// DestroyAll no longer see the sessions logged in before it. Default: a random secret kept
-	// in Redis.
+	// persistence removes it. After such an outage the running instances write theirs back at
+	// their first operation, but an instance that starts before they do makes a new one (and
+	// they log a warning); List, Revoke and DestroyAll on one then miss the sessions logged in
+	// on the other until every instance has restarted. Set Secret where that can happen. A new
+	// secret does not end existing sessions. Default: a random secret kept in Redis.
 	Secret []byte
 	// Logger receives the store's outage transitions: Redis failing (FailFastAfter operations
 	// in a row failed) and answering again; never a line per request. A Manager over the store

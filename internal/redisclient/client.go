@@ -135,7 +135,8 @@ type Client struct {
 	singleNode bool // one server holds every key: a script may touch keys of any slot
 	window     *failfast.Window
 
-	secret atomic.Pointer[[]byte]
+	secret   atomic.Pointer[[]byte]
+	reassert atomic.Bool // an outage ended: Redis may have lost the secret (restart, eviction)
 
 	calls, failures, fastFails atomic.Uint64
 }
@@ -282,6 +283,9 @@ func (c *Client) up() {
 }
 
 func (c *Client) transition(down bool, err error) {
+	if !down {
+		c.reassert.Store(true)
+	}
 	if down {
 		c.cfg.Logger.Warn(c.cfg.Component+": Redis unavailable; failing fast",
 			"err", err, "retry_interval", c.cfg.RetryInterval)
@@ -333,19 +337,50 @@ return ARGV[1]`)
 // set; otherwise a random secret kept in Redis under Prefix+"secret", created by the first
 // instance that asks, so that every instance sharing the Redis hashes alike. It is read once
 // and kept; until Redis answers, it returns an error wrapping the package's ErrUnavailable.
+//
+// A Redis restarted without persistence, or one that evicted the key, has lost it: after each
+// outage the first call writes this instance's secret back if the key is gone, so that
+// instances starting later read the same one, and logs a warning if Redis holds another (an
+// instance started meanwhile made its own; only a configured Secret rules that out).
 func (c *Client) Secret(ctx context.Context) ([]byte, error) {
 	if s := c.secret.Load(); s != nil {
+		if len(c.cfg.Secret) == 0 && c.reassert.Load() && c.reassert.CompareAndSwap(true, false) {
+			c.keepSecret(ctx, *s)
+		}
 		return *s, nil
 	}
-	call := &ScriptCall{Args: []any{1, c.cfg.Prefix + "secret", rand.Text() + rand.Text()}}
-	if err := c.Run(ctx, secretScript, []*ScriptCall{call}); err != nil {
+	v, err := c.readSecret(ctx, rand.Text()+rand.Text())
+	if err != nil {
 		return nil, err
-	}
-	v, err := call.Cmd.Text()
-	if err != nil || v == "" {
-		return nil, fmt.Errorf("%w: reading the hash secret: %q, %v", c.cfg.Unavailable, v, err)
 	}
 	b := []byte(v)
 	c.secret.CompareAndSwap(nil, &b)
 	return *c.secret.Load(), nil
+}
+
+// readSecret returns the secret Redis holds, storing proposed first if it holds none.
+func (c *Client) readSecret(ctx context.Context, proposed string) (string, error) {
+	call := &ScriptCall{Args: []any{1, c.cfg.Prefix + "secret", proposed}}
+	if err := c.Run(ctx, secretScript, []*ScriptCall{call}); err != nil {
+		return "", err
+	}
+	v, err := call.Cmd.Text()
+	if err != nil || v == "" {
+		return "", fmt.Errorf("%w: reading the hash secret: %q, %v", c.cfg.Unavailable, v, err)
+	}
+	return v, nil
+}
+
+// keepSecret writes the secret this instance uses back to Redis if Redis lost it, and warns
+// if Redis holds another. A failed attempt is made again at the next call.
+func (c *Client) keepSecret(ctx context.Context, mine []byte) {
+	v, err := c.readSecret(ctx, string(mine))
+	switch {
+	case err != nil:
+		c.reassert.Store(true)
+	case v != string(mine):
+		c.cfg.Logger.Warn(c.cfg.Component+": the hash secret in Redis is not this instance's "+
+			"(Redis lost it and another instance made a new one); set RedisConfig.Secret on every instance",
+			"key", c.cfg.Prefix+"secret")
+	}
 }

@@ -539,3 +539,48 @@ func TestNilIsAReply(t *testing.T) {
 		t.Fatalf("stats %+v: a missing key is no failure", st)
 	}
 }
+
+// TestSecretKeptAcrossALostKey: Redis loses the secret (a restart without persistence, an
+// eviction) while instance A runs. After A's next outage ends, A's first call writes its secret
+// back, so an instance starting later hashes as A does; if another instance made a new secret
+// meanwhile, A keeps its own and warns.
+func TestSecretKeptAcrossALostKey(t *testing.T) {
+	b := redistest.Open(t, redistest.Miniredis)
+	ctx := context.Background()
+	var log syncBuffer
+	a := newClient(t, b.Client, Config{Prefix: b.Prefix, FailFastAfter: 1, RetryInterval: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	mine, err := a.Secret(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outage := func() {
+		t.Helper()
+		b.Mini.SetError("LOADING")
+		_ = a.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+		b.Mini.SetError("")
+		time.Sleep(2 * time.Millisecond)
+		if err := a.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() }); err != nil || a.Down() {
+			t.Fatalf("outage not over: %v", err)
+		}
+	}
+
+	b.Mini.Del(b.Prefix + "secret") // lost
+	outage()
+	if s, err := a.Secret(ctx); err != nil || string(s) != string(mine) {
+		t.Fatalf("A's secret after the outage: %q, %v", s, err)
+	}
+	later := newClient(t, b.NewClient(t), Config{Prefix: b.Prefix})
+	if s, err := later.Secret(ctx); err != nil || string(s) != string(mine) {
+		t.Fatalf("an instance started after the loss reads %q, %v; want A's, written back", s, err)
+	}
+
+	b.Mini.Set(b.Prefix+"secret", "made-by-another-instance")
+	outage()
+	if s, _ := a.Secret(ctx); string(s) != string(mine) {
+		t.Fatalf("A changed its secret to %q: its keys would move", s)
+	}
+	if !strings.Contains(log.String(), "not this instance's") {
+		t.Fatalf("no warning about the other secret; log:\n%s", log.String())
+	}
+}
