@@ -512,7 +512,7 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 	require.NoError(t, s.rc.Redis().ScriptFlush(ctx).Err())
-	s.split = byTag // two phases, each pipelined
+	s.holds = true // two phases, each pipelined
 	d, err = AllowAll(ctx, Layer{Limiter: l, Key: "ip"}, Layer{Limiter: l, Key: "other"})
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 3}, []int{d.Results[0].Remaining, d.Results[1].Remaining}, "a pipeline is charged once too")

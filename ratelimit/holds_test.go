@@ -1,0 +1,141 @@
+package ratelimit
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The tests of this file check the promises of requests whose keys span servers or Cluster
+// slots from the outside: instances on clients of their own, held up between the two phases of
+// a request by a hook on their go-redis client (as by a long GC pause or a SIGSTOP), cut off,
+// or facing a Redis that dies.
+
+// afterReserve is a go-redis hook that runs fn, once, after the first round trip of a client
+// that placed holds (the first phase of a request spanning servers or slots): the instance
+// behind that client is held up, or dies, between its two phases.
+type afterReserve struct {
+	once sync.Once
+	fn   func()
+}
+
+func (h *afterReserve) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *afterReserve) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(cmd)
+		return err
+	}
+}
+
+func (h *afterReserve) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(cmds...)
+		return err
+	}
+}
+
+func (h *afterReserve) after(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		for _, a := range c.Args() {
+			if s, ok := a.(string); ok && s == "reserve" {
+				h.once.Do(h.fn)
+				return
+			}
+		}
+	}
+}
+
+// TestStalledRequestNeverCommitsLapsedHolds: an instance held up between its two phases for
+// longer than its holds live must not charge units that another instance took meanwhile,
+// whether its holds lapsed on every server or on one only: its request is denied by the units
+// really taken, charges nothing anywhere (what one server charged is given back), and the
+// other instance's grant stands. Two servers behind a go-redis Ring (it shards by hash tag, as
+// a Cluster does by slot), each with its own clock: the stall moves the clocks, so that the
+// stalled instance's own clock cannot tell it that it was held up.
+func TestStalledRequestNeverCommitsLapsedHolds(t *testing.T) {
+	for _, everywhere := range []bool{true, false} {
+		name := map[bool]string{true: "lapsed everywhere", false: "lapsed on one server"}[everywhere]
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			servers := []*miniredis.Miniredis{miniredis.RunT(t), miniredis.RunT(t)}
+			start := time.Now().Truncate(time.Second)
+			for _, m := range servers {
+				m.SetTime(start)
+			}
+			// instance returns the limiters of an instance over a Ring of its own.
+			instance := func(hooks ...redis.Hook) (ip, apikey *Limiter) {
+				r := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": servers[0].Addr(), "b": servers[1].Addr()}})
+				t.Cleanup(func() { _ = r.Close() })
+				for _, h := range hooks {
+					r.AddHook(h)
+				}
+				s, err := NewRedisStore(r, RedisConfig{Timeout: time.Second, Secret: []byte("test")})
+				require.NoError(t, err)
+				return newLimiter(t, s, PerHour(3), Config{Name: "ip", DisableDenyCache: true}),
+					newLimiter(t, s, PerHour(100), Config{Name: "apikey", DisableDenyCache: true})
+			}
+			// serverOf returns the server that holds the keys of key.
+			probeIP, _ := instance()
+			serverOf := func(key string) *miniredis.Miniredis {
+				_, err := probeIP.Allow(ctx, key)
+				require.NoError(t, err)
+				for _, m := range servers {
+					if len(m.Keys()) > 0 {
+						m.FlushAll()
+						return m
+					}
+				}
+				t.Fatal("no key written")
+				return nil
+			}
+			ipServer := serverOf("ip")
+			apiKey := "k0"
+			for i := 1; serverOf(apiKey) == ipServer; i++ {
+				apiKey = "k" + string(rune('0'+i))
+			}
+
+			otherIP, _ := instance()
+			var otherGranted Result
+			life := 4 * time.Second // 4 Timeouts
+			stall := &afterReserve{fn: func() {
+				// Held up: the holds lapse, and the other instance takes the key's units.
+				for _, m := range servers {
+					if everywhere || m == ipServer {
+						m.SetTime(start.Add(life + time.Millisecond))
+					}
+				}
+				var err error
+				otherGranted, err = otherIP.AllowN(ctx, "ip", 3)
+				assert.NoError(t, err)
+			}}
+			ip, apikey := instance(stall)
+
+			d, err := AllowAll(ctx, Layer{Limiter: ip, Key: "ip"}, Layer{Limiter: apikey, Key: apiKey})
+			require.NoError(t, err)
+			assert.True(t, otherGranted.Allowed, "the other instance took the units once the holds lapsed")
+			assert.False(t, d.Allowed, "the stalled request is not granted units that were taken")
+			assert.Equal(t, []string{"ip"}, d.Denied)
+
+			p, err := ip.Peek(ctx, "ip")
+			require.NoError(t, err)
+			assert.Equal(t, time.Hour, p.ResetAfter, "the key holds the other instance's 3 units only (20 min each)")
+			p, err = apikey.Peek(ctx, apiKey)
+			require.NoError(t, err)
+			assert.Equal(t, 100, p.Remaining, "the API key was not charged")
+			for _, m := range servers {
+				for _, k := range m.Keys() {
+					assert.NotContains(t, k, ":holds", "no hold is left behind")
+				}
+			}
+		})
+	}
+}
