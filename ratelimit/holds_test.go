@@ -2,6 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 // The tests of this file check the promises of requests whose keys span servers or Cluster
@@ -18,7 +23,7 @@ import (
 // or facing a Redis that dies.
 
 // afterReserve is a go-redis hook that runs fn, once, after the first round trip of a client
-// that placed holds (the first phase of a request spanning servers or slots): the instance
+// that ran a reserve call (the first phase of a request spanning servers or slots): the instance
 // behind that client is held up, or dies, between its two phases.
 type afterReserve struct {
 	once sync.Once
@@ -45,6 +50,9 @@ func (h *afterReserve) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 
 func (h *afterReserve) after(cmds ...redis.Cmder) {
 	for _, c := range cmds {
+		if c.Err() != nil {
+			continue // not run: refused with NOSCRIPT, or failed
+		}
 		for _, a := range c.Args() {
 			if s, ok := a.(string); ok && s == "reserve" {
 				h.once.Do(h.fn)
@@ -138,4 +146,70 @@ func TestStalledRequestNeverCommitsLapsedHolds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// layersOn returns the layers of one request, by IP (3 per hour) and by API key (100 per hour),
+// on store: keys of two hash tags, so two phases.
+func layersOn(t *testing.T, s Store, policy FailurePolicy) []Layer {
+	return []Layer{
+		{Limiter: newLimiter(t, s, PerHour(3), Config{Name: "ip", FailurePolicy: policy, DisableDenyCache: true}), Key: "ip"},
+		{Limiter: newLimiter(t, s, PerHour(100), Config{Name: "apikey", FailurePolicy: policy, DisableDenyCache: true}), Key: "k"},
+	}
+}
+
+// remaining peeks at the units left of each layer.
+func remaining(t *testing.T, layers []Layer) []int {
+	t.Helper()
+	var left []int
+	for _, ly := range layers {
+		p, err := ly.Limiter.Peek(context.Background(), ly.Key)
+		require.NoError(t, err)
+		left = append(left, p.Remaining)
+	}
+	return left
+}
+
+// TestClusterStalledInstance: on a real Cluster, an instance held up between its two phases
+// longer than its holds live (a go-redis hook sleeps after its first round trip) while another
+// instance takes the units is not granted, and charges nothing: the other instance's grant
+// stands alone.
+func TestClusterStalledInstance(t *testing.T) {
+	if !slices.Contains(redistest.Kinds(), redistest.Cluster) {
+		t.Skip("no Cluster configured (" + redistest.EnvCluster + ")")
+	}
+	b := redistest.Open(t, redistest.Cluster)
+	ctx := context.Background()
+	const timeout = 100 * time.Millisecond
+	instance := func(hooks ...redis.Hook) []Layer {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(os.Getenv(redistest.EnvCluster), ","),
+			ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = c.Close() })
+		for _, h := range hooks {
+			c.AddHook(h)
+		}
+		s, err := NewRedisStore(c, RedisConfig{Prefix: b.Prefix, Timeout: timeout})
+		require.NoError(t, err)
+		require.True(t, s.holds)
+		return layersOn(t, s, FailClosed)
+	}
+	other := instance()
+	_ = remaining(t, other) // the hash secret is created
+	var otherGranted Result
+	stalled := instance(&afterReserve{fn: func() {
+		time.Sleep(4*timeout + 50*time.Millisecond) // the holds lapse
+		var err error
+		otherGranted, err = other[0].Limiter.AllowN(ctx, "ip", 3)
+		assert.NoError(t, err)
+	}})
+
+	d, err := AllowAll(ctx, stalled...)
+	require.NoError(t, err)
+	assert.True(t, otherGranted.Allowed, "the other instance took the units once the holds lapsed")
+	assert.False(t, d.Allowed, "the stalled instance is not granted units that were taken")
+	assert.Equal(t, []string{"ip"}, d.Denied)
+	assert.Equal(t, []int{0, 100}, remaining(t, other), "the API key was not charged")
+	p, err := other[0].Limiter.Peek(ctx, "ip")
+	require.NoError(t, err)
+	assert.Greater(t, p.ResetAfter, 59*time.Minute, "the other instance's 3 units of 20 min")
+	assert.LessOrEqual(t, p.ResetAfter, time.Hour, "and nothing more")
 }

@@ -207,7 +207,7 @@ type batch struct {
 // run decides the batch: one round of script calls (or two across slots), and more only when
 // units were held by other requests, or its own holds lapsed.
 func (b *batch) run(ctx context.Context) error {
-	deadline := time.Now().Add(b.s.rc.Timeout())
+	var deadline time.Time // Timeout after units were first found held
 	for attempt := 0; ; attempt++ {
 		var busy bool
 		var err error
@@ -218,6 +218,9 @@ func (b *batch) run(ctx context.Context) error {
 		}
 		if err != nil || !busy {
 			return err
+		}
+		if attempt == 0 {
+			deadline = time.Now().Add(b.s.rc.Timeout())
 		}
 		wait := backoff(attempt, b.s.rc.Timeout())
 		if time.Now().Add(wait).After(deadline) {
