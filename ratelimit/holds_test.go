@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +150,23 @@ func TestStalledRequestNeverCommitsLapsedHolds(t *testing.T) {
 	}
 }
 
+// holdingStore returns a store over a client of its own to addr, with the holds of the Cluster
+// protocol on (each key as if in a slot of its own) and the given Timeout (its holds live four
+// Timeouts).
+func holdingStore(t *testing.T, addr string, timeout time.Duration, hooks ...redis.Hook) *RedisStore {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	for _, h := range hooks {
+		c.AddHook(h)
+	}
+	s, err := NewRedisStore(c, RedisConfig{Timeout: timeout, RetryInterval: 20 * time.Millisecond, Secret: []byte("test")})
+	require.NoError(t, err)
+	s.holds = true
+	return s
+}
+
 // layersOn returns the layers of one request, by IP (3 per hour) and by API key (100 per hour),
 // on store: keys of two hash tags, so two phases.
 func layersOn(t *testing.T, s Store, policy FailurePolicy) []Layer {
@@ -212,4 +231,104 @@ func TestClusterStalledInstance(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, p.ResetAfter, 59*time.Minute, "the other instance's 3 units of 20 min")
 	assert.LessOrEqual(t, p.ResetAfter, time.Hour, "and nothing more")
+}
+
+// TestCrashedInstanceHoldsLapse: an instance cut off from Redis between its two phases (its
+// commit and its release never arrive, as when it dies) fails as its policy says, and another
+// instance asking for the same units is not denied: it waits for the holds to lapse, within its
+// Timeout, and is granted. Nothing of the dead request stays charged.
+func TestCrashedInstanceHoldsLapse(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	ctx := context.Background()
+	dead := layersOn(t, holdingStore(t, proxy.Addr(), 100*time.Millisecond,
+		&afterReserve{fn: func() { proxy.Blackhole(true) }}), FailClosed)
+	other := layersOn(t, holdingStore(t, srv.Addr(), 2*time.Second), FailClosed)
+
+	start := time.Now()
+	d, err := AllowAll(ctx, dead...)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.False(t, d.Allowed)
+	assert.Less(t, time.Since(start), time.Second, "the dead call ends with its Timeouts")
+
+	d, err = AllowAll(ctx, Layer{Limiter: other[0].Limiter, Key: "ip", N: 3}, other[1])
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "granted once the dead instance's holds lapsed, not denied: %+v", d.Results)
+	assert.Equal(t, []int{0, 99}, remaining(t, other), "only the granted request is charged")
+}
+
+// TestFrozenRedisBetweenPhases: Redis frozen (SIGSTOP) after the first phase of a request and
+// for longer than its holds live: the request ends with its Timeouts, as its policy says; when
+// Redis wakes up and runs the commit that waited in its socket, the holds have lapsed, and the
+// commit charges nothing.
+func TestFrozenRedisBetweenPhases(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	pid := serverPID(t, srv.Addr())
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	const timeout = 100 * time.Millisecond
+	frozen := layersOn(t, holdingStore(t, srv.Addr(), timeout,
+		&afterReserve{fn: func() { require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP)) }}), FailClosed)
+	ctx := context.Background()
+
+	start := time.Now()
+	d, err := AllowAll(ctx, frozen...)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.False(t, d.Allowed)
+	assert.Less(t, time.Since(start), time.Second, "the call ends with its Timeouts")
+	time.Sleep(4*timeout - time.Since(start) + 50*time.Millisecond) // the holds lapse
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+
+	other := layersOn(t, holdingStore(t, srv.Addr(), time.Second), FailClosed)
+	for range 5 {
+		assert.Equal(t, []int{3, 100}, remaining(t, other), "the late commit charged nothing")
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serverPID returns the process id of the redis-server at addr.
+func serverPID(t *testing.T, addr string) int {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "server").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid, err := strconv.Atoi(v)
+			require.NoError(t, err)
+			return pid
+		}
+	}
+	t.Fatal("no process_id in INFO server")
+	return 0
+}
+
+// TestRedisKilledBetweenPhases: Redis killed after the first phase of a request: the request
+// ends at once as its policy says (FailClosed refuses with ErrUnavailable, FailLocal decides
+// locally), and once Redis is back on the same port the same store decides there again.
+func TestRedisKilledBetweenPhases(t *testing.T) {
+	srv := redistest.StartServer(t, 0)
+	s := holdingStore(t, srv.Addr(), 100*time.Millisecond, &afterReserve{fn: srv.Stop})
+	closed, local := layersOn(t, s, FailClosed), layersOn(t, s, FailLocal)
+	for i := range local {
+		local[i].Key += "-local"
+	}
+	ctx := context.Background()
+
+	start := time.Now()
+	d, err := AllowAll(ctx, closed...)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.False(t, d.Allowed)
+	assert.Less(t, time.Since(start), time.Second, "the call ends with its Timeouts")
+	d, err = AllowAll(ctx, local...)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "FailLocal decides on the fallback")
+	assert.True(t, local[0].Limiter.Stats().Degraded)
+
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool {
+		d, err := AllowAll(ctx, closed...)
+		return err == nil && d.Allowed
+	}, 3*time.Second, 20*time.Millisecond, "the store decides on Redis again")
+	assert.Equal(t, []int{2, 99}, remaining(t, closed), "charged once, on the new server")
 }
