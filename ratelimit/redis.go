@@ -161,7 +161,6 @@ func (s *RedisStore) take(ctx context.Context, reqs []request, out []outcome) er
 	b.keys = b.keyBuf[:0]
 	for i := range reqs {
 		b.keys = append(b.keys, s.key(secret, &reqs[i]))
-		b.takes = b.takes || reqs[i].n > 0
 	}
 	b.groups = s.group(b.keys, b.groupBuf[:0])
 	return b.run(ctx)
@@ -193,25 +192,29 @@ type batch struct {
 	out    []outcome
 	keys   []string
 	groups [][]int // indexes of the requests of each script call
-	takes  bool    // the batch takes units (rather than peek or give back)
 	id     string  // the holds' id, for a batch that spans calls
 
-	// Room for the common batches, of up to four requests in one call: one allocation.
-	keyBuf   [4]string
+	// Room for the common batches, of up to three requests in one call (two with holds), in the
+	// batch's one allocation: the ARGV of a call is 4 values, then 4 per request.
+	keyBuf   [3]string
 	groupBuf [1][]int
 	call     redisclient.ScriptCall
 	callBuf  [1]*redisclient.ScriptCall
-	argBuf   [1 + 2*4 + 4 + 4*4]any
+	argBuf   [1 + 3 + 4 + 4*3]any
 }
 
 // run decides the batch: one round of script calls (or two across slots), and more only when
 // units were held by other requests, or its own holds lapsed.
 func (b *batch) run(ctx context.Context) error {
+	takes := false // rather than peek or give back: only takes need holds
+	for i := range b.reqs {
+		takes = takes || b.reqs[i].n > 0
+	}
 	var deadline time.Time // Timeout after units were first found held
 	for attempt := 0; ; attempt++ {
 		var busy bool
 		var err error
-		if len(b.groups) == 1 || !b.takes {
+		if len(b.groups) == 1 || !takes {
 			busy, err = b.decide(ctx)
 		} else {
 			busy, err = b.reserveThenCommit(ctx)

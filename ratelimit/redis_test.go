@@ -33,7 +33,7 @@ func hold(t *testing.T, s *RedisStore, reqs ...request) *batch {
 	ctx := context.Background()
 	secret, err := s.rc.Secret(ctx)
 	require.NoError(t, err)
-	b := &batch{s: s, reqs: reqs, out: make([]outcome, len(reqs)), keys: make([]string, len(reqs)), takes: true, id: "other"}
+	b := &batch{s: s, reqs: reqs, out: make([]outcome, len(reqs)), keys: make([]string, len(reqs)), id: "other"}
 	for i := range reqs {
 		b.keys[i] = s.key(secret, &reqs[i])
 	}
