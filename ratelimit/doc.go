@@ -51,9 +51,9 @@
 // limit refuses, the global limit is not charged either. The layers of a store are decided
 // atomically: other requests never see units that a request does not keep, a layer is reported
 // denied only when its key lacks the units, and the same requests get the same decisions on
-// every store. On Redis that takes one round trip when the keys are on one server or in one
-// Cluster slot (the policies of one key always are), and two when they span Cluster slots (see
-// [RedisStore]). The [Decision] names every policy that denied.
+// every store. On Redis that takes one round trip when the keys are on one server or are one
+// key's (the policies of one key share a Cluster slot), and two when they span Cluster slots
+// (see [RedisStore]). The [Decision] names every policy that denied.
 //
 // # Failures
 //

@@ -45,8 +45,8 @@ func (d Decision) RetryAfter() time.Duration {
 // AllowAll applies several layers to one request, all or nothing: if any layer denies, no layer
 // is charged. Layers whose Limiters share a store are decided together, atomically: other
 // requests never see units of this one that it does not keep, and a layer is reported denied
-// only when its key lacks the units. On a [RedisStore] that is one round trip when all the keys
-// are on one server or in one Cluster slot, and two otherwise (see RedisStore). Layers on
+// only when its key lacks the units. On a [RedisStore] that is one round trip when the keys are
+// on one server or are one key's, and two otherwise (see RedisStore). Layers on
 // different stores are decided one store after the other, and the units charged by the earlier
 // stores are given back if a later one denies.
 //

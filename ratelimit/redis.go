@@ -54,8 +54,8 @@ type RedisConfig struct {
 //
 // Decisions are exact and atomic: the same requests get the same answers as on a [MemoryStore],
 // whatever other instances do meanwhile. A decision is one Lua script call (one round trip) when
-// its keys are on one server (standalone, Sentinel) or share a Cluster hash slot (the policies of
-// one key always do). When the keys of a request span slots, it takes two round trips: first
+// its keys are on one server (standalone, Sentinel) or are one key's (the policies of one key
+// share a hash tag, so a Cluster slot). Otherwise, on a Cluster, it takes two round trips: first
 // each slot holds the units if it has them, then every slot charges them, or, if one slot lacked
 // them, every slot releases them. Other requests count held units as taken, but a key whose
 // units are only held is never reported denied: such a request waits for the holds to be
