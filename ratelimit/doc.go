@@ -73,7 +73,8 @@
 // Redis about one call per RetryAfter per instance. Since Redis only denies a key that lacks the
 // units, a cached denial is never wrong before its RetryAfter, unless the key is reset
 // ([Limiter.Reset] clears the cache of its own instance only), or units it lacked were given
-// back by a request whose layers span stores (see [AllowAll]).
+// back: by a request whose layers span stores (see [AllowAll]), or by one held up between its
+// two phases on a Cluster (see [RedisStore]).
 //
 // # HTTP
 //
