@@ -245,13 +245,8 @@ func TestCrashedInstanceHoldsLapse(t *testing.T) {
 		&afterReserve{fn: func() { proxy.Blackhole(true) }}), FailClosed)
 	other := layersOn(t, holdingStore(t, srv.Addr(), 2*time.Second), FailClosed)
 
-	start := time.Now()
-	d, err := AllowAll(ctx, dead...)
-	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.False(t, d.Allowed)
-	assert.Less(t, time.Since(start), time.Second, "the dead call ends with its Timeouts")
-
-	d, err = AllowAll(ctx, Layer{Limiter: other[0].Limiter, Key: "ip", N: 3}, other[1])
+	failsClosed(t, dead)
+	d, err := AllowAll(ctx, Layer{Limiter: other[0].Limiter, Key: "ip", N: 3}, other[1])
 	require.NoError(t, err)
 	assert.True(t, d.Allowed, "granted once the dead instance's holds lapsed, not denied: %+v", d.Results)
 	assert.Equal(t, []int{0, 99}, remaining(t, other), "only the granted request is charged")
@@ -268,13 +263,8 @@ func TestFrozenRedisBetweenPhases(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	frozen := layersOn(t, holdingStore(t, srv.Addr(), timeout,
 		&afterReserve{fn: func() { require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP)) }}), FailClosed)
-	ctx := context.Background()
 
-	start := time.Now()
-	d, err := AllowAll(ctx, frozen...)
-	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.False(t, d.Allowed)
-	assert.Less(t, time.Since(start), time.Second, "the call ends with its Timeouts")
+	start := failsClosed(t, frozen)
 	time.Sleep(4*timeout - time.Since(start) + 50*time.Millisecond) // the holds lapse
 	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
 
@@ -283,6 +273,18 @@ func TestFrozenRedisBetweenPhases(t *testing.T) {
 		assert.Equal(t, []int{3, 100}, remaining(t, other), "the late commit charged nothing")
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// failsClosed asserts that the FailClosed request of layers is refused with ErrUnavailable
+// within its Timeouts, and returns when it started.
+func failsClosed(t *testing.T, layers []Layer) time.Time {
+	t.Helper()
+	start := time.Now()
+	d, err := AllowAll(context.Background(), layers...)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.False(t, d.Allowed)
+	assert.Less(t, time.Since(start), time.Second, "the call ends with its Timeouts")
+	return start
 }
 
 // serverPID returns the process id of the redis-server at addr.
@@ -315,12 +317,8 @@ func TestRedisKilledBetweenPhases(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	start := time.Now()
-	d, err := AllowAll(ctx, closed...)
-	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.False(t, d.Allowed)
-	assert.Less(t, time.Since(start), time.Second, "the call ends with its Timeouts")
-	d, err = AllowAll(ctx, local...)
+	failsClosed(t, closed)
+	d, err := AllowAll(ctx, local...)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed, "FailLocal decides on the fallback")
 	assert.True(t, local[0].Limiter.Stats().Degraded)
