@@ -51,9 +51,9 @@
 // limit refuses, the global limit is not charged either. The layers of a store are decided
 // atomically: other requests never see units that a request does not keep, a layer is reported
 // denied only when its key lacks the units, and the same requests get the same decisions on
-// every store. On Redis that takes one round trip when the keys are on one server or in one
-// Cluster slot (the policies of one key always are), and two when they span Cluster slots (see
-// [RedisStore]). The [Decision] names every policy that denied.
+// every store. On Redis that takes one round trip when the keys are on one server or are one
+// key's (the policies of one key share a Cluster slot), and two when they span Cluster slots
+// (see [RedisStore]). The [Decision] names every policy that denied.
 //
 // # Failures
 //
@@ -73,7 +73,8 @@
 // Redis about one call per RetryAfter per instance. Since Redis only denies a key that lacks the
 // units, a cached denial is never wrong before its RetryAfter, unless the key is reset
 // ([Limiter.Reset] clears the cache of its own instance only), or units it lacked were given
-// back by a request whose layers span stores (see [AllowAll]).
+// back: by a request whose layers span stores (see [AllowAll]), or by one held up between its
+// two phases on a Cluster (see [RedisStore]).
 //
 // # HTTP
 //

@@ -45,8 +45,8 @@ func (d Decision) RetryAfter() time.Duration {
 // AllowAll applies several layers to one request, all or nothing: if any layer denies, no layer
 // is charged. Layers whose Limiters share a store are decided together, atomically: other
 // requests never see units of this one that it does not keep, and a layer is reported denied
-// only when its key lacks the units. On a [RedisStore] that is one round trip when all the keys
-// are on one server or in one Cluster slot, and two otherwise (see RedisStore). Layers on
+// only when its key lacks the units. On a [RedisStore] that is one round trip when the keys are
+// on one server or are one key's, and two otherwise (see RedisStore). Layers on
 // different stores are decided one store after the other, and the units charged by the earlier
 // stores are given back if a later one denies.
 //
@@ -94,15 +94,14 @@ type allowAll struct {
 	layers    []Layer
 	reqs      []request
 	out       []outcome
-	fell      []bool // decided by the failure policy
 	byStore   []unit // the layers by store, in order
 	charged   int    // byStore[:charged] are decided, and their charges stand
 	closedErr error  // a FailClosed layer could not be decided
 
-	// Room for the common decisions, of up to four layers on one store.
-	reqBuf   [4]request
-	outBuf   [4]outcome
-	fellBuf  [4]bool
+	// Room for the common decisions, of up to three layers (the article's three rules) on one
+	// store, in the one allocation of an allowAll.
+	reqBuf   [3]request
+	outBuf   [3]outcome
 	unitBuf  [1]unit
 	layerBuf [1]Layer // for Limiter.AllowN
 }
@@ -117,9 +116,9 @@ type unit struct {
 func (a *allowAll) init(layers []Layer) error {
 	a.layers = layers
 	if n := len(layers); n <= len(a.reqBuf) {
-		a.reqs, a.out, a.fell = a.reqBuf[:n], a.outBuf[:n], a.fellBuf[:n]
+		a.reqs, a.out = a.reqBuf[:n], a.outBuf[:n]
 	} else {
-		a.reqs, a.out, a.fell = make([]request, n), make([]outcome, n), make([]bool, n)
+		a.reqs, a.out = make([]request, n), make([]outcome, n)
 	}
 	if len(layers) == 0 {
 		return fmt.Errorf("%w: no layers", ErrInvalidRequest)
@@ -230,8 +229,7 @@ func (a *allowAll) failover(ctx context.Context, u unit, out []outcome, storeErr
 	for j, i := range u.idx {
 		l := a.layers[i].Limiter
 		l.storeFailed(ctx, storeErr)
-		a.fell[i] = true
-		out[j] = outcome{Result: notEvaluated(l)}
+		out[j] = outcome{Result: notEvaluated(l), fell: true}
 		switch l.policy {
 		case FailOpen:
 			out[j].Result = Result{Policy: l.name, Allowed: true, Limit: l.rule.Limit, Remaining: -1}
@@ -252,6 +250,7 @@ func (a *allowAll) failover(ctx context.Context, u unit, out []outcome, storeErr
 	_ = u.store.fallback().take(ctx, reqs, res) // never fails
 	for k, j := range local {
 		out[j] = res[k]
+		out[j].fell = true
 	}
 }
 
@@ -282,7 +281,7 @@ func (a *allowAll) giveBack(ctx context.Context) {
 		store := u.store
 		for _, i := range u.idx {
 			q := a.reqs[i]
-			if a.fell[i] {
+			if a.out[i].fell {
 				if a.layers[i].Limiter.policy != FailLocal {
 					continue // nothing was charged
 				}
@@ -339,10 +338,10 @@ func (a *allowAll) settle(ctx context.Context) {
 		if !allowed && (o.Allowed || o.Remaining < 0) {
 			continue // not charged, or not evaluated: neither granted nor denied
 		}
-		if dc := ly.Limiter.deny; !o.Allowed && !o.busy && !a.fell[i] && dc != nil && o.RetryAfter > 0 {
+		if dc := ly.Limiter.deny; !o.Allowed && !o.busy && !o.fell && dc != nil && o.RetryAfter > 0 {
 			dc.remember(&a.reqs[i], o.Result)
 		}
-		ly.Limiter.observe(ctx, ly.Key, o.Result, a.fell[i])
+		ly.Limiter.observe(ctx, ly.Key, o.Result, o.fell)
 	}
 }
 

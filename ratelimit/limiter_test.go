@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
 func memStore(t *testing.T) *MemoryStore {
@@ -353,32 +354,11 @@ func TestBlackholedRedis(t *testing.T) {
 // blackholeClient returns a client of a server that accepts connections and never answers.
 func blackholeClient(t *testing.T) *redis.Client {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var accepted []net.Conn
-	conns.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted = append(accepted, c)
-			mu.Unlock()
-		}
-	})
-	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	p := redistest.StartProxy(t, miniredis.RunT(t).Addr())
+	p.Blackhole(true)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() {
 		_ = c.Close()
-		_ = ln.Close()
-		conns.Wait()
-		mu.Lock()
-		for _, c := range accepted {
-			_ = c.Close()
-		}
-		mu.Unlock()
 		time.Sleep(400 * time.Millisecond) // abandoned calls end at the client's ReadTimeout
 	})
 	return c
@@ -403,7 +383,6 @@ func TestShortCallerDeadline(t *testing.T) {
 	assert.Zero(t, l.Stats().Fallback, "no failure policy applied")
 }
 
-// TestCallerCancellationIsNotAnOutage: a request whose context ends is not a Redis failure.
 // TestErrorsNeverGrant: on Redis too, every error comes with a denial, and a request stopped
 // halfway over two stores gives back what the first store charged.
 func TestErrorsNeverGrant(t *testing.T) {
@@ -461,6 +440,7 @@ func TestFallbackWithSmallerBurst(t *testing.T) {
 	assert.False(t, r.Allowed, "the fallback's 2 units are spent")
 }
 
+// TestCallerCancellationIsNotAnOutage: a request whose context ends is not a Redis failure.
 func TestCallerCancellationIsNotAnOutage(t *testing.T) {
 	_, s := miniStore(t, RedisConfig{})
 	l := newLimiter(t, s, PerMinute(10), Config{FailurePolicy: FailClosed})
@@ -512,7 +492,7 @@ func TestScriptReloadAfterFlush(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 	require.NoError(t, s.rc.Redis().ScriptFlush(ctx).Err())
-	s.split = byTag // two phases, each pipelined
+	s.holds = true // two phases, each pipelined
 	d, err = AllowAll(ctx, Layer{Limiter: l, Key: "ip"}, Layer{Limiter: l, Key: "other"})
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 3}, []int{d.Results[0].Remaining, d.Results[1].Remaining}, "a pipeline is charged once too")

@@ -110,14 +110,15 @@ func TestHashSecret(t *testing.T) {
 	assert.True(t, m.Exists("ratelimit:secret"))
 }
 
-// TestHashSecretUnavailable: a store that cannot read its secret is unavailable: the failure
-// policies apply, and it is used as soon as Redis answers.
+// TestHashSecretUnavailable: a store created while Redis is down cannot read its secret, so it
+// is unavailable: the failure policies apply, and it is used, without a restart, as soon as
+// Redis is back.
 func TestHashSecretUnavailable(t *testing.T) {
 	m, s := miniStore(t, RedisConfig{RetryInterval: time.Millisecond})
 	closed := newLimiter(t, s, PerHour(10), Config{Name: "closed", FailurePolicy: FailClosed})
 	local := newLimiter(t, s, PerHour(10), Config{Name: "local"})
 	ctx := context.Background()
-	m.SetError("ERR down")
+	m.Close()
 	_, err := closed.Allow(ctx, privateIP)
 	assert.ErrorIs(t, err, ErrUnavailable)
 	r, err := local.Allow(ctx, privateIP)
@@ -125,7 +126,7 @@ func TestHashSecretUnavailable(t *testing.T) {
 	assert.True(t, r.Allowed, "decided on the local fallback")
 	assert.True(t, local.Stats().Degraded)
 
-	m.SetError("")
+	require.NoError(t, m.Restart())
 	require.Eventually(t, func() bool {
 		r, err := closed.Allow(ctx, privateIP)
 		return err == nil && r.Allowed

@@ -2,7 +2,7 @@
 -- of the server's clock (TIME), so that instance clocks never matter.
 --
 -- KEYS[1..m] are the state keys of the m requests of one call; on a single node they may be any
--- keys, on a Cluster they share one slot. With holds (ARGV[2] == '1') KEYS[m+i] is the hold set
+-- keys, on a Cluster they share one hash tag. With holds (ARGV[2] == '1') KEYS[m+i] is the hold set
 -- of KEYS[i]. ARGV[1] is the operation, ARGV[3] the id of the request's holds, ARGV[4] how long a
 -- hold lives (us), then four per request: kind ('g' GCRA, 's' strict), a, b, n, where a GCRA
 -- request has a = interval and b = burst tolerance (us), a strict one a = period (us) and
@@ -28,16 +28,18 @@
 --            key of a request is in this call, one round trip.
 --   reserve  the first phase when the keys of a request span slots: if every request of this
 --            call is granted, place a hold for each; write nothing else.
---   commit   the second phase, once every slot granted: charge each request and drop its hold.
---            The client sends it only while its holds are sure to live when it runs (it holds
---            them for several timeouts; a call runs within one or fails); one that runs late
---            anyway, after the client gave up on it, charges all the same: that may refuse
---            others early, and the client reports Redis unavailable, not a grant.
+--   commit   the second phase, once every slot granted: if every hold of this call still
+--            stands, drop them and charge each request; if one lapsed (the request was held up
+--            between its phases, and others may have taken the units meanwhile), drop them and
+--            charge nothing, returning no values.
+--   refund   give back what a commit charged, when the commit of another slot found its holds
+--            lapsed: a decision on the negated units.
 --   release  the second phase otherwise: drop the holds.
 --
 -- A request spanning slots thus costs two round trips (reserve on every slot in one pipeline,
 -- then commit or release on every slot in one pipeline); a busy one releases its holds and tries
--- again after a short random wait, within its timeout. Other requests never see units that a
+-- again after a short random wait, within its timeout, and so does one whose commit found holds
+-- lapsed, after a refund of the slots that charged. Other requests never see units that a
 -- request does not keep: they see them held (busy), not charged, so a denial always means the
 -- key lacked the units, and holds lapse on their own if an instance dies between the phases.
 --
@@ -54,6 +56,11 @@ local m = #KEYS
 if holding then m = m / 2 end
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local sign = 1
+if op == 'refund' then op, sign = 'decide', -1 end
+
+-- member names request i's hold in its key's hold set: "<id>:<i>:<n>"
+local function member(i) return id .. ':' .. i .. ':' .. ARGV[4 * i + 4] end
 
 -- One GCRA request to decide, the most common call: the same arithmetic as the loop below,
 -- without its bookkeeping.
@@ -67,9 +74,14 @@ if op == 'decide' and m == 1 and ARGV[5] == 'g' and tonumber(ARGV[8]) > 0 and no
   return {1, left - n, 0, tat - now}
 end
 
-if op == 'release' then
-  for i = 1, m do call('ZREM', KEYS[m + i], id .. ':' .. i .. ':' .. ARGV[4 * i + 4]) end
-  return {}
+-- Both drop the holds of the call; a commit then charges, below, only if they all still stood.
+if op == 'release' or op == 'commit' then
+  local lapsed = false
+  for i = 1, m do
+    lapsed = lapsed or (tonumber(call('ZSCORE', KEYS[m + i], member(i))) or 0) <= now
+    call('ZREM', KEYS[m + i], member(i))
+  end
+  if op == 'release' or lapsed then return {} end
 end
 
 -- states[key] is the key's state as this call leaves it: for GCRA its theoretical arrival time
@@ -113,7 +125,7 @@ local out, after = {}, {}
 local denied, busy = false, false
 for i = 1, m do
   local key, base = KEYS[i], 4 * i
-  local a, b, n = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local a, b, n = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), sign * tonumber(ARGV[base + 4])
   local gcra, st = ARGV[base + 1] == 'g', states[key]
   local left, reset
   if gcra then
@@ -127,7 +139,7 @@ for i = 1, m do
   end
   local status, retry, charge = 1, 0, n
   if op == 'commit' then
-    call('ZREM', KEYS[m + i], id .. ':' .. i .. ':' .. ARGV[base + 4])
+    -- the units were held: charged whatever the state says
   elseif n == 0 then
     if left < 1 then status, retry = 0, wait(st, a, b, 1) end
   elseif n > 0 and left < n then
@@ -193,7 +205,7 @@ elseif op == 'reserve' and not denied and not busy then
   for i = 1, m do
     local h = KEYS[m + i]
     call('ZREMRANGEBYSCORE', h, '-inf', int(now))
-    call('ZADD', h, int(now + life), id .. ':' .. i .. ':' .. ARGV[4 * i + 4])
+    call('ZADD', h, int(now + life), member(i))
     local last = call('ZRANGE', h, -1, -1, 'WITHSCORES')
     call('PEXPIREAT', h, int(ceil(tonumber(last[2]) / 1000)))
   end

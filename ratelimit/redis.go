@@ -55,13 +55,15 @@ type RedisConfig struct {
 //
 // Decisions are exact and atomic: the same requests get the same answers as on a [MemoryStore],
 // whatever other instances do meanwhile. A decision is one Lua script call (one round trip) when
-// its keys are on one server (standalone, Sentinel) or in one Cluster slot (the policies of one
-// key always are). When the keys of a request span Cluster slots, it takes two round trips:
-// first each slot holds the units if it has them, then every slot charges them, or, if one slot
-// lacked them, every slot releases them. Other requests count held units as taken, but a key
-// whose units are only held is never reported denied: such a request waits for the holds to be
+// its keys are on one server (standalone, Sentinel) or are one key's (the policies of one key
+// share a hash tag, so a Cluster slot). Otherwise, on a Cluster, it takes two round trips: first
+// each slot holds the units if it has them, then every slot charges them, or, if one slot lacked
+// them, every slot releases them. Other requests count held units as taken, but a key whose
+// units are only held is never reported denied: such a request waits for the holds to be
 // settled (briefly, within Timeout) and is otherwise denied with a short RetryAfter, without
-// entering the deny cache. Scripts read the time from Redis (TIME), so instance clocks do not
+// entering the deny cache. Holds lapse after a few Timeouts, so those of an instance that died
+// between the phases do not last; an instance held up between them longer than that charges
+// nothing and tries again. Scripts read the time from Redis (TIME), so instance clocks do not
 // matter, and keys expire once back to their full limit.
 //
 // Scripts are never retried after they may have run (a retry could charge twice). Each call is
@@ -75,23 +77,16 @@ type RedisStore struct {
 	rc     *redisclient.Client
 	prefix string
 	local  *MemoryStore // decides FailLocal layers while Redis is unavailable
-	split  split
-	// life is how long a hold lives: a few Timeouts, so that a commit sent in time always finds
-	// its holds, and lifeArg the same in µs, as the script takes it.
-	life    time.Duration
-	lifeArg any
+	// holds is set when keys of different hash tags may be on different servers (Cluster,
+	// Ring): a request then makes one script call per hash tag, with holds when it spans
+	// several. Tests set it on a single node to run the protocol there.
+	holds bool
+	// life is how long a hold lives, in µs as the script takes it: a few Timeouts, so that a
+	// commit sent at once finds its holds.
+	life any
 }
 
 var _ Store = (*RedisStore)(nil)
-
-// split is how the keys of one request are spread over script calls.
-type split uint8
-
-const (
-	oneCall split = iota // one server holds every key: one call, whatever the hash tags
-	bySlot               // Cluster: one call per hash slot
-	byTag                // Ring (shards by hash tag), or a test forcing the holds on one server
-)
 
 // NewRedisStore returns a RedisStore over rdb. Its errors wrap ErrInvalidConfig and name the
 // field at fault.
@@ -106,15 +101,8 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	local, _ := NewMemoryStore(MemoryConfig{})
-	s := &RedisStore{rc: rc, prefix: rc.Prefix(), local: local, life: 4 * rc.Timeout()}
-	s.lifeArg = s.life.Microseconds()
-	if !rc.SingleNode() {
-		s.split = byTag
-		if _, ok := rdb.(*redis.ClusterClient); ok {
-			s.split = bySlot
-		}
-	}
-	return s, nil
+	return &RedisStore{rc: rc, prefix: rc.Prefix(), local: local, holds: !rc.SingleNode(),
+		life: (4 * rc.Timeout()).Microseconds()}, nil
 }
 
 // RedisStats is a snapshot of a [RedisStore]'s counters.
@@ -174,32 +162,26 @@ func (s *RedisStore) take(ctx context.Context, reqs []request, out []outcome) er
 	b.keys = b.keyBuf[:0]
 	for i := range reqs {
 		b.keys = append(b.keys, s.key(secret, &reqs[i]))
-		b.takes = b.takes || reqs[i].n > 0
 	}
 	b.groups = s.group(b.keys, b.groupBuf[:0])
 	return b.run(ctx)
 }
 
-// group splits the requests of keys into script calls, in order of first appearance.
+// group splits the requests of keys into script calls, one per hash tag (so one per slot or
+// server) when the store uses holds, in order of first appearance.
 func (s *RedisStore) group(keys []string, groups [][]int) [][]int {
-	if s.split == oneCall || len(keys) == 1 {
+	if !s.holds || len(keys) == 1 {
 		return append(groups, indexes(len(keys)))
 	}
-	var slots []int
 outer:
 	for i, k := range keys {
-		slot := 0
-		if s.split == bySlot {
-			slot = rediskey.Slot(k)
-		}
 		for g := range groups {
-			first := keys[groups[g][0]]
-			if s.split == bySlot && slots[g] == slot || s.split == byTag && s.tag(first) == s.tag(k) {
+			if s.tag(keys[groups[g][0]]) == s.tag(k) {
 				groups[g] = append(groups[g], i)
 				continue outer
 			}
 		}
-		groups, slots = append(groups, []int{i}), append(slots, slot)
+		groups = append(groups, []int{i})
 	}
 	return groups
 }
@@ -211,31 +193,38 @@ type batch struct {
 	out    []outcome
 	keys   []string
 	groups [][]int // indexes of the requests of each script call
-	takes  bool    // the batch takes units (rather than peek or give back)
 	id     string  // the holds' id, for a batch that spans calls
 
-	// Room for the common batches, of up to four requests in one call: one allocation.
-	keyBuf   [4]string
+	// Room for the common batches, of up to three requests in one call (two with holds), in the
+	// batch's one allocation: the ARGV of a call is 4 values, then 4 per request.
+	keyBuf   [3]string
 	groupBuf [1][]int
 	call     redisclient.ScriptCall
 	callBuf  [1]*redisclient.ScriptCall
-	argBuf   [1 + 2*4 + 4 + 4*4]any
+	argBuf   [1 + 3 + 4 + 4*3]any
 }
 
 // run decides the batch: one round of script calls (or two across slots), and more only when
-// units were held by other requests.
+// units were held by other requests, or its own holds lapsed.
 func (b *batch) run(ctx context.Context) error {
-	deadline := time.Now().Add(b.s.rc.Timeout())
+	takes := false // rather than peek or give back: only takes need holds
+	for i := range b.reqs {
+		takes = takes || b.reqs[i].n > 0
+	}
+	var deadline time.Time // Timeout after units were first found held
 	for attempt := 0; ; attempt++ {
 		var busy bool
 		var err error
-		if len(b.groups) == 1 || !b.takes {
+		if len(b.groups) == 1 || !takes {
 			busy, err = b.decide(ctx)
 		} else {
 			busy, err = b.reserveThenCommit(ctx)
 		}
 		if err != nil || !busy {
 			return err
+		}
+		if attempt == 0 {
+			deadline = time.Now().Add(b.s.rc.Timeout())
 		}
 		wait := backoff(attempt, b.s.rc.Timeout())
 		if time.Now().Add(wait).After(deadline) {
@@ -269,7 +258,7 @@ func (b *batch) decide(ctx context.Context) (busy bool, err error) {
 // calls builds one script call per group: numkeys, KEYS (the state keys, then, when the store
 // uses holds, their hold sets) and ARGV (see ratelimit.lua).
 func (b *batch) calls(op any) []*redisclient.ScriptCall {
-	holding := b.s.split != oneCall
+	holding := b.s.holds
 	calls := b.callBuf[:]
 	if len(b.groups) > 1 {
 		calls = make([]*redisclient.ScriptCall, len(b.groups))
@@ -298,7 +287,7 @@ func (b *batch) calls(op any) []*redisclient.ScriptCall {
 		if holding {
 			flag, id = argHolds, b.id
 		}
-		args = append(args, op, flag, id, b.s.lifeArg)
+		args = append(args, op, flag, id, b.s.life)
 		for _, i := range g {
 			q := &b.reqs[i]
 			args = append(args, q.rule.redisArgs[0], q.rule.redisArgs[1], q.rule.redisArgs[2], q.n)
@@ -315,8 +304,8 @@ func (b *batch) calls(op any) []*redisclient.ScriptCall {
 
 // The script's constant arguments, boxed once.
 var (
-	argDecide, argReserve, argCommit, argRelease any = "decide", "reserve", "commit", "release"
-	argHolds, argNoHolds                         any = "1", "0"
+	argDecide, argReserve, argCommit, argRefund, argRelease any = "decide", "reserve", "commit", "refund", "release"
+	argHolds, argNoHolds                                    any = "1", "0"
 )
 
 // decode copies the reply of the call of group g into out, and reports whether a request was
@@ -378,11 +367,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 // reserveThenCommit decides a batch whose keys span groups: each group holds the units of its
 // requests if it has them all (one round trip for all the groups), then every group charges
 // them if every group held them, or releases what it held (a second round trip). It reports
-// busy when no group denied but one was busy.
+// busy when no group denied but one was busy, or when a group's holds lapsed before its commit
+// ran: the request was held up between the phases, others may have taken the units meanwhile,
+// and what the other groups charged is given back (a third round trip) before it tries again.
 func (b *batch) reserveThenCommit(ctx context.Context) (busy bool, err error) {
 	b.id = strconv.FormatUint(rand.Uint64(), 36)
 	calls := b.calls(argReserve)
-	sent := time.Now()
 	err = b.s.rc.Run(ctx, script, calls)
 	var partial *redisclient.PartialError
 	if err != nil && !errors.As(err, &partial) {
@@ -404,50 +394,73 @@ func (b *batch) reserveThenCommit(ctx context.Context) (busy bool, err error) {
 			held = append(held, k)
 		}
 	}
-	// The holds were placed after sent and live for life; the commit runs within Timeout of
-	// being sent, or the call fails. Sent before sent+life-Timeout, it finds them all. A caller
-	// held up longer (a stalled process) tries again instead of charging units no longer held.
-	late := time.Since(sent) >= b.s.life-b.s.rc.Timeout()
-	if err == nil && !denied && !busy && !late {
-		if err = b.commit(ctx); err == nil {
-			return false, nil
-		}
-		held = indexes(len(b.groups))
+	if err != nil || denied || busy {
+		b.undo(ctx, nil, held)
+		return busy && !denied && err == nil, err
 	}
-	if late && !denied {
-		for i := range b.out {
-			b.out[i].busy = true // held, as far as anyone can tell: try again
-		}
-		busy = true
+	charged, failed, err := b.commit(ctx)
+	if err == nil && len(charged) == len(b.groups) {
+		return false, nil
 	}
-	b.release(ctx, held)
-	return busy && !denied && err == nil, err
+	// All or nothing: give back what some groups charged, and drop the holds of the commits
+	// that failed. Then report the failure, or, if holds had lapsed, try again.
+	b.undo(ctx, charged, failed)
+	if err != nil {
+		return false, err
+	}
+	for i := range b.out {
+		b.out[i].busy = true
+	}
+	return true, nil
 }
 
-// commit charges every group's held units, in one round trip.
-func (b *batch) commit(ctx context.Context) error {
+// commit charges every group's held units, in one round trip. It returns the groups that
+// charged (all of them, unless the holds of some had lapsed) and the groups whose call failed.
+func (b *batch) commit(ctx context.Context) (charged, failed []int, err error) {
 	calls := b.calls(argCommit)
-	if err := b.s.rc.Run(ctx, script, calls); err != nil {
-		return err
+	err = b.s.rc.Run(ctx, script, calls)
+	var partial *redisclient.PartialError
+	if err != nil && !errors.As(err, &partial) {
+		return nil, indexes(len(b.groups)), err
 	}
-	for k, g := range b.groups {
-		if _, _, err := b.decode(g, calls[k].Cmd); err != nil {
-			return err
+	for k := range b.groups {
+		vals, _ := calls[k].Cmd.Val().([]any)
+		switch {
+		case calls[k].Cmd.Err() != nil:
+			failed = append(failed, k)
+		case len(vals) > 0:
+			charged = append(charged, k)
 		}
 	}
-	return nil
+	if err == nil && len(charged) == len(b.groups) {
+		for k, g := range b.groups {
+			if _, _, err := b.decode(g, calls[k].Cmd); err != nil {
+				return charged, nil, err
+			}
+		}
+	}
+	return charged, failed, err
 }
 
-// release drops the holds of the groups held, in one round trip, even when ctx has ended. A
-// release that fails leaves holds that lapse on their own.
-func (b *batch) release(ctx context.Context, held []int) {
-	if len(held) == 0 {
-		return
+// undo gives back what the groups of refund charged and drops the holds of the groups of
+// release, in one round trip, even when ctx has ended. Failures are ignored: holds lapse on
+// their own, and units not given back stay charged, which can refuse a later request early,
+// never grant one too many.
+func (b *batch) undo(ctx context.Context, refund, release []int) {
+	var calls []*redisclient.ScriptCall
+	for _, u := range []struct {
+		op     any
+		groups []int
+	}{{argRefund, refund}, {argRelease, release}} {
+		if len(u.groups) == 0 {
+			continue
+		}
+		all := b.calls(u.op)
+		for _, k := range u.groups {
+			calls = append(calls, all[k])
+		}
 	}
-	all := b.calls(argRelease)
-	calls := make([]*redisclient.ScriptCall, len(held))
-	for j, k := range held {
-		calls[j] = all[k]
+	if len(calls) > 0 {
+		_ = b.s.rc.Run(context.WithoutCancel(ctx), script, calls)
 	}
-	_ = b.s.rc.Run(context.WithoutCancel(ctx), script, calls)
 }

@@ -19,7 +19,7 @@ func holdStore(t *testing.T, cfg RedisConfig) (*miniredis.Miniredis, *RedisStore
 	t.Helper()
 	m, s := miniStore(t, cfg)
 	m.SetTime(miniStart)
-	s.split = byTag
+	s.holds = true
 	return m, s
 }
 
@@ -33,7 +33,7 @@ func hold(t *testing.T, s *RedisStore, reqs ...request) *batch {
 	ctx := context.Background()
 	secret, err := s.rc.Secret(ctx)
 	require.NoError(t, err)
-	b := &batch{s: s, reqs: reqs, out: make([]outcome, len(reqs)), keys: make([]string, len(reqs)), takes: true, id: "other"}
+	b := &batch{s: s, reqs: reqs, out: make([]outcome, len(reqs)), keys: make([]string, len(reqs)), id: "other"}
 	for i := range reqs {
 		b.keys[i] = s.key(secret, &reqs[i])
 	}
@@ -66,7 +66,7 @@ func TestHeldUnitsAreBusyNotDenied(t *testing.T) {
 	assert.Equal(t, 3, r.Remaining, "the key's own state has its 3 units")
 	assert.GreaterOrEqual(t, time.Since(start), 20*time.Millisecond, "it retried for about its Timeout")
 
-	h.release(ctx, indexes(len(h.groups)))
+	h.undo(ctx, nil, indexes(len(h.groups)))
 	r, err = login.Allow(ctx, "ip")
 	require.NoError(t, err)
 	assert.True(t, r.Allowed, "the busy denial was not cached")
@@ -81,7 +81,7 @@ func TestHeldUnitsAreBusyNotDenied(t *testing.T) {
 		done <- r
 	}()
 	time.Sleep(5 * time.Millisecond)
-	h.release(ctx, indexes(len(h.groups)))
+	h.undo(ctx, nil, indexes(len(h.groups)))
 	assert.True(t, (<-done).Allowed, "granted once the holds are released")
 }
 
@@ -141,7 +141,7 @@ func TestHoldsAcrossSlots(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, keys, "the holds were released")
 
-	s.split = oneCall
+	s.holds = false
 	d, n = roundTrips(Layer{Limiter: global, Key: "ip2"}, Layer{Limiter: apikey, Key: "k2"})
 	assert.True(t, d.Allowed)
 	assert.Equal(t, uint64(1), n, "a single node: one call for any keys")
@@ -156,7 +156,7 @@ func TestClusterRoundTrips(t *testing.T) {
 	b := redistest.Open(t, redistest.Cluster)
 	s, err := NewRedisStore(b.Client, RedisConfig{Prefix: b.Prefix, Timeout: time.Second})
 	require.NoError(t, err)
-	require.Equal(t, bySlot, s.split)
+	require.True(t, s.holds)
 	global := newLimiter(t, s, PerHour(5), Config{Name: "global"})
 	login := newLimiter(t, s, Limit{Rate: 1, Period: time.Hour, Strict: true}, Config{Name: "login"})
 	ctx := context.Background()
@@ -171,27 +171,4 @@ func TestClusterRoundTrips(t *testing.T) {
 		assert.True(t, d.Allowed)
 		assert.Equal(t, tc.calls, s.Stats().Calls-before, "keys %v", tc.keys)
 	}
-}
-
-// TestLateCommitIsNotSent: a request held up between its phases for so long that its holds may
-// have lapsed when the commit runs releases them and tries again instead of charging; if that
-// never succeeds within its Timeout, it is denied briefly and nothing is charged.
-func TestLateCommitIsNotSent(t *testing.T) {
-	_, s := holdStore(t, RedisConfig{Timeout: 30 * time.Millisecond})
-	s.life = s.rc.Timeout() // every commit would be late
-	global := newLimiter(t, s, PerHour(5), Config{Name: "global"})
-	apikey := newLimiter(t, s, PerHour(5), Config{Name: "apikey"})
-	ctx := context.Background()
-	d, err := AllowAll(ctx, Layer{Limiter: global, Key: "ip"}, Layer{Limiter: apikey, Key: "k"})
-	require.NoError(t, err)
-	assert.False(t, d.Allowed)
-	assert.Equal(t, []time.Duration{30 * time.Millisecond, 30 * time.Millisecond}, []time.Duration{d.Results[0].RetryAfter, d.Results[1].RetryAfter})
-	for _, ly := range []Layer{{Limiter: global, Key: "ip"}, {Limiter: apikey, Key: "k"}} {
-		p, err := ly.Limiter.Peek(ctx, ly.Key)
-		require.NoError(t, err)
-		assert.Equal(t, 5, p.Remaining, "%s was not charged", ly.Limiter.Name())
-	}
-	keys, err := s.rc.Redis().Keys(ctx, "*:holds").Result()
-	require.NoError(t, err)
-	assert.Empty(t, keys, "the holds were released")
 }

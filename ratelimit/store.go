@@ -40,6 +40,9 @@ type outcome struct {
 	// busy marks a denial made only because other requests held the key's units until the
 	// decision's deadline (see RedisStore): the key itself had enough, so it is never cached.
 	busy bool
+	// fell marks, in AllowAll, an outcome decided by the Limiter's failure policy instead of
+	// its store. (It takes no room: Result ends in padding.)
+	fell bool
 }
 
 // indexes returns 0, 1, ... n-1, without allocating for the common sizes. The result must not

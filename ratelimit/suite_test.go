@@ -59,7 +59,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 				st, err := NewRedisStore(c, RedisConfig{Prefix: prefix, Timeout: 5 * time.Second})
 				require.NoError(t, err)
 				if holds {
-					st.split = byTag
+					st.holds = true
 				}
 				return st
 			}
