@@ -122,8 +122,8 @@ type Stats struct {
 // run on their own goroutines; Close ends them.
 type Cache[V any] struct {
 	local  *localLayer
-	salt   uint64 // xored into key hashes: keeps this Cache's entries apart in a shared layer
-	remote remoteLayer
+	salt   uint64      // xored into key hashes: keeps this Cache's entries apart in a shared layer
+	remote *redisLayer // nil over a MemoryStore: the local layer is the store
 	detach func()
 	cfg    Config // with its defaults
 	codec  Codec
@@ -275,6 +275,10 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 
 func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64) (V, error) {
 	var zero V
+	if c.remote == nil {
+		c.misses.Add(1)
+		return zero, ErrNotFound
+	}
 	start := c.local.begin()
 	defer c.local.end()
 	b, err := c.remote.get(ctx, key)
@@ -315,6 +319,10 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 		rest, hashes = append(rest, k), append(hashes, h)
 	}
 	if len(rest) == 0 {
+		return out, nil
+	}
+	if c.remote == nil {
+		c.misses.Add(uint64(len(rest)))
 		return out, nil
 	}
 	start := c.local.begin()
@@ -380,6 +388,12 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 	for i, k := range keys {
 		entries[i] = c.newEntry(k, vals[i], false, 0, ttl, now)
 	}
+	if c.remote == nil {
+		for _, e := range entries {
+			c.local.set(e)
+		}
+		return nil
+	}
 	start := c.local.begin()
 	defer c.local.end()
 	err := c.remote.write(ctx, entries, now, wall)
@@ -410,7 +424,10 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return ErrClosed
 	}
 	c.unlistFlights(keys)
-	err := c.remote.delete(ctx, keys)
+	var err error
+	if c.remote != nil {
+		err = c.remote.delete(ctx, keys)
+	}
 	for _, k := range keys {
 		c.local.invalidate(c.hash(k), k)
 	}
@@ -465,7 +482,7 @@ func (c *Cache[V]) newEntry(key string, v V, neg bool, took, ttl time.Duration, 
 // invalidated since start. While the local layer cannot hear invalidations, the entry lives at
 // most RetryInterval.
 func (c *Cache[V]) fillLocal(e *entry, start uint64) (refused bool) {
-	if !c.remote.hearing() {
+	if c.remote != nil && !c.remote.hearing() {
 		limit := c.now() + int64(c.remote.retryInterval())
 		e = &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
 			fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
