@@ -253,10 +253,10 @@ func (c *Cache[V]) Stats() Stats {
 
 func (c *Cache[V]) hash(key string) uint64 { return c.local.hash(key, c.salt) }
 
-// now is the local layer's clock (ns); wall is the wall clock (Unix ms) of the times stored in
-// Redis.
-func (c *Cache[V]) now() int64  { return c.local.clock.now() }
-func (c *Cache[V]) wall() int64 { return c.local.clock.wall() }
+// now is the local layer's clock (ns); times adds the wall clock (Unix ms) of the times stored
+// in Redis, read at the same instant.
+func (c *Cache[V]) now() int64               { return c.local.clock.now() }
+func (c *Cache[V]) times() (now, wall int64) { return c.local.clock.times() }
 
 // Get returns the fresh value of key, from the local layer or Redis. It returns ErrNotFound
 // when no layer holds fresh data for key (including a cached "not found").
@@ -285,15 +285,25 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64) (V, erro
 	if err != nil {
 		return zero, c.storeFailed(ctx, err, ErrNotFound)
 	}
-	now := c.now()
-	e := c.decode(key, h, b, now, c.wall())
+	now, wall := c.times()
+	if e := c.fromRemote(key, h, b, now, wall, start); e != nil {
+		return c.value(e)
+	}
+	return zero, ErrNotFound
+}
+
+// fromRemote turns an envelope read from Redis (nil: none) into the entry to serve: a fresh
+// one is counted as a remote hit and stored in the local layer, unless invalidated since
+// start; anything else is counted as a miss, and gives nil.
+func (c *Cache[V]) fromRemote(key string, h uint64, b []byte, now, wall int64, start uint64) *entry {
+	e := c.decode(key, h, b, now, wall)
 	if e == nil || now >= e.fresh {
 		c.misses.Add(1)
-		return zero, ErrNotFound
+		return nil
 	}
 	c.remoteHits.Add(1)
 	c.fillLocal(e, start)
-	return c.value(e)
+	return e
 }
 
 // GetMany returns the fresh values of keys found in any layer, in one round trip to Redis for
@@ -331,17 +341,12 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	if err != nil {
 		return out, c.storeFailed(ctx, err, nil)
 	}
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	for i, b := range bs {
-		e := c.decode(rest[i], hashes[i], b, now, wall)
-		if e == nil || now >= e.fresh {
-			c.misses.Add(1)
-			continue
-		}
-		c.remoteHits.Add(1)
-		c.fillLocal(e, start)
-		if v, err := c.value(e); err == nil {
-			out[rest[i]] = v
+		if e := c.fromRemote(rest[i], hashes[i], b, now, wall, start); e != nil {
+			if v, err := c.value(e); err == nil {
+				out[rest[i]] = v
+			}
 		}
 	}
 	return out, nil
@@ -383,7 +388,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 		return nil
 	}
 	c.unlistFlights(keys)
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		entries[i] = c.newEntry(k, vals[i], false, 0, ttl, now)

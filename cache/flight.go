@@ -213,8 +213,8 @@ func (f *flight[V]) storeFailed(ctx context.Context, err error) (over bool) {
 // still serve a failed load (stale-if-error) as the fallback.
 func (f *flight[V]) consider(ctx context.Context, b []byte) bool {
 	c := f.c
-	now := c.now()
-	e := c.decode(f.key, f.hash, b, now, c.wall())
+	now, wall := c.times()
+	e := c.decode(f.key, f.hash, b, now, wall)
 	if e == nil {
 		return false
 	}
@@ -276,7 +276,7 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 		_ = c.remote.release(ctx, f.key, f.token)
 		return
 	}
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	e := c.newEntry(f.key, v, notFound, took, 0, now)
 	if held {
 		stored, err := c.remote.fill(ctx, e, f.token, now, wall)

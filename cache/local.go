@@ -399,10 +399,13 @@ func (c *clock) now() int64 {
 	return int64(time.Since(c.epoch))
 }
 
-// wall returns the Unix time in ms of the times stored in Redis.
-func (c *clock) wall() int64 {
+// times returns now and the wall clock (Unix ms, the clock of the times stored in Redis) read
+// at one instant.
+func (c *clock) times() (now, wall int64) {
 	if f := c.fake.Load(); f != nil {
-		return f.Load() / 1e6
+		ns := f.Load()
+		return ns, ns / 1e6
 	}
-	return time.Now().UnixMilli()
+	t := time.Now()
+	return int64(t.Sub(c.epoch)), t.UnixMilli()
 }
