@@ -412,7 +412,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 			// Guarded: an announcement of a later write by another instance, heard while
 			// this write was on its way, wins. A new generation: a read that fetched the
 			// old value before this write cannot replace it.
-			c.local.fillWrite(e, start)
+			c.local.fillWrite(c.capUnheard(e), start)
 		}
 	}
 	if err != nil {
@@ -483,16 +483,21 @@ func (c *Cache[V]) newEntry(key string, v V, neg bool, took, ttl time.Duration, 
 	return e
 }
 
-// fillLocal stores an entry read from the remote layer in the local layer, unless it was
-// invalidated since start. While the local layer cannot hear invalidations, the entry lives at
-// most RetryInterval.
+// fillLocal stores an entry read from Redis or loaded in the local layer, unless its key was
+// invalidated since start.
 func (c *Cache[V]) fillLocal(e *entry, start uint64) (refused bool) {
-	if c.remote != nil && !c.remote.hearing() {
-		limit := c.now() + int64(c.remote.retryInterval())
-		e = &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
-			fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
+	return c.local.fill(c.capUnheard(e), start)
+}
+
+// capUnheard returns e, or while the local layer cannot hear the other instances' writes, a copy
+// of e that lives at most RetryInterval: another instance may change the key unheard.
+func (c *Cache[V]) capUnheard(e *entry) *entry {
+	if c.remote == nil || c.remote.hearing() {
+		return e
 	}
-	return c.local.fill(e, start)
+	limit := c.now() + int64(c.remote.retryInterval())
+	return &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
+		fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
 }
 
 func (c *Cache[V]) value(e *entry) (V, error) {

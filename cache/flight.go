@@ -294,7 +294,7 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 			return
 		}
 	}
-	if c.local.fill(e, f.start) {
+	if c.fillLocal(e, f.start) {
 		c.lost.Add(1)
 	}
 	f.deliverLoaded(v, notFound)
