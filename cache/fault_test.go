@@ -3,10 +3,12 @@ package cache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outgrow/outgrow/internal/redistest"
@@ -135,4 +137,121 @@ func TestCoherenceRedisRestart(t *testing.T) {
 	require.Eventually(t, func() bool { return a.Set(ctx, "k", "new") == nil }, 10*time.Second, 5*time.Millisecond, "A writes once Redis is back")
 	neverOldAfter(t, b, "k", "old", time.Now(), faultRetry+slack, time.Second)
 	require.Eventually(t, func() bool { v, err := b.Get(ctx, "k"); return err == nil && v == "new" }, 5*time.Second, 5*time.Millisecond)
+}
+
+// With B's connection frozen, every call on B returns within its bound (RedisConfig.Timeout),
+// answered by the local layer or the loader, or with ErrUnavailable for a write; with either
+// way of bounding a call (ContextTimeoutEnabled or not).
+func TestBoundWhenFrozen(t *testing.T) {
+	for _, mode := range []struct {
+		name       string
+		ctxTimeout bool
+	}{{"goroutine", false}, {"context", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := redistest.StartServer(t, 0)
+			proxy := redistest.StartProxy(t, srv.Addr())
+			as, bs := instance(t, srv.Addr(), true), instance(t, proxy.Addr(), mode.ctxTimeout)
+			a, b := newCache[string](t, as, Config{}), newCache[string](t, bs, Config{})
+			require.NoError(t, b.Set(ctx, "local", "mine"))
+			require.NoError(t, a.Set(ctx, "remote", "theirs"))
+			require.Eventually(t, func() bool { return bs.Stats().Received == 1 }, 5*time.Second, time.Millisecond)
+			proxy.Blackhole(true)
+
+			within := func(bound time.Duration, what string, fn func()) {
+				t.Helper()
+				t0 := time.Now()
+				fn()
+				assert.Less(t, time.Since(t0), bound, what)
+			}
+			within(slack, "a local hit", func() {
+				v, err := b.Get(ctx, "local")
+				assert.NoError(t, err)
+				assert.Equal(t, "mine", v)
+			})
+			within(faultTimeout+slack, "Get of a key only Redis holds", func() {
+				_, err := b.Get(ctx, "remote")
+				assert.ErrorIs(t, err, ErrNotFound)
+			})
+			within(faultTimeout+slack, "GetOrLoad", func() {
+				v, err := b.GetOrLoad(ctx, "cold", func(context.Context, string) (string, error) { return "loaded", nil })
+				assert.NoError(t, err)
+				assert.Equal(t, "loaded", v)
+			})
+			within(faultTimeout+slack, "GetMany", func() {
+				got, err := b.GetMany(ctx, []string{"remote", "x"})
+				assert.NoError(t, err)
+				assert.Empty(t, got)
+			})
+			within(faultTimeout+slack, "Set", func() { assert.ErrorIs(t, b.Set(ctx, "w", "v"), ErrUnavailable) })
+			within(faultTimeout+slack, "Delete", func() { assert.ErrorIs(t, b.Delete(ctx, "w"), ErrUnavailable) })
+		})
+	}
+}
+
+// One load per key across the fleet, with the lease holder frozen: A takes the lease and
+// loads, then its connection freezes, so that it can neither extend its lease nor fill it. B
+// and C wait only until the lease runs out (a lease period, not LoadTimeout), then one of
+// them loads for both. A's load, finishing once its connection thaws, stores nothing over B's
+// or C's value.
+func TestFleetSingleFlightHolderFrozen(t *testing.T) {
+	const loadTimeout = 5 * time.Second
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	as := instance(t, proxy.Addr(), true)
+	a := newCache[string](t, as, Config{LoadTimeout: loadTimeout})
+	caches := []*Cache[string]{
+		newCache[string](t, instance(t, srv.Addr(), true), Config{LoadTimeout: loadTimeout}),
+		newCache[string](t, instance(t, srv.Addr(), true), Config{LoadTimeout: loadTimeout}),
+	}
+	lease := min(loadTimeout, leasePeriod) + faultTimeout
+
+	started, release := make(chan struct{}), make(chan struct{})
+	fromA := make(chan result, 1)
+	go func() {
+		v, err := a.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+			close(started)
+			<-release
+			return "from A", nil
+		})
+		fromA <- result{v: v, err: err}
+	}()
+	<-started
+	time.Sleep(lease / 2) // A has extended its lease once
+	proxy.Blackhole(true)
+	frozen := time.Now()
+
+	var loads atomic.Int32
+	var wg sync.WaitGroup
+	for i, c := range caches {
+		for range 10 {
+			wg.Go(func() {
+				v, err := c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+					loads.Add(1)
+					return "from the others", nil
+				})
+				assert.NoError(t, err, "instance %d", i)
+				assert.Equal(t, "from the others", v, "instance %d", i)
+			})
+		}
+	}
+	wg.Wait()
+	took := time.Since(frozen)
+	assert.Equal(t, int32(1), loads.Load(), "one load among the instances that can reach Redis")
+	assert.Less(t, took, lease+slack, "waited past the frozen holder's lease")
+	t.Logf("served %v after the holder froze (lease %v)", took, lease)
+
+	proxy.Blackhole(false)
+	require.Eventually(t, func() bool { return !as.Stats().Down }, 5*time.Second, time.Millisecond, "A reaches Redis again")
+	close(release)
+	r := await(t, fromA, loadTimeout+5*time.Second, "A's load")
+	require.NoError(t, r.err)
+	assert.Equal(t, "from A", r.v, "A's callers get what A loaded")
+	assert.Equal(t, uint64(1), a.Stats().LostFills, "A's fill was refused")
+	fresh := newCache[string](t, instance(t, srv.Addr(), true), Config{})
+	v, err := fresh.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "from the others", v, "Redis holds the others' value")
+	require.Eventually(t, func() bool { v, err := a.Get(ctx, "k"); return err == nil && v == "from the others" }, 5*time.Second, 5*time.Millisecond,
+		"A serves it once it hears again")
+
 }
