@@ -226,9 +226,10 @@ func (cfg *Config) check() error {
 // Close cancels the loads in flight and waits for their loaders to return, but not past each
 // load's LoadTimeout: a loader that ignores its context is abandoned then. Over a RedisStore
 // each load then gives its lease back, within RedisConfig.Timeout. So Close returns within
-// Config.LoadTimeout plus RedisConfig.Timeout. It then detaches the Cache from its store,
-// which frees its namespace; it does not close the store. Calls after Close return ErrClosed.
-// Close is idempotent and always returns nil.
+// Config.LoadTimeout plus RedisConfig.Timeout, or five times Timeout (the bound of a loaded
+// value's write to Redis already on its way) if that is longer. It then detaches the Cache
+// from its store, which frees its namespace; it does not close the store. Calls after Close
+// return ErrClosed. Close is idempotent and always returns nil.
 func (c *Cache[V]) Close() error {
 	c.mu.Lock()
 	first := c.closed.CompareAndSwap(false, true)

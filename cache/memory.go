@@ -36,7 +36,7 @@ func (cfg MemoryConfig) check(field string) error {
 // concurrent use.
 type MemoryStore struct {
 	local  *localLayer
-	caches namespaces[uint64] // namespace -> its Cache's salt
+	caches namespaces[struct{}]
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -54,7 +54,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 // Config.DisableLocal do not apply: the store is the Cache's only layer.
 func (s *MemoryStore) open(o openConfig) (layers, error) {
 	salt := rand.Uint64()
-	if err := s.caches.add(o.namespace, salt); err != nil {
+	if err := s.caches.add(o.namespace, struct{}{}); err != nil {
 		return layers{}, err
 	}
 	return layers{local: s.local, salt: salt, close: func() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,8 +68,7 @@ type RedisStore struct {
 	sub     *redisclient.Subscription
 	caches  namespaces[*redisLayer]
 
-	closeOnce sync.Once
-	closed    atomic.Bool
+	closed atomic.Bool
 
 	hits, misses, errs, sent, received, flushes atomic.Uint64
 }
@@ -136,10 +134,8 @@ func (s *RedisStore) open(o openConfig) (layers, error) {
 // a closed store still work without Redis: their local layers and loaders. Close is idempotent
 // and always returns nil.
 func (s *RedisStore) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		s.sub.Close()
-	})
+	s.closed.Store(true)
+	s.sub.Close() // idempotent, and waits
 	return nil
 }
 
