@@ -303,7 +303,7 @@ func (c *Cache[V]) fromRemote(key string, h uint64, b []byte, now, wall int64, s
 		return nil
 	}
 	c.remoteHits.Add(1)
-	c.fillLocal(e, start)
+	c.fillLocal(e, start, now)
 	return e
 }
 
@@ -396,7 +396,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 	}
 	if c.remote == nil {
 		for _, e := range entries {
-			c.local.set(e)
+			c.local.set(e, now)
 		}
 		return nil
 	}
@@ -413,7 +413,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 			// Guarded: an announcement of a later write by another instance, heard while
 			// this write was on its way, wins. A new generation: a read that fetched the
 			// old value before this write cannot replace it.
-			c.local.fillWrite(c.capUnheard(e), start)
+			c.local.fillWrite(c.capUnheard(e, now), start, now)
 		}
 	}
 	if err != nil {
@@ -486,17 +486,17 @@ func (c *Cache[V]) newEntry(key string, v V, neg bool, took, ttl time.Duration, 
 
 // fillLocal stores an entry read from Redis or loaded in the local layer, unless its key was
 // invalidated since start.
-func (c *Cache[V]) fillLocal(e *entry, start uint64) (refused bool) {
-	return c.local.fill(c.capUnheard(e), start)
+func (c *Cache[V]) fillLocal(e *entry, start uint64, now int64) (refused bool) {
+	return c.local.fill(c.capUnheard(e, now), start, now)
 }
 
 // capUnheard returns e, or while the local layer cannot hear the other instances' writes, a copy
 // of e that lives at most RetryInterval: another instance may change the key unheard.
-func (c *Cache[V]) capUnheard(e *entry) *entry {
+func (c *Cache[V]) capUnheard(e *entry, now int64) *entry {
 	if c.remote == nil || c.remote.hearing() {
 		return e
 	}
-	limit := c.now() + int64(c.remote.retryInterval())
+	limit := now + int64(c.remote.retryInterval())
 	return &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
 		fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
 }

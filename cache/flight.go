@@ -221,14 +221,14 @@ func (f *flight[V]) consider(ctx context.Context, b []byte) bool {
 	switch {
 	case now < e.fresh:
 		c.remoteHits.Add(1)
-		c.fillLocal(e, f.start)
+		c.fillLocal(e, f.start, now)
 		f.deliver(c.value(e))
 		return true
 	case now < e.stale && !f.delivered:
 		c.remoteHits.Add(1)
 		c.stale.Add(1)
 		c.servedStale(ctx, f.key, nil)
-		c.fillLocal(e, f.start)
+		c.fillLocal(e, f.start, now)
 		f.deliverEarly(c.value(e))
 	}
 	if f.fallback == nil || e.hard > f.fallback.hard {
@@ -294,7 +294,7 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 			return
 		}
 	}
-	if c.fillLocal(e, f.start) {
+	if c.fillLocal(e, f.start, now) {
 		c.lost.Add(1)
 	}
 	f.deliverLoaded(v, notFound)
