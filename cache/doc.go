@@ -72,10 +72,10 @@
 // first, the call returns its error and Redis is not counted as failing. When Redis fails,
 // reads go on without it, from the local layer (emptied once the subscription is lost: see
 // Coherence) and the loader, and after RedisConfig.FailFastAfter consecutive failures Redis is
-// left alone for RetryInterval before one call tries it again; with Config.FailOnStoreError reads return an error matching
-// [ErrUnavailable] instead. Set and Delete return an error matching ErrUnavailable, and the
-// key leaves this instance's local layer, so that it does not serve what the fleet cannot see.
-// Hooks.OnStoreError sees every failure.
+// left alone for RetryInterval before one call tries it again; with Config.FailOnStoreError
+// reads return an error matching [ErrUnavailable] instead. Set and Delete return an error
+// matching ErrUnavailable, and the key leaves this instance's local layer, so that it does not
+// serve what the fleet cannot see. Hooks.OnStoreError sees every failure.
 //
 // # HTTP
 //
