@@ -122,8 +122,8 @@ type Stats struct {
 // run on their own goroutines; Close ends them.
 type Cache[V any] struct {
 	local  *localLayer
-	salt   uint64 // xored into key hashes: keeps this Cache's entries apart in a shared layer
-	remote remoteLayer
+	salt   uint64      // xored into key hashes: keeps this Cache's entries apart in a shared layer
+	remote *redisLayer // nil over a MemoryStore: the local layer is the store
 	detach func()
 	cfg    Config // with its defaults
 	codec  Codec
@@ -226,9 +226,10 @@ func (cfg *Config) check() error {
 // Close cancels the loads in flight and waits for their loaders to return, but not past each
 // load's LoadTimeout: a loader that ignores its context is abandoned then. Over a RedisStore
 // each load then gives its lease back, within RedisConfig.Timeout. So Close returns within
-// Config.LoadTimeout plus RedisConfig.Timeout. It then detaches the Cache from its store,
-// which frees its namespace; it does not close the store. Calls after Close return ErrClosed.
-// Close is idempotent and always returns nil.
+// Config.LoadTimeout plus RedisConfig.Timeout, or five times Timeout (the bound of a loaded
+// value's write to Redis already on its way) if that is longer. It then detaches the Cache
+// from its store, which frees its namespace; it does not close the store. Calls after Close
+// return ErrClosed. Close is idempotent and always returns nil.
 func (c *Cache[V]) Close() error {
 	c.mu.Lock()
 	first := c.closed.CompareAndSwap(false, true)
@@ -253,10 +254,10 @@ func (c *Cache[V]) Stats() Stats {
 
 func (c *Cache[V]) hash(key string) uint64 { return c.local.hash(key, c.salt) }
 
-// now is the local layer's clock (ns); wall is the wall clock (Unix ms) of the times stored in
-// Redis.
-func (c *Cache[V]) now() int64  { return c.local.clock.now() }
-func (c *Cache[V]) wall() int64 { return c.local.clock.wall() }
+// now is the local layer's clock (ns); times adds the wall clock (Unix ms) of the times stored
+// in Redis, read at the same instant.
+func (c *Cache[V]) now() int64               { return c.local.clock.now() }
+func (c *Cache[V]) times() (now, wall int64) { return c.local.clock.times() }
 
 // Get returns the fresh value of key, from the local layer or Redis. It returns ErrNotFound
 // when no layer holds fresh data for key (including a cached "not found").
@@ -275,21 +276,35 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 
 func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64) (V, error) {
 	var zero V
+	if c.remote == nil {
+		c.misses.Add(1)
+		return zero, ErrNotFound
+	}
 	start := c.local.begin()
 	defer c.local.end()
 	b, err := c.remote.get(ctx, key)
 	if err != nil {
 		return zero, c.storeFailed(ctx, err, ErrNotFound)
 	}
-	now := c.now()
-	e := c.decode(key, h, b, now, c.wall())
+	now, wall := c.times()
+	if e := c.fromRemote(key, h, b, now, wall, start); e != nil {
+		return c.value(e)
+	}
+	return zero, ErrNotFound
+}
+
+// fromRemote turns an envelope read from Redis (nil: none) into the entry to serve: a fresh
+// one is counted as a remote hit and stored in the local layer, unless invalidated since
+// start; anything else is counted as a miss, and gives nil.
+func (c *Cache[V]) fromRemote(key string, h uint64, b []byte, now, wall int64, start uint64) *entry {
+	e := c.decode(key, h, b, now, wall)
 	if e == nil || now >= e.fresh {
 		c.misses.Add(1)
-		return zero, ErrNotFound
+		return nil
 	}
 	c.remoteHits.Add(1)
-	c.fillLocal(e, start)
-	return c.value(e)
+	c.fillLocal(e, start, now)
+	return e
 }
 
 // GetMany returns the fresh values of keys found in any layer, in one round trip to Redis for
@@ -317,23 +332,22 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	if len(rest) == 0 {
 		return out, nil
 	}
+	if c.remote == nil {
+		c.misses.Add(uint64(len(rest)))
+		return out, nil
+	}
 	start := c.local.begin()
 	defer c.local.end()
 	bs, err := c.remote.getMany(ctx, rest)
 	if err != nil {
 		return out, c.storeFailed(ctx, err, nil)
 	}
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	for i, b := range bs {
-		e := c.decode(rest[i], hashes[i], b, now, wall)
-		if e == nil || now >= e.fresh {
-			c.misses.Add(1)
-			continue
-		}
-		c.remoteHits.Add(1)
-		c.fillLocal(e, start)
-		if v, err := c.value(e); err == nil {
-			out[rest[i]] = v
+		if e := c.fromRemote(rest[i], hashes[i], b, now, wall, start); e != nil {
+			if v, err := c.value(e); err == nil {
+				out[rest[i]] = v
+			}
 		}
 	}
 	return out, nil
@@ -375,10 +389,16 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 		return nil
 	}
 	c.unlistFlights(keys)
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	entries := make([]*entry, len(keys))
 	for i, k := range keys {
 		entries[i] = c.newEntry(k, vals[i], false, 0, ttl, now)
+	}
+	if c.remote == nil {
+		for _, e := range entries {
+			c.local.set(e, now)
+		}
+		return nil
 	}
 	start := c.local.begin()
 	defer c.local.end()
@@ -393,7 +413,7 @@ func (c *Cache[V]) set(ctx context.Context, keys []string, vals []V, ttl time.Du
 			// Guarded: an announcement of a later write by another instance, heard while
 			// this write was on its way, wins. A new generation: a read that fetched the
 			// old value before this write cannot replace it.
-			c.local.fillWrite(e, start)
+			c.local.fillWrite(c.capUnheard(e, now), start, now)
 		}
 	}
 	if err != nil {
@@ -410,7 +430,10 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return ErrClosed
 	}
 	c.unlistFlights(keys)
-	err := c.remote.delete(ctx, keys)
+	var err error
+	if c.remote != nil {
+		err = c.remote.delete(ctx, keys)
+	}
 	for _, k := range keys {
 		c.local.invalidate(c.hash(k), k)
 	}
@@ -461,16 +484,21 @@ func (c *Cache[V]) newEntry(key string, v V, neg bool, took, ttl time.Duration, 
 	return e
 }
 
-// fillLocal stores an entry read from the remote layer in the local layer, unless it was
-// invalidated since start. While the local layer cannot hear invalidations, the entry lives at
-// most RetryInterval.
-func (c *Cache[V]) fillLocal(e *entry, start uint64) (refused bool) {
-	if !c.remote.hearing() {
-		limit := c.now() + int64(c.remote.retryInterval())
-		e = &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
-			fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
+// fillLocal stores an entry read from Redis or loaded in the local layer, unless its key was
+// invalidated since start.
+func (c *Cache[V]) fillLocal(e *entry, start uint64, now int64) (refused bool) {
+	return c.local.fill(c.capUnheard(e, now), start, now)
+}
+
+// capUnheard returns e, or while the local layer cannot hear the other instances' writes, a copy
+// of e that lives at most RetryInterval: another instance may change the key unheard.
+func (c *Cache[V]) capUnheard(e *entry, now int64) *entry {
+	if c.remote == nil || c.remote.hearing() {
+		return e
 	}
-	return c.local.fill(e, start)
+	limit := now + int64(c.remote.retryInterval())
+	return &entry{key: e.key, hash: e.hash, value: e.value, neg: e.neg, load: e.load, weight: e.weight,
+		fresh: min(e.fresh, limit), stale: min(e.stale, limit), hard: min(e.hard, limit)}
 }
 
 func (c *Cache[V]) value(e *entry) (V, error) {

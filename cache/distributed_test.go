@@ -273,21 +273,28 @@ func TestFailOnStoreError(t *testing.T) {
 }
 
 // A holder that died loading (its lease left in Redis, never filled or released) stalls the
-// others only until its lease ends; then one of them loads.
+// others only until its lease ends, then one of them loads: a lease that ends before
+// LoadTimeout is not waited out to LoadTimeout, and one that ends after it (as lease.lua's
+// does, LoadTimeout plus Timeout, when the holder dies at once) is outlasted.
 func TestDeadLeaseHolder(t *testing.T) {
 	fx := realRedis(t)
-	c := newCache[string](t, fx.store(), Config{})
-	require.NoError(t, fx.b.Client.Set(ctx, fx.b.Prefix+"{k}:lease", "dead-instance", 300*time.Millisecond).Err())
-	var calls atomic.Int32
-	t0 := time.Now()
-	v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, key string) (string, error) {
-		calls.Add(1)
-		return "v", nil
-	})
-	require.NoError(t, err)
-	assert.Equal(t, "v", v)
-	assert.Equal(t, int32(1), calls.Load())
-	took := time.Since(t0)
-	assert.GreaterOrEqual(t, took, 250*time.Millisecond, "waited for the lease")
-	assert.Less(t, took, 2*time.Second, "not for LoadTimeout")
+	for key, tc := range map[string]struct{ loadTimeout, lease time.Duration }{
+		"ends before LoadTimeout": {10 * time.Second, 300 * time.Millisecond},
+		"ends after LoadTimeout":  {500 * time.Millisecond, 600 * time.Millisecond},
+	} {
+		c := newCache[string](t, fx.store(), Config{LoadTimeout: tc.loadTimeout})
+		require.NoError(t, fx.b.Client.Set(ctx, c.leaseKey(key), "dead-instance", tc.lease).Err())
+		var calls atomic.Int32
+		t0 := time.Now()
+		v, err := c.GetOrLoad(ctx, key, func(ctx context.Context, key string) (string, error) {
+			calls.Add(1)
+			return "v", nil
+		})
+		took := time.Since(t0)
+		require.NoError(t, err, key)
+		assert.Equal(t, "v", v, key)
+		assert.Equal(t, int32(1), calls.Load(), key)
+		assert.GreaterOrEqual(t, took, tc.lease-50*time.Millisecond, "%s: waited for the lease", key)
+		assert.Less(t, took, tc.lease+time.Second, "%s: not past the lease", key)
+	}
 }

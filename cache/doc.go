@@ -58,23 +58,24 @@
 //
 // Fills of a local layer are guarded by generations: a fill that started before an
 // invalidation of its key is not stored after it. Pub/sub is at most once, so announcements
-// made while an instance's subscription is down are lost: when the subscription is made again,
-// the local layers are flushed. A connection that dies quietly is found by a PING after
-// RedisConfig.PingInterval of silence, and while the subscription is down, entries filled from
-// Redis live at most RedisConfig.RetryInterval. So the staleness of a local layer is bounded
-// by the announcement's delivery while subscribed, and by the time to notice a lost
-// subscription otherwise.
+// made while an instance's subscription is down are lost: when the subscription is lost, and
+// again when it is made again, the local layers are flushed, and while it is down what they
+// store lives at most RedisConfig.RetryInterval. A connection that dies quietly is found by a
+// PING after RedisConfig.PingInterval of silence, so within two PingIntervals. So once a Set
+// or Delete has returned, an instance serves the value it replaced for at most the
+// announcement's delivery while subscribed, two PingIntervals after its connection froze, or
+// RetryInterval while its subscription is down.
 //
 // # Failures
 //
 // Every call to Redis is bounded by RedisConfig.Timeout. When the caller's context ends
 // first, the call returns its error and Redis is not counted as failing. When Redis fails,
-// reads go on without it, from the local layer and the loader, and after
-// RedisConfig.FailFastAfter consecutive failures Redis is left alone for RetryInterval before
-// one call tries it again; with Config.FailOnStoreError reads return an error matching
-// [ErrUnavailable] instead. Set and Delete return an error matching ErrUnavailable, and the
-// key leaves this instance's local layer, so that it does not serve what the fleet cannot see.
-// Hooks.OnStoreError sees every failure.
+// reads go on without it, from the local layer (emptied once the subscription is lost: see
+// Coherence) and the loader, and after RedisConfig.FailFastAfter consecutive failures Redis is
+// left alone for RetryInterval before one call tries it again; with Config.FailOnStoreError
+// reads return an error matching [ErrUnavailable] instead. Set and Delete return an error
+// matching ErrUnavailable, and the key leaves this instance's local layer, so that it does not
+// serve what the fleet cannot see. Hooks.OnStoreError sees every failure.
 //
 // # HTTP
 //

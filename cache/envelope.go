@@ -108,25 +108,25 @@ func (c *Cache[V]) decode(key string, h uint64, b []byte, now, wall int64) *entr
 	}
 	e := &entry{key: key, hash: h, neg: env.flags&flagNegative != 0, load: env.load * 1e6, weight: int64(len(env.payload))}
 	if !e.neg {
-		var v V
 		switch {
 		case env.flags&flagRaw != 0:
-			switch p := any(&v).(type) {
-			case *[]byte:
-				*p = env.payload
-			case *string:
-				*p = string(env.payload)
+			switch any(*new(V)).(type) {
+			case []byte:
+				e.value = env.payload
+			case string:
+				e.value = string(env.payload)
 			default:
 				return nil // stored raw by a cache of another type
 			}
 		case c.raw:
 			return nil
 		default:
+			var v V // on the heap, through the Codec: only on this path
 			if c.codec.Unmarshal(env.payload, &v) != nil {
 				return nil
 			}
+			e.value = v
 		}
-		e.value = v
 	}
 	// Clamped, so that no time written by another instance can overflow.
 	local := func(ms int64) int64 { return now + min(max(ms-wall, -maxTTLms), maxTTLms)*1e6 }

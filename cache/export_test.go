@@ -29,6 +29,6 @@ func useClock(s Store, c *fakeClock) {
 }
 
 // leaseKey is the Redis key of key's lease, for a Cache over a RedisStore.
-func (c *Cache[V]) leaseKey(key string) string { return c.remote.(*redisLayer).leaseKey(key) }
+func (c *Cache[V]) leaseKey(key string) string { return c.remote.leaseKey(key) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

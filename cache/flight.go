@@ -76,8 +76,7 @@ type flight[V any] struct {
 	background bool   // a refresh of an entry its callers were served
 	fallback   *entry // served if the load fails, within stale-if-error
 	start      uint64 // the local layer's generation when the flight began: guards its fills
-	token      string // the lease held in the remote layer, if held
-	held       bool
+	token      string // the lease held in Redis; "" when none is held
 
 	done      chan struct{}
 	delivered bool // only the flight's goroutine sets it; callers read it after done
@@ -105,8 +104,8 @@ func (c *Cache[V]) join(ctx context.Context, key string, h uint64, load func(con
 	return f
 }
 
-// run is the flight's goroutine: it finds the value in the remote layer, or waits for the
-// instance loading it, or loads it.
+// run is the flight's goroutine: it finds the value in Redis, or waits for the instance
+// loading it, or loads it.
 func (f *flight[V]) run(parent context.Context) {
 	c := f.c
 	// base ends only at Close. Finding the value (reading Redis, waiting for another
@@ -125,21 +124,22 @@ func (f *flight[V]) run(parent context.Context) {
 	if f.background {
 		f.deliverEarly(c.value(f.fallback))
 	}
-	ctx, cancel := context.WithTimeout(base, c.cfg.LoadTimeout+c.remote.leaseTTL())
-	over := f.resolve(ctx)
-	cancel()
-	if over {
-		return
+	if c.remote != nil {
+		ctx, cancel := context.WithTimeout(base, c.cfg.LoadTimeout+c.remote.lease)
+		over := f.resolve(ctx)
+		cancel()
+		if over {
+			return
+		}
 	}
-	ctx, cancel = context.WithTimeout(base, c.cfg.LoadTimeout)
+	ctx, cancel := context.WithTimeout(base, c.cfg.LoadTimeout)
 	defer cancel()
 	f.loadAndStore(ctx)
 }
 
-// resolve looks for the value in the remote layer, or takes the lease to load it, or waits for
-// the instance that holds the lease. It reports whether the flight is over; if not, the flight
-// loads the value (holding the lease, or without one when there is no remote layer or it
-// failed).
+// resolve looks for the value in Redis, or takes the lease to load it, or waits for the
+// instance that holds the lease. It reports whether the flight is over; if not, the flight
+// loads the value (holding the lease, or without one when Redis failed).
 func (f *flight[V]) resolve(ctx context.Context) (over bool) {
 	c := f.c
 	// A refresh of a stale entry reads the remote layer first: another instance may have
@@ -168,10 +168,8 @@ func (f *flight[V]) resolve(ctx context.Context) (over bool) {
 			return f.storeFailed(ctx, err)
 		}
 		switch r.kind {
-		case leaseNone:
-			return false
 		case leaseHeld:
-			f.token, f.held = r.token, true
+			f.token = r.token
 			return false
 		case leaseValue:
 			if f.consider(ctx, r.val) {
@@ -215,22 +213,22 @@ func (f *flight[V]) storeFailed(ctx context.Context, err error) (over bool) {
 // still serve a failed load (stale-if-error) as the fallback.
 func (f *flight[V]) consider(ctx context.Context, b []byte) bool {
 	c := f.c
-	now := c.now()
-	e := c.decode(f.key, f.hash, b, now, c.wall())
+	now, wall := c.times()
+	e := c.decode(f.key, f.hash, b, now, wall)
 	if e == nil {
 		return false
 	}
 	switch {
 	case now < e.fresh:
 		c.remoteHits.Add(1)
-		c.fillLocal(e, f.start)
+		c.fillLocal(e, f.start, now)
 		f.deliver(c.value(e))
 		return true
 	case now < e.stale && !f.delivered:
 		c.remoteHits.Add(1)
 		c.stale.Add(1)
 		c.servedStale(ctx, f.key, nil)
-		c.fillLocal(e, f.start)
+		c.fillLocal(e, f.start, now)
 		f.deliverEarly(c.value(e))
 	}
 	if f.fallback == nil || e.hard > f.fallback.hard {
@@ -242,7 +240,8 @@ func (f *flight[V]) consider(ctx context.Context, b []byte) bool {
 // loadAndStore calls the loader, stores what it returns in both layers, and delivers it.
 func (f *flight[V]) loadAndStore(ctx context.Context) {
 	c := f.c
-	if f.held && c.remote.leaseTTL() < c.cfg.LoadTimeout {
+	held := f.token != ""
+	if held && c.remote.lease < c.cfg.LoadTimeout {
 		stop := make(chan struct{})
 		defer close(stop)
 		c.wg.Add(1)
@@ -265,21 +264,21 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 		} else {
 			f.fail(ctx, err)
 		}
-		if f.held {
+		if held {
 			_ = c.remote.release(ctx, f.key, f.token) // wake the other instances' waiters
 		}
 		return
 	}
-	if f.held && c.closed.Load() {
+	if held && c.closed.Load() {
 		// Close waits for this flight: give the lease back (one round trip) rather than
 		// store the value; another instance loads it again.
 		f.deliverLoaded(v, notFound)
 		_ = c.remote.release(ctx, f.key, f.token)
 		return
 	}
-	now, wall := c.now(), c.wall()
+	now, wall := c.times()
 	e := c.newEntry(f.key, v, notFound, took, 0, now)
-	if f.held {
+	if held {
 		stored, err := c.remote.fill(ctx, e, f.token, now, wall)
 		switch {
 		case errors.Is(err, errEncoding):
@@ -295,7 +294,7 @@ func (f *flight[V]) loadAndStore(ctx context.Context) {
 			return
 		}
 	}
-	if c.local.fill(e, f.start) {
+	if c.fillLocal(e, f.start, now) {
 		c.lost.Add(1)
 	}
 	f.deliverLoaded(v, notFound)

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -63,12 +64,13 @@ func stuckLoader(release <-chan struct{}, started *atomic.Int32) func(context.Co
 }
 
 // A loader that ignores its context does not hold its waiters past LoadTimeout: each gets an
-// error at LoadTimeout, the flight is unlisted (the next call loads afresh), and Close returns
-// at once, abandoning the loader.
+// error at LoadTimeout, the flight is unlisted (the next call loads afresh), what the loader
+// returns at last is dropped, never stored over the newer value, and Close returns by
+// LoadTimeout, abandoning the loader.
 func TestStuckLoaderMemory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		defer close(release) // the abandoned loaders return, after the checks
+		release, releaseLast := make(chan struct{}), make(chan struct{})
+		defer close(releaseLast) // the last abandoned loader returns, after the checks
 		s, err := NewMemoryStore(MemoryConfig{})
 		require.NoError(t, err)
 		c, err := New[string](s, Config{LoadTimeout: time.Second})
@@ -93,8 +95,15 @@ func TestStuckLoaderMemory(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "fresh", v)
 
+		// The abandoned loader returns at last: its "late" goes nowhere.
+		close(release)
+		synctest.Wait()
+		v, err = c.Get(ctx, "k")
+		require.NoError(t, err)
+		assert.Equal(t, "fresh", v, "a loader abandoned at LoadTimeout stored its value over a newer one")
+
 		// Close with a stuck loader in flight returns by the load's LoadTimeout.
-		w := getOrLoadAsync(c, "other", stuck)
+		w := getOrLoadAsync(c, "other", stuckLoader(releaseLast, &started))
 		synctest.Wait()
 		t0 := time.Now()
 		closed := make(chan struct{})
@@ -112,7 +121,8 @@ func TestStuckLoaderMemory(t *testing.T) {
 
 // The same on Redis, with a second instance: at A's LoadTimeout, A's waiters get an error or
 // the value B wrote, never later; A gives its lease back, so B's own load does not wait for
-// the lease to expire; the next call on A reads what B stored.
+// the lease to expire; the next call on A reads what B stored; and when A's abandoned loaders
+// return at last, what they loaded is stored nowhere, in Redis or in a local layer.
 func TestStuckLoaderRedis(t *testing.T) {
 	redisBackends(t, func(t *testing.T, fx *fixture) {
 		const loadTimeout = time.Second
@@ -120,9 +130,13 @@ func TestStuckLoaderRedis(t *testing.T) {
 		a := newCache[string](t, fx.store(), Config{LoadTimeout: loadTimeout})
 		b := newCache[string](t, fx.store(), Config{LoadTimeout: loadTimeout})
 		release := make(chan struct{})
-		t.Cleanup(func() { close(release) }) // before the caches' Close
-		var started atomic.Int32
-		stuck := stuckLoader(release, &started)
+		unstick := sync.OnceFunc(func() { close(release) })
+		t.Cleanup(unstick) // before the caches' Close
+		var started, returned atomic.Int32
+		stuck := func(ctx context.Context, key string) (string, error) {
+			defer returned.Add(1)
+			return stuckLoader(release, &started)(ctx, key)
+		}
 
 		// B writes the key while A's loader is stuck.
 		w1, w2 := getOrLoadAsync(a, "set", stuck), getOrLoadAsync(a, "set", stuck)
@@ -149,6 +163,18 @@ func TestStuckLoaderRedis(t *testing.T) {
 		assert.Equal(t, "B loaded", r.v)
 		assert.Less(t, time.Since(t0), loadTimeout+slack, "B waited for A's lease to expire")
 		valueOrTimeout(t, await(t, wa, 5*time.Second, "A's waiter"), "B loaded")
+
+		unstick()
+		require.Eventually(t, func() bool { return returned.Load() == 2 }, 5*time.Second, time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // time to store "late", were it stored
+		other := newCache[string](t, fx.store(), Config{})
+		for key, want := range map[string]string{"set": "from B", "load": "B loaded"} {
+			for name, c := range map[string]*Cache[string]{"A": a, "B": b, "a third instance": other} {
+				v, err := c.Get(ctx, key)
+				require.NoError(t, err, "%s, %s", name, key)
+				assert.Equal(t, want, v, "%s reads %s", name, key)
+			}
+		}
 	})
 }
 

@@ -159,15 +159,17 @@ func (l *localLayer) begin() uint64 {
 func (l *localLayer) end() { l.inflight.Add(-1) }
 
 // fill stores e unless its key, its shard or the layer was invalidated after start. It
-// reports whether e was refused for that reason.
-func (l *localLayer) fill(e *entry, start uint64) (refused bool) { return l.fillGen(e, start, false) }
+// reports whether e was refused for that reason. now is the layer's clock, read by the caller.
+func (l *localLayer) fill(e *entry, start uint64, now int64) (refused bool) {
+	return l.fillGen(e, start, false, now)
+}
 
 // fillWrite stores e, written by this instance, as the newest write of its key unless the key
 // was invalidated after start (by a later write announced by another instance). Unlike fill it
 // takes a new generation, so that a fill which started before this write cannot replace it.
-func (l *localLayer) fillWrite(e *entry, start uint64) { l.fillGen(e, start, true) }
+func (l *localLayer) fillWrite(e *entry, start uint64, now int64) { l.fillGen(e, start, true, now) }
 
-func (l *localLayer) fillGen(e *entry, start uint64, write bool) (refused bool) {
+func (l *localLayer) fillGen(e *entry, start uint64, write bool, now int64) (refused bool) {
 	if l.off {
 		return false
 	}
@@ -184,19 +186,19 @@ func (l *localLayer) fillGen(e *entry, start uint64, write bool) (refused bool) 
 	if write {
 		e.gen = l.seq.Add(1)
 	}
-	sh.put(e, l)
+	sh.put(e, l, now)
 	return false
 }
 
 // set stores e as the newest write of its key.
-func (l *localLayer) set(e *entry) {
+func (l *localLayer) set(e *entry, now int64) {
 	if l.off {
 		return
 	}
 	sh := l.shard(e.hash)
 	sh.mu.Lock()
 	e.gen = l.seq.Add(1)
-	sh.put(e, l)
+	sh.put(e, l, now)
 	sh.mu.Unlock()
 }
 
@@ -210,7 +212,8 @@ func (l *localLayer) invalidate(h uint64, key string) {
 	sh.mu.Lock()
 	g := l.seq.Add(1)
 	if l.inflight.Load() > 0 {
-		sh.put(&entry{key: key, hash: h, gen: g, tomb: true, hard: l.clock.now() + tombstoneTTL}, l)
+		now := l.clock.now()
+		sh.put(&entry{key: key, hash: h, gen: g, tomb: true, hard: now + tombstoneTTL}, l, now)
 	} else if e := sh.tab.Load().get(h, key); e != nil {
 		sh.remove(e)
 	}
@@ -247,8 +250,9 @@ func (l *localLayer) purge(salt uint64) {
 	}
 }
 
-// put inserts e (replacing the key's entry) and evicts what the caps require. sh.mu is held.
-func (sh *shardState) put(e *entry, l *localLayer) {
+// put inserts e (replacing the key's entry) and evicts what the caps require, expired at now.
+// sh.mu is held.
+func (sh *shardState) put(e *entry, l *localLayer, now int64) {
 	tab := sh.tab.Load()
 	if tab.full() {
 		tab = tab.grown()
@@ -268,7 +272,6 @@ func (sh *shardState) put(e *entry, l *localLayer) {
 	if sh.tail == nil {
 		sh.tail = e
 	}
-	now := l.clock.now()
 	sh.sweepExpired(now, l)
 	for tab.live > l.perShard || (l.perBytes > 0 && sh.bytes > l.perBytes && tab.live > 1) {
 		sh.evict(now, l)
@@ -399,10 +402,13 @@ func (c *clock) now() int64 {
 	return int64(time.Since(c.epoch))
 }
 
-// wall returns the Unix time in ms of the times stored in Redis.
-func (c *clock) wall() int64 {
+// times returns now and the wall clock (Unix ms, the clock of the times stored in Redis) read
+// at one instant.
+func (c *clock) times() (now, wall int64) {
 	if f := c.fake.Load(); f != nil {
-		return f.Load() / 1e6
+		ns := f.Load()
+		return ns, ns / 1e6
 	}
-	return time.Now().UnixMilli()
+	t := time.Now()
+	return int64(t.Sub(c.epoch)), t.UnixMilli()
 }

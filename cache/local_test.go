@@ -101,16 +101,16 @@ func TestLocalFillGuard(t *testing.T) {
 	// A fill that started before an invalidation is refused.
 	start := l.begin()
 	l.invalidate(h, "k")
-	assert.True(t, l.fill(e(1), start))
+	assert.True(t, l.fill(e(1), start, clk.ns.Load()))
 	l.end()
 	assert.Nil(t, l.get(h, "k", clk.ns.Load()))
 
 	// One that started after it is stored; an older one cannot overwrite it.
 	older := l.begin()
 	newer := l.begin()
-	assert.False(t, l.fill(e(2), newer))
-	l.set(e(3))
-	assert.True(t, l.fill(e(1), older), "a write made after the fill started wins")
+	assert.False(t, l.fill(e(2), newer, clk.ns.Load()))
+	l.set(e(3), clk.ns.Load())
+	assert.True(t, l.fill(e(1), older, clk.ns.Load()), "a write made after the fill started wins")
 	l.end()
 	l.end()
 	assert.Equal(t, 3, l.get(h, "k", clk.ns.Load()).value)
@@ -118,12 +118,12 @@ func TestLocalFillGuard(t *testing.T) {
 	// A flush refuses every fill in flight.
 	start = l.begin()
 	l.flush()
-	assert.True(t, l.fill(e(4), start))
+	assert.True(t, l.fill(e(4), start, clk.ns.Load()))
 	l.end()
 	assert.Zero(t, l.len())
 
 	// With no fill in flight an invalidation leaves no tombstone.
-	l.set(e(5))
+	l.set(e(5), clk.ns.Load())
 	l.invalidate(h, "k")
 	assert.Zero(t, l.len())
 }

@@ -1,10 +1,8 @@
 package cache
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"time"
 )
 
 // MemoryConfig sizes a local layer: a [MemoryStore], or the layer a Cache keeps in front of a
@@ -38,7 +36,7 @@ func (cfg MemoryConfig) check(field string) error {
 // concurrent use.
 type MemoryStore struct {
 	local  *localLayer
-	caches namespaces[uint64] // namespace -> its Cache's salt
+	caches namespaces[struct{}]
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -56,10 +54,10 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 // Config.DisableLocal do not apply: the store is the Cache's only layer.
 func (s *MemoryStore) open(o openConfig) (layers, error) {
 	salt := rand.Uint64()
-	if err := s.caches.add(o.namespace, salt); err != nil {
+	if err := s.caches.add(o.namespace, struct{}{}); err != nil {
 		return layers{}, err
 	}
-	return layers{local: s.local, salt: salt, remote: noRemote{}, close: func() {
+	return layers{local: s.local, salt: salt, close: func() {
 		s.local.purge(salt)
 		s.caches.remove(o.namespace)
 	}}, nil
@@ -67,27 +65,3 @@ func (s *MemoryStore) open(o openConfig) (layers, error) {
 
 // Stats returns a snapshot of the store's counters, for all its caches.
 func (s *MemoryStore) Stats() MemoryStats { return s.local.stats() }
-
-// noRemote is the remote layer of a Cache over a MemoryStore: there is none. Reads find
-// nothing, writes have nothing to do, and loads need no lease.
-type noRemote struct{}
-
-func (noRemote) get(context.Context, string) ([]byte, error) { return nil, nil }
-func (noRemote) getMany(_ context.Context, k []string) ([][]byte, error) {
-	return make([][]byte, len(k)), nil
-}
-func (noRemote) write(context.Context, []*entry, int64, int64) error { return nil }
-func (noRemote) delete(context.Context, []string) error              { return nil }
-func (noRemote) acquire(context.Context, string, bool) (leaseReply, error) {
-	return leaseReply{kind: leaseNone}, nil
-}
-func (noRemote) keepLease(string, string, <-chan struct{}) {}
-func (noRemote) leaseTTL() time.Duration                   { return 0 }
-func (noRemote) fill(context.Context, *entry, string, int64, int64) (bool, error) {
-	return true, nil
-}
-func (noRemote) release(context.Context, string, string) error { return nil }
-func (noRemote) waiter(string) <-chan struct{}                 { return nil }
-func (noRemote) unwait(string, <-chan struct{})                {}
-func (noRemote) hearing() bool                                 { return true }
-func (noRemote) retryInterval() time.Duration                  { return 0 }

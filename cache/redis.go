@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +40,7 @@ type RedisConfig struct {
 	RetryInterval time.Duration
 	// PingInterval is how long the invalidation subscription may stay silent before it is
 	// checked with a PING. A subscription that does not answer within PingInterval more is
-	// dropped and made again, which flushes the local layers. Default: 1s.
+	// dropped, which flushes the local layers, and made again. Default: 1s.
 	PingInterval time.Duration
 	// Logger receives the store's state changes: Redis failing and answering again, the
 	// subscription lost and made again. Default: slog.Default().
@@ -69,8 +68,7 @@ type RedisStore struct {
 	sub     *redisclient.Subscription
 	caches  namespaces[*redisLayer]
 
-	closeOnce sync.Once
-	closed    atomic.Bool
+	closed atomic.Bool
 
 	hits, misses, errs, sent, received, flushes atomic.Uint64
 }
@@ -101,7 +99,7 @@ func NewRedisStore(rdb redis.UniversalClient, cfg RedisConfig) (*RedisStore, err
 	s.sub = rc.Subscribe(redisclient.SubscribeConfig{
 		Channel: s.channel, PingInterval: cfg.PingInterval,
 		OnMessage: s.heard, OnSubscribed: s.subscribed,
-		OnLost: func(error) { s.caches.each((*redisLayer).wakeAll) },
+		OnLost: func(error) { s.flush(false) },
 	})
 	s.sub.WaitReady(s.timeout)
 	return s, nil
@@ -136,10 +134,8 @@ func (s *RedisStore) open(o openConfig) (layers, error) {
 // a closed store still work without Redis: their local layers and loaders. Close is idempotent
 // and always returns nil.
 func (s *RedisStore) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		s.sub.Close()
-	})
+	s.closed.Store(true)
+	s.sub.Close() // idempotent, and waits
 	return nil
 }
 
@@ -154,7 +150,8 @@ type RedisStats struct {
 	// Sent counts announcements of changed keys; Received counts those heard from other
 	// instances.
 	Sent, Received uint64
-	// Flushes counts times the local layers were emptied because the subscription was lost.
+	// Flushes counts times the local layers were emptied because announcements may have been
+	// missed: when the subscription was lost, and again when it was made again.
 	Flushes uint64
 	// Down reports that the store fails fast right now: Redis failed repeatedly.
 	Down bool
@@ -203,18 +200,24 @@ func (s *RedisStore) heard(payload string) {
 }
 
 // subscribed runs at each confirmation of the invalidation subscription. After the first,
-// announcements may have been missed: the local layers are flushed and waiters look again. So
-// are layers that stored entries before the first.
-func (s *RedisStore) subscribed(first bool) {
+// announcements may have been missed since the subscription was lost: the local layers are
+// flushed again (what they stored meanwhile lived at most RetryInterval). At the first, so are
+// the layers that stored entries before it.
+func (s *RedisStore) subscribed(first bool) { s.flush(first) }
+
+// flush empties the local layers, drops the fills in flight and wakes the waiters: the
+// subscription was lost or made again, and announcements may have been missed. With
+// onlyFilled, only the layers that hold entries are flushed.
+func (s *RedisStore) flush(onlyFilled bool) {
 	flushed := false
 	s.caches.each(func(r *redisLayer) {
-		if !first || r.local.len() > 0 {
+		if !onlyFilled || r.local.len() > 0 {
 			r.local.flush()
 			r.wakeAll()
 			flushed = true
 		}
 	})
-	if flushed || !first {
+	if flushed || !onlyFilled {
 		s.flushes.Add(1)
 	}
 }

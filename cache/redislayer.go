@@ -51,19 +51,22 @@ type redisLayer struct {
 	local     *localLayer
 	codec     Codec
 	raw       bool
-	lease     time.Duration // see leaseTTL
+	lease     time.Duration // how long a lease lives unless its holder extends it
 
 	wmu     sync.Mutex
 	waiters map[string]chan struct{} // keys whose lease another instance holds
 }
 
-func (r *redisLayer) key(k string) string          { return rediskey.Key(r.keyPrefix, k, "") }
-func (r *redisLayer) leaseKey(k string) string     { return rediskey.Key(r.keyPrefix, k, ":lease") }
-func (r *redisLayer) message(k string) string      { return r.s.message(r.namespace, k) }
-func (r *redisLayer) leaseTTL() time.Duration      { return r.lease }
+func (r *redisLayer) key(k string) string      { return rediskey.Key(r.keyPrefix, k, "") }
+func (r *redisLayer) leaseKey(k string) string { return rediskey.Key(r.keyPrefix, k, ":lease") }
+func (r *redisLayer) message(k string) string  { return r.s.message(r.namespace, k) }
+
+// hearing reports whether the local layer hears of the other instances' writes now; while it
+// does not, what it stores lives at most retryInterval.
 func (r *redisLayer) hearing() bool                { return r.s.sub.Hearing() }
 func (r *redisLayer) retryInterval() time.Duration { return r.s.rc.RetryInterval() }
 
+// get reads one key: its envelope, or nil when Redis has none.
 func (r *redisLayer) get(ctx context.Context, key string) ([]byte, error) {
 	b, err := call(ctx, r.s, r.s.timeout, func(ctx context.Context, rdb redis.UniversalClient) ([]byte, error) {
 		b, err := rdb.Get(ctx, r.key(key)).Bytes()
@@ -80,7 +83,7 @@ func (r *redisLayer) get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // getMany reads keys in one round trip: one MGET, or on a Cluster one MGET per slot in one
-// pipeline.
+// pipeline. Missing keys give nil.
 func (r *redisLayer) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 	rkeys := make([]string, len(keys))
 	for i, k := range keys {
@@ -150,6 +153,23 @@ func fillValues(out [][]byte, idx []int, vals []any) {
 	}
 }
 
+// leaseReply is what acquire found.
+type leaseReply struct {
+	kind  byte          // leaseValue, leaseHeld or leaseWait
+	val   []byte        // with leaseValue: the envelope
+	token string        // with leaseHeld: the holder's token, to fill or release the lease
+	wait  time.Duration // with leaseWait: how long the holder's lease has left
+}
+
+// Lease replies.
+const (
+	leaseValue = 'v' // the value is there
+	leaseHeld  = 'l' // the caller holds the lease
+	leaseWait  = 'w' // another holds it
+)
+
+// acquire reads key, or takes its lease; with refresh it only tries the lease (the caller
+// holds a stale value).
 func (r *redisLayer) acquire(ctx context.Context, key string, refresh bool) (leaseReply, error) {
 	token := rand.Text()
 	mode := "0"
@@ -197,6 +217,9 @@ func (r *redisLayer) keepLease(key, token string, stop <-chan struct{}) {
 	}
 }
 
+// fill stores e if token still holds key's lease, and reports whether it did; release gives
+// the lease back without storing anything. Both wake the key's waiters. now and wall are one
+// instant on the local and wall clocks.
 func (r *redisLayer) fill(ctx context.Context, e *entry, token string, now, wall int64) (bool, error) {
 	env, err := r.encode(e, now, wall)
 	if err != nil {
@@ -232,6 +255,8 @@ func (r *redisLayer) runFill(ctx context.Context, timeout time.Duration, key, to
 	return n == 1, nil
 }
 
+// write stores entries, each revoking its key's lease and announcing the key to the other
+// instances.
 func (r *redisLayer) write(ctx context.Context, entries []*entry, now, wall int64) error {
 	calls := make([]*redisclient.ScriptCall, len(entries))
 	for i, e := range entries {
@@ -245,6 +270,7 @@ func (r *redisLayer) write(ctx context.Context, entries []*entry, now, wall int6
 	return r.runWrites(ctx, calls)
 }
 
+// delete removes keys, revoking their leases and announcing them.
 func (r *redisLayer) delete(ctx context.Context, keys []string) error {
 	calls := make([]*redisclient.ScriptCall, len(keys))
 	for i, k := range keys {

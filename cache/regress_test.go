@@ -123,19 +123,6 @@ func TestEvictedWriteStillBlocksOlderFill(t *testing.T) {
 	assert.False(t, err == nil && v == "old", "L1 stores the load that started before the Set")
 }
 
-// A waiter outlasts the lease of a holder that died, then loads itself.
-func TestWaiterOutlastsDeadHolder(t *testing.T) {
-	fx := realRedis(t)
-	c := newCache[string](t, fx.store(), Config{LoadTimeout: 500 * time.Millisecond})
-	// A holder that crashed right after taking the lease (as lease.lua would: LoadTimeout+Timeout).
-	require.NoError(t, fx.b.Client.Set(ctx, c.leaseKey("k"), "dead", 600*time.Millisecond).Err())
-	var calls atomic.Int32
-	v, err := c.GetOrLoad(ctx, "k", func(ctx context.Context, k string) (string, error) { calls.Add(1); return "v", nil })
-	assert.NoError(t, err)
-	assert.Equal(t, "v", v)
-	assert.Equal(t, int32(1), calls.Load())
-}
-
 // Close during a load gives the Redis lease back, so other instances do not stall.
 func TestCloseGivesLeaseBack(t *testing.T) {
 	fx := realRedis(t)
