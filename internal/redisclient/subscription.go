@@ -82,28 +82,38 @@ func (s *Subscription) WaitReady(d time.Duration) bool {
 // are heard.
 func (s *Subscription) Hearing() bool { return s.hearing.Load() }
 
-// Close stops listening and waits for the goroutine to end. It is idempotent.
+// Close stops listening and waits for the goroutine to end. It is idempotent. It returns at
+// once unless the goroutine is connecting to a Redis that does not answer: then it waits for
+// the connection attempt, which go-redis bounds by the client's DialTimeout and ReadTimeout
+// (its handshake does not stop when the context is cancelled).
 func (s *Subscription) Close() {
 	s.mu.Lock()
+	var sub *redis.PubSub
 	if !s.closed {
 		s.closed = true
 		s.stop()
-		if s.sub != nil {
-			_ = s.sub.Close()
-		}
+		sub = s.sub
 	}
 	s.mu.Unlock()
+	if sub != nil {
+		_ = sub.Close() // outside mu: it may wait for a connection attempt in progress
+	}
 	<-s.done
 }
 
+// subscribe makes a new subscription, unless the Subscription is closed. Its network work is
+// done outside mu, so that Close never waits on mu for a Redis that does not answer.
 func (s *Subscription) subscribe(ctx context.Context) *redis.PubSub {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	s.sub = s.c.rdb.Subscribe(ctx, s.cfg.Channel)
-	return s.sub
+	sub := s.c.rdb.Subscribe(ctx) // no channel yet: no I/O
+	s.sub = sub
+	s.mu.Unlock()
+	_ = sub.Subscribe(ctx, s.cfg.Channel) // an error shows in the next Receive
+	return sub
 }
 
 func (s *Subscription) loop(ctx context.Context) {

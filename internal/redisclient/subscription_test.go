@@ -3,6 +3,7 @@ package redisclient
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -187,5 +188,36 @@ func TestCloseWhileResubscribing(t *testing.T) {
 		s := c.Subscribe(SubscribeConfig{Channel: "ch"})
 		time.Sleep(time.Duration(i%50) * time.Microsecond)
 		s.Close()
+	}
+}
+
+// TestCloseWhileRedisFrozen: Redis is frozen (SIGSTOP), the subscription is lost and tries to
+// subscribe again against a server that accepts connections and answers nothing: Close
+// returns within its documented bound, the client's ReadTimeout, in both modes, and leaks
+// nothing (goleak).
+func TestCloseWhileRedisFrozen(t *testing.T) {
+	for _, ctxTimeouts := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			srv := redistest.StartServer(t, 0)
+			t.Cleanup(srv.Thaw)
+			const readTimeout = 500 * time.Millisecond
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: readTimeout, ContextTimeoutEnabled: ctxTimeouts})
+			defer rc.Close()
+			c := newClient(t, rc, Config{RetryInterval: 50 * time.Millisecond})
+			ev := newEvents()
+			s := c.Subscribe(ev.config("ch"))
+			if !s.WaitReady(5 * time.Second) {
+				t.Fatal("not confirmed")
+			}
+			srv.Freeze()
+			ev.until(t, "the frozen subscription is lost", func() bool { return ev.lost == 1 })
+			time.Sleep(100 * time.Millisecond) // now it is subscribing again, and waits
+			start := time.Now()
+			s.Close()
+			bound := readTimeout + 300*time.Millisecond
+			if d := time.Since(start); d > bound {
+				t.Fatalf("Close took %v, want at most %v", d, bound)
+			}
+		})
 	}
 }
