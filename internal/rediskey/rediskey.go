@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"unsafe"
 )
 
 // ErrBadPrefix reports a prefix that would break hash tags.
@@ -57,7 +58,8 @@ func Append(dst []byte, prefix, entity, suffix string) []byte {
 
 // Key returns prefix{entity}suffix.
 func Key(prefix, entity, suffix string) string {
-	return string(Append(make([]byte, 0, len(prefix)+len(entity)+len(suffix)+8), prefix, entity, suffix))
+	b := Append(make([]byte, 0, len(prefix)+len(entity)+len(suffix)+8), prefix, entity, suffix)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again: one allocation, not two
 }
 
 // Slot returns the Redis Cluster slot of key: CRC16 (XMODEM) of its hash tag, or of the whole

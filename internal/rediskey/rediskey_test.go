@@ -87,3 +87,12 @@ func TestDigest(t *testing.T) {
 		t.Fatalf("AppendDigest of a short key allocates %v times", n)
 	}
 }
+
+func TestKeyAllocatesOnce(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = Key("cache:", "user:42", ":lease") }); n != 1 {
+		t.Fatalf("Key allocates %v times, want 1", n)
+	}
+	if k := Key("p:", "a{b}%", ":s"); k != "p:{a%7Bb%7D%25}:s" {
+		t.Fatalf("Key = %q", k)
+	}
+}
