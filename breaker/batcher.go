@@ -27,6 +27,7 @@ type batcher struct {
 	loopDone  chan struct{}
 	kick      chan struct{}
 	stop      chan struct{}
+	closeBy   atomic.Pointer[time.Time] // Close's deadline, once it is called
 	closeOnce sync.Once
 	onClose   func()
 
@@ -173,7 +174,8 @@ func (bt *batcher) loop() {
 }
 
 // flush sends the outcomes of every queued breaker in one round trip and brings each breaker in
-// line with its reply.
+// line with its reply. Once Close is called, flushes end by its deadline: a batch in flight
+// then had ten times the timeout from before Close, and the last ones share what is left.
 func (bt *batcher) flush() {
 	bt.flushMu.Lock()
 	defer bt.flushMu.Unlock()
@@ -204,7 +206,13 @@ func (bt *batcher) flush() {
 		bt.flushes.Add(1)
 		// No caller waits for a batch: it gets more time than a call, so that a busy CPU does
 		// not pass for an outage.
-		if err := bt.be.run(context.Background(), 10*bt.timeout, reqs, res); err != nil {
+		ctx := context.Background()
+		if d := bt.closeBy.Load(); d != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, *d)
+			defer cancel()
+		}
+		if err := bt.be.run(ctx, 10*bt.timeout, reqs, res); err != nil {
 			bt.errs.Add(1)
 		}
 	}
@@ -252,12 +260,15 @@ func (bt *batcher) stats() StoreStats {
 	}
 }
 
-// close sends what is pending and stops the loop; breakers then decide alone.
+// close sends what is pending, within ten times the timeout whatever the store does, and stops
+// the loop; breakers then decide alone.
 func (bt *batcher) close() {
 	if bt == nil {
 		return
 	}
 	bt.closeOnce.Do(func() {
+		deadline := time.Now().Add(10 * bt.timeout)
+		bt.closeBy.Store(&deadline)
 		close(bt.stop)
 		<-bt.loopDone // its last batches may queue breakers again: closed comes after
 		bt.mu.Lock()

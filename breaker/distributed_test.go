@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -477,4 +478,39 @@ func TestIdleStoreSeesRedisGoAndComeBack(t *testing.T) {
 	t.Logf("up after %v", time.Since(start))
 	assert.Equal(t, calls[0].Calls, idle.Stats().Calls, "no probe lease or report was needed")
 	assert.Equal(t, calls[1].Calls, busy.Stats().Calls)
+}
+
+// TestCloseIsBoundedWithRedisFrozen: Redis stops answering (a blackhole: connections stay open,
+// nothing comes back) while a batch is in flight, a failed batch waits to be sent again and new
+// outcomes wait behind it. Close still returns within ten times Timeout, as RedisStore
+// documents, on a client with and without ContextTimeoutEnabled.
+func TestCloseIsBoundedWithRedisFrozen(t *testing.T) {
+	const timeout = 30 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	for _, contextTimeout := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", contextTimeout), func(t *testing.T) {
+			proxy := redistest.StartProxy(t, srv.Addr())
+			rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: contextTimeout})
+			t.Cleanup(func() { _ = rdb.Close() })
+			st, err := NewRedisStore(rdb, RedisConfig{Timeout: timeout, FlushInterval: 10 * time.Millisecond})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			b := newBreaker(t, Config{Name: "close", DisableConsecutiveFailures: true, Store: st})
+			require.NoError(t, call(b, nil))
+			require.Eventually(t, func() bool { return st.Stats().Flushes > 0 && b.link.gen.Load() >= 0 }, eventually, time.Millisecond)
+
+			proxy.Blackhole(true)
+			require.ErrorIs(t, call(b, errDown), errDown)
+			require.Eventually(t, func() bool { return st.Stats().Errors > 0 }, eventually, time.Millisecond,
+				"a batch timed out: it waits to be sent again")
+			require.ErrorIs(t, call(b, errDown), errDown) // waits behind it
+			time.Sleep(20 * time.Millisecond)             // the batch sent again is in flight
+			start := time.Now()
+			require.NoError(t, st.Close())
+			took := time.Since(start)
+			t.Logf("Close took %v with Redis frozen", took)
+			assert.Less(t, took, 10*timeout+100*time.Millisecond, "Close returns within ten times Timeout")
+			proxy.Blackhole(false)
+		})
+	}
 }
