@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -511,6 +512,103 @@ func TestCloseIsBoundedWithRedisFrozen(t *testing.T) {
 			t.Logf("Close took %v with Redis frozen", took)
 			assert.Less(t, took, 10*timeout+100*time.Millisecond, "Close returns within ten times Timeout")
 			proxy.Blackhole(false)
+		})
+	}
+}
+
+// TestCallsWithRedisFrozen: two instances call one shared breaker from several goroutines while
+// Redis stops answering (a blackhole: connections stay open, nothing comes back) and then answers
+// again. The dependency fails two calls in three, so the breakers trip, probe and close again
+// and again, taking probe leases in Allow and reporting probes in Done, on the calls' path. No
+// call fails because of Redis (every refusal is ErrOpen), and Allow and Done each wait at most
+// Timeout for Redis, on clients with and without ContextTimeoutEnabled.
+func TestCallsWithRedisFrozen(t *testing.T) {
+	// Long enough for the slack a busy machine needs to stay below two round trips.
+	const timeout = 150 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	for _, contextTimeout := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", contextTimeout), func(t *testing.T) {
+			proxy := redistest.StartProxy(t, srv.Addr())
+			var stores []*RedisStore
+			var bs []*Breaker
+			for range 2 {
+				rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: contextTimeout})
+				st, err := NewRedisStore(rdb, RedisConfig{Timeout: timeout})
+				require.NoError(t, err)
+				t.Cleanup(func() {
+					_ = st.Close()
+					_ = rdb.Close()
+				})
+				stores = append(stores, st)
+				bs = append(bs, newBreaker(t, Config{Name: "frozen", Failures: 3, OpenDuration: 20 * time.Millisecond,
+					Store: st, Logger: slog.New(slog.DiscardHandler)}))
+			}
+			var slowest, waited, foreign, probes atomic.Int64
+			took := func(start time.Time) {
+				d := int64(time.Since(start))
+				for old := slowest.Load(); d > old && !slowest.CompareAndSwap(old, d); old = slowest.Load() {
+				}
+				if d > int64(timeout/2) {
+					waited.Add(1) // a round trip that Redis left unanswered
+				}
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, b := range bs {
+				for g := range 4 {
+					wg.Go(func() {
+						for n := 0; ; n++ {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							start := time.Now()
+							tok, err := b.Allow(context.Background())
+							took(start)
+							if err != nil {
+								if !errors.Is(err, ErrOpen) {
+									foreign.Add(1)
+								}
+								time.Sleep(time.Millisecond)
+								continue
+							}
+							if tok.lease != 0 {
+								probes.Add(1)
+							}
+							var outcome error
+							if (n+g)%3 != 0 {
+								outcome = errDown
+							}
+							start = time.Now()
+							tok.Done(outcome)
+							took(start)
+						}
+					})
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+			before := []StoreStats{stores[0].Stats(), stores[1].Stats()}
+			proxy.Blackhole(true)
+			time.Sleep(2 * time.Second)
+			frozen := []StoreStats{stores[0].Stats(), stores[1].Stats()}
+			proxy.Blackhole(false)
+			proxy.Cut() // what Redis never answered is gone
+			require.Eventually(t, func() bool { return !stores[0].Stats().Down && !stores[1].Stats().Down },
+				5*time.Second, time.Millisecond, "the instances use Redis again")
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+
+			t.Logf("slowest Allow or Done %v; %d waited on Redis; %d probes", time.Duration(slowest.Load()), waited.Load(), probes.Load())
+			assert.Zero(t, foreign.Load(), "no call failed because of Redis")
+			assert.Less(t, time.Duration(slowest.Load()), timeout+100*time.Millisecond,
+				"Allow and Done each wait at most Timeout for Redis (plus a busy machine's delays)")
+			for i := range stores {
+				assert.Greater(t, frozen[i].Calls, before[i].Calls, "instance %d took probe leases while Redis was frozen", i)
+				assert.Greater(t, frozen[i].Errors, before[i].Errors, "and Redis left them unanswered")
+			}
+			assert.Positive(t, waited.Load(), "calls reached the frozen Redis")
 		})
 	}
 }
