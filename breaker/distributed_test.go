@@ -612,3 +612,68 @@ func TestCallsWithRedisFrozen(t *testing.T) {
 		})
 	}
 }
+
+// TestExactProbesAcrossRedisRestart: three instances call a shared breaker whose dependency is
+// down, so it goes through half-open again and again, with two probes at a time. Redis is
+// killed while a probe runs and started again, empty. At no moment while the instances share
+// state, before the restart or after, do more than Probes probes hold a lease from the store,
+// and both places are used: no lease is leaked by the restart.
+func TestExactProbesAcrossRedisRestart(t *testing.T) {
+	const probes = 2
+	srv := redistest.StartServer(t, 0)
+	stores := outageFleet(t, srv.Addr(), srv.Addr(), srv.Addr())
+	var inProbe, most, alone atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, st := range stores {
+		b := newBreaker(t, Config{Name: "probes", Failures: 3, OpenDuration: 50 * time.Millisecond, Probes: probes,
+			ProbeTimeout: time.Minute, Store: st, Logger: slog.New(slog.DiscardHandler)})
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					tok, err := b.Allow(context.Background())
+					if err != nil {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					switch {
+					case tok.lease < 0: // a lease of the store
+						n := inProbe.Add(1)
+						for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+						}
+						time.Sleep(3 * time.Millisecond)
+						inProbe.Add(-1)
+					case tok.lease > 0:
+						alone.Add(1) // a probe the instance ran alone, its store down
+					}
+					tok.Done(errDown)
+				}
+			})
+		}
+	}
+	require.Eventually(t, func() bool { return inProbe.Load() > 0 }, eventually, 100*time.Microsecond, "a probe runs")
+	time.Sleep(500 * time.Millisecond)
+	before := most.Load()
+
+	srv.Stop() // during half-open, probes running
+	require.Eventually(t, func() bool { return stores[0].Stats().Down }, eventually, time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool {
+		return !stores[0].Stats().Down && !stores[1].Stats().Down && !stores[2].Stats().Down
+	}, 5*time.Second, time.Millisecond, "the instances use Redis again")
+	time.Sleep(100 * time.Millisecond) // leases of the former server have been reported
+	most.Store(0)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+
+	t.Logf("at most %d probes at once before the restart, %d after; %d probes run alone", before, most.Load(), alone.Load())
+	assert.Equal(t, int64(probes), before, "exactly Probes probes at a time across the instances")
+	assert.Equal(t, int64(probes), most.Load(), "and after Redis restarted")
+}
