@@ -34,8 +34,7 @@ type batcher struct {
 	mu     sync.Mutex
 	queued []*Breaker // for the next batch
 	byName map[string][]weak.Pointer[Breaker]
-	closed bool        // no more batches: breakers decide alone
-	gone   atomic.Bool // closed, readable without mu
+	closed atomic.Bool // no more batches: breakers decide alone; set under mu
 
 	flushMu sync.Mutex // one batch at a time: the batches of one breaker go out in order
 
@@ -134,7 +133,7 @@ func (bt *batcher) resync() {
 
 // queueLocked puts b, if alive, in the next batch unless it is there already. bt.mu is held.
 func (bt *batcher) queueLocked(b *Breaker) {
-	if b != nil && !bt.closed && b.link.queued.CompareAndSwap(false, true) {
+	if b != nil && !bt.closed.Load() && b.link.queued.CompareAndSwap(false, true) {
 		bt.queued = append(bt.queued, b)
 	}
 }
@@ -142,7 +141,7 @@ func (bt *batcher) queueLocked(b *Breaker) {
 // queue puts b, whose queued flag its caller set, in the next batch.
 func (bt *batcher) queue(b *Breaker) {
 	bt.mu.Lock()
-	if !bt.closed { // a closed store sends no more batches: b decides alone
+	if !bt.closed.Load() { // a closed store sends no more batches: b decides alone
 		bt.queued = append(bt.queued, b)
 	}
 	bt.mu.Unlock()
@@ -198,23 +197,17 @@ func (bt *batcher) flush() {
 		}
 	}
 	res := make([]reply, len(reqs))
-	if bt.gone.Load() {
-		for i := range res {
-			res[i].err = errClosed
-		}
-	} else {
-		bt.flushes.Add(1)
-		// No caller waits for a batch: it gets more time than a call, so that a busy CPU does
-		// not pass for an outage.
-		ctx := context.Background()
-		if d := bt.closeBy.Load(); d != nil {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, *d)
-			defer cancel()
-		}
-		if err := bt.be.run(ctx, 10*bt.timeout, reqs, res); err != nil {
-			bt.errs.Add(1)
-		}
+	bt.flushes.Add(1)
+	// No caller waits for a batch: it gets more time than a call, so that a busy CPU does not
+	// pass for an outage.
+	ctx := context.Background()
+	if d := bt.closeBy.Load(); d != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, *d)
+		defer cancel()
+	}
+	if err := bt.be.run(ctx, 10*bt.timeout, reqs, res); err != nil {
+		bt.errs.Add(1)
 	}
 	for j, b := range releasing {
 		if res[len(bs)+j].err != nil {
@@ -238,7 +231,7 @@ var errClosed = fmt.Errorf("%w: closed: %w", errStoreDown, redisclient.ErrNotSen
 
 // call runs one request (a probe lease or report) on the caller's goroutine.
 func (bt *batcher) call(ctx context.Context, req request) (reply, error) {
-	if bt.gone.Load() {
+	if bt.closed.Load() {
 		return reply{}, errClosed
 	}
 	bt.calls.Add(1)
@@ -256,7 +249,7 @@ func (bt *batcher) stats() StoreStats {
 	}
 	return StoreStats{
 		Flushes: bt.flushes.Load(), Calls: bt.calls.Load(), Errors: bt.errs.Load(),
-		Notifications: bt.notes.Load(), Down: bt.be.down() || bt.gone.Load(),
+		Notifications: bt.notes.Load(), Down: bt.be.down() || bt.closed.Load(),
 	}
 }
 
@@ -272,9 +265,8 @@ func (bt *batcher) close() {
 		close(bt.stop)
 		<-bt.loopDone // its last batches may queue breakers again: closed comes after
 		bt.mu.Lock()
-		bt.closed = true
+		bt.closed.Store(true)
 		bt.mu.Unlock()
-		bt.gone.Store(true)
 		if bt.onClose != nil {
 			bt.onClose()
 		}
