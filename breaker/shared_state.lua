@@ -35,10 +35,10 @@
 -- object (instance), kept 10 minutes. A batch sent again after a timeout (Redis may have run
 -- it) is applied once.
 --
--- ARGV: op, channel, name, gen (the generation the outcomes or the probe belong to; -1
---   unknown), jitter (in [0, 1): where a reopening's open duration falls in its range),
---   then the policy: failures, rate, mincalls, window, windowcalls (0: the rate looks at the
---   window), open, maxopen, probes, successes, probetimeout,
+-- ARGV: op, channel, name, gen (for "s" and "r": the generation the outcomes or the probe belong
+--   to; -1 unknown), jitter (for "r": in [0, 1), where a reopening's open duration falls in its
+--   range), then the policy: failures, rate, mincalls, window, windowcalls (0: the rate looks
+--   at the window), open, maxopen, probes, successes, probetimeout,
 --   then for op
 --   "s" (sync: add a batch of outcomes, read the state): successes, failures, the failures
 --       after the last success, late outcomes, late failures (late: counted in the totals only;
