@@ -140,12 +140,22 @@ func TestSharedSuite(t *testing.T) {
 			assert.Equal(t, StateClosed, b.State())
 		})
 		t.Run("FirstReplyKeepsTheLocalRun", func(t *testing.T) {
-			f := newFleet(t, be, 1, Config{Name: "pay"})
-			a := f.bs[0]
+			// The shared state went through transitions before a was made, so a's first reply
+			// has a generation a never saw; but the store counted a's outcomes in it.
+			f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 50 * time.Millisecond})
+			b := f.bs[0]
+			for range 5 {
+				require.ErrorIs(t, call(b, errDown), errDown)
+			}
+			require.Eventually(t, func() bool { return call(b, nil) == nil }, eventually, 5*time.Millisecond,
+				"b's probe closes the shared breaker")
+			require.Equal(t, StateClosed, b.State())
+			a := newBreaker(t, Config{Name: f.name, OpenDuration: 50 * time.Millisecond, Store: f.stores[0]})
 			for range 3 {
 				require.ErrorIs(t, call(a, errDown), errDown)
 			}
 			f.flush() // a learns the shared state for the first time
+			require.Equal(t, b.link.gen.Load(), a.link.gen.Load(), "a is in b's generation, after two transitions")
 			assert.Equal(t, 3, a.Stats().ConsecutiveFailures, "the failures it sent still count on a")
 			for range 2 {
 				require.ErrorIs(t, call(a, errDown), errDown)
