@@ -641,3 +641,32 @@ func TestExactProbesAcrossRedisRestart(t *testing.T) {
 	assert.Equal(t, int64(probes), before, "exactly Probes probes at a time across the instances")
 	assert.Equal(t, int64(probes), most.Load(), "and after Redis restarted")
 }
+
+// TestNewRedisStoreWithRedisFrozen: NewRedisStore waits at most Timeout for its subscription
+// when Redis does not answer, and the store subscribes as soon as Redis answers: it then hears
+// another instance's trip.
+func TestNewRedisStoreWithRedisFrozen(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	lag := watchLag(t)
+	proxy.Blackhole(true)
+	start := time.Now()
+	frozen := storesOn(t, redis.Options{ContextTimeoutEnabled: true},
+		RedisConfig{Timeout: timeout, FlushInterval: time.Hour}, proxy.Addr())[0]
+	took := time.Since(start)
+	t.Logf("NewRedisStore took %v with Redis frozen; the machine's worst delay %v", took, lag())
+	assert.Less(t, took, timeout+20*time.Millisecond+lag(), "NewRedisStore waits at most Timeout")
+
+	healthy := outageFleet(t, srv.Addr())[0]
+	b := newBreaker(t, Config{Name: "late", Failures: 1, OpenDuration: time.Minute, Store: frozen})
+	a := newBreaker(t, Config{Name: "late", Failures: 1, OpenDuration: time.Minute, Store: healthy})
+	proxy.Blackhole(false)
+	proxy.Cut() // what Redis never answered is gone
+	require.Eventually(t, func() bool { return frozen.sub.Hearing() }, 5*time.Second, time.Millisecond,
+		"the store subscribes once Redis answers")
+	require.ErrorIs(t, call(a, errDown), errDown)
+	require.Eventually(t, func() bool { return b.State() == StateOpen }, eventually, time.Millisecond,
+		"the other instance's trip reaches b")
+	assert.Positive(t, frozen.Stats().Notifications, "through the announcement (b flushes hourly)")
+}
