@@ -71,6 +71,16 @@ func (f *fleet) totals(t *testing.T) (n, failed int64) {
 	return hashInt(t, f.be.Client, f.be.Prefix, f.name, "n"), hashInt(t, f.be.Client, f.be.Prefix, f.name, "nf")
 }
 
+// totals returns the outcomes and failures the memory store counted for name.
+func (s *MemoryStore) totals(name string) (n, failed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.states[name]; st != nil && s.clock().UnixMilli() < st.expires {
+		return st.outcomes, st.failures
+	}
+	return 0, 0
+}
+
 // hashInt reads an integer field of a breaker's shared state; 0 when absent.
 func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string) int64 {
 	t.Helper()
