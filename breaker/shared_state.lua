@@ -19,8 +19,11 @@
 --   r    consecutive reopenings from half-open, for the backoff
 --   ps   successful probes in this half-open generation
 --   p1..pN, l1..lN   the deadline and id of each probe lease (N = probes)
---   x<id>   a lease released before its acquisition arrived, refused when it does; until then
---        plus a probe timeout
+--   x<id>   a tombstone: a release found no lease of that id (its acquisition has not arrived,
+--        was refused, or its lease ended), so the acquisition is refused if it comes; the value
+--        is when it lapses, a probe timeout later. A release that leaves one drops the lapsed
+--        ones: there are never more than the releases that found no lease within a probe
+--        timeout, and releases follow failed lease calls only.
 --   wt0..9, wc0..9, wf0..9   the FailureRate window: per tenth of the window, its index since
 --        the epoch, its calls and failures
 --   kc, kf   the window of the last WindowCalls calls, estimated: each batch's calls and
@@ -217,7 +220,8 @@ local function acquire()
 end
 
 -- release frees the lease of the given id, if it holds one; otherwise the acquisition has not
--- arrived yet (or never will), and a tombstone x<id>, kept one probe timeout, refuses it.
+-- arrived yet (or never will), and a tombstone x<id>, kept one probe timeout, refuses it. The
+-- lapsed tombstones go then (the hash holds few other fields).
 local function release()
   local found = false
   for i = 1, probes do
