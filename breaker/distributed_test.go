@@ -19,11 +19,8 @@ import (
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
-// Instances of a service, each with its own Redis client, sharing breakers through one Redis:
-// the real server when OUTGROW_REDIS_URL is set, else a miniredis.
-
-// instances returns n RedisStores on one Redis, each on a client of its own as instances of a
-// service have.
+// instances returns n RedisStores on one Redis (the real server when OUTGROW_REDIS_URL is set,
+// else a miniredis), each on a client of its own as instances of a service have.
 func instances(t *testing.T, n int, cfg RedisConfig) ([]*RedisStore, redistest.Backend) {
 	t.Helper()
 	kind := redistest.Miniredis
