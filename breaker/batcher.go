@@ -27,14 +27,14 @@ type batcher struct {
 	loopDone  chan struct{}
 	kick      chan struct{}
 	stop      chan struct{}
+	closeBy   atomic.Pointer[time.Time] // Close's deadline, once it is called
 	closeOnce sync.Once
 	onClose   func()
 
 	mu     sync.Mutex
 	queued []*Breaker // for the next batch
 	byName map[string][]weak.Pointer[Breaker]
-	closed bool        // no more batches: breakers decide alone
-	gone   atomic.Bool // closed, readable without mu
+	closed atomic.Bool // no more batches: breakers decide alone; set under mu
 
 	flushMu sync.Mutex // one batch at a time: the batches of one breaker go out in order
 
@@ -133,7 +133,7 @@ func (bt *batcher) resync() {
 
 // queueLocked puts b, if alive, in the next batch unless it is there already. bt.mu is held.
 func (bt *batcher) queueLocked(b *Breaker) {
-	if b != nil && !bt.closed && b.link.queued.CompareAndSwap(false, true) {
+	if b != nil && !bt.closed.Load() && b.link.queued.CompareAndSwap(false, true) {
 		bt.queued = append(bt.queued, b)
 	}
 }
@@ -141,7 +141,7 @@ func (bt *batcher) queueLocked(b *Breaker) {
 // queue puts b, whose queued flag its caller set, in the next batch.
 func (bt *batcher) queue(b *Breaker) {
 	bt.mu.Lock()
-	if !bt.closed { // a closed store sends no more batches: b decides alone
+	if !bt.closed.Load() { // a closed store sends no more batches: b decides alone
 		bt.queued = append(bt.queued, b)
 	}
 	bt.mu.Unlock()
@@ -173,7 +173,8 @@ func (bt *batcher) loop() {
 }
 
 // flush sends the outcomes of every queued breaker in one round trip and brings each breaker in
-// line with its reply.
+// line with its reply. Once Close is called, flushes end by its deadline: a batch in flight
+// then had ten times the timeout from before Close, and the last ones share what is left.
 func (bt *batcher) flush() {
 	bt.flushMu.Lock()
 	defer bt.flushMu.Unlock()
@@ -196,17 +197,17 @@ func (bt *batcher) flush() {
 		}
 	}
 	res := make([]reply, len(reqs))
-	if bt.gone.Load() {
-		for i := range res {
-			res[i].err = errClosed
-		}
-	} else {
-		bt.flushes.Add(1)
-		// No caller waits for a batch: it gets more time than a call, so that a busy CPU does
-		// not pass for an outage.
-		if err := bt.be.run(context.Background(), 10*bt.timeout, reqs, res); err != nil {
-			bt.errs.Add(1)
-		}
+	bt.flushes.Add(1)
+	// No caller waits for a batch: it gets more time than a call, so that a busy CPU does not
+	// pass for an outage.
+	ctx := context.Background()
+	if d := bt.closeBy.Load(); d != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, *d)
+		defer cancel()
+	}
+	if err := bt.be.run(ctx, 10*bt.timeout, reqs, res); err != nil {
+		bt.errs.Add(1)
 	}
 	for j, b := range releasing {
 		if res[len(bs)+j].err != nil {
@@ -230,7 +231,7 @@ var errClosed = fmt.Errorf("%w: closed: %w", errStoreDown, redisclient.ErrNotSen
 
 // call runs one request (a probe lease or report) on the caller's goroutine.
 func (bt *batcher) call(ctx context.Context, req request) (reply, error) {
-	if bt.gone.Load() {
+	if bt.closed.Load() {
 		return reply{}, errClosed
 	}
 	bt.calls.Add(1)
@@ -248,22 +249,24 @@ func (bt *batcher) stats() StoreStats {
 	}
 	return StoreStats{
 		Flushes: bt.flushes.Load(), Calls: bt.calls.Load(), Errors: bt.errs.Load(),
-		Notifications: bt.notes.Load(), Down: bt.be.down() || bt.gone.Load(),
+		Notifications: bt.notes.Load(), Down: bt.be.down() || bt.closed.Load(),
 	}
 }
 
-// close sends what is pending and stops the loop; breakers then decide alone.
+// close sends what is pending, within ten times the timeout whatever the store does, and stops
+// the loop; breakers then decide alone.
 func (bt *batcher) close() {
 	if bt == nil {
 		return
 	}
 	bt.closeOnce.Do(func() {
+		deadline := time.Now().Add(10 * bt.timeout)
+		bt.closeBy.Store(&deadline)
 		close(bt.stop)
 		<-bt.loopDone // its last batches may queue breakers again: closed comes after
 		bt.mu.Lock()
-		bt.closed = true
+		bt.closed.Store(true)
 		bt.mu.Unlock()
-		bt.gone.Store(true)
 		if bt.onClose != nil {
 			bt.onClose()
 		}

@@ -118,7 +118,8 @@ func (e *OpenError) RetryAfter() time.Duration {
 
 // Breaker is a circuit breaker: closed, open after Config.Failures consecutive failures, then
 // half-open with a few leased probes. A call through a closed breaker takes no lock and
-// allocates nothing, with or without a Store.
+// allocates nothing; with a Store, the first call after each batch also queues the breaker for
+// the next one, under the store's lock.
 //
 // The zero value is not usable; create a Breaker with [New]. It is safe for concurrent use and
 // has no goroutine of its own.

@@ -280,14 +280,21 @@ func TestGenericDo(t *testing.T) {
 	assert.Equal(t, "half-open", StateHalfOpen.String())
 }
 
+// TestClosedPathDoesNotAllocate: a call through a closed breaker allocates nothing, with or
+// without a Store (between batches: the store's flush is not per call).
 func TestClosedPathDoesNotAllocate(t *testing.T) {
-	b := newBreaker(t, Config{})
+	store, err := NewMemoryStore(MemoryConfig{FlushInterval: time.Hour})
+	require.NoError(t, err)
+	defer store.Close()
 	ctx := context.Background()
-	allocs := testing.AllocsPerRun(1000, func() {
-		tok, _ := b.Allow(ctx)
-		tok.Done(nil)
-	})
-	assert.Zero(t, allocs)
+	for _, cfg := range []Config{{}, {Name: "shared", Store: store}} {
+		b := newBreaker(t, cfg)
+		allocs := testing.AllocsPerRun(1000, func() {
+			tok, _ := b.Allow(ctx)
+			tok.Done(nil)
+		})
+		assert.Zero(t, allocs, "with a Store: %v", cfg.Store != nil)
+	}
 }
 
 func TestFailureRate(t *testing.T) {

@@ -3,6 +3,8 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -17,36 +19,69 @@ import (
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
-// Instances of a service, each with its own Redis client, sharing breakers through one Redis:
-// the real server when OUTGROW_REDIS_URL is set, else a miniredis.
-
-type instance struct {
-	rdb   *redis.Client
-	store *RedisStore
-}
-
-func instances(t *testing.T, n int, cfg RedisConfig) ([]*instance, redistest.Backend) {
+// instances returns n RedisStores on one Redis (the real server when OUTGROW_REDIS_URL is set,
+// else a miniredis), each on a client of its own as instances of a service have.
+func instances(t *testing.T, n int, cfg RedisConfig) ([]*RedisStore, redistest.Backend) {
 	t.Helper()
 	kind := redistest.Miniredis
 	if os.Getenv(redistest.EnvURL) != "" {
 		kind = redistest.Redis
 	}
 	be := redistest.Open(t, kind)
-	opt := be.Client.(*redis.Client).Options()
 	cfg.Prefix = be.Prefix
-	var out []*instance
+	var out []*RedisStore
 	for range n {
-		o := *opt
-		rdb := redis.NewClient(&o)
-		s, err := NewRedisStore(rdb, cfg)
+		s, err := NewRedisStore(be.NewClient(t), cfg)
 		require.NoError(t, err)
-		t.Cleanup(func() {
-			_ = s.Close()
-			_ = rdb.Close()
-		})
-		out = append(out, &instance{rdb: rdb, store: s})
+		t.Cleanup(func() { _ = s.Close() })
+		out = append(out, s)
 	}
 	return out, be
+}
+
+// hammer calls each of bs from per goroutines, over and over, until the stop it returns is
+// called (stop waits for them): call makes the n-th call of goroutine g on bs[i].
+func hammer(bs []*Breaker, per int, call func(i, g, n int, b *Breaker)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		for g := range per {
+			wg.Go(func() {
+				for n := 0; ; n++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					call(i, g, n, b)
+				}
+			})
+		}
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// watchLag measures, until the test ends, how late a goroutine that sleeps a millisecond at a
+// time wakes up: the delays of a busy machine, which no bound of the store can remove. It
+// returns the worst so far.
+func watchLag(t *testing.T) (worst func() time.Duration) {
+	var lag atomic.Int64
+	stop := hammer([]*Breaker{nil}, 1, func(_, _, _ int, _ *Breaker) {
+		start := time.Now()
+		time.Sleep(time.Millisecond)
+		raise(&lag, int64(time.Since(start)-time.Millisecond))
+	})
+	t.Cleanup(stop)
+	return func() time.Duration { return time.Duration(lag.Load()) }
+}
+
+// raise sets m to v if v is larger.
+func raise(m *atomic.Int64, v int64) {
+	for old := m.Load(); v > old && !m.CompareAndSwap(old, v); old = m.Load() {
+	}
 }
 
 // TestDistributedExactness: four instances fail and succeed concurrently while their breakers
@@ -54,53 +89,39 @@ func instances(t *testing.T, n int, cfg RedisConfig) ([]*instance, redistest.Bac
 // and at no moment do more than Probes probes run across the instances.
 func TestDistributedExactness(t *testing.T) {
 	const probes = 2
-	ins, be := instances(t, 4, RedisConfig{Timeout: 5 * time.Second}) // no timeout: a timed-out batch may be sent twice
+	stores, be := instances(t, 4, RedisConfig{Timeout: 5 * time.Second}) // no timeout: a timed-out batch may be sent twice
 	cfg := Config{Name: "exact", OpenDuration: 20 * time.Millisecond, Probes: probes, Successes: probes, ProbeTimeout: time.Minute}
-	var made, failed, inProbe, maxProbe, probesRun atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for i, in := range ins {
+	var bs []*Breaker
+	for _, st := range stores {
 		c := cfg
-		c.Store = in.store
-		b := newBreaker(t, c)
-		for g := range 4 {
-			wg.Go(func() {
-				for n := 0; ; n++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					tok, err := b.Allow(context.Background())
-					if err != nil {
-						time.Sleep(time.Millisecond)
-						continue
-					}
-					probe := tok.lease < 0
-					if probe {
-						now := inProbe.Add(1)
-						for m := maxProbe.Load(); now > m && !maxProbe.CompareAndSwap(m, now); m = maxProbe.Load() {
-						}
-						probesRun.Add(1)
-						time.Sleep(2 * time.Millisecond)
-						inProbe.Add(-1)
-					}
-					var outcome error
-					if (n/20+i+g)%2 == 0 { // bursts of 20 failures, then 20 successes
-						outcome = errDown
-						failed.Add(1)
-					}
-					made.Add(1)
-					tok.Done(outcome)
-				}
-			})
-		}
+		c.Store = st
+		bs = append(bs, newBreaker(t, c))
 	}
+	var made, failed, inProbe, maxProbe, probesRun atomic.Int64
+	stop := hammer(bs, 4, func(i, g, n int, b *Breaker) {
+		tok, err := b.Allow(context.Background())
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			return
+		}
+		if tok.lease < 0 { // a probe
+			raise(&maxProbe, inProbe.Add(1))
+			probesRun.Add(1)
+			time.Sleep(2 * time.Millisecond)
+			inProbe.Add(-1)
+		}
+		var outcome error
+		if (n/20+i+g)%2 == 0 { // bursts of 20 failures, then 20 successes
+			outcome = errDown
+			failed.Add(1)
+		}
+		made.Add(1)
+		tok.Done(outcome)
+	})
 	time.Sleep(1500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	for _, in := range ins {
-		require.NoError(t, in.store.Close()) // sends what is pending
+	stop()
+	for _, st := range stores {
+		require.NoError(t, st.Close()) // sends what is pending
 	}
 	assert.Equal(t, made.Load(), hashInt(t, be.Client, be.Prefix, cfg.Name, "n"), "every outcome counted once")
 	assert.Equal(t, failed.Load(), hashInt(t, be.Client, be.Prefix, cfg.Name, "nf"), "every failure counted once")
@@ -112,12 +133,12 @@ func TestDistributedExactness(t *testing.T) {
 
 // TestDistributedPropagation: once one instance trips, how long until the others refuse calls.
 func TestDistributedPropagation(t *testing.T) {
-	ins, _ := instances(t, 4, RedisConfig{})
+	stores, _ := instances(t, 4, RedisConfig{})
 	var lat []time.Duration
 	for round := range 30 {
 		var bs []*Breaker
-		for _, in := range ins {
-			bs = append(bs, newBreaker(t, Config{Name: "prop" + string(rune('a'+round)), Failures: 1, OpenDuration: time.Minute, Store: in.store}))
+		for _, st := range stores {
+			bs = append(bs, newBreaker(t, Config{Name: "prop" + string(rune('a'+round)), Failures: 1, OpenDuration: time.Minute, Store: st}))
 		}
 		start := time.Now()
 		require.ErrorIs(t, call(bs[0], errDown), errDown)
@@ -141,56 +162,34 @@ func TestDistributedPropagation(t *testing.T) {
 // tripping on their own, and the instances share state again after the restart.
 func TestRedisServerOutage(t *testing.T) {
 	srv := redistest.StartServer(t, 0)
-	var ins []*instance
-	for range 2 {
-		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-		s, err := NewRedisStore(rdb, RedisConfig{})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			_ = s.Close()
-			_ = rdb.Close()
-		})
-		ins = append(ins, &instance{rdb: rdb, store: s})
-	}
-	cfg := Config{Name: "outage", Failures: 3, OpenDuration: 50 * time.Millisecond}
-	a := newBreaker(t, Config{Name: cfg.Name, Failures: 3, OpenDuration: 50 * time.Millisecond, Store: ins[0].store})
-	b := newBreaker(t, Config{Name: cfg.Name, Failures: 3, OpenDuration: 50 * time.Millisecond, Store: ins[1].store})
+	stores := outageFleet(t, srv.Addr(), srv.Addr())
+	cfg := Config{Name: "outage", Failures: 3, OpenDuration: 50 * time.Millisecond, Store: stores[0]}
+	a := newBreaker(t, cfg)
+	cfg.Store = stores[1]
+	b := newBreaker(t, cfg)
 
 	var slowest atomic.Int64
 	var foreign atomic.Int64 // errors that are neither ours nor ErrOpen
-	stop := make(chan struct{})
 	var fail atomic.Bool
-	var wg sync.WaitGroup
-	for _, br := range []*Breaker{a, b} {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				err := br.Do(context.Background(), func(context.Context) error {
-					if fail.Load() {
-						return errDown
-					}
-					return nil
-				})
-				d := int64(time.Since(start))
-				for old := slowest.Load(); d > old && !slowest.CompareAndSwap(old, d); old = slowest.Load() {
-				}
-				if err != nil && !errors.Is(err, errDown) && !errors.Is(err, ErrOpen) {
-					foreign.Add(1)
-				}
-				time.Sleep(500 * time.Microsecond)
+	stop := hammer([]*Breaker{a, b}, 1, func(_, _, _ int, br *Breaker) {
+		start := time.Now()
+		err := br.Do(context.Background(), func(context.Context) error {
+			if fail.Load() {
+				return errDown
 			}
+			return nil
 		})
-	}
+		raise(&slowest, int64(time.Since(start)))
+		if err != nil && !errors.Is(err, errDown) && !errors.Is(err, ErrOpen) {
+			foreign.Add(1)
+		}
+		time.Sleep(500 * time.Microsecond)
+	})
 	time.Sleep(200 * time.Millisecond)
 	srv.Stop()
 	slowest.Store(0)
 	// A flush notices: at once when a command sees the connection close, else within its bound.
-	require.Eventually(t, func() bool { return ins[0].store.Stats().Down }, 3*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return stores[0].Stats().Down }, 3*time.Second, time.Millisecond,
 		"the store noticed the outage")
 	fail.Store(true)
 	require.Eventually(t, func() bool { return a.State() != StateClosed }, time.Second, time.Millisecond,
@@ -202,10 +201,9 @@ func TestRedisServerOutage(t *testing.T) {
 
 	redistest.StartServer(t, srv.Port())
 	require.Eventually(t, func() bool {
-		return !ins[0].store.Stats().Down && !ins[1].store.Stats().Down
+		return !stores[0].Stats().Down && !stores[1].Stats().Down
 	}, 3*time.Second, 10*time.Millisecond, "the instances use the store again")
-	close(stop)
-	wg.Wait()
+	stop()
 	assert.Zero(t, foreign.Load(), "no call failed because of Redis")
 
 	// Shared again: three failures on a trip b.
@@ -220,12 +218,12 @@ func TestRedisServerOutage(t *testing.T) {
 // TestDistributedWithoutAnnouncements: an instance whose subscription is gone still learns of
 // a trip at its next flush as long as it has calls, within about FlushInterval.
 func TestDistributedWithoutAnnouncements(t *testing.T) {
-	ins, _ := instances(t, 2, RedisConfig{FlushInterval: 50 * time.Millisecond})
-	ins[1].store.sub.Close() // announcements no longer reach instance 1
-	a := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[0].store})
-	b := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: ins[1].store})
+	stores, _ := instances(t, 2, RedisConfig{FlushInterval: 50 * time.Millisecond})
+	stores[1].sub.Close() // announcements no longer reach instance 1
+	a := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: stores[0]})
+	b := newBreaker(t, Config{Name: "deaf", Failures: 1, OpenDuration: time.Minute, Store: stores[1]})
 	require.NoError(t, call(b, nil))
-	notes := ins[1].store.Stats().Notifications
+	notes := stores[1].Stats().Notifications
 
 	start := time.Now()
 	require.ErrorIs(t, call(a, errDown), errDown)
@@ -238,7 +236,7 @@ func TestDistributedWithoutAnnouncements(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	learned := time.Since(start)
-	assert.Equal(t, notes, ins[1].store.Stats().Notifications, "b learned from its flush, not an announcement")
+	assert.Equal(t, notes, stores[1].Stats().Notifications, "b learned from its flush, not an announcement")
 	assert.Less(t, learned, time.Second, "within a few flush intervals")
 	t.Logf("without announcements b learned after %v, admitting %d calls meanwhile", learned, admitted)
 }
@@ -248,15 +246,9 @@ func TestDistributedWithoutAnnouncements(t *testing.T) {
 // every outcome exactly once.
 func TestBatchesAppliedOnceAfterTimeouts(t *testing.T) {
 	srv := redistest.StartServer(t, 0)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
-	st, err := NewRedisStore(rdb, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: time.Hour})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = st.Close()
-		_ = rdb.Close()
-	})
+	st := storesOn(t, redis.Options{}, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: time.Hour}, srv.Addr())[0]
 	b := newBreaker(t, Config{Name: "once", DisableConsecutiveFailures: true, Store: st})
 	ctx := context.Background()
 	made := 0
@@ -288,14 +280,7 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = admin.Close() })
 	var bs []*Breaker
-	for range 2 {
-		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-		st, err := NewRedisStore(rdb, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: 50 * time.Millisecond})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			_ = st.Close()
-			_ = rdb.Close()
-		})
+	for _, st := range storesOn(t, redis.Options{}, RedisConfig{Timeout: 20 * time.Millisecond, RetryInterval: 50 * time.Millisecond, FlushInterval: 50 * time.Millisecond}, srv.Addr(), srv.Addr()) {
 		bs = append(bs, newBreaker(t, Config{Name: "lease", Failures: 1, OpenDuration: 100 * time.Millisecond, ProbeTimeout: time.Minute, Store: st}))
 	}
 	a, b := bs[0], bs[1]
@@ -322,15 +307,18 @@ func TestTimedOutLeaseIsGivenBack(t *testing.T) {
 	t.Logf("b probed %v after the pause began", time.Since(start))
 }
 
-// outageFleet is instances of a service, each with its own client and RedisStore, on the
-// Redis at each of addrs: a private redis-server that the test stops and starts again, or a
-// proxy to it that the test cuts off.
-func outageFleet(t *testing.T, addrs ...string) []*RedisStore {
+// storesOn returns a RedisStore configured by cfg on the Redis at each of addrs, each on a
+// client of its own as instances of a service have: a private redis-server that the test stops
+// and starts again, or a proxy to it that the test freezes or cuts. The clients have opt's
+// options, with go-redis retries off: a script may have run before a network error.
+func storesOn(t *testing.T, opt redis.Options, cfg RedisConfig, addrs ...string) []*RedisStore {
 	t.Helper()
 	var out []*RedisStore
 	for _, addr := range addrs {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-		s, err := NewRedisStore(rdb, RedisConfig{})
+		o := opt
+		o.Addr, o.MaxRetries = addr, -1
+		rdb := redis.NewClient(&o)
+		s, err := NewRedisStore(rdb, cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			_ = s.Close()
@@ -339,6 +327,13 @@ func outageFleet(t *testing.T, addrs ...string) []*RedisStore {
 		out = append(out, s)
 	}
 	return out
+}
+
+// outageFleet is storesOn with the default RedisConfig, on clients that give up dialing a
+// stopped server soon.
+func outageFleet(t *testing.T, addrs ...string) []*RedisStore {
+	t.Helper()
+	return storesOn(t, redis.Options{DialTimeout: 100 * time.Millisecond}, RedisConfig{}, addrs...)
 }
 
 // sharedPair is the breakers called name, open for 200 ms, on the first two stores, once a
@@ -477,4 +472,198 @@ func TestIdleStoreSeesRedisGoAndComeBack(t *testing.T) {
 	t.Logf("up after %v", time.Since(start))
 	assert.Equal(t, calls[0].Calls, idle.Stats().Calls, "no probe lease or report was needed")
 	assert.Equal(t, calls[1].Calls, busy.Stats().Calls)
+}
+
+// TestCloseIsBoundedWithRedisFrozen: Redis stops answering (a blackhole: connections stay open,
+// nothing comes back) while a batch is in flight, a failed batch waits to be sent again and new
+// outcomes wait behind it. Close still returns within ten times Timeout, as RedisStore
+// documents, on a client with and without ContextTimeoutEnabled.
+func TestCloseIsBoundedWithRedisFrozen(t *testing.T) {
+	const timeout = 30 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	eachClientMode(t, func(t *testing.T, opt redis.Options) {
+		proxy := redistest.StartProxy(t, srv.Addr())
+		st := storesOn(t, opt, RedisConfig{Timeout: timeout, FlushInterval: 10 * time.Millisecond}, proxy.Addr())[0]
+		lag := watchLag(t)
+		b := newBreaker(t, Config{Name: "close", DisableConsecutiveFailures: true, Store: st})
+		require.NoError(t, call(b, nil))
+		require.Eventually(t, func() bool { return st.Stats().Flushes > 0 && b.link.gen.Load() >= 0 }, eventually, time.Millisecond)
+
+		proxy.Blackhole(true)
+		require.ErrorIs(t, call(b, errDown), errDown)
+		require.Eventually(t, func() bool { return st.Stats().Errors > 0 }, eventually, time.Millisecond,
+			"a batch timed out: it waits to be sent again")
+		require.ErrorIs(t, call(b, errDown), errDown) // waits behind it
+		time.Sleep(20 * time.Millisecond)             // the batch sent again is in flight
+		start := time.Now()
+		require.NoError(t, st.Close())
+		took := time.Since(start)
+		t.Logf("Close took %v with Redis frozen; the machine's worst delay %v", took, lag())
+		assert.Less(t, took, 10*timeout+20*time.Millisecond+lag(), "Close returns within ten times Timeout")
+		proxy.Blackhole(false)
+	})
+}
+
+// eachClientMode runs fn with the options of a client with ContextTimeoutEnabled, and of one
+// without: the store bounds calls differently on each.
+func eachClientMode(t *testing.T, fn func(t *testing.T, opt redis.Options)) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", on), func(t *testing.T) {
+			fn(t, redis.Options{ContextTimeoutEnabled: on})
+		})
+	}
+}
+
+// TestCallsWithRedisFrozen: two instances call one shared breaker from several goroutines while
+// Redis stops answering (a blackhole: connections stay open, nothing comes back) and then answers
+// again. The dependency fails two calls in three, so the breakers trip, probe and close again
+// and again, taking probe leases in Allow and reporting probes in Done, on the calls' path. No
+// call fails because of Redis (every refusal is ErrOpen), and Allow and Done each wait at most
+// Timeout for Redis, on clients with and without ContextTimeoutEnabled.
+func TestCallsWithRedisFrozen(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	eachClientMode(t, func(t *testing.T, opt redis.Options) {
+		proxy := redistest.StartProxy(t, srv.Addr())
+		stores := storesOn(t, opt, RedisConfig{Timeout: timeout}, proxy.Addr(), proxy.Addr())
+		lag := watchLag(t)
+		var bs []*Breaker
+		for _, st := range stores {
+			bs = append(bs, newBreaker(t, Config{Name: "frozen", Failures: 3, OpenDuration: 20 * time.Millisecond,
+				Store: st, Logger: slog.New(slog.DiscardHandler)}))
+		}
+		var slowest, waited, foreign, probes atomic.Int64
+		took := func(start time.Time) {
+			d := int64(time.Since(start))
+			raise(&slowest, d)
+			if d > int64(timeout/2) {
+				waited.Add(1) // a round trip that Redis left unanswered
+			}
+		}
+		stop := hammer(bs, 4, func(_, g, n int, b *Breaker) {
+			start := time.Now()
+			tok, err := b.Allow(context.Background())
+			took(start)
+			if err != nil {
+				if !errors.Is(err, ErrOpen) {
+					foreign.Add(1)
+				}
+				time.Sleep(time.Millisecond)
+				return
+			}
+			if tok.lease != 0 {
+				probes.Add(1)
+			}
+			var outcome error
+			if (n+g)%3 != 0 {
+				outcome = errDown
+			}
+			start = time.Now()
+			tok.Done(outcome)
+			took(start)
+		})
+		time.Sleep(300 * time.Millisecond)
+		before := []StoreStats{stores[0].Stats(), stores[1].Stats()}
+		proxy.Blackhole(true)
+		time.Sleep(2 * time.Second)
+		frozen := []StoreStats{stores[0].Stats(), stores[1].Stats()}
+		proxy.Blackhole(false)
+		proxy.Cut() // what Redis never answered is gone
+		require.Eventually(t, func() bool { return !stores[0].Stats().Down && !stores[1].Stats().Down },
+			5*time.Second, time.Millisecond, "the instances use Redis again")
+		time.Sleep(300 * time.Millisecond)
+		stop()
+
+		t.Logf("slowest Allow or Done %v; %d waited on Redis; %d probes; the machine's worst delay %v",
+			time.Duration(slowest.Load()), waited.Load(), probes.Load(), lag())
+		assert.Zero(t, foreign.Load(), "no call failed because of Redis")
+		assert.Less(t, time.Duration(slowest.Load()), timeout+20*time.Millisecond+lag(),
+			"Allow and Done each wait at most Timeout for Redis (plus the machine's delays)")
+		for i := range stores {
+			assert.Greater(t, frozen[i].Calls, before[i].Calls, "instance %d took probe leases while Redis was frozen", i)
+			assert.Greater(t, frozen[i].Errors, before[i].Errors, "and Redis left them unanswered")
+		}
+		assert.Positive(t, waited.Load(), "calls reached the frozen Redis")
+	})
+}
+
+// TestExactProbesAcrossRedisRestart: three instances call a shared breaker whose dependency is
+// down, so it goes through half-open again and again, with two probes at a time. Redis is
+// killed while a probe runs and started again, empty. At no moment while the instances share
+// state, before the restart or after, do more than Probes probes hold a lease from the store,
+// and both places are used: no lease is leaked by the restart.
+func TestExactProbesAcrossRedisRestart(t *testing.T) {
+	const probes = 2
+	srv := redistest.StartServer(t, 0)
+	stores := outageFleet(t, srv.Addr(), srv.Addr(), srv.Addr())
+	var bs []*Breaker
+	for _, st := range stores {
+		bs = append(bs, newBreaker(t, Config{Name: "probes", Failures: 3, OpenDuration: 50 * time.Millisecond,
+			Probes: probes, ProbeTimeout: time.Minute, Store: st, Logger: slog.New(slog.DiscardHandler)}))
+	}
+	var inProbe, most, alone atomic.Int64
+	stop := hammer(bs, 4, func(_, _, _ int, b *Breaker) {
+		tok, err := b.Allow(context.Background())
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			return
+		}
+		switch {
+		case tok.lease < 0: // a lease of the store
+			raise(&most, inProbe.Add(1))
+			time.Sleep(3 * time.Millisecond)
+			inProbe.Add(-1)
+		case tok.lease > 0:
+			alone.Add(1) // a probe the instance ran alone, its store down
+		}
+		tok.Done(errDown)
+	})
+	require.Eventually(t, func() bool { return inProbe.Load() > 0 }, eventually, 100*time.Microsecond, "a probe runs")
+	time.Sleep(500 * time.Millisecond)
+	before := most.Load()
+
+	srv.Stop() // during half-open, probes running
+	require.Eventually(t, func() bool { return stores[0].Stats().Down }, eventually, time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	redistest.StartServer(t, srv.Port())
+	require.Eventually(t, func() bool {
+		return !stores[0].Stats().Down && !stores[1].Stats().Down && !stores[2].Stats().Down
+	}, 5*time.Second, time.Millisecond, "the instances use Redis again")
+	time.Sleep(100 * time.Millisecond) // leases of the former server have been reported
+	most.Store(0)
+	time.Sleep(time.Second)
+	stop()
+
+	t.Logf("at most %d probes at once before the restart, %d after; %d probes run alone", before, most.Load(), alone.Load())
+	assert.Equal(t, int64(probes), before, "exactly Probes probes at a time across the instances")
+	assert.Equal(t, int64(probes), most.Load(), "and after Redis restarted")
+}
+
+// TestNewRedisStoreWithRedisFrozen: NewRedisStore waits at most Timeout for its subscription
+// when Redis does not answer, and the store subscribes as soon as Redis answers: it then hears
+// another instance's trip.
+func TestNewRedisStoreWithRedisFrozen(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	srv := redistest.StartServer(t, 0)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	lag := watchLag(t)
+	proxy.Blackhole(true)
+	start := time.Now()
+	frozen := storesOn(t, redis.Options{ContextTimeoutEnabled: true},
+		RedisConfig{Timeout: timeout, FlushInterval: time.Hour}, proxy.Addr())[0]
+	took := time.Since(start)
+	t.Logf("NewRedisStore took %v with Redis frozen; the machine's worst delay %v", took, lag())
+	assert.Less(t, took, timeout+20*time.Millisecond+lag(), "NewRedisStore waits at most Timeout")
+
+	healthy := outageFleet(t, srv.Addr())[0]
+	b := newBreaker(t, Config{Name: "late", Failures: 1, OpenDuration: time.Minute, Store: frozen})
+	a := newBreaker(t, Config{Name: "late", Failures: 1, OpenDuration: time.Minute, Store: healthy})
+	proxy.Blackhole(false)
+	proxy.Cut() // what Redis never answered is gone
+	require.Eventually(t, func() bool { return frozen.sub.Hearing() }, 5*time.Second, time.Millisecond,
+		"the store subscribes once Redis answers")
+	require.ErrorIs(t, call(a, errDown), errDown)
+	require.Eventually(t, func() bool { return b.State() == StateOpen }, eventually, time.Millisecond,
+		"the other instance's trip reaches b")
+	assert.Positive(t, frozen.Stats().Notifications, "through the announcement (b flushes hourly)")
 }

@@ -2,14 +2,19 @@ package breaker
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outgrow/outgrow/internal/redisclient"
+	"github.com/outgrow/outgrow/internal/rediskey"
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
@@ -127,40 +132,79 @@ func FuzzScriptMatchesMemory(f *testing.F) {
 	})
 }
 
-// TestReleaseOvertakingItsAcquisition: a lease whose acquisition timed out is given back; if
-// the release reaches the store before the acquisition (they travel on different
-// connections), the acquisition must not be granted when it arrives, or the lease would be held
-// for ProbeTimeout by nobody. On the script and on the memory state machine alike.
-func TestReleaseOvertakingItsAcquisition(t *testing.T) {
-	mini := redistest.Open(t, redistest.Miniredis)
-	rc, err := redisclient.New(mini.Client, redisclient.Config{
-		Prefix: mini.Prefix, DefaultTimeout: time.Second, Unavailable: errStoreDown,
-	})
-	require.NoError(t, err)
-	now := time.UnixMilli(1_800_000_000_000)
-	setTime := func(t time.Time) { now = t; mini.Mini.SetTime(t) }
-	ms := newMemoryStore(func() time.Time { return now })
-	ms.bt = &batcher{} // announcements go nowhere
-	pol := policy{failures: 1, minCalls: 1, probes: 1, successes: 1, windowMs: 1000, openMs: 100,
-		maxOpenMs: 100, probeTimeoutMs: 60_000}
-	for _, be := range []backend{ms, newRedisStore(rc)} {
-		setTime(time.UnixMilli(1_800_000_000_000))
+// TestLeaseTombstones: a lease whose acquisition timed out is given back; if the release reaches
+// the store before the acquisition (they travel on different connections), the acquisition must
+// not be granted when it arrives, or the lease would be held for ProbeTimeout by nobody. The
+// release leaves a tombstone for that, which the acquisition consumes; a tombstone whose
+// acquisition never comes is pruned by the next release that leaves one, once a probe timeout
+// has passed, so they never pile up. On the memory state machine and the script, on every
+// backend.
+func TestLeaseTombstones(t *testing.T) {
+	const probeTimeout = 400 * time.Millisecond
+	redistest.Each(t, func(t *testing.T, be redistest.Backend) {
+		pol := policy{failures: 1, minCalls: 1, probes: 1, successes: 1, windowMs: 1000, openMs: 50,
+			maxOpenMs: 50, probeTimeoutMs: probeTimeout.Milliseconds()}
+		name := t.Name()
+		var store backend
+		var tombstones func() []string
+		if be.IsRedis() {
+			rc, err := redisclient.New(be.Client, redisclient.Config{
+				Prefix: be.Prefix, DefaultTimeout: time.Second, Unavailable: errStoreDown,
+			})
+			require.NoError(t, err)
+			store = newRedisStore(rc)
+			tombstones = func() []string {
+				fields, err := be.Client.HKeys(context.Background(), rediskey.Key(be.Prefix, name, "")).Result()
+				require.NoError(t, err)
+				var ids []string
+				for _, f := range fields {
+					if id, ok := strings.CutPrefix(f, "x"); ok {
+						ids = append(ids, id)
+					}
+				}
+				return ids
+			}
+		} else {
+			ms := newMemoryStore(time.Now)
+			ms.bt = &batcher{} // announcements go nowhere
+			store = ms
+			tombstones = func() []string {
+				ms.mu.Lock()
+				defer ms.mu.Unlock()
+				return slices.Collect(maps.Keys(ms.states[name].released))
+			}
+		}
 		run := func(q request) reply {
-			q.name, q.policy, q.instance = "b", &pol, "i"
+			q.name, q.policy, q.instance = name, &pol, "i"
 			res := make([]reply, 1)
-			require.NoError(t, be.run(context.Background(), time.Second, []request{q}, res))
+			require.NoError(t, store.run(context.Background(), time.Second, []request{q}, res))
 			require.NoError(t, res[0].err)
 			return res[0]
 		}
 		r := run(request{op: opSync, gen: -1, failures: 1, failuresAfterSuccess: 1, seq: 1})
-		require.Equal(t, StateOpen, r.state, "%T: tripped", be)
-		setTime(now.Add(200 * time.Millisecond)) // the open period is over
-		run(request{op: opRelease, leaseID: "late"})
-		if r := run(request{op: opAcquire, gen: r.gen, leaseID: "late"}); r.slot != 0 {
-			t.Fatalf("%T: an acquisition whose release came first was granted slot %d", be, r.slot)
+		require.Equal(t, StateOpen, r.state, "tripped")
+		time.Sleep(100 * time.Millisecond) // the open period is over
+
+		run(request{op: opRelease, leaseID: "overtaken"})
+		assert.Equal(t, []string{"overtaken"}, tombstones(), "a release that finds no lease leaves a tombstone")
+		if r := run(request{op: opAcquire, leaseID: "overtaken"}); r.slot != 0 {
+			t.Fatalf("an acquisition whose release came first was granted slot %d", r.slot)
 		}
-		if r := run(request{op: opAcquire, gen: r.gen, leaseID: "next"}); r.slot != 1 {
-			t.Fatalf("%T: the lease stays free for the next prober, got slot %d", be, r.slot)
+		assert.Empty(t, tombstones(), "the acquisition consumed its tombstone")
+		if r := run(request{op: opAcquire, leaseID: "next"}); r.slot != 1 {
+			t.Fatalf("the lease stays free for the next prober, got slot %d", r.slot)
 		}
-	}
+		run(request{op: opRelease, leaseID: "next"})
+		assert.Empty(t, tombstones(), "a release that finds its lease leaves none")
+
+		run(request{op: opRelease, leaseID: "never"}) // its acquisition was refused, or lost
+		run(request{op: opRelease, leaseID: "recent"})
+		assert.ElementsMatch(t, []string{"never", "recent"}, tombstones())
+		time.Sleep(probeTimeout / 2) // (a busy machine may add up to half a probe timeout)
+		run(request{op: opRelease, leaseID: "later"})
+		assert.ElementsMatch(t, []string{"never", "recent", "later"}, tombstones(), "kept one probe timeout")
+		time.Sleep(probeTimeout/2 + 50*time.Millisecond) // (or a third of it)
+		run(request{op: opRelease, leaseID: "last"})
+		assert.ElementsMatch(t, []string{"later", "last"}, tombstones(), "older ones are pruned")
+	})
 }

@@ -137,13 +137,3 @@ func (r request) withoutOutcomes() request {
 	r.holdMs, r.runEnded = 0, false
 	return r
 }
-
-// totals returns the outcomes and failures counted for name, for tests.
-func (s *MemoryStore) totals(name string) (n, failed int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st := s.states[name]; st != nil && s.clock().UnixMilli() < st.expires {
-		return st.outcomes, st.failures
-	}
-	return 0, 0
-}

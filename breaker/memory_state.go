@@ -18,7 +18,8 @@ type sharedState struct {
 	buckets                     [10]windowBucket // the last Window, for FailureRate
 	probeDeadlines              []int64          // per probe lease; 0 when free
 	leaseIDs                    []string         // per probe lease
-	// Leases released before their acquisition arrived, refused when it does: id -> until.
+	// Tombstones of released leases whose acquisition may still come (the x<id> fields of
+	// shared_state.lua): id -> when it lapses.
 	released map[string]int64
 	expires  int64
 }

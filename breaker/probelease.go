@@ -18,9 +18,7 @@ func (b *Breaker) acquireSharedProbe(ctx context.Context) (tok Token, err error,
 	}
 	defer l.acquiring.Store(false)
 	id := crand.Text()
-	r, err := l.batcher.call(ctx, request{
-		name: b.cfg.Name, op: opAcquire, policy: &l.policy, gen: l.gen.Load(), jitter: jitter(), leaseID: id,
-	})
+	r, err := l.batcher.call(ctx, request{name: b.cfg.Name, op: opAcquire, policy: &l.policy, leaseID: id})
 	if err != nil {
 		// The store may have granted the lease before the failure: give it back when it answers
 		// again, rather than keep every instance waiting ProbeTimeout for a probe nobody runs.

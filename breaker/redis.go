@@ -63,8 +63,8 @@ type RedisConfig struct {
 //
 // The zero value is not usable; create a RedisStore with [NewRedisStore]. It is safe for
 // concurrent use. It runs two goroutines (batching and announcements), stopped by Close, which
-// sends the outcomes still waiting first: Close takes up to ten times Timeout, and longer if
-// Redis is frozen (the client's own dial and read timeouts).
+// sends the outcomes still waiting first and returns within ten times Timeout, whatever Redis
+// does.
 type RedisStore struct {
 	bt      *batcher
 	rc      *redisclient.Client
@@ -121,9 +121,9 @@ func (s *RedisStore) batcher() *batcher {
 	return s.bt
 }
 
-// Close sends the outcomes still waiting, then stops the store's goroutines. It never closes
-// the Redis client. Breakers on a closed store decide alone. Close is idempotent and always
-// returns nil.
+// Close sends the outcomes still waiting, then stops the store's goroutines, within ten times
+// Timeout: outcomes Redis has not taken by then are lost. It never closes the Redis client.
+// Breakers on a closed store decide alone. Close is idempotent and always returns nil.
 func (s *RedisStore) Close() error {
 	s.bt.close()
 	return nil

@@ -19,8 +19,11 @@
 --   r    consecutive reopenings from half-open, for the backoff
 --   ps   successful probes in this half-open generation
 --   p1..pN, l1..lN   the deadline and id of each probe lease (N = probes)
---   x<id>   a lease released before its acquisition arrived, refused when it does; until then
---        plus a probe timeout
+--   x<id>   a tombstone: a release found no lease of that id (its acquisition has not arrived,
+--        was refused, or its lease ended), so the acquisition is refused if it comes; the value
+--        is when it lapses, a probe timeout later. A release that leaves one drops the lapsed
+--        ones: there are never more than the releases that found no lease within a probe
+--        timeout, and releases follow failed lease calls only.
 --   wt0..9, wc0..9, wf0..9   the FailureRate window: per tenth of the window, its index since
 --        the epoch, its calls and failures
 --   kc, kf   the window of the last WindowCalls calls, estimated: each batch's calls and
@@ -35,10 +38,10 @@
 -- object (instance), kept 10 minutes. A batch sent again after a timeout (Redis may have run
 -- it) is applied once.
 --
--- ARGV: op, channel, name, gen (the generation the outcomes or the probe belong to; -1
---   unknown), jitter (in [0, 1): where a reopening's open duration falls in its range),
---   then the policy: failures, rate, mincalls, window, windowcalls (0: the rate looks at the
---   window), open, maxopen, probes, successes, probetimeout,
+-- ARGV: op, channel, name, gen (for "s" and "r": the generation the outcomes or the probe belong
+--   to; -1 unknown), jitter (for "r": in [0, 1), where a reopening's open duration falls in its
+--   range), then the policy: failures, rate, mincalls, window, windowcalls (0: the rate looks
+--   at the window), open, maxopen, probes, successes, probetimeout,
 --   then for op
 --   "s" (sync: add a batch of outcomes, read the state): successes, failures, the failures
 --       after the last success, late outcomes, late failures (late: counted in the totals only;
@@ -217,7 +220,8 @@ local function acquire()
 end
 
 -- release frees the lease of the given id, if it holds one; otherwise the acquisition has not
--- arrived yet (or never will), and a tombstone x<id>, kept one probe timeout, refuses it.
+-- arrived yet (or never will), and a tombstone x<id>, kept one probe timeout, refuses it. The
+-- lapsed tombstones go then (the hash holds few other fields).
 local function release()
   local found = false
   for i = 1, probes do

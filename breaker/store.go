@@ -93,8 +93,8 @@ type request struct {
 	name   string
 	op     operation
 	policy *policy
-	jitter float64 // in [0, 1): where a reopening's open duration falls within its range
-	gen    int64   // the generation the outcomes or the probe belong to; -1 unknown
+	jitter float64 // opReport: in [0, 1), where a reopening's open duration falls within its range
+	gen    int64   // opSync, opReport: the generation the outcomes or the probe belong to; -1 unknown
 
 	// opSync: the outcomes of gen, which count in the policy (failuresAfterSuccess: the
 	// failures after the batch's last success), and those that count in the totals only.

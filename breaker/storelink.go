@@ -91,7 +91,7 @@ func (l *storeLink) nextBatch(b *Breaker) request {
 		return *l.unsent
 	}
 	r := request{
-		name: b.cfg.Name, op: opSync, policy: &l.policy, gen: l.gen.Load(), jitter: jitter(),
+		name: b.cfg.Name, op: opSync, policy: &l.policy, gen: l.gen.Load(),
 		successes: l.takeSuccesses(), failures: l.failures.Swap(0),
 		failuresAfterSuccess: l.failuresAfterSuccess.Swap(0),
 		lateOutcomes:         l.lateOutcomes.Swap(0), lateFailures: l.lateFailures.Swap(0),

@@ -71,6 +71,16 @@ func (f *fleet) totals(t *testing.T) (n, failed int64) {
 	return hashInt(t, f.be.Client, f.be.Prefix, f.name, "n"), hashInt(t, f.be.Client, f.be.Prefix, f.name, "nf")
 }
 
+// totals returns the outcomes and failures the memory store counted for name.
+func (s *MemoryStore) totals(name string) (n, failed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.states[name]; st != nil && s.clock().UnixMilli() < st.expires {
+		return st.outcomes, st.failures
+	}
+	return 0, 0
+}
+
 // hashInt reads an integer field of a breaker's shared state; 0 when absent.
 func hashInt(t *testing.T, rdb redis.UniversalClient, prefix, name, field string) int64 {
 	t.Helper()
@@ -140,12 +150,22 @@ func TestSharedSuite(t *testing.T) {
 			assert.Equal(t, StateClosed, b.State())
 		})
 		t.Run("FirstReplyKeepsTheLocalRun", func(t *testing.T) {
-			f := newFleet(t, be, 1, Config{Name: "pay"})
-			a := f.bs[0]
+			// The shared state went through transitions before a was made, so a's first reply
+			// has a generation a never saw; but the store counted a's outcomes in it.
+			f := newFleet(t, be, 1, Config{Name: "pay", OpenDuration: 50 * time.Millisecond})
+			b := f.bs[0]
+			for range 5 {
+				require.ErrorIs(t, call(b, errDown), errDown)
+			}
+			require.Eventually(t, func() bool { return call(b, nil) == nil }, eventually, 5*time.Millisecond,
+				"b's probe closes the shared breaker")
+			require.Equal(t, StateClosed, b.State())
+			a := newBreaker(t, Config{Name: f.name, OpenDuration: 50 * time.Millisecond, Store: f.stores[0]})
 			for range 3 {
 				require.ErrorIs(t, call(a, errDown), errDown)
 			}
 			f.flush() // a learns the shared state for the first time
+			require.Equal(t, b.link.gen.Load(), a.link.gen.Load(), "a is in b's generation, after two transitions")
 			assert.Equal(t, 3, a.Stats().ConsecutiveFailures, "the failures it sent still count on a")
 			for range 2 {
 				require.ErrorIs(t, call(a, errDown), errDown)
