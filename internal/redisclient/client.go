@@ -24,7 +24,10 @@
 // One policy, in every package:
 //
 //   - When the caller's context ends before Redis answers, the call returns the context's
-//     error (context.Canceled or context.DeadlineExceeded) and says nothing about Redis.
+//     error (context.Canceled or context.DeadlineExceeded) and says nothing about Redis. A
+//     deadline stops the call at once in every mode; a cancellation does too without
+//     ContextTimeoutEnabled, but with it go-redis watches only deadlines, so a cancelled call
+//     returns when Redis answers or at the store's Timeout.
 //   - When Redis fails or the store's own timeout passes first, the call returns an error that
 //     wraps the package's ErrUnavailable and the cause (context.DeadlineExceeded for the
 //     timeout, in every mode), and counts as a failure.

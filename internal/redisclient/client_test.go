@@ -584,3 +584,46 @@ func TestSecretKeptAcrossALostKey(t *testing.T) {
 		t.Fatalf("no warning about the other secret; log:\n%s", log.String())
 	}
 }
+
+// TestCallerCancelledMidCall: a caller cancelled while Redis does not answer gets
+// context.Canceled and Redis is not counted as failing; without ContextTimeoutEnabled the call
+// returns at the cancellation, with it (go-redis watches only deadlines) at the store's
+// Timeout at the latest, as the package doc says.
+func TestCallerCancelledMidCall(t *testing.T) {
+	srv := redistest.Open(t, redistest.Miniredis)
+	p := redistest.StartProxy(t, srv.Mini.Addr())
+	const timeout, cancelAfter = 300 * time.Millisecond, 50 * time.Millisecond
+	for _, ctxTimeouts := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: ctxTimeouts})
+			defer rc.Close()
+			c := newClient(t, rc, Config{Timeout: timeout, FailFastAfter: 1})
+			ping := func(ctx context.Context) error {
+				return c.Do(ctx, func(ctx context.Context, r redis.UniversalClient) error { return r.Ping(ctx).Err() })
+			}
+			if err := ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			p.Blackhole(true)
+			defer func() { p.Blackhole(false); p.Cut() }()
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(cancelAfter, cancel)
+			start := time.Now()
+			err := ping(ctx)
+			took := time.Since(start)
+			if !errors.Is(err, context.Canceled) || errors.Is(err, errTestUnavailable) {
+				t.Fatalf("err = %v, want context.Canceled, not ErrUnavailable", err)
+			}
+			bound := cancelAfter + 150*time.Millisecond
+			if ctxTimeouts {
+				bound = timeout + 150*time.Millisecond
+			}
+			if took > bound {
+				t.Fatalf("returned after %v, want at most %v", took, bound)
+			}
+			if st := c.Stats(); st.Failures != 0 || st.Down {
+				t.Fatalf("stats %+v: a cancelled caller says nothing about Redis", st)
+			}
+		})
+	}
+}
