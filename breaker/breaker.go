@@ -208,8 +208,7 @@ type Token struct {
 func (b *Breaker) Allow(ctx context.Context) (Token, error) {
 	switch Mode(b.mode.Load()) {
 	case ModeForcedOpen:
-		b.reject()
-		return Token{}, b.forcedErr()
+		return Token{}, b.reject(ctx, b.forcedErr())
 	case ModeForcedClosed, ModeDisabled:
 		return Token{b: b, ctx: ctx, word: b.word.Load(), start: b.start()}, nil
 	}
@@ -230,7 +229,7 @@ func (b *Breaker) start() int64 {
 	return 0
 }
 
-func (b *Breaker) forcedErr() error {
+func (b *Breaker) forcedErr() *OpenError {
 	return &OpenError{Name: b.cfg.Name, b: b}
 }
 
@@ -240,8 +239,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 	if stateOf(w) == StateOpen {
 		until := int64(w & valueMask)
 		if now < until {
-			b.reject()
-			return Token{}, b.openErr.Load()
+			return Token{}, b.reject(ctx, b.openErr.Load())
 		}
 		if b.link != nil {
 			if tok, err, ok := b.acquireSharedProbe(ctx); ok {
@@ -259,8 +257,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 			return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil
 		}
 		if stateOf(w) == StateOpen {
-			b.reject()
-			return Token{}, b.openErr.Load()
+			return Token{}, b.reject(ctx, b.openErr.Load())
 		}
 	}
 	// Half-open: take a free or expired probe lease.
@@ -279,8 +276,7 @@ func (b *Breaker) allowSlow(ctx context.Context, w uint64) (Token, error) {
 		}
 	}
 	b.mu.Unlock()
-	b.reject()
-	return Token{}, b.busyErr
+	return Token{}, b.reject(ctx, b.busyErr)
 }
 
 // resetProbes starts the bookkeeping of a new half-open generation. b.mu is held.
@@ -469,7 +465,14 @@ type paddedCount struct {
 	_ [56]byte
 }
 
-func (b *Breaker) reject() { b.rejected[rand.Uint32()%8].n.Add(1) }
+// reject counts a refusal, reports it to Hooks.OnRejected and returns err.
+func (b *Breaker) reject(ctx context.Context, err *OpenError) *OpenError {
+	b.rejected[rand.Uint32()%8].n.Add(1)
+	if h := b.cfg.Hooks.OnRejected; h != nil {
+		h(ctx, b.cfg.Name, err)
+	}
+	return err
+}
 
 func (b *Breaker) rejectedTotal() uint64 {
 	var n uint64

@@ -411,8 +411,11 @@ func TestLoggerAndHooks(t *testing.T) {
 			return nil
 		}))
 		type key struct{}
-		var changes, outcomes []string
+		var changes, outcomes, rejections []string
 		b := newBreaker(t, Config{Name: "db", Failures: 2, OpenDuration: time.Second, Logger: logger, Hooks: Hooks{
+			OnRejected: func(ctx context.Context, name string, err *OpenError) {
+				rejections = append(rejections, fmt.Sprint(ctx.Value(key{}), ": ", name, " ", err.RetryAfter()))
+			},
 			OnStateChange: func(ctx context.Context, _ string, from, to State, _ Stats) {
 				changes = append(changes, fmt.Sprint(ctx.Value(key{}), ": ", from, ">", to))
 			},
@@ -428,11 +431,17 @@ func TestLoggerAndHooks(t *testing.T) {
 		for _, v := range []string{"first", "second"} {
 			_ = b.Do(ctx(v), func(context.Context) error { return errDown })
 		}
-		time.Sleep(time.Second)
+		time.Sleep(400 * time.Millisecond)
+		require.ErrorIs(t, b.Do(ctx("refused"), func(context.Context) error { return nil }), ErrOpen)
+		time.Sleep(600 * time.Millisecond)
 		require.NoError(t, b.Do(ctx("probe"), func(context.Context) error { return nil }))
 		assert.Equal(t, []string{"WARN breaker open", "INFO breaker half-open", "INFO breaker closed"}, logs)
 		assert.Equal(t, []string{"second: closed>open", "probe: open>half-open", "probe: half-open>closed"}, changes)
 		assert.Equal(t, []string{"first: failure true", "second: failure true", "probe: success true"}, outcomes[100:])
+		b.SetMode(ModeForcedOpen)
+		require.ErrorIs(t, b.Do(ctx("forced"), func(context.Context) error { return nil }), ErrOpen)
+		assert.Equal(t, []string{"refused: db 600ms", "forced: db 0s"}, rejections, "refusals reported with the caller's context")
+		assert.Equal(t, uint64(2), b.Stats().Rejected)
 	})
 }
 

@@ -119,6 +119,9 @@ type Hooks struct {
 	// outcome counted (false for ignored outcomes, and for outcomes of a previous state, which
 	// never change the current one).
 	OnOutcome func(ctx context.Context, name string, o Outcome, d time.Duration, counted bool)
+	// OnRejected is called for every call refused, with the error the caller receives: the
+	// breaker is open (or forced open), or half-open with every probe busy.
+	OnRejected func(ctx context.Context, name string, err *OpenError)
 }
 
 // withDefaults checks the policy settings of c and fills in their defaults. field names c in

@@ -13,8 +13,7 @@ import (
 func (b *Breaker) acquireSharedProbe(ctx context.Context) (tok Token, err error, ok bool) {
 	l := b.link
 	if !l.acquiring.CompareAndSwap(false, true) {
-		b.reject()
-		return Token{}, b.busyErr, true
+		return Token{}, b.reject(ctx, b.busyErr), true
 	}
 	defer l.acquiring.Store(false)
 	id := crand.Text()
@@ -40,11 +39,10 @@ func (b *Breaker) acquireSharedProbe(ctx context.Context) (tok Token, err error,
 		l.queue(b)
 		return Token{b: b, ctx: ctx, word: w, start: b.start()}, nil, true
 	}
-	b.reject()
 	if oe := b.openErr.Load(); stateOf(w) == StateOpen && oe != nil && r.state == StateOpen {
-		return Token{}, oe, true
+		return Token{}, b.reject(ctx, oe), true
 	}
-	return Token{}, b.busyErr, true
+	return Token{}, b.reject(ctx, b.busyErr), true
 }
 
 // reportSharedProbe reports the outcome of a probe leased from the store.
