@@ -526,6 +526,9 @@ func (b *Breaker) Stats() Stats {
 	}
 }
 
+// Name returns the breaker's name, Config.Name.
+func (b *Breaker) Name() string { return b.cfg.Name }
+
 // SetMode overrides the state machine (ModeForcedOpen, ModeForcedClosed, ModeDisabled) or
 // returns it to normal operation (ModeAuto), which resumes closed. A mode is this instance's
 // own: it is not shared through a Store. Unknown modes are ignored.

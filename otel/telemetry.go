@@ -1,0 +1,167 @@
+package otel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	global "go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// AttrStore names a store observed on its own ([Telemetry.ObserveBreakerStore],
+// [Telemetry.ObserveCacheStore]): the name given there.
+const AttrStore = attribute.Key("outgrow.store")
+
+// ScopeName is the instrumentation scope of every meter and tracer the package creates.
+const ScopeName = "github.com/outgrow/outgrow/otel"
+
+// Config says where a [Telemetry] sends what it measures. The zero value uses the global
+// providers of go.opentelemetry.io/otel.
+type Config struct {
+	// MeterProvider creates the meter of every instrument. Default: otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// TracerProvider creates the tracer of span events and spans. Default:
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+}
+
+// Telemetry instruments outgrow's components: its methods return the Hooks to set in a
+// component's Config (histograms, transitions, span events and spans, from the context of
+// the call) and register the component's Stats as observable instruments (counters and
+// gauges, read at collection time, so they cost nothing per call).
+//
+// The zero value is not usable; create one with [New]. A Telemetry is safe for concurrent use
+// and has no goroutine. Its instruments are created once, in New, and shared by the
+// components it instruments.
+type Telemetry struct {
+	meter    metric.Meter
+	tracer   trace.Tracer
+	attrs    sync.Map // string -> metric.MeasurementOption: attributes of rare hook measurements
+	outcomes sync.Map // breaker name -> *[3]metric.MeasurementOption, by outcome
+
+	rl limiterInstruments
+	br breakerInstruments
+	ca cacheInstruments
+	se sessionInstruments
+	he healthInstruments
+}
+
+// New returns a Telemetry that creates its instruments with cfg's meter provider.
+func New(cfg Config) (*Telemetry, error) {
+	mp, tp := cfg.MeterProvider, cfg.TracerProvider
+	if mp == nil {
+		mp = global.GetMeterProvider()
+	}
+	if tp == nil {
+		tp = global.GetTracerProvider()
+	}
+	t := &Telemetry{meter: mp.Meter(ScopeName), tracer: tp.Tracer(ScopeName)}
+	b := builder{m: t.meter}
+	t.rl.build(&b)
+	t.br.build(&b)
+	t.ca.build(&b)
+	t.se.build(&b)
+	t.he.build(&b)
+	if b.err != nil {
+		return nil, fmt.Errorf("outgrow/otel: creating instruments: %w", b.err)
+	}
+	return t, nil
+}
+
+// builder creates instruments and keeps the first error, so the lists of instruments read as
+// tables.
+type builder struct {
+	m   metric.Meter
+	err error
+}
+
+func (b *builder) counter(name, unit, desc string) metric.Int64ObservableCounter {
+	c, err := b.m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.err = errors.Join(b.err, err)
+	return c
+}
+
+func (b *builder) gauge(name, unit, desc string) metric.Int64ObservableGauge {
+	g, err := b.m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.err = errors.Join(b.err, err)
+	return g
+}
+
+func (b *builder) upDown(name, unit, desc string) metric.Int64ObservableUpDownCounter {
+	g, err := b.m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.err = errors.Join(b.err, err)
+	return g
+}
+
+func (b *builder) events(name, unit, desc string) metric.Int64Counter {
+	c, err := b.m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.err = errors.Join(b.err, err)
+	return c
+}
+
+// durationBuckets are the boundaries (seconds) of every duration histogram: from half a
+// millisecond (an in-process call, a Redis round trip) to ten seconds (a health check timeout).
+var durationBuckets = []float64{
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10,
+}
+
+func (b *builder) duration(name, desc string) metric.Float64Histogram {
+	h, err := b.m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	b.err = errors.Join(b.err, err)
+	return h
+}
+
+// set returns the attribute set named by id, building it once: hooks measure with sets made
+// from names known only at call time (a breaker's, a check's), and must not allocate.
+func (t *Telemetry) set(id string, kv ...attribute.KeyValue) metric.MeasurementOption {
+	if s, ok := t.attrs.Load(id); ok {
+		return s.(metric.MeasurementOption)
+	}
+	s, _ := t.attrs.LoadOrStore(id, metric.WithAttributeSet(attribute.NewSet(kv...)))
+	return s.(metric.MeasurementOption)
+}
+
+// recordingSpan returns the span of ctx if it records, else nil: span events and their
+// attributes are built only then, so that hooks cost no allocation in untraced requests.
+func recordingSpan(ctx context.Context) trace.Span {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		return span
+	}
+	return nil
+}
+
+// errorType classifies a store error for attributes without saying more than its kind: error
+// messages may name keys.
+func errorType(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "unavailable"
+}
+
+// observe registers fn as the callback of instruments.
+func (t *Telemetry) observe(fn metric.Callback, instruments ...metric.Observable) (metric.Registration, error) {
+	reg, err := t.meter.RegisterCallback(fn, instruments...)
+	if err != nil {
+		return nil, fmt.Errorf("outgrow/otel: registering a callback: %w", err)
+	}
+	return reg, nil
+}
+
+// one returns 1 when b is true: the value of a state gauge's series.
+func one(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
