@@ -40,7 +40,7 @@ func (in *breakerInstruments) build(b *builder) {
 		"Duration of the calls a Breaker let through, by breaker and outcome; its count is the calls by outcome.")
 	in.transitions = b.events("outgrow.breaker.transitions", "{transition}",
 		"Transitions of a Breaker, by breaker and the state entered.")
-	in.state = b.gauge("outgrow.breaker.state", "1",
+	in.state = b.gauge("outgrow.breaker.state", "{state}",
 		"1 for the state a Breaker is in, 0 for the others, by breaker and state.")
 	in.rejections = b.counter("outgrow.breaker.rejections", "{call}",
 		"Calls a Breaker refused (open, forced open, or half-open with every probe busy).")
@@ -52,7 +52,7 @@ func (in *breakerInstruments) build(b *builder) {
 		"Failed round trips of a breaker Store.")
 	in.storeNotes = b.counter("outgrow.breaker.store.notifications", "{message}",
 		"Transitions of other instances a breaker Store heard of.")
-	in.storeDown = b.gauge("outgrow.breaker.store.down", "1",
+	in.storeDown = b.gauge("outgrow.breaker.store.down", "{state}",
 		"1 while a breaker Store is failing and its breakers decide alone, else 0.")
 }
 

@@ -57,7 +57,7 @@ func (in *cacheInstruments) build(b *builder) {
 		"Announcements of changed keys a cache RedisStore sent and received (outgrow.cache.direction).")
 	in.flushes = b.counter("outgrow.cache.coherence.flushes", "{flush}",
 		"Times a cache RedisStore emptied its local layers because announcements may have been lost.")
-	in.storeDown = b.gauge("outgrow.cache.store.down", "1",
+	in.storeDown = b.gauge("outgrow.cache.store.down", "{state}",
 		"1 while a cache RedisStore fails fast after repeated failures, else 0.")
 }
 

@@ -26,9 +26,9 @@ type healthInstruments struct {
 func (in *healthInstruments) build(b *builder) {
 	in.duration = b.duration("outgrow.health.check.duration",
 		"Duration of the background runs of a health check, by check and outgrow.health.result (pass, fail).")
-	in.status = b.gauge("outgrow.health.status", "1",
+	in.status = b.gauge("outgrow.health.status", "{state}",
 		"1 for a Checker's readiness status (pass, warn, fail), 0 for the others.")
-	in.state = b.gauge("outgrow.health.check.state", "1",
+	in.state = b.gauge("outgrow.health.check.state", "{state}",
 		"1 for a check's state (unknown, healthy, unhealthy), 0 for the others, by check.")
 }
 

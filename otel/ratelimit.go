@@ -32,7 +32,7 @@ func (in *limiterInstruments) build(b *builder) {
 		"Decisions made by a Limiter's failure policy while its store was unavailable.")
 	in.storeErrors = b.counter("outgrow.ratelimit.store.errors", "{error}",
 		"Store calls of a Limiter that failed, including those refused at once during an outage.")
-	in.degraded = b.gauge("outgrow.ratelimit.degraded", "1",
+	in.degraded = b.gauge("outgrow.ratelimit.degraded", "{state}",
 		"1 while a Limiter applies its failure policy, else 0.")
 }
 

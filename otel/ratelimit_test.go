@@ -40,7 +40,7 @@ func TestLimiter(t *testing.T) {
 	assert.Equal(t, 0.0, value(t, ms, "outgrow.ratelimit.degraded", "outgrow.ratelimit.policy", "login"))
 	assert.Equal(t, 0.0, value(t, ms, "outgrow.ratelimit.store.errors", "outgrow.ratelimit.policy", "login"))
 	assert.Equal(t, "{decision}", ms["outgrow.ratelimit.decisions"].Unit)
-	assert.Equal(t, "1", ms["outgrow.ratelimit.degraded"].Unit)
+	assert.Equal(t, "{state}", ms["outgrow.ratelimit.degraded"].Unit)
 
 	evs := h.events(t, "request")
 	require.Len(t, evs, 5)
