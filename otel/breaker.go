@@ -122,7 +122,7 @@ func (t *Telemetry) BreakerHooks(next breaker.Hooks) breaker.Hooks {
 	in := &t.br
 	h := next
 	h.OnOutcome = func(ctx context.Context, name string, o breaker.Outcome, d time.Duration, counted bool) {
-		in.duration.Record(ctx, d.Seconds(), t.outcomeSet(name, o))
+		in.duration.Record(ctx, d.Seconds(), t.outcomeSet(name, o)...)
 		if next.OnOutcome != nil {
 			next.OnOutcome(ctx, name, o, d, counted)
 		}
@@ -150,22 +150,20 @@ func (t *Telemetry) BreakerHooks(next breaker.Hooks) breaker.Hooks {
 	return h
 }
 
-// outcomeSet returns the attributes of a call of breaker name with outcome o, from a cache per
-// name so that the closed path does not allocate.
-func (t *Telemetry) outcomeSet(name string, o breaker.Outcome) metric.MeasurementOption {
-	if v, ok := t.outcomes.Load(name); ok {
-		if sets := v.(*[3]metric.MeasurementOption); int(o) < len(sets) {
-			return sets[o]
+// outcomeSet returns the attributes of a call of breaker name with outcome o, as a slice to
+// pass on without allocating: a cache per name keeps the closed path allocation-free.
+func (t *Telemetry) outcomeSet(name string, o breaker.Outcome) []metric.RecordOption {
+	v, ok := t.outcomes.Load(name)
+	if !ok {
+		var sets [3][]metric.RecordOption
+		for i := range sets {
+			sets[i] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name),
+				AttrOutcome.String(breaker.Outcome(i).String())))}
 		}
+		v, _ = t.outcomes.LoadOrStore(name, &sets)
 	}
-	var sets [3]metric.MeasurementOption
-	for i := range sets {
-		sets[i] = metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name),
-			AttrOutcome.String(breaker.Outcome(i).String())))
+	if sets := v.(*[3][]metric.RecordOption); int(o) < len(sets) {
+		return sets[o]
 	}
-	v, _ := t.outcomes.LoadOrStore(name, &sets)
-	if int(o) < len(sets) {
-		return v.(*[3]metric.MeasurementOption)[o]
-	}
-	return metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name), AttrOutcome.String(o.String())))
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name), AttrOutcome.String(o.String())))}
 }

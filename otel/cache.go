@@ -146,9 +146,9 @@ func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registr
 func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 	in := &t.ca
 	n := AttrCache.String(name)
-	results := [3]metric.MeasurementOption{}
+	var results [3][]metric.RecordOption
 	for i, r := range []string{"ok", "not_found", "error"} {
-		results[i] = metric.WithAttributeSet(attribute.NewSet(n, AttrResult.String(r)))
+		results[i] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(n, AttrResult.String(r)))}
 	}
 	h := next
 	h.OnLoad = func(ctx context.Context, key string, took time.Duration, err error) {
@@ -159,7 +159,7 @@ func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 		case err != nil:
 			r = 2
 		}
-		in.loadDuration.Record(ctx, took.Seconds(), results[r])
+		in.loadDuration.Record(ctx, took.Seconds(), results[r]...)
 		if recordingSpan(ctx) != nil {
 			end := time.Now()
 			_, span := t.tracer.Start(ctx, "outgrow.cache.load", trace.WithTimestamp(end.Add(-took)),

@@ -41,7 +41,7 @@ type Telemetry struct {
 	meter    metric.Meter
 	tracer   trace.Tracer
 	attrs    sync.Map // string -> metric.MeasurementOption: attributes of rare hook measurements
-	outcomes sync.Map // breaker name -> *[3]metric.MeasurementOption, by outcome
+	outcomes sync.Map // breaker name -> *[3][]metric.RecordOption, by outcome
 
 	rl limiterInstruments
 	br breakerInstruments

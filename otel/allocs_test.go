@@ -1,0 +1,54 @@
+package otel_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/breaker"
+	"github.com/outgrow/outgrow/cache"
+	"github.com/outgrow/outgrow/ratelimit"
+)
+
+// TestHotPathsAllocateNothing: with metrics on, a successful call through a closed breaker, a
+// memory limiter decision and a local cache hit allocate nothing in a request without a
+// recording span (benchmarks/otel_test.go measures what they cost in time).
+func TestHotPathsAllocateNothing(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+
+	b, err := breaker.New(breaker.Config{Name: "db", Logger: quiet, Hooks: h.tel.BreakerHooks(breaker.Hooks{})})
+	require.NoError(t, err)
+	_, err = h.tel.ObserveBreakers(b)
+	require.NoError(t, err)
+	call := func() {
+		tok, err := b.Allow(ctx)
+		if err == nil {
+			tok.Done(nil)
+		}
+	}
+	call() // the first call of a name builds its attribute sets
+	assert.Zero(t, testing.AllocsPerRun(100, call), "breaker")
+
+	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
+	require.NoError(t, err)
+	l, err := ratelimit.New(store, ratelimit.PerSecond(1e6), ratelimit.Config{Name: "api", Hooks: h.tel.LimiterHooks("api", ratelimit.Hooks{})})
+	require.NoError(t, err)
+	_, err = h.tel.ObserveLimiters(l)
+	require.NoError(t, err)
+	_, _ = l.Allow(ctx, "k")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = l.Allow(ctx, "k") }), "limiter")
+
+	cstore, err := cache.NewMemoryStore(cache.MemoryConfig{})
+	require.NoError(t, err)
+	c, err := cache.New[string](cstore, cache.Config{Policy: cache.Policy{TTL: time.Hour}, Hooks: h.tel.CacheHooks("c", cache.Hooks{})})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = h.tel.ObserveCache("c", c)
+	require.NoError(t, err)
+	require.NoError(t, c.Set(ctx, "k", "v"))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = c.Get(ctx, "k") }), "cache hit")
+}
