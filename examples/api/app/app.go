@@ -53,10 +53,13 @@ type Config struct {
 	Observe func(Components) error
 }
 
-// Hooks return the Hooks of each component from the Hooks it would have had: the methods of
-// an outgrow otel.Telemetry fit them as they are (LimiterHooks, BreakerHooks, SessionHooks,
-// HealthHooks). A nil field leaves its component's Hooks alone.
+// Hooks instrument the service: each component's field returns its Hooks from the Hooks it
+// would have had, and the methods of an outgrow otel.Telemetry fit them as they are
+// (LimiterHooks, BreakerHooks, SessionHooks, HealthHooks). A nil field changes nothing.
 type Hooks struct {
+	// Redis is called with the Redis client once it is made, before any store uses it: to
+	// add go-redis hooks (redisotel, for example).
+	Redis   func(rdb *redis.Client) error
 	Limiter func(policy string, next ratelimit.Hooks) ratelimit.Hooks
 	Breaker func(next breaker.Hooks) breaker.Hooks
 	Session func(next session.Hooks) session.Hooks
@@ -104,6 +107,11 @@ func Run(ctx context.Context, cfg Config, listening chan<- string) error {
 		opt.ContextTimeoutEnabled = true
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
+		if hooks.Redis != nil {
+			if err := hooks.Redis(rdb); err != nil {
+				return err
+			}
+		}
 		checks = append(checks, health.Check{Name: "redis", Func: health.RedisCheck(rdb)})
 		backend = "redis"
 		if store, err = ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix + "ratelimit:"}); err != nil {
