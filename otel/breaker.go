@@ -160,7 +160,7 @@ func (t *Telemetry) outcomeSet(name string, o breaker.Outcome) []metric.RecordOp
 			sets[i] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name),
 				AttrOutcome.String(breaker.Outcome(i).String())))}
 		}
-		v, _ = t.outcomes.LoadOrStore(name, &sets)
+		v = t.cache(&t.outcomes, name, &sets)
 	}
 	if sets := v.(*[3][]metric.RecordOption); int(o) < len(sets) {
 		return sets[o]

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 
 	global "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -40,8 +42,9 @@ type Config struct {
 type Telemetry struct {
 	meter    metric.Meter
 	tracer   trace.Tracer
-	attrs    sync.Map // string -> metric.MeasurementOption: attributes of rare hook measurements
-	outcomes sync.Map // breaker name -> *[3][]metric.RecordOption, by outcome
+	attrs    sync.Map     // string -> metric.MeasurementOption: attributes of rare hook measurements
+	outcomes sync.Map     // breaker name -> *[3][]metric.RecordOption, by outcome
+	cached   atomic.Int64 // entries of attrs and outcomes, at most maxCachedSets
 
 	rl limiterInstruments
 	br breakerInstruments
@@ -116,14 +119,33 @@ func (b *builder) duration(name, desc string) metric.Float64Histogram {
 	return h
 }
 
+// maxCachedSets bounds the attribute sets kept for names known only at call time: a
+// Registry's breakers are named by keys that may come from outside (hosts, tenants), and the
+// Registry drops idle ones, but a cache of their sets would keep every name ever seen. Past
+// the bound, sets are built per call (which allocates); the SDK's cardinality limit (2000
+// series per instrument by default) folds such series into one overflow series anyway.
+const maxCachedSets = 4096
+
+// cache stores v under key in m unless maxCachedSets entries are stored already, and returns
+// what m holds under key, or v.
+func (t *Telemetry) cache(m *sync.Map, key string, v any) any {
+	if t.cached.Load() >= maxCachedSets {
+		return v
+	}
+	got, loaded := m.LoadOrStore(key, v)
+	if !loaded {
+		t.cached.Add(1)
+	}
+	return got
+}
+
 // set returns the attribute set named by id, building it once: hooks measure with sets made
 // from names known only at call time (a breaker's, a check's), and must not allocate.
 func (t *Telemetry) set(id string, kv ...attribute.KeyValue) metric.MeasurementOption {
 	if s, ok := t.attrs.Load(id); ok {
 		return s.(metric.MeasurementOption)
 	}
-	s, _ := t.attrs.LoadOrStore(id, metric.WithAttributeSet(attribute.NewSet(kv...)))
-	return s.(metric.MeasurementOption)
+	return t.cache(&t.attrs, id, metric.WithAttributeSet(attribute.NewSet(kv...))).(metric.MeasurementOption)
 }
 
 // recordingSpan returns the span of ctx if it records, else nil: span events and their
@@ -136,12 +158,15 @@ func recordingSpan(ctx context.Context) trace.Span {
 }
 
 // errorType classifies a store error for attributes without saying more than its kind: error
-// messages may name keys.
+// messages may name keys. A timeout is the store's (its Timeout, which wraps
+// context.DeadlineExceeded), the caller's deadline, or the client's own (go-redis's
+// ReadTimeout, DialTimeout: a net.Error that says so).
 func errorType(err error) string {
+	var ne net.Error
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
