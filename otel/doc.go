@@ -24,6 +24,14 @@
 // step can be left out: Observe alone costs nothing on the hot paths (the closed breaker,
 // a memory limiter decision, a local cache hit); the Hooks add what only they can see.
 //
+// A component's series are named by its name (a Limiter's or Breaker's Name, the name given
+// to ObserveCache, ObserveSessions, ObserveCacheStore and ObserveBreakerStore), so each name is
+// observed once per kind: observing the same component again, or another of the same kind and
+// name, fails with [ErrObserved] until the first registration is unregistered (else counters
+// would add up both, and gauges show one of them). Health series name no Checker: one is
+// observed at a time. Create one Telemetry per MeterProvider: two over one provider share its
+// instruments, and what both observe is counted twice.
+//
 // # Metrics
 //
 // Every instrument belongs to the scope [ScopeName]. Counters are cumulative; names and units
