@@ -141,8 +141,8 @@ func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registr
 // CacheHooks returns the Hooks of the Cache named name, calling next's too. Each loader call
 // is recorded in outgrow.cache.load.duration (result ok, not_found or error) and, under a
 // span that records, becomes the span outgrow.cache.load, a child of the load's context
-// timed from the loader's start to its end (the loader's own spans are its siblings: the hook
-// runs after the load). A stale value served adds the span event outgrow.cache.stale, and a
+// that lasts as long as the loader ran and ends as the hook starts, microseconds after the
+// loader returned (the loader's own spans are its siblings: the hook runs after the load). A stale value served adds the span event outgrow.cache.stale, and a
 // failed call to Redis outgrow.cache.store_error (error.type: timeout, canceled or
 // unavailable; never the message, which may name a key).
 func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
@@ -154,6 +154,7 @@ func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 	}
 	h := next
 	h.OnLoad = func(ctx context.Context, key string, took time.Duration, err error) {
+		end := time.Now() // the loader returned just before the hook: read before recording
 		r := 0
 		switch {
 		case errors.Is(err, cache.ErrNotFound):
@@ -163,7 +164,6 @@ func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 		}
 		in.loadDuration.Record(ctx, took.Seconds(), results[r]...)
 		if recordingSpan(ctx) != nil {
-			end := time.Now()
 			_, span := t.tracer.Start(ctx, "outgrow.cache.load", trace.WithTimestamp(end.Add(-took)),
 				trace.WithAttributes(n, AttrResult.String([]string{"ok", "not_found", "error"}[r])))
 			if r == 2 {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/outgrow/outgrow/cache"
 )
@@ -143,4 +144,57 @@ func TestCacheStoreError(t *testing.T) {
 	assert.Equal(t, map[string]string{"event": "outgrow.cache.store_error", "outgrow.cache.name": "flags",
 		"error.type": "unavailable"}, evs[0].attrs)
 	assert.GreaterOrEqual(t, value(t, h.collect(t), "outgrow.cache.store.errors", "outgrow.store", "redis"), 1.0)
+}
+
+// TestCacheLoadSpanAndStale: the span of a load is timed as the loader ran; a stale value served adds
+// outgrow.cache.stale to the request's span, saying whether its refresh failed.
+func TestCacheLoadSpanAndStale(t *testing.T) {
+	h := newHarness(t)
+	store, err := cache.NewMemoryStore(cache.MemoryConfig{})
+	require.NoError(t, err)
+	c, err := cache.New[string](store, cache.Config{Logger: quiet,
+		Policy: cache.Policy{TTL: 20 * time.Millisecond, StaleIfError: time.Hour},
+		Hooks:  h.tel.CacheHooks("quotes", cache.Hooks{})})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	var entered, left time.Time
+	ctx, span := h.request(context.Background())
+	called := time.Now()
+	_, err = c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+		entered = time.Now()
+		time.Sleep(5 * time.Millisecond)
+		left = time.Now()
+		return "v", nil
+	})
+	returned := time.Now()
+	require.NoError(t, err)
+	time.Sleep(30 * time.Millisecond) // expired: a failing load serves the stale value
+	v, err := c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) { return "", errors.New("database down") })
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+	span.End()
+
+	var loads []sdktrace.ReadOnlySpan
+	for _, s := range h.spans.Ended() {
+		if s.Name() == "outgrow.cache.load" {
+			loads = append(loads, s)
+		}
+	}
+	require.Len(t, loads, 2)
+	first := loads[0]
+	// The hook runs once the loader has returned, so the span ends when the hook starts (a
+	// few microseconds after the loader returned, before GetOrLoad does) and lasts as long as
+	// the loader ran.
+	assert.False(t, first.StartTime().Before(called), "starts within GetOrLoad")
+	assert.False(t, first.EndTime().Before(left), "ends once the loader returned")
+	assert.False(t, first.EndTime().After(returned), "ends before GetOrLoad returned")
+	assert.InDelta(t, left.Sub(entered), first.EndTime().Sub(first.StartTime()), float64(time.Millisecond), "lasts as the loader ran")
+	assert.Less(t, first.StartTime().Sub(entered), time.Millisecond, "starts when the loader was called")
+	assert.Equal(t, codes.Error, loads[1].Status().Code)
+
+	evs := h.events(t, "request")
+	require.Len(t, evs, 1)
+	assert.Equal(t, map[string]string{"event": "outgrow.cache.stale", "outgrow.cache.name": "quotes",
+		"outgrow.cache.refresh_failed": "true"}, evs[0].attrs)
 }
