@@ -14,18 +14,25 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/outgrow/outgrow/cache"
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
-// TestCache: two instances share a Redis; lookups are counted by result and layer, loads by
+// TestCache: two instances share a Redis (miniredis, and the real servers redistest is
+// given); lookups are counted by result and layer, loads by
 // result with their durations, and become child spans of the request; announcements are
 // counted sent on one instance and received on the other.
 func TestCache(t *testing.T) {
+	for _, k := range redistest.Kinds() {
+		if k != redistest.Memory {
+			t.Run(string(k), func(t *testing.T) { testCache(t, redistest.Open(t, k)) })
+		}
+	}
+}
+
+func testCache(t *testing.T, b redistest.Backend) {
 	h := newHarness(t)
-	mr := miniredis.RunT(t)
 	instance := func() (*cache.RedisStore, *cache.Cache[string]) {
-		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-		t.Cleanup(func() { _ = rdb.Close() })
-		store, err := cache.NewRedisStore(rdb, cache.RedisConfig{Logger: quiet})
+		store, err := cache.NewRedisStore(b.NewClient(t), cache.RedisConfig{Prefix: b.Prefix, Logger: quiet})
 		require.NoError(t, err)
 		c, err := cache.New[string](store, cache.Config{Namespace: "products", Logger: quiet,
 			Hooks: h.tel.CacheHooks("products", cache.Hooks{})})
@@ -34,8 +41,8 @@ func TestCache(t *testing.T) {
 		return store, c
 	}
 	storeA, a := instance()
-	storeB, b := instance()
-	for name, c := range map[string]*cache.Cache[string]{"a": a, "b": b} {
+	storeB, bc := instance()
+	for name, c := range map[string]*cache.Cache[string]{"a": a, "b": bc} {
 		reg, err := h.tel.ObserveCache("products-"+name, c)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Unregister() })
@@ -66,7 +73,7 @@ func TestCache(t *testing.T) {
 	require.ErrorIs(t, err, cache.ErrNotFound)
 	_, err = a.GetOrLoad(ctx, "boom", load)
 	require.Error(t, err)
-	_, err = b.Get(ctx, "1") // remote hit
+	_, err = bc.Get(ctx, "1") // remote hit
 	require.NoError(t, err)
 	require.NoError(t, a.Set(ctx, "1", "product 1, renamed"))
 	span.End()
