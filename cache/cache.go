@@ -140,8 +140,10 @@ type Cache[V any] struct {
 	cancel  context.CancelFunc
 	closed  atomic.Bool
 
-	// Only the cold paths count here: a local hit is counted in hits.
-	remoteHits, misses, stale, negHits, loads, loadErrs, loadNanos, refreshes, lost atomic.Uint64
+	// Only the cold paths count here: a local hit is counted in hits. A load counts in
+	// loadOKs or in loadErrs, never in both: Stats adds them up, so that a snapshot taken while
+	// a load ends never shows more failures than loads, nor a failed load as a good one.
+	remoteHits, misses, stale, negHits, loadOKs, loadErrs, loadNanos, refreshes, lost atomic.Uint64
 }
 
 // lookups counts hits spread over stripes: every hit writes one, and one counter would make
@@ -244,10 +246,11 @@ func (c *Cache[V]) Close() error {
 
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache[V]) Stats() Stats {
+	errs := c.loadErrs.Load()
 	return Stats{
 		LocalHits: c.hits.sum(), RemoteHits: c.remoteHits.Load(), Misses: c.misses.Load(),
-		Stale: c.stale.Load(), NegativeHits: c.negHits.Load(), Loads: c.loads.Load(),
-		LoadErrors: c.loadErrs.Load(), LoadTime: time.Duration(c.loadNanos.Load()),
+		Stale: c.stale.Load(), NegativeHits: c.negHits.Load(), Loads: c.loadOKs.Load() + errs,
+		LoadErrors: errs, LoadTime: time.Duration(c.loadNanos.Load()),
 		Refreshes: c.refreshes.Load(), LostFills: c.lost.Load(), Local: c.local.stats(),
 	}
 }

@@ -346,10 +346,11 @@ func (c *Cache[V]) runLoader(ctx context.Context, key string, load func(context.
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
 		}
 		took = time.Since(t0)
-		c.loads.Add(1)
 		c.loadNanos.Add(uint64(took))
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			c.loadErrs.Add(1)
+		} else {
+			c.loadOKs.Add(1)
 		}
 		if h := c.cfg.Hooks.OnLoad; h != nil {
 			h(ctx, key, took, err)

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,4 +208,35 @@ func TestStuckLoaderCloseRedis(t *testing.T) {
 		assert.Equal(t, "v", v)
 		assert.Less(t, time.Since(t0), time.Second, "waited for the closed cache's lease")
 	})
+}
+
+// TestStatsLoadsWhileLoading: a snapshot taken while loads end never shows more failures than
+// loads, nor a failed load as a good one (Loads-LoadErrors is what the otel module reports as
+// good loads: it must never go down, nor below zero). Every load here fails.
+func TestStatsLoadsWhileLoading(t *testing.T) {
+	store, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(t, err)
+	c, err := New[string](store, Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	fail := func(context.Context, string) (string, error) { return "", assert.AnError }
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				_, _ = c.GetOrLoad(context.Background(), strconv.Itoa(g)+"-"+strconv.Itoa(i), fail)
+			}
+		})
+	}
+	bad := 0
+	for range 100000 {
+		if s := c.Stats(); s.Loads != s.LoadErrors {
+			bad++
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	assert.Zero(t, bad, "snapshots with failed loads counted as good, or errors beyond loads")
+	assert.Positive(t, c.Stats().LoadErrors)
 }

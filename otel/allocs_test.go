@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -14,8 +16,9 @@ import (
 )
 
 // TestHotPathsAllocateNothing: with metrics on, a successful call through a closed breaker, a
-// memory limiter decision and a local cache hit allocate nothing in a request without a
-// recording span (benchmarks/otel_test.go measures what they cost in time).
+// memory limiter decision and a local cache hit (over a MemoryStore or in front of a
+// RedisStore) allocate nothing in a request without a recording span
+// (benchmarks/otel_test.go measures what they cost in time).
 func TestHotPathsAllocateNothing(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
@@ -51,4 +54,24 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Set(ctx, "k", "v"))
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = c.Get(ctx, "k") }), "cache hit")
+
+	// The local layer in front of a RedisStore: the L1 hit of a shared cache.
+	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rstore, err := cache.NewRedisStore(rdb, cache.RedisConfig{Logger: quiet})
+	require.NoError(t, err)
+	rc, err := cache.New[string](rstore, cache.Config{Policy: cache.Policy{TTL: time.Hour}, Logger: quiet,
+		Hooks: h.tel.CacheHooks("shared", cache.Hooks{})})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rc.Close(); _ = rstore.Close() })
+	_, err = h.tel.ObserveCache("shared", rc)
+	require.NoError(t, err)
+	_, err = h.tel.ObserveCacheStore("redis", rstore)
+	require.NoError(t, err)
+	require.NoError(t, rc.Set(ctx, "k", "v"))
+	_, err = rc.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), rc.Stats().LocalHits)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = rc.Get(ctx, "k") }), "L1 hit over Redis")
+	assert.Equal(t, uint64(102), rc.Stats().LocalHits, "every Get was an L1 hit")
 }

@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -59,7 +60,8 @@ func (in *breakerInstruments) build(b *builder) {
 // ObserveBreakers reports, at each collection, the state of breakers (outgrow.breaker.state:
 // 1 for the current state, 0 for the others), the calls they refused
 // (outgrow.breaker.rejections) and the failures they counted (outgrow.breaker.failures), with
-// the attribute outgrow.breaker.name. Unregister the result to stop.
+// the attribute outgrow.breaker.name. Unregister the result to stop; until then, a breaker of
+// the same name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveBreakers(breakers ...*breaker.Breaker) (metric.Registration, error) {
 	type observed struct {
 		b      *breaker.Breaker
@@ -67,7 +69,9 @@ func (t *Telemetry) ObserveBreakers(breakers ...*breaker.Breaker) (metric.Regist
 		states [3]metric.ObserveOption
 	}
 	obs := make([]observed, len(breakers))
+	ids := make([]string, len(breakers))
 	for i, b := range breakers {
+		ids[i] = fmt.Sprintf("breaker %q", b.Name())
 		n := AttrBreaker.String(b.Name())
 		obs[i] = observed{b: b, name: metric.WithAttributeSet(attribute.NewSet(n))}
 		for j, s := range breakerStates {
@@ -75,7 +79,7 @@ func (t *Telemetry) ObserveBreakers(breakers ...*breaker.Breaker) (metric.Regist
 		}
 	}
 	in := &t.br
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe(ids, func(_ context.Context, o metric.Observer) error {
 		for _, b := range obs {
 			s := b.b.Stats()
 			for j, st := range breakerStates {
@@ -96,11 +100,12 @@ type BreakerStore interface {
 
 // ObserveBreakerStore reports the Stats of a breaker Store, at each collection, as
 // outgrow.breaker.store.round_trips, .errors, .notifications and .down, with the attribute
-// outgrow.store (name it, e.g. "redis", to tell stores apart). Unregister the result to stop.
+// outgrow.store (name it, e.g. "redis", to tell stores apart). Unregister the result to stop;
+// until then, name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveBreakerStore(name string, s BreakerStore) (metric.Registration, error) {
 	opt := metric.WithAttributeSet(attribute.NewSet(AttrStore.String(name)))
 	in := &t.br
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe([]string{fmt.Sprintf("breaker store %q", name)}, func(_ context.Context, o metric.Observer) error {
 		st := s.Stats()
 		o.ObserveInt64(in.storeTrips, int64(st.Flushes+st.Calls), opt)
 		o.ObserveInt64(in.storeErrors, int64(st.Errors), opt)
@@ -160,7 +165,7 @@ func (t *Telemetry) outcomeSet(name string, o breaker.Outcome) []metric.RecordOp
 			sets[i] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrBreaker.String(name),
 				AttrOutcome.String(breaker.Outcome(i).String())))}
 		}
-		v, _ = t.outcomes.LoadOrStore(name, &sets)
+		v = t.cache(&t.outcomes, name, &sets)
 	}
 	if sets := v.(*[3][]metric.RecordOption); int(o) < len(sets) {
 		return sets[o]

@@ -3,6 +3,7 @@ package otel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -69,7 +70,8 @@ type CacheStats interface {
 // ObserveCache reports the Stats of a Cache, at each collection, with the attribute
 // outgrow.cache.name: outgrow.cache.lookups, .loads, .refreshes, .lost_fills, and its local
 // layer's .local.evictions, .local.entries and .local.size. Caches over one MemoryStore share
-// its layer, so each reports the layer's figures. Unregister the result to stop.
+// its layer, so each reports the layer's figures. Unregister the result to stop; until then,
+// name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveCache(name string, c CacheStats) (metric.Registration, error) {
 	n := AttrCache.String(name)
 	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
@@ -84,7 +86,7 @@ func (t *Telemetry) ObserveCache(name string, c CacheStats) (metric.Registration
 		plain         = with()
 	)
 	in := &t.ca
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe([]string{fmt.Sprintf("cache %q", name)}, func(_ context.Context, o metric.Observer) error {
 		s := c.Stats()
 		o.ObserveInt64(in.lookups, int64(s.LocalHits), local)
 		o.ObserveInt64(in.lookups, int64(s.RemoteHits), remote)
@@ -111,7 +113,7 @@ type CacheStore interface {
 // ObserveCacheStore reports the Stats of a cache RedisStore, at each collection, with the
 // attribute outgrow.store: outgrow.cache.store.reads, .store.errors, .store.down,
 // .coherence.messages (outgrow.cache.direction "sent" or "received") and .coherence.flushes.
-// Unregister the result to stop.
+// Unregister the result to stop; until then, name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registration, error) {
 	n := AttrStore.String(name)
 	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
@@ -123,7 +125,7 @@ func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registr
 		plain          = with()
 	)
 	in := &t.ca
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe([]string{fmt.Sprintf("cache store %q", name)}, func(_ context.Context, o metric.Observer) error {
 		st := s.Stats()
 		o.ObserveInt64(in.storeReads, int64(st.Hits), hit)
 		o.ObserveInt64(in.storeReads, int64(st.Misses), miss)
@@ -139,8 +141,8 @@ func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registr
 // CacheHooks returns the Hooks of the Cache named name, calling next's too. Each loader call
 // is recorded in outgrow.cache.load.duration (result ok, not_found or error) and, under a
 // span that records, becomes the span outgrow.cache.load, a child of the load's context
-// timed from the loader's start to its end (the loader's own spans are its siblings: the hook
-// runs after the load). A stale value served adds the span event outgrow.cache.stale, and a
+// that lasts as long as the loader ran and ends as the hook starts, microseconds after the
+// loader returned (the loader's own spans are its siblings: the hook runs after the load). A stale value served adds the span event outgrow.cache.stale, and a
 // failed call to Redis outgrow.cache.store_error (error.type: timeout, canceled or
 // unavailable; never the message, which may name a key).
 func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
@@ -152,6 +154,7 @@ func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 	}
 	h := next
 	h.OnLoad = func(ctx context.Context, key string, took time.Duration, err error) {
+		end := time.Now() // the loader returned just before the hook: read before recording
 		r := 0
 		switch {
 		case errors.Is(err, cache.ErrNotFound):
@@ -161,7 +164,6 @@ func (t *Telemetry) CacheHooks(name string, next cache.Hooks) cache.Hooks {
 		}
 		in.loadDuration.Record(ctx, took.Seconds(), results[r]...)
 		if recordingSpan(ctx) != nil {
-			end := time.Now()
 			_, span := t.tracer.Start(ctx, "outgrow.cache.load", trace.WithTimestamp(end.Add(-took)),
 				trace.WithAttributes(n, AttrResult.String([]string{"ok", "not_found", "error"}[r])))
 			if r == 2 {

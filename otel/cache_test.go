@@ -11,20 +11,28 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/outgrow/outgrow/cache"
+	"github.com/outgrow/outgrow/internal/redistest"
 )
 
-// TestCache: two instances share a Redis; lookups are counted by result and layer, loads by
+// TestCache: two instances share a Redis (miniredis, and the real servers redistest is
+// given); lookups are counted by result and layer, loads by
 // result with their durations, and become child spans of the request; announcements are
 // counted sent on one instance and received on the other.
 func TestCache(t *testing.T) {
+	for _, k := range redistest.Kinds() {
+		if k != redistest.Memory {
+			t.Run(string(k), func(t *testing.T) { testCache(t, redistest.Open(t, k)) })
+		}
+	}
+}
+
+func testCache(t *testing.T, b redistest.Backend) {
 	h := newHarness(t)
-	mr := miniredis.RunT(t)
 	instance := func() (*cache.RedisStore, *cache.Cache[string]) {
-		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-		t.Cleanup(func() { _ = rdb.Close() })
-		store, err := cache.NewRedisStore(rdb, cache.RedisConfig{Logger: quiet})
+		store, err := cache.NewRedisStore(b.NewClient(t), cache.RedisConfig{Prefix: b.Prefix, Logger: quiet})
 		require.NoError(t, err)
 		c, err := cache.New[string](store, cache.Config{Namespace: "products", Logger: quiet,
 			Hooks: h.tel.CacheHooks("products", cache.Hooks{})})
@@ -33,8 +41,8 @@ func TestCache(t *testing.T) {
 		return store, c
 	}
 	storeA, a := instance()
-	storeB, b := instance()
-	for name, c := range map[string]*cache.Cache[string]{"a": a, "b": b} {
+	storeB, bc := instance()
+	for name, c := range map[string]*cache.Cache[string]{"a": a, "b": bc} {
 		reg, err := h.tel.ObserveCache("products-"+name, c)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Unregister() })
@@ -65,7 +73,7 @@ func TestCache(t *testing.T) {
 	require.ErrorIs(t, err, cache.ErrNotFound)
 	_, err = a.GetOrLoad(ctx, "boom", load)
 	require.Error(t, err)
-	_, err = b.Get(ctx, "1") // remote hit
+	_, err = bc.Get(ctx, "1") // remote hit
 	require.NoError(t, err)
 	require.NoError(t, a.Set(ctx, "1", "product 1, renamed"))
 	span.End()
@@ -143,4 +151,57 @@ func TestCacheStoreError(t *testing.T) {
 	assert.Equal(t, map[string]string{"event": "outgrow.cache.store_error", "outgrow.cache.name": "flags",
 		"error.type": "unavailable"}, evs[0].attrs)
 	assert.GreaterOrEqual(t, value(t, h.collect(t), "outgrow.cache.store.errors", "outgrow.store", "redis"), 1.0)
+}
+
+// TestCacheLoadSpanAndStale: the span of a load is timed as the loader ran; a stale value served adds
+// outgrow.cache.stale to the request's span, saying whether its refresh failed.
+func TestCacheLoadSpanAndStale(t *testing.T) {
+	h := newHarness(t)
+	store, err := cache.NewMemoryStore(cache.MemoryConfig{})
+	require.NoError(t, err)
+	c, err := cache.New[string](store, cache.Config{Logger: quiet,
+		Policy: cache.Policy{TTL: 20 * time.Millisecond, StaleIfError: time.Hour},
+		Hooks:  h.tel.CacheHooks("quotes", cache.Hooks{})})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	var entered, left time.Time
+	ctx, span := h.request(context.Background())
+	called := time.Now()
+	_, err = c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+		entered = time.Now()
+		time.Sleep(5 * time.Millisecond)
+		left = time.Now()
+		return "v", nil
+	})
+	returned := time.Now()
+	require.NoError(t, err)
+	time.Sleep(30 * time.Millisecond) // expired: a failing load serves the stale value
+	v, err := c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) { return "", errors.New("database down") })
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+	span.End()
+
+	var loads []sdktrace.ReadOnlySpan
+	for _, s := range h.spans.Ended() {
+		if s.Name() == "outgrow.cache.load" {
+			loads = append(loads, s)
+		}
+	}
+	require.Len(t, loads, 2)
+	first := loads[0]
+	// The hook runs once the loader has returned, so the span ends when the hook starts (a
+	// few microseconds after the loader returned, before GetOrLoad does) and lasts as long as
+	// the loader ran.
+	assert.False(t, first.StartTime().Before(called), "starts within GetOrLoad")
+	assert.False(t, first.EndTime().Before(left), "ends once the loader returned")
+	assert.False(t, first.EndTime().After(returned), "ends before GetOrLoad returned")
+	assert.InDelta(t, left.Sub(entered), first.EndTime().Sub(first.StartTime()), float64(time.Millisecond), "lasts as the loader ran")
+	assert.Less(t, first.StartTime().Sub(entered), time.Millisecond, "starts when the loader was called")
+	assert.Equal(t, codes.Error, loads[1].Status().Code)
+
+	evs := h.events(t, "request")
+	require.Len(t, evs, 1)
+	assert.Equal(t, map[string]string{"event": "outgrow.cache.stale", "outgrow.cache.name": "quotes",
+		"outgrow.cache.refresh_failed": "true"}, evs[0].attrs)
 }

@@ -24,6 +24,14 @@
 // step can be left out: Observe alone costs nothing on the hot paths (the closed breaker,
 // a memory limiter decision, a local cache hit); the Hooks add what only they can see.
 //
+// A component's series are named by its name (a Limiter's or Breaker's Name, the name given
+// to ObserveCache, ObserveSessions, ObserveCacheStore and ObserveBreakerStore), so each name is
+// observed once per kind: observing the same component again, or another of the same kind and
+// name, fails with [ErrObserved] until the first registration is unregistered (else counters
+// would add up both, and gauges show one of them). Health series name no Checker: one is
+// observed at a time. Create one Telemetry per MeterProvider: two over one provider share its
+// instruments, and what both observe is counted twice.
+//
 // # Metrics
 //
 // Every instrument belongs to the scope [ScopeName]. Counters are cumulative; names and units
@@ -39,33 +47,59 @@
 //	outgrow.ratelimit.store.errors        counter    {error}       policy                  Stats
 //	outgrow.ratelimit.degraded            gauge      {state}       policy                  Stats
 //	outgrow.breaker.call.duration         histogram  s             name, outcome           Hooks
-//	outgrow.breaker.transitions           counter    {transition}  name, state (entered)   Hooks
+//	outgrow.breaker.transitions           counter    {transition}  name, state             Hooks
 //	outgrow.breaker.state                 gauge      {state}       name, state             Stats
 //	outgrow.breaker.rejections            counter    {call}        name                    Stats
 //	outgrow.breaker.failures              counter    {call}        name                    Stats
-//	outgrow.breaker.store.*               counters, gauge (round_trips, errors,
-//	                                      notifications, down)     store                   Stats
+//	outgrow.breaker.store.round_trips     counter    {round_trip}  store                   Stats
+//	outgrow.breaker.store.errors          counter    {error}       store                   Stats
+//	outgrow.breaker.store.notifications   counter    {message}     store                   Stats
+//	outgrow.breaker.store.down            gauge      {state}       store                   Stats
 //	outgrow.cache.lookups                 counter    {lookup}      name, result, layer     Stats
 //	outgrow.cache.loads                   counter    {load}        name, result            Stats
 //	outgrow.cache.load.duration           histogram  s             name, result            Hooks
-//	outgrow.cache.refreshes, .lost_fills  counter    {load}        name                    Stats
+//	outgrow.cache.refreshes               counter    {load}        name                    Stats
+//	outgrow.cache.lost_fills              counter    {load}        name                    Stats
 //	outgrow.cache.local.evictions         counter    {entry}       name, reason            Stats
-//	outgrow.cache.local.entries, .size    up-down    {entry}, By   name                    Stats
-//	outgrow.cache.store.reads, .errors    counter    {key}, {error}  store, result         Stats
+//	outgrow.cache.local.entries           up-down    {entry}       name                    Stats
+//	outgrow.cache.local.size              up-down    By            name                    Stats
+//	outgrow.cache.store.reads             counter    {key}         store, result           Stats
+//	outgrow.cache.store.errors            counter    {error}       store                   Stats
+//	outgrow.cache.store.down              gauge      {state}       store                   Stats
 //	outgrow.cache.coherence.messages      counter    {message}     store, direction        Stats
 //	outgrow.cache.coherence.flushes       counter    {flush}       store                   Stats
-//	outgrow.cache.store.down              gauge      {state}       store                   Stats
 //	outgrow.session.loads                 counter    {session}     manager, result         Stats
 //	outgrow.session.changes               counter    {session}     manager, change         Stats
-//	outgrow.session.commits, .lost_writes counter    {write}       manager                 Stats
+//	outgrow.session.commits               counter    {write}       manager                 Stats
+//	outgrow.session.lost_writes           counter    {write}       manager                 Stats
 //	outgrow.session.store.errors          counter    {error}       manager                 Stats
 //	outgrow.health.check.duration         histogram  s             check, result           Hooks
 //	outgrow.health.status                 gauge      {state}       status                  Stats
 //	outgrow.health.check.state            gauge      {state}       check, state            Stats
 //
-// Attribute keys are prefixed by the component: outgrow.ratelimit.policy,
-// outgrow.breaker.name, outgrow.cache.result, and so on (the Attr constants). A gauge of a
-// state has one series per possible value, 1 for the current one and 0 for the others.
+// Attribute keys are prefixed by the component (outgrow.ratelimit.policy, outgrow.breaker.name,
+// outgrow.cache.result, ...), except outgrow.store, the name of a store observed on its own.
+// The names (policy, breaker, cache, manager, check, store) are the components'; the other
+// attributes take these values:
+//
+//	attribute                   values
+//	outgrow.ratelimit.decision  allowed, limited
+//	outgrow.breaker.outcome     success, failure, ignored
+//	outgrow.breaker.state       closed, open, half-open (for transitions, the state entered)
+//	outgrow.cache.result        hit, stale, negative, miss (lookups); ok, error (loads: a
+//	                            not-found answer is ok); ok, not_found, error (load.duration);
+//	                            hit, miss (store.reads)
+//	outgrow.cache.layer         local, remote (hits only)
+//	outgrow.cache.reason        size, expired
+//	outgrow.cache.direction     sent, received
+//	outgrow.session.result      found, miss
+//	outgrow.session.change      created, renewed, destroyed
+//	outgrow.health.result       pass, fail
+//	outgrow.health.status       pass, warn, fail
+//	outgrow.health.state        unknown, healthy, unhealthy
+//
+// A gauge of a state has one series per possible value, 1 for the current one and 0 for the
+// others.
 //
 // # Traces
 //
@@ -87,6 +121,8 @@
 // times every call and records it in a histogram, which costs the OpenTelemetry SDK's
 // Record (hundreds of nanoseconds) and two clock reads on a path that otherwise takes a few
 // nanoseconds; LimiterHooks costs a context lookup per decision when the request is not
-// traced. Neither allocates then. benchmarks/otel_test.go measures both against the bare
-// components; the figures are in benchmarks/README.md.
+// traced. Neither allocates then, except that a Limiter with SecretKeys computes the digest
+// its hooks receive for every decision (a hash and one allocation), which LimiterHooks does
+// not read. benchmarks/otel_test.go measures both against the bare components; the figures
+// are in benchmarks/README.md.
 package otel

@@ -28,6 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // once ended.
 type harness struct {
 	tel    *outgrowotel.Telemetry
+	mp     *sdkmetric.MeterProvider
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
 	tp     *sdktrace.TracerProvider
@@ -37,6 +38,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
+	h.mp = mp
 	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
 	t.Cleanup(func() {
 		_ = mp.Shutdown(context.Background())

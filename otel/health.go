@@ -15,7 +15,7 @@ const AttrCheck = attribute.Key("outgrow.health.check")
 
 var (
 	healthStatuses = []health.Status{health.StatusPass, health.StatusWarn, health.StatusFail}
-	checkStates    = []health.State{health.StateUnknown, health.StateHealthy, health.StateUnhealthy}
+	checkStates    = [...]health.State{health.StateUnknown, health.StateHealthy, health.StateUnhealthy}
 )
 
 type healthInstruments struct {
@@ -35,32 +35,33 @@ func (in *healthInstruments) build(b *builder) {
 // ObserveHealth reports, at each collection, a Checker's readiness status
 // (outgrow.health.status, attribute outgrow.health.status) and each check's state
 // (outgrow.health.check.state, attributes outgrow.health.check and outgrow.health.state).
-// Reading them calls the Checker's Local checks, as a readiness probe does. Unregister the
-// result to stop.
+// Reading them calls the Checker's Local checks, as a readiness probe does. The series name no
+// Checker, so one Telemetry observes one at a time: Unregister the result to stop; until then,
+// observing another fails with [ErrObserved].
 func (t *Telemetry) ObserveHealth(c *health.Checker) (metric.Registration, error) {
 	statuses := make([]metric.ObserveOption, len(healthStatuses))
 	for i, s := range healthStatuses {
 		statuses[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outgrow.health.status", string(s))))
 	}
-	type check struct{ states []metric.ObserveOption }
-	checks := map[string]check{}
+	// A Checker's checks are those given to New, in that order, in every Stats.
+	var checks [][len(checkStates)]metric.ObserveOption
 	for _, cs := range c.Stats().Checks {
-		var ch check
-		for _, st := range checkStates {
-			ch.states = append(ch.states, metric.WithAttributeSet(attribute.NewSet(AttrCheck.String(cs.Name),
-				attribute.String("outgrow.health.state", st.String()))))
+		var states [len(checkStates)]metric.ObserveOption
+		for i, st := range checkStates {
+			states[i] = metric.WithAttributeSet(attribute.NewSet(AttrCheck.String(cs.Name),
+				attribute.String("outgrow.health.state", st.String())))
 		}
-		checks[cs.Name] = ch
+		checks = append(checks, states)
 	}
 	in := &t.he
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe([]string{"health checker"}, func(_ context.Context, o metric.Observer) error {
 		s := c.Stats()
 		for i, st := range healthStatuses {
 			o.ObserveInt64(in.status, one(s.Status == st), statuses[i])
 		}
-		for _, cs := range s.Checks {
+		for j, cs := range s.Checks[:min(len(s.Checks), len(checks))] {
 			for i, st := range checkStates {
-				o.ObserveInt64(in.state, one(cs.State == st), checks[cs.Name].states[i])
+				o.ObserveInt64(in.state, one(cs.State == st), checks[j][i])
 			}
 		}
 		return nil

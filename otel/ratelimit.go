@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"fmt"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -50,7 +51,9 @@ func (t *Telemetry) ObserveLimiters(limiters ...*ratelimit.Limiter) (metric.Regi
 		policy, allowed, limited metric.ObserveOption
 	}
 	obs := make([]observed, len(limiters))
+	ids := make([]string, len(limiters))
 	for i, l := range limiters {
+		ids[i] = fmt.Sprintf("limiter %q", l.Name())
 		p := AttrPolicy.String(l.Name())
 		obs[i] = observed{l: l,
 			policy:  metric.WithAttributeSet(attribute.NewSet(p)),
@@ -59,7 +62,7 @@ func (t *Telemetry) ObserveLimiters(limiters ...*ratelimit.Limiter) (metric.Regi
 		}
 	}
 	in := &t.rl
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe(ids, func(_ context.Context, o metric.Observer) error {
 		for _, l := range obs {
 			s := l.l.Stats()
 			o.ObserveInt64(in.decisions, int64(s.Allowed), l.allowed)

@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"fmt"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -29,7 +30,8 @@ func (in *sessionInstruments) build(b *builder) {
 
 // ObserveSessions reports the Stats of a Manager, at each collection, with the attribute
 // outgrow.session.manager (name): outgrow.session.loads, .changes, .commits, .lost_writes and
-// .store.errors. Unregister the result to stop.
+// .store.errors. Unregister the result to stop; until then, name cannot be observed again
+// ([ErrObserved]).
 func (t *Telemetry) ObserveSessions(name string, m *session.Manager) (metric.Registration, error) {
 	n := attribute.String("outgrow.session.manager", name)
 	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
@@ -43,7 +45,7 @@ func (t *Telemetry) ObserveSessions(name string, m *session.Manager) (metric.Reg
 		plain                       = with()
 	)
 	in := &t.se
-	return t.observe(func(_ context.Context, o metric.Observer) error {
+	return t.observe([]string{fmt.Sprintf("session manager %q", name)}, func(_ context.Context, o metric.Observer) error {
 		s := m.Stats()
 		o.ObserveInt64(in.loads, int64(s.Loads), found)
 		o.ObserveInt64(in.loads, int64(s.Misses), miss)

@@ -4,13 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	global "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 )
+
+// ErrObserved is wrapped by the error of an Observe method given a component whose series a
+// registration of the same Telemetry already reports: the same component twice, or two of one
+// kind with the same name (two breakers without a Name, two limiters named "login", a second
+// health Checker). Their series would merge: counters summed, gauges one or the other. Name
+// them apart, or Unregister the first.
+var ErrObserved = errors.New("outgrow/otel: already observed")
 
 // AttrStore names a store observed on its own ([Telemetry.ObserveBreakerStore],
 // [Telemetry.ObserveCacheStore]): the name given there.
@@ -36,12 +47,17 @@ type Config struct {
 //
 // The zero value is not usable; create one with [New]. A Telemetry is safe for concurrent use
 // and has no goroutine. Its instruments are created once, in New, and shared by the
-// components it instruments.
+// components it instruments. Create one per MeterProvider and share it: two over one provider
+// share its instruments, so a component both observe is counted twice.
 type Telemetry struct {
 	meter    metric.Meter
 	tracer   trace.Tracer
-	attrs    sync.Map // string -> metric.MeasurementOption: attributes of rare hook measurements
-	outcomes sync.Map // breaker name -> *[3][]metric.RecordOption, by outcome
+	attrs    sync.Map     // string -> metric.MeasurementOption: attributes of rare hook measurements
+	outcomes sync.Map     // breaker name -> *[3][]metric.RecordOption, by outcome
+	cached   atomic.Int64 // entries of attrs and outcomes, at most maxCachedSets
+
+	mu       sync.Mutex
+	observed map[string]bool // the ids of what live registrations report (see observe)
 
 	rl limiterInstruments
 	br breakerInstruments
@@ -59,7 +75,7 @@ func New(cfg Config) (*Telemetry, error) {
 	if tp == nil {
 		tp = global.GetTracerProvider()
 	}
-	t := &Telemetry{meter: mp.Meter(ScopeName), tracer: tp.Tracer(ScopeName)}
+	t := &Telemetry{meter: mp.Meter(ScopeName), tracer: tp.Tracer(ScopeName), observed: map[string]bool{}}
 	b := builder{m: t.meter}
 	t.rl.build(&b)
 	t.br.build(&b)
@@ -116,14 +132,33 @@ func (b *builder) duration(name, desc string) metric.Float64Histogram {
 	return h
 }
 
+// maxCachedSets bounds the attribute sets kept for names known only at call time: a
+// Registry's breakers are named by keys that may come from outside (hosts, tenants), and the
+// Registry drops idle ones, but a cache of their sets would keep every name ever seen. Past
+// the bound, sets are built per call (which allocates); the SDK's cardinality limit (2000
+// series per instrument by default) folds such series into one overflow series anyway.
+const maxCachedSets = 4096
+
+// cache stores v under key in m unless maxCachedSets entries are stored already, and returns
+// what m holds under key, or v.
+func (t *Telemetry) cache(m *sync.Map, key string, v any) any {
+	if t.cached.Load() >= maxCachedSets {
+		return v
+	}
+	got, loaded := m.LoadOrStore(key, v)
+	if !loaded {
+		t.cached.Add(1)
+	}
+	return got
+}
+
 // set returns the attribute set named by id, building it once: hooks measure with sets made
 // from names known only at call time (a breaker's, a check's), and must not allocate.
 func (t *Telemetry) set(id string, kv ...attribute.KeyValue) metric.MeasurementOption {
 	if s, ok := t.attrs.Load(id); ok {
 		return s.(metric.MeasurementOption)
 	}
-	s, _ := t.attrs.LoadOrStore(id, metric.WithAttributeSet(attribute.NewSet(kv...)))
-	return s.(metric.MeasurementOption)
+	return t.cache(&t.attrs, id, metric.WithAttributeSet(attribute.NewSet(kv...))).(metric.MeasurementOption)
 }
 
 // recordingSpan returns the span of ctx if it records, else nil: span events and their
@@ -136,12 +171,15 @@ func recordingSpan(ctx context.Context) trace.Span {
 }
 
 // errorType classifies a store error for attributes without saying more than its kind: error
-// messages may name keys.
+// messages may name keys. A timeout is the store's (its Timeout, which wraps
+// context.DeadlineExceeded), the caller's deadline, or the client's own (go-redis's
+// ReadTimeout, DialTimeout: a net.Error that says so).
 func errorType(err error) string {
+	var ne net.Error
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
@@ -149,13 +187,52 @@ func errorType(err error) string {
 	return "unavailable"
 }
 
-// observe registers fn as the callback of instruments.
-func (t *Telemetry) observe(fn metric.Callback, instruments ...metric.Observable) (metric.Registration, error) {
+// observe registers fn as the callback of instruments, reporting the series of the components
+// ids name ("<kind> <name>"): none may be reported by a live registration already, nor appear
+// twice in ids (ErrObserved).
+func (t *Telemetry) observe(ids []string, fn metric.Callback, instruments ...metric.Observable) (metric.Registration, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, id := range ids {
+		if t.observed[id] || slices.Contains(ids[:i], id) {
+			return nil, fmt.Errorf("%w: %s", ErrObserved, id)
+		}
+	}
 	reg, err := t.meter.RegisterCallback(fn, instruments...)
 	if err != nil {
 		return nil, fmt.Errorf("outgrow/otel: registering a callback: %w", err)
 	}
-	return reg, nil
+	for _, id := range ids {
+		t.observed[id] = true
+	}
+	return &registration{t: t, reg: reg, ids: ids}, nil
+}
+
+// registration is what the Observe methods return: Unregister frees the ids of its series for
+// another registration, once the callback is gone.
+type registration struct {
+	embedded.Registration
+	t    *Telemetry
+	reg  metric.Registration
+	ids  []string
+	done bool // guarded by t.mu
+}
+
+// Unregister stops reporting the registration's series. Calling it again does nothing.
+func (r *registration) Unregister() error {
+	r.t.mu.Lock()
+	defer r.t.mu.Unlock()
+	if r.done {
+		return nil
+	}
+	if err := r.reg.Unregister(); err != nil {
+		return err
+	}
+	r.done = true
+	for _, id := range r.ids {
+		delete(r.t.observed, id)
+	}
+	return nil
 }
 
 // one returns 1 when b is true: the value of a state gauge's series.
