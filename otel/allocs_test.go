@@ -44,6 +44,11 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 	require.NoError(t, err)
 	_, _ = l.Allow(ctx, "k")
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = l.Allow(ctx, "k") }), "limiter")
+	secret, err := ratelimit.New(store, ratelimit.PerSecond(1e6), ratelimit.Config{Name: "apikey", SecretKeys: true,
+		Hooks: h.tel.LimiterHooks("apikey", ratelimit.Hooks{})})
+	require.NoError(t, err)
+	_, _ = secret.Allow(ctx, "sk_live_1")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = secret.Allow(ctx, "sk_live_1") }), "limiter with SecretKeys: no digest")
 
 	cstore, err := cache.NewMemoryStore(cache.MemoryConfig{})
 	require.NoError(t, err)

@@ -121,8 +121,7 @@
 // times every call and records it in a histogram, which costs the OpenTelemetry SDK's
 // Record (hundreds of nanoseconds) and two clock reads on a path that otherwise takes a few
 // nanoseconds; LimiterHooks costs a context lookup per decision when the request is not
-// traced. Neither allocates then, except that a Limiter with SecretKeys computes the digest
-// its hooks receive for every decision (a hash and one allocation), which LimiterHooks does
-// not read. benchmarks/otel_test.go measures both against the bare components; the figures
-// are in benchmarks/README.md.
+// traced (it uses OnDecision, which carries no key, so a Limiter with SecretKeys computes no
+// digest for it). Neither allocates then. benchmarks/otel_test.go measures both against the
+// bare components; the figures are in benchmarks/README.md.
 package otel

@@ -79,29 +79,23 @@ func (t *Telemetry) ObserveLimiters(limiters ...*ratelimit.Limiter) (metric.Regi
 // LimiterHooks returns the Hooks of the Limiter named policy, calling next's too: each decision
 // adds the span event outgrow.ratelimit.decision to the span of the call's context (policy,
 // decision, and retry_after in seconds for a denial), and entering or leaving the failure
-// policy adds outgrow.ratelimit.fallback (entered and, on entering, error.type). Nothing is built unless the
-// span records.
-//
-// A Limiter with Hooks.OnAllowed or OnLimited set computes the key it hands them: for a
-// Limiter keyed by secrets that is a keyed hash per decision (see [ratelimit.Config]).
+// policy adds outgrow.ratelimit.fallback (entered and, on entering, error.type). Nothing is
+// built unless the span records. Decisions are seen through Hooks.OnDecision, which carries no
+// key: a Limiter with SecretKeys computes no digest for them.
 func (t *Telemetry) LimiterHooks(policy string, next ratelimit.Hooks) ratelimit.Hooks {
 	p := AttrPolicy.String(policy)
 	h := next
-	h.OnAllowed = func(ctx context.Context, key string, r ratelimit.Result) {
+	h.OnDecision = func(ctx context.Context, r ratelimit.Result) {
 		if span := recordingSpan(ctx); span != nil {
-			span.AddEvent("outgrow.ratelimit.decision", trace.WithAttributes(p, AttrDecision.String("allowed")))
+			if r.Allowed {
+				span.AddEvent("outgrow.ratelimit.decision", trace.WithAttributes(p, AttrDecision.String("allowed")))
+			} else {
+				span.AddEvent("outgrow.ratelimit.decision", trace.WithAttributes(p, AttrDecision.String("limited"),
+					attribute.Float64("outgrow.ratelimit.retry_after", r.RetryAfter.Seconds())))
+			}
 		}
-		if next.OnAllowed != nil {
-			next.OnAllowed(ctx, key, r)
-		}
-	}
-	h.OnLimited = func(ctx context.Context, key string, r ratelimit.Result) {
-		if span := recordingSpan(ctx); span != nil {
-			span.AddEvent("outgrow.ratelimit.decision", trace.WithAttributes(p, AttrDecision.String("limited"),
-				attribute.Float64("outgrow.ratelimit.retry_after", r.RetryAfter.Seconds())))
-		}
-		if next.OnLimited != nil {
-			next.OnLimited(ctx, key, r)
+		if next.OnDecision != nil {
+			next.OnDecision(ctx, r)
 		}
 	}
 	h.OnFallback = func(ctx context.Context, entered bool, err error) {

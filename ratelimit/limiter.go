@@ -95,6 +95,10 @@ type Hooks struct {
 	OnLimited func(ctx context.Context, key string, r Result)
 	// OnDenyCacheHit is called when the deny cache refuses a key without calling the store.
 	OnDenyCacheHit func(ctx context.Context, key string, r Result)
+	// OnDecision is called for every decision, granted or denied (by the deny cache too),
+	// with its Result but not its key: observers that need no key (metrics, traces) cost a
+	// Limiter with SecretKeys no digest per decision, as OnAllowed and OnLimited do.
+	OnDecision func(ctx context.Context, r Result)
 	// OnFallback is called when the Limiter starts applying its failure policy (entered true,
 	// with the store's error) and when the store answers again (entered false, nil error).
 	OnFallback func(ctx context.Context, entered bool, err error)
@@ -127,7 +131,7 @@ type Limiter struct {
 	deny     *denyCache
 	secret   bool
 	hooks    Hooks
-	hooked   bool // OnAllowed or OnLimited is set
+	hooked   bool // OnDecision, OnAllowed or OnLimited is set
 	logger   *slog.Logger
 
 	degraded atomic.Bool
@@ -168,7 +172,7 @@ func New(store Store, limit Limit, cfg Config) (*Limiter, error) {
 		cfg.Logger = slog.Default()
 	}
 	l := &Limiter{name: cfg.Name, rule: r, store: store, policy: cfg.FailurePolicy, secret: cfg.SecretKeys,
-		hooks: cfg.Hooks, hooked: cfg.Hooks.OnAllowed != nil || cfg.Hooks.OnLimited != nil, logger: cfg.Logger}
+		hooks: cfg.Hooks, hooked: cfg.Hooks.OnDecision != nil || cfg.Hooks.OnAllowed != nil || cfg.Hooks.OnLimited != nil, logger: cfg.Logger}
 	l.mem, _ = store.(*MemoryStore)
 	if l.mem != nil {
 		l.memHash = l.mem.policyHash(l.name, r.Strict)
@@ -336,8 +340,11 @@ func (l *Limiter) observe(ctx context.Context, key string, r Result, fallback bo
 	l.hook(ctx, key, r)
 }
 
-// hook calls OnAllowed or OnLimited.
+// hook calls OnDecision, then OnAllowed or OnLimited.
 func (l *Limiter) hook(ctx context.Context, key string, r Result) {
+	if h := l.hooks.OnDecision; h != nil {
+		h(ctx, r)
+	}
 	if h := l.hooks.OnAllowed; r.Allowed && h != nil {
 		h(ctx, l.hookKey(key), r)
 	} else if h := l.hooks.OnLimited; !r.Allowed && h != nil {

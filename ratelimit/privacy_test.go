@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -173,4 +175,44 @@ func TestSecretKeysInHooksAndLogs(t *testing.T) {
 	assert.Contains(t, logs.String(), "failure policy", "the outage was logged")
 	assert.NotContains(t, logs.String(), privateKey)
 	assert.NotContains(t, logs.String(), "another-key")
+}
+
+// TestOnDecisionWithoutKey: OnDecision sees every decision (granted, denied by the store,
+// denied by the deny cache, made by the failure policy) with its Result, and a Limiter with
+// SecretKeys whose only hook is OnDecision computes no digest: its in-process decisions stay
+// allocation-free.
+func TestOnDecisionWithoutKey(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, s := miniStore(t, RedisConfig{Logger: discard})
+	var mu sync.Mutex
+	var seen []string
+	onDecision := func(_ context.Context, r Result) {
+		mu.Lock()
+		seen = append(seen, fmt.Sprint(r.Policy, " ", r.Allowed))
+		mu.Unlock()
+	}
+	apikey := newLimiter(t, s, PerHour(1), Config{Name: "apikey", SecretKeys: true, Logger: discard,
+		FailurePolicy: FailOpen, Hooks: Hooks{OnDecision: onDecision}})
+	ctx := context.Background()
+	for range 3 { // allowed, limited by Redis, limited by the deny cache
+		_, err := apikey.Allow(ctx, privateKey)
+		require.NoError(t, err)
+	}
+	m.SetError("ERR down")
+	_, _ = apikey.Allow(ctx, "another-key") // granted by the failure policy
+	m.SetError("")
+	mu.Lock()
+	assert.Equal(t, []string{"apikey true", "apikey false", "apikey false", "apikey true"}, seen)
+	mu.Unlock()
+	assert.Equal(t, uint64(1), apikey.Stats().DenyCacheHits)
+
+	local := newLimiter(t, memStore(t), PerSecond(1e6), Config{Name: "apikey", SecretKeys: true,
+		Hooks: Hooks{OnDecision: func(context.Context, Result) {}}})
+	_, _ = local.Allow(ctx, privateKey)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = local.Allow(ctx, privateKey) }))
+	withKey := newLimiter(t, memStore(t), PerSecond(1e6), Config{Name: "apikey", SecretKeys: true,
+		Hooks: Hooks{OnAllowed: func(context.Context, string, Result) {}}})
+	_, _ = withKey.Allow(ctx, privateKey)
+	assert.NotZero(t, testing.AllocsPerRun(100, func() { _, _ = withKey.Allow(ctx, privateKey) }),
+		"OnAllowed gets a digest, which allocates: the check above can fail")
 }
