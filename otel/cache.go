@@ -74,9 +74,7 @@ type CacheStats interface {
 // name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveCache(name string, c CacheStats) (metric.Registration, error) {
 	n := AttrCache.String(name)
-	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
-		return metric.WithAttributeSet(attribute.NewSet(append(kv, n)...))
-	}
+	with := attributesWith(n)
 	var (
 		local, remote = with(AttrResult.String("hit"), AttrLayer.String("local")), with(AttrResult.String("hit"), AttrLayer.String("remote"))
 		stale, neg    = with(AttrResult.String("stale")), with(AttrResult.String("negative"))
@@ -116,9 +114,7 @@ type CacheStore interface {
 // Unregister the result to stop; until then, name cannot be observed again ([ErrObserved]).
 func (t *Telemetry) ObserveCacheStore(name string, s CacheStore) (metric.Registration, error) {
 	n := AttrStore.String(name)
-	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
-		return metric.WithAttributeSet(attribute.NewSet(append(kv, n)...))
-	}
+	with := attributesWith(n)
 	var (
 		hit, miss      = with(AttrResult.String("hit")), with(AttrResult.String("miss"))
 		sent, received = with(attribute.String("outgrow.cache.direction", "sent")), with(attribute.String("outgrow.cache.direction", "received"))

@@ -34,9 +34,7 @@ func (in *sessionInstruments) build(b *builder) {
 // ([ErrObserved]).
 func (t *Telemetry) ObserveSessions(name string, m *session.Manager) (metric.Registration, error) {
 	n := attribute.String("outgrow.session.manager", name)
-	with := func(kv ...attribute.KeyValue) metric.ObserveOption {
-		return metric.WithAttributeSet(attribute.NewSet(append(kv, n)...))
-	}
+	with := attributesWith(n)
 	result := func(v string) metric.ObserveOption { return with(attribute.String("outgrow.session.result", v)) }
 	change := func(v string) metric.ObserveOption { return with(attribute.String("outgrow.session.change", v)) }
 	var (

@@ -235,6 +235,14 @@ func (r *registration) Unregister() error {
 	return nil
 }
 
+// attributesWith returns a builder of the attributes of one component's series: those given,
+// and always name.
+func attributesWith(name attribute.KeyValue) func(kv ...attribute.KeyValue) metric.ObserveOption {
+	return func(kv ...attribute.KeyValue) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(append(kv, name)...))
+	}
+}
+
 // one returns 1 when b is true: the value of a state gauge's series.
 func one(b bool) int64 {
 	if b {
