@@ -84,7 +84,8 @@ type Worker struct {
 	running sync.Map // *run
 	runs    sync.WaitGroup
 	failing atomic.Bool // the store is failing: logged once
-	started atomic.Bool
+	started atomic.Bool // Run was called
+	working sync.Mutex  // held by Run and Work
 
 	settles chan settleReq
 
@@ -171,15 +172,21 @@ func defaultBackoff(n int) time.Duration {
 type run struct {
 	claimed
 	cancel context.CancelCauseFunc
-	// state: 0 running, 1 finished (its outcome is being settled), 2 lost or released
+	// state: 0 running, 1 finished (its outcome is being settled), 2 lease lost, 3 released
+	// by the shutdown
 	state atomic.Int32
 }
 
 // Run serves the worker's queues until ctx ends, then shuts down: it stops claiming, lets the
 // running jobs finish for ShutdownTimeout, then cancels the others and gives their jobs back
-// (due at once, no attempt counted), and returns once every handler has returned. It returns
-// ErrClosed if called again.
+// (due at once, no attempt counted), and returns once every handler has returned: a handler
+// must return when its context ends. A Worker runs once: Run returns ErrClosed if called
+// again, or while Work runs.
 func (w *Worker) Run(ctx context.Context) error {
+	if !w.working.TryLock() {
+		return ErrClosed
+	}
+	defer w.working.Unlock()
 	if !w.started.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
@@ -261,7 +268,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			<-slots
 		}
 		for _, c := range got {
-			w.start(jobs, qc, c, slots)
+			w.start(jobs, &w.runs, qc, c, func() { <-slots })
 		}
 		if len(got) == 0 {
 			if err := w.store.wait(ctx, name, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
@@ -272,23 +279,63 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 	}
 }
 
-// start runs the claimed job c on a goroutine of its own, which frees its slot when done.
-func (w *Worker) start(jobs context.Context, qc QueueConfig, c claimed, slots <-chan struct{}) {
+// start runs the claimed job c on a goroutine of wg, which calls done when the run is over.
+func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig, c claimed, done func()) {
 	r := &run{claimed: c}
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
 	w.running.Store(r, struct{}{})
 	w.inFlight.Add(1)
 	w.startedN.Add(1)
-	w.runs.Go(func() {
+	wg.Go(func() {
 		defer func() {
 			w.running.Delete(r)
 			w.inFlight.Add(-1)
 			cancel(nil)
-			<-slots
+			done()
 		}()
 		w.execute(ctx, qc, r)
 	})
+}
+
+// Work runs the due jobs of the worker's queues until none is due, and returns how many runs
+// it made: for tests, where jobs should run at a known point rather than in the background.
+// Each queue's jobs run Concurrency at a time; a retry whose delay has passed runs too (move
+// time forward, in a synctest bubble, to reach later ones). Leases are not extended: keep
+// handlers shorter than Lease. It returns ErrClosed while Run or another Work is running, and
+// ctx's error when it ends first.
+func (w *Worker) Work(ctx context.Context) (int, error) {
+	if !w.working.TryLock() {
+		return 0, ErrClosed
+	}
+	defer w.working.Unlock()
+	if w.started.Load() {
+		return 0, ErrClosed
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var settler sync.WaitGroup
+	settler.Go(func() { w.settleLoop(sctx) })
+	defer func() { stop(); settler.Wait() }()
+	n := 0
+	for {
+		ran := 0
+		for _, name := range w.queues {
+			qc := w.cfg.Queues[name]
+			got, err := w.store.claim(ctx, name, qc.Concurrency, w.cfg.Lease, w.cfg.MaxInterrupted)
+			if err != nil {
+				return n, err
+			}
+			var wg sync.WaitGroup
+			for _, c := range got {
+				w.start(ctx, &wg, qc, c, func() {})
+			}
+			wg.Wait()
+			ran += len(got)
+		}
+		if n += ran; ran == 0 {
+			return n, ctx.Err()
+		}
+	}
 }
 
 // execute calls the handler and settles the outcome.
