@@ -81,13 +81,16 @@ type Worker struct {
 	logger *slog.Logger
 	queues []string
 
-	running sync.Map // *run
+	mu      sync.Mutex
+	running map[*run]struct{}
 	runs    sync.WaitGroup
 	failing atomic.Bool // the store is failing: logged once
 	started atomic.Bool // Run was called
 	working sync.Mutex  // held by Run and Work
 
-	settles chan settleReq
+	settles    chan settleReq
+	background context.Context // settlements of finished runs: they must reach the store
+	replies    sync.Pool       // chan settleReply, empty, for settleMany
 
 	startedN, succeeded, failed, retried, dead, panics, lost, released atomic.Uint64
 	inFlight                                                           atomic.Int64
@@ -156,7 +159,8 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256)}, nil
+	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256),
+		running: map[*run]struct{}{}, background: context.Background()}, nil
 }
 
 // defaultBackoff is full jitter over min(1h, 1s·2^(n-1)).
@@ -249,7 +253,13 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			}
 			break
 		}
-		got, err := w.store.claim(ctx, name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		// A claim in flight when ctx ends completes: its jobs are given back at once rather
+		// than left to wait for their leases.
+		got, err := w.store.claim(context.WithoutCancel(ctx), name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		if err == nil && ctx.Err() != nil {
+			w.giveBack(got)
+			got = nil
+		}
 		if err != nil {
 			for range free {
 				<-slots
@@ -284,12 +294,16 @@ func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig,
 	r := &run{claimed: c}
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
-	w.running.Store(r, struct{}{})
+	w.mu.Lock()
+	w.running[r] = struct{}{}
+	w.mu.Unlock()
 	w.inFlight.Add(1)
 	w.startedN.Add(1)
 	wg.Go(func() {
 		defer func() {
-			w.running.Delete(r)
+			w.mu.Lock()
+			delete(w.running, r)
+			w.mu.Unlock()
 			w.inFlight.Add(-1)
 			cancel(nil)
 			done()
@@ -369,7 +383,7 @@ func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
 		o.delay = max(0, w.cfg.Backoff(d.Attempt))
 		retryAt = time.Now().Add(o.delay)
 	}
-	ok, serr := w.settle(context.WithoutCancel(ctx), o)
+	ok, serr := w.settle(w.background, o)
 	switch {
 	case serr != nil:
 		// The store did not answer: the lease will expire and the job run again.
@@ -430,14 +444,14 @@ func (w *Worker) extendLoop(ctx context.Context) {
 		}
 		var runs []*run
 		var ops []op
-		w.running.Range(func(k, _ any) bool {
-			r := k.(*run)
+		w.mu.Lock()
+		for r := range w.running {
 			if r.state.Load() == 0 {
 				runs = append(runs, r)
 				ops = append(ops, op{kind: opExtend, queue: r.Queue, id: r.ID, token: r.token, lease: w.cfg.Lease})
 			}
-			return true
-		})
+		}
+		w.mu.Unlock()
 		if len(ops) == 0 {
 			continue
 		}
@@ -458,14 +472,14 @@ func (w *Worker) extendLoop(ctx context.Context) {
 func (w *Worker) releaseAll(ctx context.Context) {
 	var runs []*run
 	var ops []op
-	w.running.Range(func(k, _ any) bool {
-		r := k.(*run)
+	w.mu.Lock()
+	for r := range w.running {
 		if r.state.CompareAndSwap(0, 3) {
 			runs = append(runs, r)
 			ops = append(ops, op{kind: opRelease, queue: r.Queue, id: r.ID, token: r.token})
 		}
-		return true
-	})
+	}
+	w.mu.Unlock()
 	if len(ops) == 0 {
 		return
 	}
@@ -478,6 +492,20 @@ func (w *Worker) releaseAll(ctx context.Context) {
 		if ok[i] {
 			w.released.Add(1)
 		}
+	}
+}
+
+// giveBack releases jobs claimed but not started.
+func (w *Worker) giveBack(got []claimed) {
+	if len(got) == 0 {
+		return
+	}
+	ops := make([]op, len(got))
+	for i, c := range got {
+		ops[i] = op{kind: opRelease, queue: c.Queue, id: c.ID, token: c.token}
+	}
+	if _, err := w.store.settle(context.Background(), ops); err != nil {
+		w.storeFailed(err) // their leases will expire: they run again then
 	}
 }
 
@@ -502,15 +530,26 @@ func (w *Worker) settle(ctx context.Context, o op) (bool, error) {
 }
 
 func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
-	req := settleReq{ops: ops, reply: make(chan settleReply, 1)}
+	if _, local := w.store.(*MemoryStore); local {
+		// Nothing to save by batching in process memory: a settlement costs less than the
+		// trip through the settle loop.
+		return w.store.settle(ctx, ops)
+	}
+	reply, _ := w.replies.Get().(chan settleReply)
+	if reply == nil {
+		reply = make(chan settleReply, 1)
+	}
 	select {
-	case w.settles <- req:
+	case w.settles <- settleReq{ops: ops, reply: reply}:
 	case <-ctx.Done():
+		w.replies.Put(reply)
 		return nil, ctx.Err()
 	}
-	r := <-req.reply
+	r := <-reply
+	w.replies.Put(reply)
 	return r.ok, r.err
 }
+
 
 // settleLoop sends the settlements waiting, together, until ctx ends and none is left.
 func (w *Worker) settleLoop(ctx context.Context) {
