@@ -550,7 +550,6 @@ func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
 	return r.ok, r.err
 }
 
-
 // settleLoop sends the settlements waiting, together, until ctx ends and none is left.
 func (w *Worker) settleLoop(ctx context.Context) {
 	for {
