@@ -76,6 +76,11 @@
 //	outgrow.health.check.duration         histogram  s             check, result           Hooks
 //	outgrow.health.status                 gauge      {state}       status                  Stats
 //	outgrow.health.check.state            gauge      {state}       check, state            Stats
+//	outgrow.queue.enqueued                counter    {job}         name                    Hooks
+//	outgrow.queue.run.duration            histogram  s             name, outcome           Hooks
+//	outgrow.queue.lease_lost              counter    {run}         name                    Hooks
+//	outgrow.queue.jobs                    up-down    {job}         name, state             Stats
+//	outgrow.queue.lag                     gauge      s             name                    Stats
 //
 // Attribute keys are prefixed by the component (outgrow.ratelimit.policy, outgrow.breaker.name,
 // outgrow.cache.result, ...), except outgrow.store, the name of a store observed on its own.
@@ -97,6 +102,8 @@
 //	outgrow.health.result       pass, fail
 //	outgrow.health.status       pass, warn, fail
 //	outgrow.health.state        unknown, healthy, unhealthy
+//	outgrow.queue.outcome       succeeded, retried, dead
+//	outgrow.queue.state         due, scheduled, running, dead
 //
 // A gauge of a state has one series per possible value, 1 for the current one and 0 for the
 // others.
@@ -106,7 +113,7 @@
 // Hooks add span events to the span of the call's context, built only when that span
 // records: outgrow.ratelimit.decision and outgrow.ratelimit.fallback,
 // outgrow.breaker.transition and outgrow.breaker.rejected, outgrow.cache.stale and
-// outgrow.cache.store_error, outgrow.session.store_error. A store error says its kind in
+// outgrow.cache.store_error, outgrow.session.store_error, outgrow.queue.enqueued. A store error says its kind in
 // error.type (timeout, canceled or unavailable), never its message. A cache loader call
 // becomes the span outgrow.cache.load, timed as the loader ran.
 //

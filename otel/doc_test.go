@@ -19,6 +19,7 @@ import (
 	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/cache"
 	"github.com/outgrow/outgrow/health"
+	"github.com/outgrow/outgrow/queue"
 	"github.com/outgrow/outgrow/ratelimit"
 	"github.com/outgrow/outgrow/session"
 )
@@ -148,6 +149,27 @@ func TestDocTable(t *testing.T) {
 	must(h.tel.ObserveHealth(hc))
 	must(hc.Refresh(ctx))
 
+	qstore, err := queue.NewMemoryStore(queue.MemoryConfig{})
+	require.NoError(t, err)
+	qhooks := h.tel.QueueHooks(queue.Hooks{})
+	q, err := queue.New(qstore, queue.Config{Hooks: qhooks})
+	require.NoError(t, err)
+	must(h.tel.ObserveQueues(q, "emails"))
+	w, err := queue.NewWorker(qstore, queue.WorkerConfig{Logger: quiet, Hooks: qhooks, Backoff: func(int) time.Duration { return time.Hour },
+		Queues: map[string]queue.QueueConfig{"emails": {Handler: func(_ context.Context, d *queue.Delivery) error {
+			switch d.ID {
+			case "retried":
+				return errors.New("later")
+			case "dead":
+				return queue.NonRetryable(errors.New("never"))
+			}
+			return nil
+		}}}})
+	require.NoError(t, err)
+	must(q.EnqueueMany(ctx, []queue.Job{{ID: "ok", Queue: "emails"}, {ID: "retried", Queue: "emails"}, {ID: "dead", Queue: "emails"}}))
+	must(w.Work(ctx))
+	h.tel.QueueHooks(queue.Hooks{}).OnLeaseLost(ctx, &queue.Delivery{Queue: "emails"}) // as a Worker calls it
+
 	ms := h.collect(t)
 	var collected []string
 	for name := range ms {
@@ -169,7 +191,7 @@ func TestDocTable(t *testing.T) {
 		case metricdata.Sum[int64]:
 			kind = map[bool]string{true: "counter", false: "up-down"}[d.IsMonotonic]
 			assert.Equal(t, metricdata.CumulativeTemporality, d.Temporality, name)
-		case metricdata.Gauge[int64]:
+		case metricdata.Gauge[int64], metricdata.Gauge[float64]:
 			kind = "gauge"
 		case metricdata.Histogram[float64]:
 			kind = "histogram"
@@ -204,7 +226,7 @@ func TestDocTable(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"outgrow.ratelimit.decision", "outgrow.breaker.outcome", "outgrow.cache.result", "outgrow.health.state"} {
+	for _, k := range []string{"outgrow.ratelimit.decision", "outgrow.breaker.outcome", "outgrow.cache.result", "outgrow.health.state", "outgrow.queue.outcome", "outgrow.queue.state"} {
 		assert.Contains(t, values, k, "doc.go lists the values of %s", k)
 	}
 }

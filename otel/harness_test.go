@@ -98,6 +98,10 @@ func points(t *testing.T, m metricdata.Metrics) []point {
 		for _, p := range d.DataPoints {
 			add(p.Attributes, float64(p.Value), 0)
 		}
+	case metricdata.Gauge[float64]:
+		for _, p := range d.DataPoints {
+			add(p.Attributes, p.Value, 0)
+		}
 	case metricdata.Histogram[float64]:
 		for _, p := range d.DataPoints {
 			add(p.Attributes, float64(p.Count), p.Sum)

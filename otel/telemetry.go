@@ -64,6 +64,7 @@ type Telemetry struct {
 	ca cacheInstruments
 	se sessionInstruments
 	he healthInstruments
+	qu queueInstruments
 }
 
 // New returns a Telemetry that creates its instruments with cfg's meter provider.
@@ -82,6 +83,7 @@ func New(cfg Config) (*Telemetry, error) {
 	t.ca.build(&b)
 	t.se.build(&b)
 	t.he.build(&b)
+	t.qu.build(&b)
 	if b.err != nil {
 		return nil, fmt.Errorf("outgrow/otel: creating instruments: %w", b.err)
 	}
@@ -103,6 +105,12 @@ func (b *builder) counter(name, unit, desc string) metric.Int64ObservableCounter
 
 func (b *builder) gauge(name, unit, desc string) metric.Int64ObservableGauge {
 	g, err := b.m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	b.err = errors.Join(b.err, err)
+	return g
+}
+
+func (b *builder) floatGauge(name, unit, desc string) metric.Float64ObservableGauge {
+	g, err := b.m.Float64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
 	b.err = errors.Join(b.err, err)
 	return g
 }
