@@ -57,7 +57,7 @@ type opKind uint8
 
 const (
 	opAck     opKind = iota // the handler succeeded: remove the job
-	opRetry                 // the handler failed: waiting again at op.at, one more attempt counted
+	opRetry                 // the handler failed: waiting again op.delay from now, one more attempt counted
 	opDead                  // the handler failed for the last time: dead, with op.err
 	opRelease               // the run was stopped (shutdown): waiting again now, no attempt counted
 	opExtend                // the run goes on: the lease ends op.lease from now
@@ -69,7 +69,7 @@ type op struct {
 	queue string
 	id    string
 	token int64
-	at    time.Time     // opRetry: when the job is due again
+	delay time.Duration // opRetry: how long from now (the store's clock) the job waits
 	lease time.Duration // opExtend: the new lease, from now
 	err   string        // opRetry, opDead: the failure's message
 }

@@ -1,0 +1,330 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// MemoryConfig configures a [MemoryStore]. The zero value is ready to use.
+type MemoryConfig struct {
+	// DeadRetention is how long dead jobs are kept, for Dead and Redrive. Default: 168h (7
+	// days).
+	DeadRetention time.Duration
+}
+
+// DefaultDeadRetention is the default of DeadRetention.
+const DefaultDeadRetention = 7 * 24 * time.Hour
+
+// MemoryStore keeps jobs in process memory: for a service on one machine, and as the fake of
+// application tests. It has the semantics of every store (leases, fencing, delays, retries,
+// dead jobs) and loses its jobs with the process.
+//
+// The zero value is not usable; create one with [NewMemoryStore]. It is safe for concurrent use
+// and has no goroutine.
+type MemoryStore struct {
+	cfg    MemoryConfig
+	mu     sync.RWMutex
+	queues map[string]*memQueue
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
+	if cfg.DeadRetention < 0 {
+		return nil, fmt.Errorf("%w: MemoryConfig.DeadRetention %v is negative", ErrInvalidConfig, cfg.DeadRetention)
+	}
+	if cfg.DeadRetention == 0 {
+		cfg.DeadRetention = DefaultDeadRetention
+	}
+	return &MemoryStore{cfg: cfg, queues: map[string]*memQueue{}}, nil
+}
+
+func (s *MemoryStore) backend() backend { return s }
+
+// queue returns the queue named name, made on first use.
+func (s *MemoryStore) queue(name string) *memQueue {
+	s.mu.RLock()
+	q := s.queues[name]
+	s.mu.RUnlock()
+	if q != nil {
+		return q
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q = s.queues[name]; q == nil {
+		q = &memQueue{
+			jobs:  map[string]*memJob{},
+			due:   jobHeap{less: dueFirst},
+			sched: jobHeap{less: func(a, b *memJob) bool { return a.RunAt.Before(b.RunAt) }},
+			run:   jobHeap{less: func(a, b *memJob) bool { return a.deadline.Before(b.deadline) }},
+			wake:  make(chan struct{}),
+		}
+		s.queues[name] = q
+	}
+	return q
+}
+
+// memQueue is one queue's jobs. Each waiting or running job is in exactly one heap: due,
+// sched or run; a dead one is in dead, oldest first.
+type memQueue struct {
+	mu    sync.Mutex
+	seq   int64
+	jobs  map[string]*memJob
+	due   jobHeap // waiting and due: dueFirst order
+	sched jobHeap // waiting until runAt
+	run   jobHeap // claimed, by lease deadline
+	dead  []*memJob
+	wake  chan struct{} // closed (and replaced) when a job may have become due
+}
+
+// memJob is a job in a MemoryStore.
+type memJob struct {
+	Delivery
+	seq         int64
+	attempts    int // failures reported
+	interrupted int // runs whose lease expired
+	token       int64
+	deadline    time.Time
+	lastErr     string
+	diedAt      time.Time
+	idx         int // position in its heap
+}
+
+// dueFirst orders due jobs: higher priority, then earlier runAt, then earlier enqueue.
+func dueFirst(a, b *memJob) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.RunAt.Equal(b.RunAt) {
+		return a.RunAt.Before(b.RunAt)
+	}
+	return a.seq < b.seq
+}
+
+// notify wakes the waiters of q. q.mu is held.
+func (q *memQueue) notify() {
+	close(q.wake)
+	q.wake = make(chan struct{})
+}
+
+// makeDue puts a waiting job in due or sched by its runAt. q.mu is held.
+func (q *memQueue) makeDue(j *memJob, now time.Time) {
+	if j.RunAt.After(now) {
+		q.sched.push(j)
+		return
+	}
+	q.due.push(j)
+}
+
+// advance takes back expired leases (dead after maxInterrupted interruptions) and makes due
+// the scheduled jobs whose time came. q.mu is held.
+func (q *memQueue) advance(now time.Time, maxInterrupted int, retention time.Duration) {
+	for len(q.run.items) > 0 && !q.run.items[0].deadline.After(now) {
+		j := q.run.pop()
+		j.interrupted++
+		if maxInterrupted > 0 && j.interrupted >= maxInterrupted {
+			q.kill(j, now, "lease expired "+strconv.Itoa(j.interrupted)+" times: the worker crashed or stalled")
+			continue
+		}
+		q.due.push(j)
+	}
+	for len(q.sched.items) > 0 && !q.sched.items[0].RunAt.After(now) {
+		q.due.push(q.sched.pop())
+	}
+	i := 0
+	for i < len(q.dead) && now.Sub(q.dead[i].diedAt) > retention {
+		delete(q.jobs, q.dead[i].ID)
+		i++
+	}
+	q.dead = q.dead[i:]
+}
+
+// kill makes j dead. j is in no heap; q.mu is held.
+func (q *memQueue) kill(j *memJob, now time.Time, why string) {
+	j.lastErr, j.diedAt = why, now
+	q.dead = append(q.dead, j)
+}
+
+func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
+	dup := make([]bool, len(jobs))
+	now := time.Now()
+	for i := range jobs {
+		j := &jobs[i]
+		q := s.queue(j.Queue)
+		q.mu.Lock()
+		if _, ok := q.jobs[j.ID]; ok {
+			dup[i] = true
+			q.mu.Unlock()
+			continue
+		}
+		q.seq++
+		mj := &memJob{seq: q.seq, Delivery: Delivery{
+			ID: j.ID, Queue: j.Queue, Payload: slices.Clone(j.Payload), Priority: j.Priority,
+			MaxAttempts: j.MaxAttempts, EnqueuedAt: now, RunAt: j.RunAt,
+		}}
+		q.jobs[j.ID] = mj
+		q.makeDue(mj, now)
+		q.notify()
+		q.mu.Unlock()
+	}
+	return dup, nil
+}
+
+func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
+	q := s.queue(queue)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	q.advance(now, maxInterrupted, s.cfg.DeadRetention)
+	out := make([]claimed, 0, min(n, len(q.due.items)))
+	for len(out) < n && len(q.due.items) > 0 {
+		j := q.due.pop()
+		j.token++
+		j.Deliveries++
+		j.deadline = now.Add(lease)
+		q.run.push(j)
+		d := j.Delivery
+		d.Attempt = j.attempts + 1
+		d.Payload = slices.Clone(j.Payload)
+		out = append(out, claimed{Delivery: d, token: j.token, deadline: j.deadline})
+	}
+	return out, nil
+}
+
+func (s *MemoryStore) settle(_ context.Context, ops []op) ([]bool, error) {
+	ok := make([]bool, len(ops))
+	now := time.Now()
+	for i, o := range ops {
+		q := s.queue(o.queue)
+		q.mu.Lock()
+		j := q.jobs[o.id]
+		if j == nil || j.token != o.token || !j.diedAt.IsZero() || !q.run.holds(j) {
+			q.mu.Unlock()
+			continue
+		}
+		ok[i] = true
+		switch o.kind {
+		case opExtend:
+			j.deadline = now.Add(o.lease)
+			q.run.fix(j)
+			q.mu.Unlock()
+			continue
+		case opAck:
+			q.run.remove(j)
+			delete(q.jobs, j.ID)
+		case opRetry:
+			q.run.remove(j)
+			j.attempts++
+			j.lastErr, j.RunAt = o.err, now.Add(o.delay)
+			q.makeDue(j, now)
+		case opDead:
+			q.run.remove(j)
+			j.attempts++
+			q.kill(j, now, o.err)
+		case opRelease:
+			q.run.remove(j)
+			j.Deliveries--
+			q.due.push(j)
+		}
+		q.notify()
+		q.mu.Unlock()
+	}
+	return ok, nil
+}
+
+func (s *MemoryStore) wait(ctx context.Context, queue string, timeout time.Duration) error {
+	q := s.queue(queue)
+	q.mu.Lock()
+	now := time.Now()
+	if len(q.due.items) > 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	next := timeout
+	for _, h := range []*jobHeap{&q.sched, &q.run} {
+		if len(h.items) > 0 {
+			t := h.items[0].RunAt
+			if h == &q.run {
+				t = h.items[0].deadline
+			}
+			next = min(next, max(0, t.Sub(now)))
+		}
+	}
+	wake := q.wake
+	q.mu.Unlock()
+	if next <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(next)
+	defer timer.Stop()
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s *MemoryStore) stats(_ context.Context, queue string) (QueueStats, error) {
+	q := s.queue(queue)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	q.advance(now, 0, s.cfg.DeadRetention)
+	st := QueueStats{Due: len(q.due.items), Scheduled: len(q.sched.items), Running: len(q.run.items), Dead: len(q.dead)}
+	for _, j := range q.due.items {
+		st.Lag = max(st.Lag, now.Sub(j.RunAt))
+	}
+	return st, nil
+}
+
+func (s *MemoryStore) dead(_ context.Context, queue string, limit int) ([]DeadJob, error) {
+	q := s.queue(queue)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.advance(time.Now(), 0, s.cfg.DeadRetention)
+	out := make([]DeadJob, 0, min(limit, len(q.dead)))
+	for i := len(q.dead) - 1; i >= 0 && len(out) < limit; i-- {
+		j := q.dead[i]
+		d := j.Delivery
+		d.Attempt = j.attempts
+		d.Payload = slices.Clone(j.Payload)
+		out = append(out, DeadJob{Delivery: d, LastError: j.lastErr, DiedAt: j.diedAt})
+	}
+	return out, nil
+}
+
+func (s *MemoryStore) redrive(_ context.Context, queue string, ids []string) (int, error) {
+	q := s.queue(queue)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	q.advance(now, 0, s.cfg.DeadRetention)
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	n := 0
+	kept := q.dead[:0]
+	for _, j := range q.dead {
+		if ids != nil && !want[j.ID] {
+			kept = append(kept, j)
+			continue
+		}
+		j.attempts, j.interrupted, j.Deliveries = 0, 0, 0
+		j.lastErr, j.diedAt = "", time.Time{}
+		j.RunAt = now
+		q.due.push(j)
+		n++
+	}
+	clear(q.dead[len(kept):])
+	q.dead = kept
+	if n > 0 {
+		q.notify()
+	}
+	return n, nil
+}

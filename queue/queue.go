@@ -1,0 +1,139 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a [Queue]. The zero value is ready to use.
+type Config struct {
+	// Hooks observe the Queue. Default: none.
+	Hooks Hooks
+}
+
+// Hooks are optional functions called as jobs are enqueued and run, with the context of the
+// call that caused the event (a request's for Enqueue, the job's for a run), so that a span
+// or a request-scoped logger can be attached. They are called synchronously and must be quick
+// and safe for concurrent use. The zero value calls nothing.
+type Hooks struct {
+	// OnEnqueue follows each job stored (not duplicates).
+	OnEnqueue func(ctx context.Context, queue, id string)
+	// OnStart precedes each run of a handler.
+	OnStart func(ctx context.Context, d *Delivery)
+	// OnDone follows each run that ended with the handler's return (or panic): err is what it
+	// returned, nil on success; retryAt is when the job runs again, zero when it is done or
+	// dead.
+	OnDone func(ctx context.Context, d *Delivery, took time.Duration, err error, retryAt time.Time)
+	// OnLeaseLost follows each run whose lease the worker lost: its outcome was not recorded.
+	OnLeaseLost func(ctx context.Context, d *Delivery)
+}
+
+// Queue enqueues jobs into a [Store] and inspects its queues; a [Worker] runs them.
+//
+// The zero value is not usable; create a Queue with [New]. A Queue is safe for concurrent use
+// and has no goroutine.
+type Queue struct {
+	store           backend
+	hooks           Hooks
+	enqueued, dupes atomic.Uint64
+}
+
+// New returns a Queue over store.
+func New(store Store, cfg Config) (*Queue, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: store is nil", ErrInvalidConfig)
+	}
+	return &Queue{store: store.backend(), hooks: cfg.Hooks}, nil
+}
+
+// newID returns a random job ID: 128 bits, base32.
+func newID() string { return rand.Text() }
+
+// Enqueue stores job and returns at once: a worker runs it when it is due. Its error wraps
+// ErrInvalidJob for a job that cannot be stored, and ErrUnavailable when the store cannot be
+// reached (the job may then have been stored: enqueue it again with the same ID to be sure,
+// which stores it at most once).
+func (q *Queue) Enqueue(ctx context.Context, job Job) (Enqueued, error) {
+	out, err := q.EnqueueMany(ctx, []Job{job})
+	if err != nil {
+		return Enqueued{}, err
+	}
+	return out[0], nil
+}
+
+// EnqueueMany stores jobs in one round trip per queue, and reports what it did with each, in
+// order. A job whose ID appears earlier in jobs is a duplicate. Nothing is stored if one job is
+// invalid.
+func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]Enqueued, error) {
+	now := time.Now()
+	norm := make([]Job, len(jobs))
+	for i, j := range jobs {
+		n, err := j.normalize(now, newID)
+		if err != nil {
+			return nil, fmt.Errorf("jobs[%d]: %w", i, err)
+		}
+		norm[i] = n
+	}
+	dup, err := q.store.enqueue(ctx, norm)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Enqueued, len(norm))
+	for i, j := range norm {
+		out[i] = Enqueued{ID: j.ID, Duplicate: dup[i]}
+		if dup[i] {
+			q.dupes.Add(1)
+			continue
+		}
+		q.enqueued.Add(1)
+		if h := q.hooks.OnEnqueue; h != nil {
+			h(ctx, j.Queue, j.ID)
+		}
+	}
+	return out, nil
+}
+
+// QueueStats counts the jobs of queue in the store: all instances' together.
+func (q *Queue) QueueStats(ctx context.Context, queue string) (QueueStats, error) {
+	if !validName(queue, maxQueueLen) {
+		return QueueStats{}, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	return q.store.stats(ctx, queue)
+}
+
+// Dead lists up to limit dead jobs of queue, the most recent first.
+func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, error) {
+	if !validName(queue, maxQueueLen) {
+		return nil, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	return q.store.dead(ctx, queue, limit)
+}
+
+// Redrive makes the dead jobs of queue named by ids due again now, with their attempts reset,
+// and returns how many it found. With no ids it redrives every dead job of queue.
+func (q *Queue) Redrive(ctx context.Context, queue string, ids ...string) (int, error) {
+	if !validName(queue, maxQueueLen) {
+		return 0, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	if len(ids) == 0 {
+		ids = nil // all
+	}
+	return q.store.redrive(ctx, queue, ids)
+}
+
+// Stats counts what this Queue did since New: a snapshot, a plain value.
+type Stats struct {
+	Enqueued   uint64 // jobs stored
+	Duplicates uint64 // jobs not stored because their ID was held
+}
+
+// Stats returns the Queue's counters.
+func (q *Queue) Stats() Stats {
+	return Stats{Enqueued: q.enqueued.Load(), Duplicates: q.dupes.Load()}
+}

@@ -1,0 +1,317 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// storeCase builds a fresh store for a test of the contract every store keeps.
+type storeCase struct {
+	name string
+	// bubble says the store's clock is the process's, so the test may run in a synctest
+	// bubble and move time by sleeping.
+	bubble bool
+	make   func(t *testing.T) Store
+}
+
+// storeCases lists the stores the contract runs on.
+func storeCases() []storeCase {
+	return []storeCase{{name: "memory", bubble: true, make: func(t *testing.T) Store {
+		s, err := NewMemoryStore(MemoryConfig{})
+		require.NoError(t, err)
+		return s
+	}}}
+}
+
+// eachStore runs fn on every store, in a synctest bubble where the store allows it; advance
+// moves the store's clock by d.
+func eachStore(t *testing.T, fn func(t *testing.T, s Store, advance func(d time.Duration))) {
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			if sc.bubble {
+				synctest.Test(t, func(t *testing.T) { fn(t, sc.make(t), time.Sleep) })
+				return
+			}
+			fn(t, sc.make(t), time.Sleep)
+		})
+	}
+}
+
+func enqueue(t *testing.T, q *Queue, jobs ...Job) []Enqueued {
+	t.Helper()
+	out, err := q.EnqueueMany(context.Background(), jobs)
+	require.NoError(t, err)
+	return out
+}
+
+func claimIDs(t *testing.T, s Store, queue string, n int) []claimed {
+	t.Helper()
+	got, err := s.backend().claim(context.Background(), queue, n, time.Hour, 3)
+	require.NoError(t, err)
+	return got
+}
+
+func ids(cs []claimed) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// TestContractOrder: due jobs are claimed by priority, then RunAt, then enqueue order; a
+// delayed job waits for its time.
+func TestContractOrder(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		enqueue(t, q,
+			Job{ID: "low-1", Payload: []byte("a")},
+			Job{ID: "high", Priority: 5},
+			Job{ID: "low-2"},
+			Job{ID: "later", Priority: 9, Delay: time.Minute},
+			Job{ID: "neg", Priority: -1},
+		)
+		got := claimIDs(t, s, DefaultQueue, 10)
+		assert.Equal(t, []string{"high", "low-1", "low-2", "neg"}, ids(got))
+		assert.Equal(t, []byte("a"), got[1].Payload)
+		assert.Equal(t, 1, got[1].Attempt)
+		assert.Equal(t, 1, got[1].Deliveries)
+		assert.Equal(t, DefaultMaxAttempts, got[1].MaxAttempts)
+		assert.Empty(t, claimIDs(t, s, DefaultQueue, 10), "the delayed job is not due")
+		advance(time.Minute)
+		assert.Equal(t, []string{"later"}, ids(claimIDs(t, s, DefaultQueue, 10)))
+		assert.Empty(t, claimIDs(t, s, "other", 10), "queues are apart")
+	})
+}
+
+// TestContractDuplicates: an ID the store holds is not stored again, within one batch too.
+func TestContractDuplicates(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		out := enqueue(t, q, Job{ID: "a", Payload: []byte("1")}, Job{ID: "a", Payload: []byte("2")}, Job{})
+		assert.False(t, out[0].Duplicate)
+		assert.True(t, out[1].Duplicate)
+		assert.NotEmpty(t, out[2].ID, "generated")
+		assert.NotEqual(t, out[2].ID, enqueue(t, q, Job{})[0].ID)
+		got := claimIDs(t, s, DefaultQueue, 10)
+		require.Len(t, got, 3)
+		assert.Equal(t, []byte("1"), got[0].Payload, "the first one is kept")
+		assert.True(t, enqueue(t, q, Job{ID: "a"})[0].Duplicate, "while running too")
+		assert.Equal(t, Stats{Enqueued: 3, Duplicates: 2}, q.Stats())
+	})
+}
+
+// TestContractFencing: settlements with a token of an earlier claim change nothing; a job
+// whose lease expired is claimed again, and after maxInterrupted interruptions it is dead.
+func TestContractFencing(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		b := s.backend()
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "j"})
+		first, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		require.NoError(t, err)
+		require.Len(t, first, 1)
+		advance(2 * time.Second) // the worker stalled: its lease expired
+		second, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		require.NoError(t, err)
+		require.Len(t, second, 1)
+		assert.Equal(t, 2, second[0].Deliveries)
+		assert.Equal(t, 1, second[0].Attempt, "an interrupted run is no attempt")
+		assert.Greater(t, second[0].token, first[0].token)
+
+		stale := op{queue: DefaultQueue, id: "j", token: first[0].token}
+		for _, k := range []opKind{opAck, opRetry, opDead, opRelease, opExtend} {
+			stale.kind, stale.lease = k, time.Minute
+			ok, err := b.settle(ctx, []op{stale})
+			require.NoError(t, err)
+			assert.False(t, ok[0], "kind %d with a stale token", k)
+		}
+		st, err := q.QueueStats(ctx, DefaultQueue)
+		require.NoError(t, err)
+		assert.Equal(t, 1, st.Running, "the new claim stands")
+
+		advance(2 * time.Second) // second interruption
+		third, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		require.NoError(t, err)
+		require.Len(t, third, 1)
+		advance(2 * time.Second) // third: dead at the next claim
+		none, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		require.NoError(t, err)
+		assert.Empty(t, none)
+		dead, err := q.Dead(ctx, DefaultQueue, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Contains(t, dead[0].LastError, "lease expired 3 times")
+		ok, err := b.settle(ctx, []op{{kind: opAck, queue: DefaultQueue, id: "j", token: third[0].token}})
+		require.NoError(t, err)
+		assert.False(t, ok[0], "a dead job's last worker cannot ack it")
+	})
+}
+
+// TestContractSettle: ack removes, retry waits its delay with one more attempt, release gives
+// the job back at once without one, extend keeps the lease, dead keeps the job for Dead and
+// Redrive.
+func TestContractSettle(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		b := s.backend()
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "ack"}, Job{ID: "retry"}, Job{ID: "release"}, Job{ID: "extend"}, Job{ID: "dead", Payload: []byte("p")})
+		got, err := b.claim(ctx, DefaultQueue, 5, time.Second, 3)
+		require.NoError(t, err)
+		require.Len(t, got, 5)
+		tok := map[string]int64{}
+		for _, c := range got {
+			tok[c.ID] = c.token
+		}
+		ok, err := b.settle(ctx, []op{
+			{kind: opAck, queue: DefaultQueue, id: "ack", token: tok["ack"]},
+			{kind: opRetry, queue: DefaultQueue, id: "retry", token: tok["retry"], delay: 10 * time.Second, err: "boom"},
+			{kind: opRelease, queue: DefaultQueue, id: "release", token: tok["release"]},
+			{kind: opExtend, queue: DefaultQueue, id: "extend", token: tok["extend"], lease: time.Hour},
+			{kind: opDead, queue: DefaultQueue, id: "dead", token: tok["dead"], err: "bad input"},
+		})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, true, true, true, true}, ok)
+
+		st, err := q.QueueStats(ctx, DefaultQueue)
+		require.NoError(t, err)
+		assert.Equal(t, QueueStats{Due: 1, Scheduled: 1, Running: 1, Dead: 1}, st)
+		again := claimIDs(t, s, DefaultQueue, 5)
+		assert.Equal(t, []string{"release"}, ids(again))
+		assert.Equal(t, 1, again[0].Deliveries, "a released run is not counted")
+		advance(2 * time.Second)
+		assert.Empty(t, claimIDs(t, s, DefaultQueue, 5), "extended: not taken back; retry: not due")
+		advance(9 * time.Second)
+		retried := claimIDs(t, s, DefaultQueue, 5)
+		assert.Equal(t, []string{"retry"}, ids(retried))
+		assert.Equal(t, 2, retried[0].Attempt)
+		assert.Equal(t, 2, retried[0].Deliveries)
+
+		dead, err := q.Dead(ctx, DefaultQueue, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Equal(t, "dead", dead[0].ID)
+		assert.Equal(t, "bad input", dead[0].LastError)
+		assert.Equal(t, []byte("p"), dead[0].Payload)
+		assert.Equal(t, 1, dead[0].Attempt)
+		assert.True(t, enqueue(t, q, Job{ID: "dead"})[0].Duplicate, "a dead job holds its ID")
+		n, err := q.Redrive(ctx, DefaultQueue, "dead", "unknown")
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		redriven := claimIDs(t, s, DefaultQueue, 5)
+		require.Equal(t, []string{"dead"}, ids(redriven))
+		assert.Equal(t, 1, redriven[0].Attempt, "attempts reset")
+	})
+}
+
+// TestContractDeadRetention: dead jobs are dropped after DeadRetention, and their IDs freed.
+func TestContractDeadRetention(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "x"})
+		c := claimIDs(t, s, DefaultQueue, 1)
+		_, err = s.backend().settle(ctx, []op{{kind: opDead, queue: DefaultQueue, id: "x", token: c[0].token, err: "e"}})
+		require.NoError(t, err)
+		advance(DefaultDeadRetention + time.Second)
+		dead, err := q.Dead(ctx, DefaultQueue, 10)
+		require.NoError(t, err)
+		assert.Empty(t, dead)
+		assert.False(t, enqueue(t, q, Job{ID: "x"})[0].Duplicate)
+	})
+}
+
+// TestContractWait: wait returns at once when a job is enqueued, when a scheduled job becomes
+// due, and at its timeout otherwise.
+func TestContractWait(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		b := s.backend()
+		ctx := context.Background()
+		t0 := time.Now()
+		require.NoError(t, b.wait(ctx, DefaultQueue, time.Second))
+		assert.Equal(t, time.Second, time.Since(t0), "empty: the timeout")
+
+		done := make(chan time.Duration)
+		go func() {
+			t0 := time.Now()
+			_ = b.wait(ctx, DefaultQueue, time.Hour)
+			done <- time.Since(t0)
+		}()
+		time.Sleep(time.Second)
+		enqueue(t, q, Job{})
+		assert.Equal(t, time.Second, <-done, "woken by the enqueue")
+		claimIDs(t, s, DefaultQueue, 1)
+
+		enqueue(t, q, Job{Delay: 5 * time.Second})
+		t0 = time.Now()
+		require.NoError(t, b.wait(ctx, DefaultQueue, time.Hour))
+		assert.Equal(t, 5*time.Second, time.Since(t0), "until the scheduled job is due")
+
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		assert.ErrorIs(t, b.wait(cctx, "idle", time.Hour), context.Canceled)
+	})
+}
+
+// TestContractStats: counts by state and the lag of the oldest due job.
+func TestContractStats(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		for i := range 3 {
+			enqueue(t, q, Job{ID: fmt.Sprint(i)})
+		}
+		enqueue(t, q, Job{Delay: time.Hour})
+		advance(3 * time.Second)
+		claimIDs(t, s, DefaultQueue, 1)
+		st, err := q.QueueStats(ctx, DefaultQueue)
+		require.NoError(t, err)
+		assert.Equal(t, QueueStats{Due: 2, Scheduled: 1, Running: 1, Lag: 3 * time.Second}, st)
+	})
+}
+
+// TestEnqueueValidation: bad jobs are refused with ErrInvalidJob naming the field, and none of
+// a batch is stored.
+func TestEnqueueValidation(t *testing.T) {
+	s, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(t, err)
+	q, err := New(s, Config{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, j := range []Job{
+		{Queue: "has space"}, {Queue: "{tag}"}, {ID: string(make([]byte, 129))},
+		{Delay: -time.Second}, {MaxAttempts: -1},
+	} {
+		_, err := q.Enqueue(ctx, j)
+		assert.ErrorIs(t, err, ErrInvalidJob, "%+v", j)
+	}
+	_, err = q.EnqueueMany(ctx, []Job{{ID: "ok"}, {Queue: "bad queue"}})
+	require.ErrorIs(t, err, ErrInvalidJob)
+	assert.Contains(t, err.Error(), "jobs[1]")
+	assert.Contains(t, err.Error(), "Job.Queue")
+	st, err := q.QueueStats(ctx, DefaultQueue)
+	require.NoError(t, err)
+	assert.Zero(t, st.Due, "nothing of the batch stored")
+	_, err = q.QueueStats(ctx, "bad queue")
+	assert.ErrorIs(t, err, ErrInvalidJob)
+	_, err = New(nil, Config{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewMemoryStore(MemoryConfig{DeadRetention: -1})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+}

@@ -1,0 +1,532 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler runs one job. A nil error succeeds; an error fails the run (wrap it with
+// NonRetryable to end the job at once). ctx ends when the run's Timeout passes, when the worker
+// lost the job's lease (cause ErrLeaseLost) and when the worker shuts down past its
+// ShutdownTimeout: return then. A panic is a failure. Jobs run at least once: a handler must
+// be idempotent.
+type Handler func(ctx context.Context, d *Delivery) error
+
+// QueueConfig says how a [Worker] serves one queue.
+type QueueConfig struct {
+	// Handler runs the queue's jobs. Required.
+	Handler Handler
+	// Concurrency is how many of the queue's jobs run at once on this worker. Default: 10.
+	Concurrency int
+	// Timeout bounds one run: its context ends then, and the run fails. Default: 0 (none).
+	Timeout time.Duration
+}
+
+// WorkerConfig configures a [Worker].
+type WorkerConfig struct {
+	// Queues are the queues the worker serves, by name. Required.
+	Queues map[string]QueueConfig
+	// Lease is how long a claimed job is this worker's: the worker extends it every Lease/3
+	// while the handler runs, and if the worker dies, another claims the job about Lease
+	// later. Default: 30s.
+	Lease time.Duration
+	// MaxInterrupted is how many runs of a job may end without an outcome (a worker crashed
+	// or lost the lease) before the job is dead: a job that kills its workers does not run
+	// forever. Interrupted runs are not failures and use no attempt. Default: 3.
+	MaxInterrupted int
+	// Backoff returns how long a job waits after its n-th failure (n ≥ 1). Default: a random
+	// delay between 0 and min(1h, 1s·2^(n-1)) (full jitter, so that failures spread out).
+	Backoff func(n int) time.Duration
+	// ShutdownTimeout is how long Run lets running jobs finish once its context ends; it then
+	// cancels them and gives their jobs back, due at once, without counting an attempt.
+	// Default: 25s (Kubernetes waits 30s between SIGTERM and SIGKILL).
+	ShutdownTimeout time.Duration
+	// IdleWait bounds one wait for a job on an empty queue (a job enqueued wakes the worker at
+	// once; the bound only caps how long a missed wake-up can delay it). Default: 5s.
+	IdleWait time.Duration
+	// Logger receives store failures (once per outage) and handler panics. Default:
+	// slog.Default().
+	Logger *slog.Logger
+	// Hooks observe the runs: OnStart, OnDone, OnLeaseLost. Default: none.
+	Hooks Hooks
+}
+
+// WorkerStats counts what a Worker did: a snapshot, a plain value.
+type WorkerStats struct {
+	Started   uint64 // runs started
+	Succeeded uint64 // runs that succeeded
+	Failed    uint64 // runs that failed (Retried + Dead, and failures whose lease was lost)
+	Retried   uint64 // failed runs whose job runs again later
+	Dead      uint64 // failed runs that ended their job
+	Panics    uint64 // runs that panicked (counted in Failed too)
+	LeaseLost uint64 // runs whose lease was lost: their outcome was not recorded
+	Released  uint64 // runs stopped by the shutdown, their jobs given back
+	Running   int    // runs in progress
+}
+
+// Worker claims the jobs of its queues from a [Store] and runs their handlers.
+//
+// The zero value is not usable; create a Worker with [NewWorker] and start it with Run. It is
+// safe for concurrent use.
+type Worker struct {
+	store  backend
+	cfg    WorkerConfig
+	logger *slog.Logger
+	queues []string
+
+	running sync.Map // *run
+	runs    sync.WaitGroup
+	failing atomic.Bool // the store is failing: logged once
+	started atomic.Bool
+
+	settles chan settleReq
+
+	startedN, succeeded, failed, retried, dead, panics, lost, released atomic.Uint64
+	inFlight                                                           atomic.Int64
+}
+
+// NewWorker returns a Worker for cfg's queues over store. Its error wraps ErrInvalidConfig and
+// names the field at fault.
+func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
+	invalid := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: WorkerConfig.%s %v %s", ErrInvalidConfig, field, v, why)
+	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: store is nil", ErrInvalidConfig)
+	}
+	if len(cfg.Queues) == 0 {
+		return nil, invalid("Queues", "{}", "is empty")
+	}
+	qs := make(map[string]QueueConfig, len(cfg.Queues))
+	names := make([]string, 0, len(cfg.Queues))
+	for name, qc := range cfg.Queues {
+		switch {
+		case !validName(name, maxQueueLen):
+			return nil, invalid("Queues", fmt.Sprintf("%q", name), "is not a queue name")
+		case qc.Handler == nil:
+			return nil, invalid(fmt.Sprintf("Queues[%q].Handler", name), "nil", "is required")
+		case qc.Concurrency < 0 || qc.Timeout < 0:
+			return nil, invalid(fmt.Sprintf("Queues[%q]", name), "", "has a negative Concurrency or Timeout")
+		}
+		if qc.Concurrency == 0 {
+			qc.Concurrency = 10
+		}
+		qs[name] = qc
+		names = append(names, name)
+	}
+	cfg.Queues = qs
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"Lease", cfg.Lease}, {"ShutdownTimeout", cfg.ShutdownTimeout}, {"IdleWait", cfg.IdleWait}} {
+		if f.v < 0 {
+			return nil, invalid(f.name, f.v, "is negative")
+		}
+	}
+	if cfg.MaxInterrupted < 0 {
+		return nil, invalid("MaxInterrupted", cfg.MaxInterrupted, "is negative")
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.Lease < 30*time.Millisecond {
+		return nil, invalid("Lease", cfg.Lease, "is shorter than 30ms")
+	}
+	if cfg.MaxInterrupted == 0 {
+		cfg.MaxInterrupted = 3
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = defaultBackoff
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 25 * time.Second
+	}
+	if cfg.IdleWait == 0 {
+		cfg.IdleWait = 5 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256)}, nil
+}
+
+// defaultBackoff is full jitter over min(1h, 1s·2^(n-1)).
+func defaultBackoff(n int) time.Duration {
+	ceil := time.Hour
+	if n < 13 {
+		ceil = min(ceil, time.Second<<(n-1))
+	}
+	return rand.N(ceil + 1)
+}
+
+// run is one job running on this worker.
+type run struct {
+	claimed
+	cancel context.CancelCauseFunc
+	// state: 0 running, 1 finished (its outcome is being settled), 2 lost or released
+	state atomic.Int32
+}
+
+// Run serves the worker's queues until ctx ends, then shuts down: it stops claiming, lets the
+// running jobs finish for ShutdownTimeout, then cancels the others and gives their jobs back
+// (due at once, no attempt counted), and returns once every handler has returned. It returns
+// ErrClosed if called again.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	// Jobs outlive ctx by up to ShutdownTimeout: they run under a context of their own.
+	jobs, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopJobs(nil)
+	var settler, extender, loops sync.WaitGroup
+	settleCtx, stopSettler := context.WithCancel(context.WithoutCancel(ctx))
+	settler.Go(func() { w.settleLoop(settleCtx) })
+	// Leases are extended until the last run ends, through the shutdown.
+	extendCtx, stopExtender := context.WithCancel(context.WithoutCancel(ctx))
+	extender.Go(func() { w.extendLoop(extendCtx) })
+	for _, name := range w.queues {
+		loops.Go(func() { w.dispatch(ctx, jobs, name) })
+	}
+	loops.Wait()
+
+	// ctx ended: let the running jobs finish, then stop and release the rest.
+	done := make(chan struct{})
+	go func() { w.runs.Wait(); close(done) }()
+	timer := time.NewTimer(w.cfg.ShutdownTimeout)
+	select {
+	case <-done:
+	case <-timer.C:
+		w.releaseAll(context.WithoutCancel(ctx))
+		stopJobs(errShutdown)
+		<-done
+	}
+	timer.Stop()
+	stopExtender()
+	extender.Wait()
+	stopSettler()
+	settler.Wait()
+	return nil
+}
+
+// errShutdown is the cause of the cancellation of the jobs still running at the end of
+// ShutdownTimeout.
+var errShutdown = errors.New("queue: worker shutting down")
+
+// dispatch claims and starts the jobs of one queue while ctx lasts.
+func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string) {
+	qc := w.cfg.Queues[name]
+	slots := make(chan struct{}, qc.Concurrency)
+	pause := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		// Wait for a free slot, then claim as many jobs as there are free slots.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		free := 1
+		for free < qc.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		got, err := w.store.claim(ctx, name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		if err != nil {
+			for range free {
+				<-slots
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.storeFailed(err)
+			sleep(ctx, pause)
+			pause = min(2*pause, time.Second)
+			continue
+		}
+		w.storeAnswered()
+		pause = 10 * time.Millisecond
+		for range free - len(got) {
+			<-slots
+		}
+		for _, c := range got {
+			w.start(jobs, qc, c, slots)
+		}
+		if len(got) == 0 {
+			if err := w.store.wait(ctx, name, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
+				w.storeFailed(err)
+				sleep(ctx, pause)
+			}
+		}
+	}
+}
+
+// start runs the claimed job c on a goroutine of its own, which frees its slot when done.
+func (w *Worker) start(jobs context.Context, qc QueueConfig, c claimed, slots <-chan struct{}) {
+	r := &run{claimed: c}
+	ctx, cancel := context.WithCancelCause(jobs)
+	r.cancel = cancel
+	w.running.Store(r, struct{}{})
+	w.inFlight.Add(1)
+	w.startedN.Add(1)
+	w.runs.Go(func() {
+		defer func() {
+			w.running.Delete(r)
+			w.inFlight.Add(-1)
+			cancel(nil)
+			<-slots
+		}()
+		w.execute(ctx, qc, r)
+	})
+}
+
+// execute calls the handler and settles the outcome.
+func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
+	d := r.Delivery
+	if qc.Timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, qc.Timeout)
+		defer stop()
+	}
+	if h := w.cfg.Hooks.OnStart; h != nil {
+		h(ctx, &d)
+	}
+	t0 := time.Now()
+	err := w.call(ctx, qc.Handler, &d)
+	took := time.Since(t0)
+	if !r.state.CompareAndSwap(0, 1) {
+		// Lost or released meanwhile: the outcome is not ours to record.
+		w.leaseLost(ctx, r, &d)
+		return
+	}
+	o := op{queue: d.Queue, id: d.ID, token: r.token}
+	var retryAt time.Time
+	switch {
+	case err == nil:
+		o.kind = opAck
+	case IsNonRetryable(err) || d.Attempt >= d.MaxAttempts:
+		o.kind, o.err = opDead, err.Error()
+	default:
+		o.kind, o.err = opRetry, err.Error()
+		o.delay = max(0, w.cfg.Backoff(d.Attempt))
+		retryAt = time.Now().Add(o.delay)
+	}
+	ok, serr := w.settle(context.WithoutCancel(ctx), o)
+	switch {
+	case serr != nil:
+		// The store did not answer: the lease will expire and the job run again.
+		w.storeFailed(serr)
+		w.lost.Add(1)
+		return
+	case !ok:
+		w.leaseLost(ctx, r, &d)
+		return
+	}
+	switch o.kind {
+	case opAck:
+		w.succeeded.Add(1)
+	case opRetry:
+		w.failed.Add(1)
+		w.retried.Add(1)
+	case opDead:
+		w.failed.Add(1)
+		w.dead.Add(1)
+	}
+	if h := w.cfg.Hooks.OnDone; h != nil {
+		h(ctx, &d, took, err, retryAt)
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (w *Worker) call(ctx context.Context, h Handler, d *Delivery) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.panics.Add(1)
+			w.logger.Error("queue: handler panicked", "queue", d.Queue, "job", d.ID, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("queue: handler panicked: %v", p)
+		}
+	}()
+	return h(ctx, d)
+}
+
+func (w *Worker) leaseLost(ctx context.Context, r *run, d *Delivery) {
+	if r.state.Load() == 3 { // released by the shutdown
+		return
+	}
+	w.lost.Add(1)
+	if h := w.cfg.Hooks.OnLeaseLost; h != nil {
+		h(ctx, d)
+	}
+}
+
+// extendLoop extends the leases of the running jobs every Lease/3, in one settlement, and
+// cancels the runs whose lease was lost.
+func (w *Worker) extendLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		var runs []*run
+		var ops []op
+		w.running.Range(func(k, _ any) bool {
+			r := k.(*run)
+			if r.state.Load() == 0 {
+				runs = append(runs, r)
+				ops = append(ops, op{kind: opExtend, queue: r.Queue, id: r.ID, token: r.token, lease: w.cfg.Lease})
+			}
+			return true
+		})
+		if len(ops) == 0 {
+			continue
+		}
+		ok, err := w.settleMany(context.WithoutCancel(ctx), ops)
+		if err != nil {
+			w.storeFailed(err) // the next tick tries again, within the lease
+			continue
+		}
+		for i, r := range runs {
+			if !ok[i] && r.state.CompareAndSwap(0, 2) {
+				r.cancel(ErrLeaseLost)
+			}
+		}
+	}
+}
+
+// releaseAll gives back the jobs still running at the end of the shutdown.
+func (w *Worker) releaseAll(ctx context.Context) {
+	var runs []*run
+	var ops []op
+	w.running.Range(func(k, _ any) bool {
+		r := k.(*run)
+		if r.state.CompareAndSwap(0, 3) {
+			runs = append(runs, r)
+			ops = append(ops, op{kind: opRelease, queue: r.Queue, id: r.ID, token: r.token})
+		}
+		return true
+	})
+	if len(ops) == 0 {
+		return
+	}
+	ok, err := w.settleMany(ctx, ops)
+	if err != nil {
+		w.storeFailed(err) // their leases will expire: they run again then
+		return
+	}
+	for i := range runs {
+		if ok[i] {
+			w.released.Add(1)
+		}
+	}
+}
+
+// settleReq is a settlement waiting for the settle loop.
+type settleReq struct {
+	ops   []op
+	reply chan settleReply
+}
+
+type settleReply struct {
+	ok  []bool
+	err error
+}
+
+// settle settles one op through the settle loop, which batches the settlements of all runs.
+func (w *Worker) settle(ctx context.Context, o op) (bool, error) {
+	ok, err := w.settleMany(ctx, []op{o})
+	if err != nil {
+		return false, err
+	}
+	return ok[0], nil
+}
+
+func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
+	req := settleReq{ops: ops, reply: make(chan settleReply, 1)}
+	select {
+	case w.settles <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r := <-req.reply
+	return r.ok, r.err
+}
+
+// settleLoop sends the settlements waiting, together, until ctx ends and none is left.
+func (w *Worker) settleLoop(ctx context.Context) {
+	for {
+		var batch []settleReq
+		select {
+		case req := <-w.settles:
+			batch = append(batch, req)
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < 256 {
+			select {
+			case req := <-w.settles:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		var ops []op
+		for _, req := range batch {
+			ops = append(ops, req.ops...)
+		}
+		ok, err := w.store.settle(context.WithoutCancel(ctx), ops)
+		for _, req := range batch {
+			if err != nil {
+				req.reply <- settleReply{err: err}
+				continue
+			}
+			req.reply <- settleReply{ok: ok[:len(req.ops):len(req.ops)]}
+			ok = ok[len(req.ops):]
+		}
+	}
+}
+
+func (w *Worker) storeFailed(err error) {
+	if w.failing.CompareAndSwap(false, true) {
+		w.logger.Warn("queue: store unavailable; retrying", "err", err)
+	}
+}
+
+func (w *Worker) storeAnswered() {
+	if w.failing.Load() && w.failing.CompareAndSwap(true, false) {
+		w.logger.Info("queue: store answers again")
+	}
+}
+
+// Stats returns the Worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{
+		Started: w.startedN.Load(), Succeeded: w.succeeded.Load(), Failed: w.failed.Load(),
+		Retried: w.retried.Load(), Dead: w.dead.Load(), Panics: w.panics.Load(),
+		LeaseLost: w.lost.Load(), Released: w.released.Load(), Running: int(w.inFlight.Load()),
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
