@@ -22,7 +22,7 @@ if #expired > 0 then
     local jk = jp .. id
     local i = redis.call('HINCRBY', jk, 'i', 1)
     if maxint > 0 and i >= maxint then
-      kill(dead, jk, id, 'lease expired ' .. i .. ' times', now, retention)
+      kill(dead, jk, id, 'lease expired ' .. i .. ' times: the worker crashed or stalled', now, retention)
     else
       -- A new token: the worker that lost the lease can no longer settle the job.
       redis.call('HINCRBY', jk, 't', 1)

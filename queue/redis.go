@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,9 +46,8 @@ var (
 
 // Defaults of RedisConfig.
 const (
-	DefaultRedisPrefix   = "queue:"
-	DefaultRedisTimeout  = 100 * time.Millisecond
-	DefaultDeadRetention = 7 * 24 * time.Hour
+	DefaultRedisPrefix  = "queue:"
+	DefaultRedisTimeout = 100 * time.Millisecond
 )
 
 const (
@@ -57,6 +57,8 @@ const (
 	// maxBlock bounds one BLPOP of an idle worker: with ContextTimeoutEnabled go-redis does not
 	// watch cancellations, so a cancelled wait returns within it.
 	maxBlock = time.Second
+	// blockSlack is how late Redis may end a BLPOP, which it times out in its cron (hz).
+	blockSlack = 100 * time.Millisecond
 	// redriveChunk is how many dead jobs one redrive call takes (see redrive.lua).
 	redriveChunk = 1000
 )
@@ -123,6 +125,17 @@ type RedisStore struct {
 	prefix    string
 	retention string // DeadRetention in ms, as the scripts take it
 	block     time.Duration
+	// fake is the store's clock in Unix ms when a test set one (on real servers, whose time
+	// cannot be faked), and 0 otherwise: Redis TIME. Every script takes it as its last ARGV.
+	fake atomic.Int64
+}
+
+// clock returns the last ARGV of every script: "0" for Redis TIME, or the test's clock.
+func (s *RedisStore) clock() string {
+	if ms := s.fake.Load(); ms != 0 {
+		return "=" + strconv.FormatInt(ms, 10)
+	}
+	return "0"
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -241,11 +254,12 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 	calls := make([]*redisclient.ScriptCall, len(gs))
 	for c, g := range gs {
 		q := jobs[g[0]].Queue
-		args := make([]any, 0, 5+len(g)*6)
-		args = append(args, 4+len(g), s.key(q, ":due"), s.key(q, ":sched"), s.key(q, ":seq"), s.key(q, ":wake"))
+		args := make([]any, 0, 8+len(g)*6)
+		args = append(args, 5+len(g), s.key(q, ":due"), s.key(q, ":sched"), s.key(q, ":seq"), s.key(q, ":wake"), s.key(q, ":dead"))
 		for _, i := range g {
 			args = append(args, s.key(q, ":j:"+jobs[i].ID))
 		}
+		args = append(args, s.retention)
 		for _, i := range g {
 			j := &jobs[i]
 			delay := time.Duration(0)
@@ -256,7 +270,7 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 			}
 			args = append(args, j.ID, j.Payload, j.Priority, ms(delay), j.MaxAttempts)
 		}
-		calls[c] = &redisclient.ScriptCall{Args: args}
+		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
 	if err := s.rc.RunFor(ctx, s.batchTimeout(len(jobs)), enqueueScript, calls); err != nil {
 		return nil, err
@@ -285,7 +299,7 @@ func badReply(script string, err error) error {
 func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
 	call := &redisclient.ScriptCall{Args: []any{
 		5, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":wake"),
-		s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention,
+		s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention, s.clock(),
 	}}
 	if err := s.rc.RunFor(ctx, s.batchTimeout(n), claimScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, err
@@ -326,7 +340,6 @@ func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
 	if len(ops) == 0 {
 		return ok, nil
 	}
-	now := time.Now() // only to turn each retry's time into a delay
 	gs := groups(len(ops), func(i int) string { return ops[i].queue })
 	calls := make([]*redisclient.ScriptCall, len(gs))
 	for c, g := range gs {
@@ -339,13 +352,9 @@ func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
 		args = append(args, s.retention)
 		for _, i := range g {
 			o := &ops[i]
-			var at time.Duration
-			if o.kind == opRetry && !o.at.IsZero() {
-				at = o.at.Sub(now)
-			}
-			args = append(args, int(o.kind), o.id, o.token, ms(at), max(o.lease.Milliseconds(), 1), o.err)
+			args = append(args, int(o.kind), o.id, o.token, ms(o.delay), max(o.lease.Milliseconds(), 1), o.err)
 		}
-		calls[c] = &redisclient.ScriptCall{Args: args}
+		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
 	if err := s.rc.RunFor(ctx, s.batchTimeout(len(ops)), settleScript, calls); err != nil {
 		return nil, err
@@ -364,49 +373,74 @@ func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
 
 func (s *RedisStore) wait(ctx context.Context, queue string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	call := &redisclient.ScriptCall{Args: []any{3, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run")}}
-	if err := s.rc.Run(ctx, peekScript, []*redisclient.ScriptCall{call}); err != nil {
-		return err
-	}
-	next, err := call.Cmd.Int64()
-	if err != nil {
-		return badReply("peek", err)
-	}
+	next, err := s.peek(ctx, queue)
 	switch {
-	case next == 0:
-		return nil
+	case err != nil || next == 0:
+		return err
 	case next > 0:
 		// A scheduled job or a lease deadline comes first: be back for it.
-		if d := time.Now().Add(time.Duration(next) * time.Millisecond); d.Before(deadline) {
-			deadline = d
-		}
+		deadline = earlier(deadline, next)
 	}
+	woken := false
 	wake := s.key(queue, ":wake")
 	for {
+		if woken {
+			// A token tells that a job may be due or that the first scheduled one changed
+			// (another instance enqueued or released one): ask again, then wait for that.
+			if next, err := s.peek(ctx, queue); err != nil || next == 0 {
+				return err
+			} else if next > 0 {
+				deadline = earlier(deadline, next)
+			}
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return ctx.Err()
 		}
-		block := min(left, s.block)
-		woken, err := redisclient.CallFor(ctx, s.rc, block+s.rc.Timeout(), func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+		if left <= 2*blockSlack {
+			// Redis ends blocks late by up to 1/hz (100ms at the default hz 10): the last
+			// stretch is a local timer, which a wake-up cannot cut short but is on time.
+			sleep(ctx, left)
+			return ctx.Err()
+		}
+		block := min(left-blockSlack, s.block)
+		woken, err = redisclient.CallFor(ctx, s.rc, block+s.rc.Timeout(), func(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 			// Do, not BLPop: BLPop rounds its timeout to whole seconds. The timeout in
 			// seconds with decimals needs Redis 6.
 			err := rdb.Do(ctx, "blpop", wake, strconv.FormatFloat(max(block.Seconds(), 0.001), 'f', 3, 64)).Err()
 			return err == nil, err
 		})
-		switch {
-		case errors.Is(err, redis.Nil): // the block timed out
-		case err != nil:
+		if err != nil && !errors.Is(err, redis.Nil) { // redis.Nil: the block timed out
 			return err
-		case woken:
-			return nil
 		}
 	}
 }
 
+// peek returns how many ms from now a job of queue may be due: 0 when one is, -1 when none is
+// waiting or running.
+func (s *RedisStore) peek(ctx context.Context, queue string) (int64, error) {
+	call := &redisclient.ScriptCall{Args: []any{3, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.clock()}}
+	if err := s.rc.Run(ctx, peekScript, []*redisclient.ScriptCall{call}); err != nil {
+		return 0, err
+	}
+	next, err := call.Cmd.Int64()
+	if err != nil {
+		return 0, badReply("peek", err)
+	}
+	return next, nil
+}
+
+// earlier returns the earlier of deadline and ms from now.
+func earlier(deadline time.Time, ms int64) time.Time {
+	if d := time.Now().Add(time.Duration(ms) * time.Millisecond); d.Before(deadline) {
+		return d
+	}
+	return deadline
+}
+
 func (s *RedisStore) stats(ctx context.Context, queue string) (QueueStats, error) {
 	call := &redisclient.ScriptCall{Args: []any{
-		4, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.retention,
+		4, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.retention, s.clock(),
 	}}
 	if err := s.rc.Run(ctx, statsScript, []*redisclient.ScriptCall{call}); err != nil {
 		return QueueStats{}, err
@@ -423,7 +457,7 @@ func (s *RedisStore) dead(ctx context.Context, queue string, limit int) ([]DeadJ
 	if limit <= 0 {
 		return nil, nil
 	}
-	call := &redisclient.ScriptCall{Args: []any{1, s.key(queue, ":dead"), s.key(queue, ":j:"), limit, s.retention}}
+	call := &redisclient.ScriptCall{Args: []any{1, s.key(queue, ":dead"), s.key(queue, ":j:"), limit, s.retention, s.clock()}}
 	if err := s.rc.RunFor(ctx, s.batchTimeout(limit), deadScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, err
 	}
@@ -462,7 +496,7 @@ func (s *RedisStore) redrive(ctx context.Context, queue string, ids []string) (i
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		call := &redisclient.ScriptCall{Args: args}
+		call := &redisclient.ScriptCall{Args: append(args, s.clock())}
 		if err := s.rc.RunFor(ctx, s.batchTimeout(redriveChunk), redriveScript, []*redisclient.ScriptCall{call}); err != nil {
 			return total, err
 		}

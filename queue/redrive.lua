@@ -1,5 +1,5 @@
--- redrive: makes dead jobs of one queue due now, with their attempts and interrupted runs
--- reset (deliveries are kept: they count claims).
+-- redrive: makes dead jobs of one queue due now, as new: attempts, interrupted runs,
+-- deliveries and the last error reset.
 -- KEYS: due, dead, wake, then the hash of each job named in ARGV (none: the oldest 1000 dead
 --   jobs, whose hash keys the script builds from ARGV[2], which carries the queue's hash tag).
 -- ARGV: retention ms, job key prefix, then the ids.
@@ -20,7 +20,7 @@ for k, id in ipairs(ids) do
   local jk = keys[k]
   if redis.call('ZREM', dead, id) == 1 and redis.call('EXISTS', jk) == 1 then
     redis.call('PERSIST', jk)
-    redis.call('HDEL', jk, 'a', 'i', 'l', 'x')
+    redis.call('HDEL', jk, 'a', 'i', 'd', 'l', 'x')
     make_due(due, jk, id, now)
     count = count + 1
   end

@@ -1,7 +1,7 @@
 -- settle: applies a batch of settlements to claimed jobs of one queue, in order.
 -- KEYS: due, sched, run, dead, wake, then the hash of each op's job.
 -- ARGV: retention ms, then 6 per op: kind (0 ack, 1 retry, 2 dead, 3 release, 4 extend), id,
---   token, at (retry: delay ms from the instance's now), lease ms (extend), error message.
+--   token, delay ms (retry: the wait from now), lease ms (extend), error message.
 -- An op applies only when its token is the job's current one (the fencing check): a worker
 -- whose lease was taken back finds a newer token and changes nothing. Every op that ends a
 -- lease bumps the token, so a second settlement of the same claim is refused too.
