@@ -1,5 +1,61 @@
-// Package queue will run heavy work (emails, PDFs, analytics) in background workers so that the
-// API responds at once, with in-memory and Redis-backed queues.
+// Package queue runs heavy work (emails, PDFs, analytics) in background workers, so that an
+// API does the minimum at once and responds: at-least-once jobs with leases, retries, delays,
+// priorities and dead jobs, in process memory today, and shared through Redis by every
+// instance with the RedisStore (in progress).
 //
-// It is not implemented yet; see the project's issue tracker.
+//	store, _ := queue.NewMemoryStore(queue.MemoryConfig{})
+//	q, _ := queue.New(store, queue.Config{})
+//	q.Enqueue(ctx, queue.Job{Queue: "emails", Payload: body})  // in the request: returns at once
+//
+//	w, _ := queue.NewWorker(store, queue.WorkerConfig{Queues: map[string]queue.QueueConfig{
+//		"emails": {Handler: send, Concurrency: 10},
+//	}})
+//	w.Run(ctx) // until ctx ends (SIGTERM), then a graceful shutdown
+//
+// # Delivery
+//
+// Jobs run at least once: a handler must be idempotent (the job's ID is a key for that). A
+// worker claims a job under a lease (WorkerConfig.Lease, 30 s) and extends it while the
+// handler runs, so a long job stays one worker's. Each claim carries a fencing token: once a
+// lease is lost (the worker stalled past it and another claimed the job), the first worker's
+// handler context ends with ErrLeaseLost and nothing it reports is recorded. A worker that
+// dies leaves its jobs to be claimed again when their leases expire; such interrupted runs use
+// no attempt, but a job interrupted MaxInterrupted times (3) is dead, so a job that kills its
+// workers does not loop forever.
+//
+// A handler's error fails the run: the job waits WorkerConfig.Backoff (full jitter over
+// min(1 h, 1 s·2^(n-1)) by default) and runs again, until Job.MaxAttempts (25) failures make
+// it dead. [NonRetryable] errors and panics fail it too, the first at once for good. Dead jobs
+// are kept (MemoryConfig.DeadRetention, 7 days) for [Queue.Dead] and [Queue.Redrive].
+//
+// Job IDs are idempotency keys: enqueuing an ID the store still holds (waiting, running or
+// dead) stores nothing and says so (Enqueued.Duplicate), so a request retried after a timeout
+// enqueues its job once.
+//
+// # Order and waiting
+//
+// Due jobs of a queue run by Job.Priority (higher first), then by when they became due, then
+// by enqueue order; a delayed job (Job.Delay, Job.RunAt) waits for its time. Each queue has
+// its own Concurrency on a worker. An idle worker does not poll: it waits on the store, woken
+// by the next enqueue or when the next delayed job is due (WorkerConfig.IdleWait bounds one
+// wait).
+//
+// # Shutdown
+//
+// When Run's context ends, the worker stops claiming, lets running jobs finish for
+// ShutdownTimeout (25 s, within Kubernetes' 30 s), then cancels the rest and gives their jobs
+// back, due at once, without counting an attempt. Stop readiness first (see package health),
+// so that no new work arrives meanwhile.
+//
+// # Tests
+//
+// A [MemoryStore] is the fake for application tests, with the semantics of every store. Call
+// [Worker.Work] to run the due jobs at a known point instead of running the worker in the
+// background, and move time in a testing/synctest bubble to reach delayed jobs and retries.
+//
+// # Observability
+//
+// [Queue.Stats] and [Worker.Stats] count enqueues, runs and their outcomes in this process;
+// [Queue.QueueStats] counts a queue's jobs by state in the store, with the lag of the oldest
+// due job. [Hooks] see each enqueue and run with its context.
 package queue

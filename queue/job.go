@@ -40,8 +40,10 @@ type Enqueued struct {
 
 // Delivery is a job as a handler receives it.
 type Delivery struct {
-	ID       string
-	Queue    string
+	ID    string
+	Queue string
+	// Payload is the job's payload. Treat it as read-only: a MemoryStore hands every run the
+	// copy it keeps.
 	Payload  []byte
 	Priority int
 	// Attempt is this run's number among the runs that ended in a failure: 1 for the first

@@ -60,7 +60,6 @@ func (s *MemoryStore) queue(name string) *memQueue {
 			due:   jobHeap{less: dueFirst},
 			sched: jobHeap{less: func(a, b *memJob) bool { return a.RunAt.Before(b.RunAt) }},
 			run:   jobHeap{less: func(a, b *memJob) bool { return a.deadline.Before(b.deadline) }},
-			wake:  make(chan struct{}),
 		}
 		s.queues[name] = q
 	}
@@ -77,7 +76,7 @@ type memQueue struct {
 	sched jobHeap // waiting until runAt
 	run   jobHeap // claimed, by lease deadline
 	dead  []*memJob
-	wake  chan struct{} // closed (and replaced) when a job may have become due
+	wake  chan struct{} // closed when a job may have become due; nil while nobody waits
 }
 
 // memJob is a job in a MemoryStore.
@@ -106,8 +105,10 @@ func dueFirst(a, b *memJob) bool {
 
 // notify wakes the waiters of q. q.mu is held.
 func (q *memQueue) notify() {
-	close(q.wake)
-	q.wake = make(chan struct{})
+	if q.wake != nil {
+		close(q.wake)
+		q.wake = nil
+	}
 }
 
 // makeDue puts a waiting job in due or sched by its runAt. q.mu is held.
@@ -188,7 +189,6 @@ func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.D
 		q.run.push(j)
 		d := j.Delivery
 		d.Attempt = j.attempts + 1
-		d.Payload = slices.Clone(j.Payload)
 		out = append(out, claimed{Delivery: d, token: j.token, deadline: j.deadline})
 	}
 	return out, nil
@@ -252,6 +252,9 @@ func (s *MemoryStore) wait(ctx context.Context, queue string, timeout time.Durat
 			}
 			next = min(next, max(0, t.Sub(now)))
 		}
+	}
+	if q.wake == nil {
+		q.wake = make(chan struct{})
 	}
 	wake := q.wake
 	q.mu.Unlock()

@@ -16,8 +16,9 @@ type Config struct {
 
 // Hooks are optional functions called as jobs are enqueued and run, with the context of the
 // call that caused the event (a request's for Enqueue, the job's for a run), so that a span
-// or a request-scoped logger can be attached. They are called synchronously and must be quick
-// and safe for concurrent use. The zero value calls nothing.
+// or a request-scoped logger can be attached. A Queue calls OnEnqueue; a Worker, the others.
+// They are called synchronously and must be quick and safe for concurrent use. The zero value
+// calls nothing.
 type Hooks struct {
 	// OnEnqueue follows each job stored (not duplicates).
 	OnEnqueue func(ctx context.Context, queue, id string)

@@ -330,3 +330,20 @@ func TestEnqueueValidation(t *testing.T) {
 	_, err = NewMemoryStore(MemoryConfig{DeadRetention: -1})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
+
+// TestQueueHooks: OnEnqueue sees each job stored, with the caller's context, and no duplicate.
+func TestQueueHooks(t *testing.T) {
+	s, err := NewMemoryStore(MemoryConfig{})
+	require.NoError(t, err)
+	type key struct{}
+	var seen []string
+	q, err := New(s, Config{Hooks: Hooks{OnEnqueue: func(ctx context.Context, queue, id string) {
+		seen = append(seen, fmt.Sprint(ctx.Value(key{}), " ", queue, " ", id))
+	}}})
+	require.NoError(t, err)
+	ctx := context.WithValue(context.Background(), key{}, "req")
+	enqueue(t, q, Job{ID: "a"}, Job{ID: "a"}, Job{ID: "b", Queue: "emails"})
+	_, err = q.Enqueue(ctx, Job{ID: "c"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"<nil> default a", "<nil> emails b", "req default c"}, seen)
+}

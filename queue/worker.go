@@ -81,12 +81,16 @@ type Worker struct {
 	logger *slog.Logger
 	queues []string
 
-	running sync.Map // *run
+	mu      sync.Mutex
+	running map[*run]struct{}
 	runs    sync.WaitGroup
 	failing atomic.Bool // the store is failing: logged once
-	started atomic.Bool
+	started atomic.Bool // Run was called
+	working sync.Mutex  // held by Run and Work
 
-	settles chan settleReq
+	settles    chan settleReq
+	background context.Context // settlements of finished runs: they must reach the store
+	replies    sync.Pool       // chan settleReply, empty, for settleMany
 
 	startedN, succeeded, failed, retried, dead, panics, lost, released atomic.Uint64
 	inFlight                                                           atomic.Int64
@@ -155,7 +159,8 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256)}, nil
+	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256),
+		running: map[*run]struct{}{}, background: context.Background()}, nil
 }
 
 // defaultBackoff is full jitter over min(1h, 1s·2^(n-1)).
@@ -171,15 +176,21 @@ func defaultBackoff(n int) time.Duration {
 type run struct {
 	claimed
 	cancel context.CancelCauseFunc
-	// state: 0 running, 1 finished (its outcome is being settled), 2 lost or released
+	// state: 0 running, 1 finished (its outcome is being settled), 2 lease lost, 3 released
+	// by the shutdown
 	state atomic.Int32
 }
 
 // Run serves the worker's queues until ctx ends, then shuts down: it stops claiming, lets the
 // running jobs finish for ShutdownTimeout, then cancels the others and gives their jobs back
-// (due at once, no attempt counted), and returns once every handler has returned. It returns
-// ErrClosed if called again.
+// (due at once, no attempt counted), and returns once every handler has returned: a handler
+// must return when its context ends. A Worker runs once: Run returns ErrClosed if called
+// again, or while Work runs.
 func (w *Worker) Run(ctx context.Context) error {
+	if !w.working.TryLock() {
+		return ErrClosed
+	}
+	defer w.working.Unlock()
 	if !w.started.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
@@ -242,7 +253,13 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			}
 			break
 		}
-		got, err := w.store.claim(ctx, name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		// A claim in flight when ctx ends completes: its jobs are given back at once rather
+		// than left to wait for their leases.
+		got, err := w.store.claim(context.WithoutCancel(ctx), name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		if err == nil && ctx.Err() != nil {
+			w.giveBack(got)
+			got = nil
+		}
 		if err != nil {
 			for range free {
 				<-slots
@@ -261,7 +278,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			<-slots
 		}
 		for _, c := range got {
-			w.start(jobs, qc, c, slots)
+			w.start(jobs, &w.runs, qc, c, func() { <-slots })
 		}
 		if len(got) == 0 {
 			if err := w.store.wait(ctx, name, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
@@ -272,23 +289,67 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 	}
 }
 
-// start runs the claimed job c on a goroutine of its own, which frees its slot when done.
-func (w *Worker) start(jobs context.Context, qc QueueConfig, c claimed, slots <-chan struct{}) {
+// start runs the claimed job c on a goroutine of wg, which calls done when the run is over.
+func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig, c claimed, done func()) {
 	r := &run{claimed: c}
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
-	w.running.Store(r, struct{}{})
+	w.mu.Lock()
+	w.running[r] = struct{}{}
+	w.mu.Unlock()
 	w.inFlight.Add(1)
 	w.startedN.Add(1)
-	w.runs.Go(func() {
+	wg.Go(func() {
 		defer func() {
-			w.running.Delete(r)
+			w.mu.Lock()
+			delete(w.running, r)
+			w.mu.Unlock()
 			w.inFlight.Add(-1)
 			cancel(nil)
-			<-slots
+			done()
 		}()
 		w.execute(ctx, qc, r)
 	})
+}
+
+// Work runs the due jobs of the worker's queues until none is due, and returns how many runs
+// it made: for tests, where jobs should run at a known point rather than in the background.
+// Each queue's jobs run Concurrency at a time; a retry whose delay has passed runs too (move
+// time forward, in a synctest bubble, to reach later ones). Leases are not extended: keep
+// handlers shorter than Lease. It returns ErrClosed while Run or another Work is running, and
+// ctx's error when it ends first.
+func (w *Worker) Work(ctx context.Context) (int, error) {
+	if !w.working.TryLock() {
+		return 0, ErrClosed
+	}
+	defer w.working.Unlock()
+	if w.started.Load() {
+		return 0, ErrClosed
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var settler sync.WaitGroup
+	settler.Go(func() { w.settleLoop(sctx) })
+	defer func() { stop(); settler.Wait() }()
+	n := 0
+	for {
+		ran := 0
+		for _, name := range w.queues {
+			qc := w.cfg.Queues[name]
+			got, err := w.store.claim(ctx, name, qc.Concurrency, w.cfg.Lease, w.cfg.MaxInterrupted)
+			if err != nil {
+				return n, err
+			}
+			var wg sync.WaitGroup
+			for _, c := range got {
+				w.start(ctx, &wg, qc, c, func() {})
+			}
+			wg.Wait()
+			ran += len(got)
+		}
+		if n += ran; ran == 0 {
+			return n, ctx.Err()
+		}
+	}
 }
 
 // execute calls the handler and settles the outcome.
@@ -322,7 +383,7 @@ func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
 		o.delay = max(0, w.cfg.Backoff(d.Attempt))
 		retryAt = time.Now().Add(o.delay)
 	}
-	ok, serr := w.settle(context.WithoutCancel(ctx), o)
+	ok, serr := w.settle(w.background, o)
 	switch {
 	case serr != nil:
 		// The store did not answer: the lease will expire and the job run again.
@@ -383,14 +444,14 @@ func (w *Worker) extendLoop(ctx context.Context) {
 		}
 		var runs []*run
 		var ops []op
-		w.running.Range(func(k, _ any) bool {
-			r := k.(*run)
+		w.mu.Lock()
+		for r := range w.running {
 			if r.state.Load() == 0 {
 				runs = append(runs, r)
 				ops = append(ops, op{kind: opExtend, queue: r.Queue, id: r.ID, token: r.token, lease: w.cfg.Lease})
 			}
-			return true
-		})
+		}
+		w.mu.Unlock()
 		if len(ops) == 0 {
 			continue
 		}
@@ -411,14 +472,14 @@ func (w *Worker) extendLoop(ctx context.Context) {
 func (w *Worker) releaseAll(ctx context.Context) {
 	var runs []*run
 	var ops []op
-	w.running.Range(func(k, _ any) bool {
-		r := k.(*run)
+	w.mu.Lock()
+	for r := range w.running {
 		if r.state.CompareAndSwap(0, 3) {
 			runs = append(runs, r)
 			ops = append(ops, op{kind: opRelease, queue: r.Queue, id: r.ID, token: r.token})
 		}
-		return true
-	})
+	}
+	w.mu.Unlock()
 	if len(ops) == 0 {
 		return
 	}
@@ -431,6 +492,20 @@ func (w *Worker) releaseAll(ctx context.Context) {
 		if ok[i] {
 			w.released.Add(1)
 		}
+	}
+}
+
+// giveBack releases jobs claimed but not started.
+func (w *Worker) giveBack(got []claimed) {
+	if len(got) == 0 {
+		return
+	}
+	ops := make([]op, len(got))
+	for i, c := range got {
+		ops[i] = op{kind: opRelease, queue: c.Queue, id: c.ID, token: c.token}
+	}
+	if _, err := w.store.settle(context.Background(), ops); err != nil {
+		w.storeFailed(err) // their leases will expire: they run again then
 	}
 }
 
@@ -455,13 +530,23 @@ func (w *Worker) settle(ctx context.Context, o op) (bool, error) {
 }
 
 func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
-	req := settleReq{ops: ops, reply: make(chan settleReply, 1)}
+	if _, local := w.store.(*MemoryStore); local {
+		// Nothing to save by batching in process memory: a settlement costs less than the
+		// trip through the settle loop.
+		return w.store.settle(ctx, ops)
+	}
+	reply, _ := w.replies.Get().(chan settleReply)
+	if reply == nil {
+		reply = make(chan settleReply, 1)
+	}
 	select {
-	case w.settles <- req:
+	case w.settles <- settleReq{ops: ops, reply: reply}:
 	case <-ctx.Done():
+		w.replies.Put(reply)
 		return nil, ctx.Err()
 	}
-	r := <-req.reply
+	r := <-reply
+	w.replies.Put(reply)
 	return r.ok, r.err
 }
 

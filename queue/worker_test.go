@@ -315,4 +315,59 @@ func TestWorkerConfigErrors(t *testing.T) {
 	cancel()
 	require.NoError(t, w.Run(ctx))
 	assert.ErrorIs(t, w.Run(ctx), ErrClosed, "a Worker runs once")
+	_, err = w.Work(ctx)
+	assert.ErrorIs(t, err, ErrClosed, "Work is for a Worker that is not run")
+}
+
+// TestWorkerWork: Work runs what is due, retries whose delay passed included, then returns;
+// it refuses to run beside Run.
+func TestWorkerWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, q := newMemQueue(t)
+		var runs atomic.Int32
+		w, err := NewWorker(s, WorkerConfig{Logger: quiet, Backoff: func(int) time.Duration { return 0 },
+			Queues: map[string]QueueConfig{DefaultQueue: {Handler: func(_ context.Context, d *Delivery) error {
+				runs.Add(1)
+				if d.Attempt == 1 && d.ID == "flaky" {
+					return errors.New("once")
+				}
+				return nil
+			}}}})
+		require.NoError(t, err)
+		enqueue(t, q, Job{ID: "flaky"}, Job{ID: "ok"}, Job{ID: "later", Delay: time.Hour})
+		n, err := w.Work(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 3, n, "flaky twice, ok once")
+		time.Sleep(time.Hour)
+		n, err = w.Work(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		assert.Equal(t, int32(4), runs.Load())
+		assert.Equal(t, WorkerStats{Started: 4, Succeeded: 3, Failed: 1, Retried: 1}, w.Stats())
+	})
+}
+
+// TestJSONHandler: payloads round-trip as JSON, and one that does not decode kills its job at
+// once.
+func TestJSONHandler(t *testing.T) {
+	s, q := newMemQueue(t)
+	type report struct{ Quarter string }
+	var got []string
+	w, err := NewWorker(s, WorkerConfig{Logger: quiet, Queues: map[string]QueueConfig{DefaultQueue: {Concurrency: 1,
+		Handler: JSONHandler(func(_ context.Context, _ *Delivery, r report) error { got = append(got, r.Quarter); return nil })}}})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = EnqueueJSON(ctx, q, Job{ID: "a"}, report{Quarter: "Q4"})
+	require.NoError(t, err)
+	enqueue(t, q, Job{ID: "b", Payload: []byte("{not json")})
+	_, err = EnqueueJSON(ctx, q, Job{}, func() {})
+	require.ErrorIs(t, err, ErrInvalidJob)
+	_, err = w.Work(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Q4"}, got)
+	dead, err := q.Dead(ctx, DefaultQueue, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "b", dead[0].ID)
+	assert.Contains(t, dead[0].LastError, "decoding the payload")
 }
