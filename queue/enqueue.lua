@@ -1,7 +1,10 @@
 -- enqueue: stores jobs of one queue, skipping those whose id the queue still holds.
 -- KEYS: due, sched, seq, wake, dead, then the hash of each job.
--- ARGV: retention ms, then 5 per job: id, payload, priority, delay ms (runAt minus the
---   instance's now, so that the due time is counted on Redis's clock), maxAttempts.
+-- ARGV: retention ms, then 6 per job: id, payload, priority, runAt ms, delay ms, maxAttempts.
+--   A job with a delay (its runAt is ahead of the instance's clock) is due that long from now
+--   on Redis's clock, so that instance clocks never delay jobs; a job due already is due at
+--   once, and keeps its runAt for the order of due jobs (exact, where a conversion to Redis
+--   time would shift it by each call's latency).
 -- Returns one integer per job: 1 for a duplicate (nothing stored), 0 when stored.
 local due, sched, seqk, wk, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local n = #KEYS - 5
@@ -10,9 +13,10 @@ local now = now_ms()
 local seq = redis.call('INCRBY', seqk, n) - n
 local out, woken, soonest = {}, 0, nil
 for k = 1, n do
-  local jk, a = KEYS[5 + k], 1 + 5 * (k - 1)
+  local jk, a = KEYS[5 + k], 1 + 6 * (k - 1)
   local id, payload, prio = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local runat, maxatt = now + tonumber(ARGV[a + 4]), ARGV[a + 5]
+  local runat, delay, maxatt = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
+  if delay > 0 then runat = now + delay end
   -- A job that exists (waiting, running, or dead within its retention) makes a duplicate. A
   -- dead one past its retention whose hash has not expired yet is gone already.
   local f = redis.call('HMGET', jk, 'm', 'x') -- m: every job has one
@@ -30,7 +34,7 @@ for k = 1, n do
     else
       redis.call('HSET', jk, 'p', payload, 'q', prio, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
     end
-    if runat <= now then
+    if delay <= 0 then
       redis.call('ZADD', due, -prio, due_member(runat, seq + k, id))
       woken = woken + 1
     else

@@ -17,15 +17,13 @@
 --     (absent: 0), e enqueuedAt ms, r runAt ms, s enqueue sequence, l lastError,
 --     x diedAt ms. A dead job's hash expires DeadRetention after its death (PEXPIREAT).
 -- Times are Redis TIME in ms; the instance clock never enters a script. The last ARGV of
--- every script is "0", except in tests, which move the store's clock on servers whose time
--- they cannot fake: there it is "=<ms>", the time to use instead of TIME. (The scripts' ARGV
--- loops are bounded by #KEYS, so it never reads as a job.)
+-- every script is an offset in ms added to TIME: 0, except in tests, which move the store's
+-- clock so on servers whose time they cannot fake. (The scripts' ARGV loops are bounded by
+-- #KEYS, so it never reads as a job.)
 
 local function now_ms()
-  local c = ARGV[#ARGV]
-  if string.sub(c, 1, 1) == '=' then return tonumber(string.sub(c, 2)) end
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[#ARGV])
 end
 
 -- due_member is the :due member of a job: see the header.

@@ -57,6 +57,9 @@ const (
 	// maxBlock bounds one BLPOP of an idle worker: with ContextTimeoutEnabled go-redis does not
 	// watch cancellations, so a cancelled wait returns within it.
 	maxBlock = time.Second
+	// claimUpkeep is the work a claim may do before it pops: up to 1000 leases taken back
+	// and 1000 scheduled jobs promoted (see claim.lua), counted in jobs for its timeout.
+	claimUpkeep = 2000
 	// blockSlack is how late Redis may end a BLPOP, which it times out in its cron (hz).
 	blockSlack = 100 * time.Millisecond
 	// redriveChunk is how many dead jobs one redrive call takes (see redrive.lua).
@@ -125,18 +128,19 @@ type RedisStore struct {
 	prefix    string
 	retention string // DeadRetention in ms, as the scripts take it
 	block     time.Duration
-	// fake is the store's clock in Unix ms when a test set one (on real servers, whose time
-	// cannot be faked), and 0 otherwise: Redis TIME. Every script takes it as its last ARGV.
-	fake atomic.Int64
+	// offset moves the store's clock: ms added to Redis TIME (and to the instance's, where it
+	// tells a delay), for tests on servers whose time cannot be faked. Always 0 otherwise.
+	// Every script takes it as its last ARGV.
+	offset atomic.Int64
 }
 
-// clock returns the last ARGV of every script: "0" for Redis TIME, or the test's clock.
-func (s *RedisStore) clock() string {
-	if ms := s.fake.Load(); ms != 0 {
-		return "=" + strconv.FormatInt(ms, 10)
-	}
-	return "0"
+// now is the instance's time, moved by the test's offset.
+func (s *RedisStore) now() time.Time {
+	return time.Now().Add(time.Duration(s.offset.Load()) * time.Millisecond)
 }
+
+// clock returns the last ARGV of every script: the offset.
+func (s *RedisStore) clock() int64 { return s.offset.Load() }
 
 var _ Store = (*RedisStore)(nil)
 
@@ -249,12 +253,12 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 	if len(jobs) == 0 {
 		return dup, nil
 	}
-	now := time.Now() // only to turn each RunAt into a delay: the scripts count on Redis's clock
+	now := s.now() // only to tell a delayed job's delay: the scripts count it on Redis's clock
 	gs := groups(len(jobs), func(i int) string { return jobs[i].Queue })
 	calls := make([]*redisclient.ScriptCall, len(gs))
 	for c, g := range gs {
 		q := jobs[g[0]].Queue
-		args := make([]any, 0, 8+len(g)*6)
+		args := make([]any, 0, 8+len(g)*7)
 		args = append(args, 5+len(g), s.key(q, ":due"), s.key(q, ":sched"), s.key(q, ":seq"), s.key(q, ":wake"), s.key(q, ":dead"))
 		for _, i := range g {
 			args = append(args, s.key(q, ":j:"+jobs[i].ID))
@@ -262,13 +266,13 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 		args = append(args, s.retention)
 		for _, i := range g {
 			j := &jobs[i]
-			delay := time.Duration(0)
-			if !j.RunAt.IsZero() {
-				delay = j.RunAt.Sub(now)
+			runAt, delay := j.RunAt, j.Delay
+			if runAt.IsZero() {
+				runAt = now.Add(delay)
 			} else {
-				delay = j.Delay
+				delay = j.RunAt.Sub(now)
 			}
-			args = append(args, j.ID, j.Payload, j.Priority, ms(delay), j.MaxAttempts)
+			args = append(args, j.ID, j.Payload, j.Priority, runAt.UnixMilli(), ms(max(delay, 0)), j.MaxAttempts)
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
@@ -301,7 +305,7 @@ func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.
 		5, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":wake"),
 		s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention, s.clock(),
 	}}
-	if err := s.rc.RunFor(ctx, s.batchTimeout(n), claimScript, []*redisclient.ScriptCall{call}); err != nil {
+	if err := s.rc.RunFor(ctx, s.batchTimeout(n+claimUpkeep), claimScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, err
 	}
 	v, err := call.Cmd.Slice()
