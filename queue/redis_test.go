@@ -330,12 +330,14 @@ func TestRedisWorker(t *testing.T) {
 		}
 		w, stop := startWorker(t, s, WorkerConfig{Queues: map[string]QueueConfig{DefaultQueue: {Handler: h, Concurrency: 8}}})
 		time.Sleep(50 * time.Millisecond) // idle: the worker blocks, then wakes
+		calls := s.Stats().Calls
 		enqueue(t, q, make([]Job, n)...)
 		select {
 		case <-all:
 		case <-time.After(10 * time.Second):
 			t.Fatal("not drained")
 		}
+		t.Logf("%.2f round trips per job (enqueue, claims, settlements, waits)", float64(s.Stats().Calls-calls)/n)
 		stop()
 		for id, c := range seen {
 			assert.Equal(t, 1, c, id)
