@@ -1,0 +1,52 @@
+-- enqueue: stores jobs of one queue, skipping those whose id the queue still holds.
+-- KEYS: due, sched, seq, wake, dead, then the hash of each job.
+-- ARGV: retention ms, then 6 per job: id, payload, priority, runAt ms, delay ms, maxAttempts.
+--   A job with a delay (its runAt is ahead of the instance's clock) is due that long from now
+--   on Redis's clock, so that instance clocks never delay jobs; a job due already is due at
+--   once, and keeps its runAt for the order of due jobs (exact, where a conversion to Redis
+--   time would shift it by each call's latency).
+-- Returns one integer per job: 1 for a duplicate (nothing stored), 0 when stored.
+local due, sched, seqk, wk, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local n = #KEYS - 5
+local retention = tonumber(ARGV[1])
+local now = now_ms()
+local seq = redis.call('INCRBY', seqk, n) - n
+local out, woken, soonest = {}, 0, nil
+for k = 1, n do
+  local jk, a = KEYS[5 + k], 1 + 6 * (k - 1)
+  local id, payload, prio = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local runat, delay, maxatt = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
+  if delay > 0 then runat = now + delay end
+  -- A job that exists (waiting, running, or dead within its retention) makes a duplicate. A
+  -- dead one past its retention whose hash has not expired yet is gone already.
+  local f = redis.call('HMGET', jk, 'm', 'x') -- m: every job has one
+  if f[2] and now - tonumber(f[2]) > retention then
+    redis.call('DEL', jk)
+    redis.call('ZREM', dead, id)
+    f[1] = false
+  end
+  if f[1] then
+    out[k] = 1
+  else
+    out[k] = 0
+    if prio == 0 then
+      redis.call('HSET', jk, 'p', payload, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
+    else
+      redis.call('HSET', jk, 'p', payload, 'q', prio, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
+    end
+    if delay <= 0 then
+      redis.call('ZADD', due, -prio, due_member(runat, seq + k, id))
+      woken = woken + 1
+    else
+      redis.call('ZADD', sched, runat, id)
+      if not soonest or runat < soonest then soonest = runat end
+    end
+  end
+end
+if woken == 0 and soonest then
+  -- A delayed job that is now the first to come: waiters must shorten their wait for it.
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if tonumber(first[2]) == soonest then woken = 1 end
+end
+if woken > 0 then wake(wk, woken) end
+return out
