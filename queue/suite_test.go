@@ -275,12 +275,13 @@ func TestContractWait(t *testing.T) {
 	})
 }
 
-// assertWaited checks a wait of want: exact in a synctest bubble; on a real clock, up to 50ms
-// (Redis hands out blocked replies in its event loop) plus the scheduler's noise later.
+// assertWaited checks a wait of want: exact in a synctest bubble; on a real clock, up to
+// 300ms later (Redis hands out blocked replies in its event loop, and a loaded CI machine
+// schedules late).
 func assertWaited(t *testing.T, want, got time.Duration, msg string) {
 	t.Helper()
 	assert.GreaterOrEqual(t, got, want-2*time.Millisecond, msg) // ms rounding of store times
-	assert.LessOrEqual(t, got, want+50*time.Millisecond, msg)
+	assert.LessOrEqual(t, got, want+300*time.Millisecond, msg)
 }
 
 // assertStats checks stats, their Lag as a wait (real time passes between the calls of a

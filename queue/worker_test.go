@@ -199,16 +199,18 @@ func TestWorkerLeaseExtended(t *testing.T) {
 	})
 }
 
-// dropExtends is a store whose lease extensions are lost, as when a worker stalls past its
-// lease: the job is claimed by another worker, and the first one must stop.
+// dropExtends is a store whose extensions of the first claim of a job are refused, as when a
+// worker stalled past its lease and another claimed the job: the first one must stop. Later
+// claims (tokens above 1) are extended as usual.
 type dropExtends struct{ *MemoryStore }
 
 func (d dropExtends) backend() backend { return d }
 
 func (d dropExtends) settle(ctx context.Context, ops []op) ([]bool, error) {
+	dropped := func(o op) bool { return o.kind == opExtend && o.token == 1 }
 	var keep []op
 	for _, o := range ops {
-		if o.kind != opExtend {
+		if !dropped(o) {
 			keep = append(keep, o)
 		}
 	}
@@ -216,7 +218,7 @@ func (d dropExtends) settle(ctx context.Context, ops []op) ([]bool, error) {
 	out := make([]bool, len(ops))
 	j := 0
 	for i, o := range ops {
-		if o.kind == opExtend {
+		if dropped(o) {
 			continue // lost: false
 		}
 		out[i] = ok[j]
