@@ -1,7 +1,7 @@
 // Package queue runs heavy work (emails, PDFs, analytics) in background workers, so that an
 // API does the minimum at once and responds: at-least-once jobs with leases, retries, delays,
-// priorities and dead jobs, in process memory today, and shared through Redis by every
-// instance with the RedisStore (in progress).
+// priorities and dead jobs, in process memory ([MemoryStore]) or shared through Redis by every
+// instance ([RedisStore]: any instance enqueues, any worker process runs).
 //
 //	store, _ := queue.NewMemoryStore(queue.MemoryConfig{})
 //	q, _ := queue.New(store, queue.Config{})
@@ -52,6 +52,24 @@
 // A [MemoryStore] is the fake for application tests, with the semantics of every store. Call
 // [Worker.Work] to run the due jobs at a known point instead of running the worker in the
 // background, and move time in a testing/synctest bubble to reach delayed jobs and retries.
+//
+// # Backends
+//
+// Both stores keep one contract, tested by one suite on memory, miniredis, Redis, Cluster and
+// Sentinel. The RedisStore runs each operation as one Lua script under the queue's hash tag
+// (one round trip per enqueue batch, claim batch and settlement batch; a Worker coalesces the
+// settlements of its runs), reads time from Redis TIME only, and has no goroutine. An idle
+// Worker blocks on Redis (BLPOP, at most a second at a time) rather than polling: that holds
+// one pooled connection per queue it serves, so give the client a PoolSize of at least the
+// number of queues plus a few for claims and settlements.
+//
+// # Redis keys
+//
+// Every key of queue q starts with Prefix+"{"+q+"}:" (one Cluster slot per queue): :due,
+// :sched, :run and :dead are sorted sets of job IDs by state, :seq counts enqueues, :wake wakes
+// idle workers, and :j:<id> is a job's hash (payload, priority, attempts, token, times). A dead
+// job's hash expires DeadRetention after its death. Keep Redis's maxmemory-policy at
+// noeviction: an evicted job is lost.
 //
 // # Observability
 //
