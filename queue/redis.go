@@ -109,10 +109,8 @@ type RedisConfig struct {
 // in-flight jobs are a sorted set, not a list.
 //
 // Memory: a pending job costs one hash (its payload and a few short fields) and one sorted-set
-// entry: about 290 bytes plus the payload and twice the ID with the default Prefix, so about
-// 380 bytes for a 36-byte payload and a generated ID (measured on Redis 7.0 by
-// TestRedisMemoryPerJob). Set maxmemory-policy to noeviction: an evicted job
-// is lost.
+// entry (benchmarks/README.md has the bytes per job, measured by TestRedisMemoryPerJob). Set
+// maxmemory-policy to noeviction: an evicted job is lost.
 //
 // Waiting: an idle worker blocks on BLPOP of the queue's wake-up list (no polling), at most 1s
 // per command (so a cancelled wait ends within it), and for no longer than until the queue's
