@@ -176,6 +176,10 @@ func defaultBackoff(n int) time.Duration {
 type run struct {
 	claimed
 	cancel context.CancelCauseFunc
+	// until is when the lease surely ends on this instance's clock (Unix ns): the time a claim
+	// or an extension was sent, plus Lease. Past it without a successful extension (the store
+	// cannot be reached), the run is stopped: another worker may be running the job.
+	until atomic.Int64
 	// state: 0 running, 1 finished (its outcome is being settled), 2 lease lost, 3 released
 	// by the shutdown
 	state atomic.Int32
@@ -255,6 +259,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 		}
 		// A claim in flight when ctx ends completes: its jobs are given back at once rather
 		// than left to wait for their leases.
+		sent := time.Now()
 		got, err := w.store.claim(context.WithoutCancel(ctx), name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
 		if err == nil && ctx.Err() != nil {
 			w.giveBack(got)
@@ -278,7 +283,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			<-slots
 		}
 		for _, c := range got {
-			w.start(jobs, &w.runs, qc, c, func() { <-slots })
+			w.start(jobs, &w.runs, qc, c, sent, func() { <-slots })
 		}
 		if len(got) == 0 {
 			if err := w.store.wait(ctx, name, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
@@ -290,8 +295,9 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 }
 
 // start runs the claimed job c on a goroutine of wg, which calls done when the run is over.
-func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig, c claimed, done func()) {
+func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig, c claimed, sent time.Time, done func()) {
 	r := &run{claimed: c}
+	r.until.Store(sent.Add(w.cfg.Lease).UnixNano())
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
 	w.mu.Lock()
@@ -335,13 +341,14 @@ func (w *Worker) Work(ctx context.Context) (int, error) {
 		ran := 0
 		for _, name := range w.queues {
 			qc := w.cfg.Queues[name]
+			sent := time.Now()
 			got, err := w.store.claim(ctx, name, qc.Concurrency, w.cfg.Lease, w.cfg.MaxInterrupted)
 			if err != nil {
 				return n, err
 			}
 			var wg sync.WaitGroup
 			for _, c := range got {
-				w.start(ctx, &wg, qc, c, func() {})
+				w.start(ctx, &wg, qc, c, sent, func() {})
 			}
 			wg.Wait()
 			ran += len(got)
@@ -455,14 +462,21 @@ func (w *Worker) extendLoop(ctx context.Context) {
 		if len(ops) == 0 {
 			continue
 		}
+		sent := time.Now()
 		ok, err := w.settleMany(context.WithoutCancel(ctx), ops)
 		if err != nil {
-			w.storeFailed(err) // the next tick tries again, within the lease
-			continue
+			w.storeFailed(err) // the next tick tries again, while the leases last
 		}
 		for i, r := range runs {
-			if !ok[i] && r.state.CompareAndSwap(0, 2) {
-				r.cancel(ErrLeaseLost)
+			switch {
+			case err == nil && ok[i]:
+				r.until.Store(sent.Add(w.cfg.Lease).UnixNano())
+			case err == nil, time.Now().UnixNano() >= r.until.Load():
+				// Refused: another claim holds the job. Or unanswered past the lease:
+				// another worker may hold it. Either way this run must stop.
+				if r.state.CompareAndSwap(0, 2) {
+					r.cancel(ErrLeaseLost)
+				}
 			}
 		}
 	}

@@ -1,0 +1,132 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outgrow/outgrow/internal/redistest"
+)
+
+// TestFleetRunsEachJobOnce: three instances, each with its own client and store over the same
+// Redis, work one queue that a fourth fills: every job runs, once.
+func TestFleetRunsEachJobOnce(t *testing.T) {
+	eachRedis(t, func(t *testing.T, _ *RedisStore, b redistest.Backend) {
+		store := func() *RedisStore {
+			s, err := NewRedisStore(b.NewClient(t), testConfig(b))
+			require.NoError(t, err)
+			return s
+		}
+		var mu sync.Mutex
+		runs := map[string]int{}
+		h := func(_ context.Context, d *Delivery) error {
+			mu.Lock()
+			runs[d.ID]++
+			mu.Unlock()
+			return nil
+		}
+		for range 3 {
+			startWorker(t, store(), WorkerConfig{IdleWait: 200 * time.Millisecond,
+				Queues: map[string]QueueConfig{"fleet": {Handler: h, Concurrency: 4}}})
+		}
+		q := newQueue(t, store())
+		const n = 300
+		for i := 0; i < n; i += 50 {
+			batch := make([]Job, 50)
+			for k := range batch {
+				batch[k] = Job{ID: fmt.Sprint("job-", i+k), Queue: "fleet"}
+			}
+			enqueue(t, q, batch...)
+		}
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(runs) == n
+		}, 20*time.Second, 10*time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // a duplicate run would show by now
+		mu.Lock()
+		for id, c := range runs {
+			assert.Equal(t, 1, c, id)
+		}
+		mu.Unlock()
+		st, err := q.QueueStats(context.Background(), "fleet")
+		require.NoError(t, err)
+		assert.Equal(t, QueueStats{}, st)
+	})
+}
+
+// TestFleetPartitionedWorker: a worker cut off from Redis (its traffic blackholed) stops its
+// run once its lease is surely over, another instance runs the job within about the lease,
+// and when the first one's traffic flows again it can record nothing for the job.
+func TestFleetPartitionedWorker(t *testing.T) {
+	for _, k := range redistest.Kinds() {
+		if k != redistest.Miniredis && k != redistest.Redis {
+			continue // a proxy in front of one server
+		}
+		t.Run(string(k), func(t *testing.T) {
+			b := redistest.Open(t, k)
+			addr := b.Client.(*redis.Client).Options().Addr
+			proxy := redistest.StartProxy(t, addr)
+			cfg := testConfig(b)
+			cfg.Timeout, cfg.Logger = 200*time.Millisecond, quiet
+			viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+			t.Cleanup(func() { _ = viaProxy.Close() })
+			cut, err := NewRedisStore(viaProxy, cfg)
+			require.NoError(t, err)
+			healthy, err := NewRedisStore(b.NewClient(t), cfg)
+			require.NoError(t, err)
+
+			const lease = time.Second
+			started := make(chan struct{}, 1)
+			stopped := make(chan error, 1)
+			a, stopA := startWorker(t, cut, WorkerConfig{Lease: lease, ShutdownTimeout: time.Second,
+				Queues: map[string]QueueConfig{"jobs": {Handler: func(ctx context.Context, d *Delivery) error {
+					started <- struct{}{}
+					<-ctx.Done()
+					stopped <- context.Cause(ctx)
+					return ctx.Err()
+				}}}})
+			q := newQueue(t, healthy)
+			enqueue(t, q, Job{ID: "report", Queue: "jobs"})
+			<-started
+			proxy.Blackhole(true)
+			t0 := time.Now()
+
+			done := make(chan time.Duration, 1)
+			b2, _ := startWorker(t, healthy, WorkerConfig{Lease: lease, IdleWait: 100 * time.Millisecond,
+				Queues: map[string]QueueConfig{"jobs": {Handler: func(context.Context, *Delivery) error {
+					done <- time.Since(t0)
+					return nil
+				}}}})
+			select {
+			case err := <-stopped:
+				assert.ErrorIs(t, err, ErrLeaseLost)
+				assert.Less(t, time.Since(t0), lease+lease/2, "stopped once the lease was surely over")
+			case <-time.After(5 * time.Second):
+				t.Fatal("the cut-off worker's run was not stopped")
+			}
+			select {
+			case took := <-done:
+				assert.Less(t, took, lease+1500*time.Millisecond, "run again within about the lease")
+			case <-time.After(10 * time.Second):
+				t.Fatal("the job was not run again")
+			}
+			proxy.Blackhole(false)
+			proxy.Cut()
+			stopA()
+			assert.Equal(t, uint64(1), a.Stats().LeaseLost)
+			assert.Zero(t, a.Stats().Released, "nothing of the job is its to give back")
+			require.Eventually(t, func() bool { return b2.Stats().Succeeded == 1 }, 5*time.Second, 5*time.Millisecond,
+				"the handler returned: its ack follows")
+			st, err := q.QueueStats(context.Background(), "jobs")
+			require.NoError(t, err)
+			assert.Equal(t, QueueStats{}, st, "done once, nothing left")
+		})
+	}
+}
