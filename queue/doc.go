@@ -18,7 +18,8 @@
 // worker claims a job under a lease (WorkerConfig.Lease, 30 s) and extends it while the
 // handler runs, so a long job stays one worker's. Each claim carries a fencing token: once a
 // lease is lost (the worker stalled past it and another claimed the job), the first worker's
-// handler context ends with ErrLeaseLost and nothing it reports is recorded. A worker that
+// handler context ends with ErrLeaseLost and nothing it reports is recorded; a worker cut off
+// from the store stops its runs the same way once their leases are surely over. A worker that
 // dies leaves its jobs to be claimed again when their leases expire; such interrupted runs use
 // no attempt, but a job interrupted MaxInterrupted times (3) is dead, so a job that kills its
 // workers does not loop forever.
