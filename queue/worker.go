@@ -231,6 +231,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// claimWindow is how long a dispatcher with a backlog waits for more free slots before it
+// claims: a few runs' worth of a quick handler, small against a job's latency.
+const claimWindow = 2 * time.Millisecond
+
 // errShutdown is the cause of the cancellation of the jobs still running at the end of
 // ShutdownTimeout.
 var errShutdown = errors.New("queue: worker shutting down")
@@ -240,14 +244,22 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 	qc := w.cfg.Queues[name]
 	slots := make(chan struct{}, qc.Concurrency)
 	pause := 10 * time.Millisecond
+	backlog := false // the last claim took all it asked for: more jobs are waiting
 	for ctx.Err() == nil {
-		// Wait for a free slot, then claim as many jobs as there are free slots.
+		// Wait for a free slot, then claim as many jobs as there are free slots. With a
+		// backlog, wait up to claimWindow for half the slots, so that busy queues claim in
+		// batches rather than a round trip per job.
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		free := 1
+		var window <-chan time.Time
+		if backlog && qc.Concurrency > 1 {
+			window = time.After(claimWindow)
+		}
+	gather:
 		for free < qc.Concurrency {
 			select {
 			case slots <- struct{}{}:
@@ -255,7 +267,17 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 				continue
 			default:
 			}
-			break
+			if window == nil || free >= (qc.Concurrency+1)/2 {
+				break
+			}
+			select {
+			case slots <- struct{}{}:
+				free++
+			case <-window:
+				break gather
+			case <-ctx.Done():
+				break gather
+			}
 		}
 		// A claim in flight when ctx ends completes: its jobs are given back at once rather
 		// than left to wait for their leases.
@@ -279,6 +301,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 		}
 		w.storeAnswered()
 		pause = 10 * time.Millisecond
+		backlog = len(got) == free
 		for range free - len(got) {
 			<-slots
 		}
