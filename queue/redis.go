@@ -252,9 +252,8 @@ split:
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
-	dup := make([]bool, len(jobs))
 	if len(jobs) == 0 {
-		return dup, nil
+		return nil, nil
 	}
 	now := s.now() // only to tell a delayed job's delay: the scripts count it on Redis's clock
 	gs := groups(len(jobs), func(i int) string { return jobs[i].Queue })
@@ -279,19 +278,26 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
-	if err := s.rc.RunFor(ctx, s.batchTimeout(len(jobs)), enqueueScript, calls); err != nil {
+	return s.runGroups(ctx, enqueueScript, "enqueue", len(jobs), gs, calls)
+}
+
+// runGroups runs calls, one per group of the n items of a batch (gs), and returns for each
+// item whether its script answered 1 for it.
+func (s *RedisStore) runGroups(ctx context.Context, script *redisclient.Script, name string, n int, gs [][]int, calls []*redisclient.ScriptCall) ([]bool, error) {
+	if err := s.rc.RunFor(ctx, s.batchTimeout(n), script, calls); err != nil {
 		return nil, err
 	}
+	out := make([]bool, n)
 	for c, g := range gs {
 		v, err := calls[c].Cmd.Int64Slice()
 		if err != nil || len(v) != len(g) {
-			return nil, badReply("enqueue", err)
+			return nil, badReply(name, err)
 		}
 		for k, i := range g {
-			dup[i] = v[k] == 1
+			out[i] = v[k] == 1
 		}
 	}
-	return dup, nil
+	return out, nil
 }
 
 // badReply reports a script reply that the store cannot read: never expected, but not a
@@ -343,9 +349,8 @@ func str(v any) string {
 }
 
 func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
-	ok := make([]bool, len(ops))
 	if len(ops) == 0 {
-		return ok, nil
+		return nil, nil
 	}
 	gs := groups(len(ops), func(i int) string { return ops[i].queue })
 	calls := make([]*redisclient.ScriptCall, len(gs))
@@ -363,19 +368,7 @@ func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
-	if err := s.rc.RunFor(ctx, s.batchTimeout(len(ops)), settleScript, calls); err != nil {
-		return nil, err
-	}
-	for c, g := range gs {
-		v, err := calls[c].Cmd.Int64Slice()
-		if err != nil || len(v) != len(g) {
-			return nil, badReply("settle", err)
-		}
-		for k, i := range g {
-			ok[i] = v[k] == 1
-		}
-	}
-	return ok, nil
+	return s.runGroups(ctx, settleScript, "settle", len(ops), gs, calls)
 }
 
 func (s *RedisStore) wait(ctx context.Context, queue string, timeout time.Duration) error {
