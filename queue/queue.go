@@ -24,11 +24,12 @@ type Hooks struct {
 	OnEnqueue func(ctx context.Context, queue, id string)
 	// OnStart precedes each run of a handler.
 	OnStart func(ctx context.Context, d *Delivery)
-	// OnDone follows each run that ended with the handler's return (or panic): err is what it
-	// returned, nil on success; retryAt is when the job runs again, zero when it is done or
-	// dead.
+	// OnDone follows each run whose outcome the store recorded, once it did: err is what the
+	// handler returned (or its panic), nil on success; retryAt is when the job runs again,
+	// zero when it is done or dead. ctx is the run's, without its cancellation.
 	OnDone func(ctx context.Context, d *Delivery, took time.Duration, err error, retryAt time.Time)
 	// OnLeaseLost follows each run whose lease the worker lost: its outcome was not recorded.
+	// ctx is the run's, without its cancellation when the loss showed at the settlement.
 	OnLeaseLost func(ctx context.Context, d *Delivery)
 }
 

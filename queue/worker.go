@@ -91,6 +91,7 @@ type Worker struct {
 	settles    chan settleReq
 	background context.Context // settlements of finished runs: they must reach the store
 	replies    sync.Pool       // chan settleReply, empty, for settleMany
+	pending    sync.WaitGroup  // settlements sent by settleAsync, not yet answered
 
 	startedN, succeeded, failed, retried, dead, panics, lost, released atomic.Uint64
 	inFlight                                                           atomic.Int64
@@ -226,6 +227,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	timer.Stop()
 	stopExtender()
 	extender.Wait()
+	w.pending.Wait()
 	stopSettler()
 	settler.Wait()
 	return nil
@@ -374,6 +376,7 @@ func (w *Worker) Work(ctx context.Context) (int, error) {
 				w.start(ctx, &wg, qc, c, sent, func() {})
 			}
 			wg.Wait()
+			w.pending.Wait() // their outcomes are in the store before the next claim
 			ran += len(got)
 		}
 		if n += ran; ran == 0 {
@@ -413,30 +416,36 @@ func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
 		o.delay = max(0, w.cfg.Backoff(d.Attempt))
 		retryAt = time.Now().Add(o.delay)
 	}
-	ok, serr := w.settle(w.background, o)
-	switch {
-	case serr != nil:
-		// The store did not answer: the lease will expire and the job run again.
-		w.storeFailed(serr)
-		w.lost.Add(1)
-		return
-	case !ok:
-		w.leaseLost(ctx, r, &d)
-		return
-	}
-	switch o.kind {
-	case opAck:
-		w.succeeded.Add(1)
-	case opRetry:
-		w.failed.Add(1)
-		w.retried.Add(1)
-	case opDead:
-		w.failed.Add(1)
-		w.dead.Add(1)
-	}
-	if h := w.cfg.Hooks.OnDone; h != nil {
-		h(ctx, &d, took, err, retryAt)
-	}
+	// The settlement goes out with others (one round trip for many runs) while the slot is
+	// freed at once; the hooks then see the run's context without its cancellation.
+	hctx := context.WithoutCancel(ctx)
+	w.pending.Add(1)
+	w.settleAsync(o, func(ok bool, serr error) {
+		defer w.pending.Done()
+		switch {
+		case serr != nil:
+			// The store did not answer: the lease will expire and the job run again.
+			w.storeFailed(serr)
+			w.lost.Add(1)
+			return
+		case !ok:
+			w.leaseLost(hctx, r, &d)
+			return
+		}
+		switch o.kind {
+		case opAck:
+			w.succeeded.Add(1)
+		case opRetry:
+			w.failed.Add(1)
+			w.retried.Add(1)
+		case opDead:
+			w.failed.Add(1)
+			w.dead.Add(1)
+		}
+		if h := w.cfg.Hooks.OnDone; h != nil {
+			h(hctx, &d, took, err, retryAt)
+		}
+	})
 }
 
 // call runs the handler, turning a panic into an error.
@@ -546,24 +555,15 @@ func (w *Worker) giveBack(got []claimed) {
 	}
 }
 
-// settleReq is a settlement waiting for the settle loop.
+// settleReq is a settlement waiting for the settle loop, which calls done with the result.
 type settleReq struct {
-	ops   []op
-	reply chan settleReply
+	ops  []op
+	done func(ok []bool, err error)
 }
 
 type settleReply struct {
 	ok  []bool
 	err error
-}
-
-// settle settles one op through the settle loop, which batches the settlements of all runs.
-func (w *Worker) settle(ctx context.Context, o op) (bool, error) {
-	ok, err := w.settleMany(ctx, []op{o})
-	if err != nil {
-		return false, err
-	}
-	return ok[0], nil
 }
 
 func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
@@ -576,8 +576,9 @@ func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
 	if reply == nil {
 		reply = make(chan settleReply, 1)
 	}
+	req := settleReq{ops: ops, done: func(ok []bool, err error) { reply <- settleReply{ok, err} }}
 	select {
-	case w.settles <- settleReq{ops: ops, reply: reply}:
+	case w.settles <- req:
 	case <-ctx.Done():
 		w.replies.Put(reply)
 		return nil, ctx.Err()
@@ -587,8 +588,24 @@ func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
 	return r.ok, r.err
 }
 
-// settleLoop sends the settlements waiting, together, until ctx ends and none is left.
+// settleAsync settles o and calls done with the result, without waiting for it unless the
+// store is a MemoryStore (then at once, on this goroutine).
+func (w *Worker) settleAsync(o op, done func(ok bool, err error)) {
+	if _, local := w.store.(*MemoryStore); local {
+		ok, err := w.store.settle(w.background, []op{o})
+		done(err == nil && ok[0], err)
+		return
+	}
+	w.settles <- settleReq{ops: []op{o}, done: func(ok []bool, err error) { done(err == nil && ok[0], err) }}
+}
+
+// settleLoop sends the settlements waiting, together, until ctx ends and none is left. It
+// lingers up to settleLinger for more after the first of a batch: settlements of finished
+// runs do not hold a slot, so waiting costs no throughput, and it turns a round trip per run
+// into one per batch.
 func (w *Worker) settleLoop(ctx context.Context) {
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		var batch []settleReq
 		select {
@@ -597,30 +614,42 @@ func (w *Worker) settleLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		n := len(batch[0].ops)
+		linger.Reset(settleLinger)
 	more:
-		for len(batch) < 256 {
+		for n < maxSettleBatch {
 			select {
 			case req := <-w.settles:
 				batch = append(batch, req)
-			default:
+				n += len(req.ops)
+			case <-linger.C:
 				break more
 			}
 		}
-		var ops []op
+		linger.Stop()
+		ops := make([]op, 0, n)
 		for _, req := range batch {
 			ops = append(ops, req.ops...)
 		}
-		ok, err := w.store.settle(context.WithoutCancel(ctx), ops)
+		ok, err := w.store.settle(w.background, ops)
 		for _, req := range batch {
 			if err != nil {
-				req.reply <- settleReply{err: err}
+				req.done(nil, err)
 				continue
 			}
-			req.reply <- settleReply{ok: ok[:len(req.ops):len(req.ops)]}
+			req.done(ok[:len(req.ops):len(req.ops)], nil)
 			ok = ok[len(req.ops):]
 		}
 	}
 }
+
+const (
+	// settleLinger is how long the settle loop waits for more settlements to send with the
+	// first of a batch.
+	settleLinger = time.Millisecond
+	// maxSettleBatch bounds the ops of one settlement call.
+	maxSettleBatch = 256
+)
 
 func (w *Worker) storeFailed(err error) {
 	if w.failing.CompareAndSwap(false, true) {
