@@ -31,7 +31,8 @@
 //
 // Job IDs are idempotency keys: enqueuing an ID the store still holds (waiting, running or
 // dead) stores nothing and says so (Enqueued.Duplicate), so a request retried after a timeout
-// enqueues its job once.
+// enqueues its job once. Job.UniqueKey goes further: one job per key for Job.UniqueFor, done
+// or not.
 //
 // # Order and waiting
 //
@@ -68,7 +69,7 @@
 //
 // Every key of queue q starts with Prefix+"{"+q+"}:" (one Cluster slot per queue): :due,
 // :sched, :run and :dead are sorted sets of job IDs by state, :seq counts enqueues, :wake wakes
-// idle workers, and :j:<id> is a job's hash (payload, priority, attempts, token, times). A dead
+// idle workers, :u:<key> holds a UniqueKey until it expires, and :j:<id> is a job's hash (payload, priority, attempts, token, times). A dead
 // job's hash expires DeadRetention after its death. Keep Redis's maxmemory-policy at
 // noeviction: an evicted job is lost.
 //

@@ -1,21 +1,27 @@
--- enqueue: stores jobs of one queue, skipping those whose id the queue still holds.
--- KEYS: due, sched, seq, wake, dead, then the hash of each job.
--- ARGV: retention ms, then 6 per job: id, payload, priority, runAt ms, delay ms, maxAttempts.
+-- enqueue: stores jobs of one queue, skipping those whose id the queue still holds, and those
+-- whose UniqueKey another job of the queue holds.
+-- KEYS: due, sched, seq, wake, dead, then 2 per job: its hash, and its unique key
+--   (P{q}:u:<UniqueKey>; P{q}:u: for a job without one, never written).
+-- ARGV: retention ms, then 7 per job: id, payload, priority, runAt ms, delay ms, maxAttempts,
+--   uniqueFor ms (0: no UniqueKey).
+--   A unique key holds its expiry (ms, Redis time) and expires with it: an expiry passed
+--   (by the test clock's offset too) frees the key even before Redis drops it.
 --   A job with a delay (its runAt is ahead of the instance's clock) is due that long from now
 --   on Redis's clock, so that instance clocks never delay jobs; a job due already is due at
 --   once, and keeps its runAt for the order of due jobs (exact, where a conversion to Redis
 --   time would shift it by each call's latency).
 -- Returns one integer per job: 1 for a duplicate (nothing stored), 0 when stored.
 local due, sched, seqk, wk, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local n = #KEYS - 5
+local n = (#KEYS - 5) / 2
 local retention = tonumber(ARGV[1])
 local now = now_ms()
 local seq = redis.call('INCRBY', seqk, n) - n
 local out, woken, soonest = {}, 0, nil
 for k = 1, n do
-  local jk, a = KEYS[5 + k], 1 + 6 * (k - 1)
+  local jk, uk, a = KEYS[4 + 2 * k], KEYS[5 + 2 * k], 1 + 7 * (k - 1)
   local id, payload, prio = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local runat, delay, maxatt = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
+  local uniquefor = tonumber(ARGV[a + 7])
   if delay > 0 then runat = now + delay end
   -- A job that exists (waiting, running, or dead within its retention) makes a duplicate. A
   -- dead one past its retention whose hash has not expired yet is gone already.
@@ -24,6 +30,14 @@ for k = 1, n do
     redis.call('DEL', jk)
     redis.call('ZREM', dead, id)
     f[1] = false
+  end
+  if not f[1] and uniquefor > 0 then
+    local held = redis.call('GET', uk)
+    if held and tonumber(held) > now then
+      f[1] = true -- another job holds the key: a duplicate
+    else
+      redis.call('SET', uk, now + uniquefor, 'PX', uniquefor)
+    end
   end
   if f[1] then
     out[k] = 1

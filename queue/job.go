@@ -10,8 +10,8 @@ import (
 // value of every other field is a default.
 type Job struct {
 	// ID names the job, and is its idempotency key: enqueuing an ID that the store still holds
-	// (waiting, running or dead) stores nothing and reports Enqueued.Duplicate. At most 128
-	// bytes. Default: a random ID.
+	// (waiting, running or dead) stores nothing and reports Enqueued.Duplicate. It names a
+	// Redis key: keep secrets out of it. At most 128 bytes. Default: a random ID.
 	ID string
 	// Queue is the queue the job waits in; workers serve queues by name. Letters, digits, '-',
 	// '_', '.' and ':', at most 64 bytes. Default: "default".
@@ -28,6 +28,13 @@ type Job struct {
 	Priority int
 	// MaxAttempts is how many times the handler may fail before the job is dead. Default: 25.
 	MaxAttempts int
+	// UniqueKey makes the job one of a kind in its queue for UniqueFor from its enqueue: while
+	// that lasts, a job with the same UniqueKey is not stored (Enqueued.Duplicate), whether
+	// the first is waiting, running or done ("one digest per user per hour"). It names a Redis
+	// key: keep secrets out of it. At most 128 bytes. Default: "" (none).
+	UniqueKey string
+	// UniqueFor is how long UniqueKey holds. Required with UniqueKey.
+	UniqueFor time.Duration
 }
 
 // Enqueued reports what Enqueue did with a job.
@@ -135,6 +142,12 @@ func (j Job) normalize(now time.Time, newID func() string) (Job, error) {
 		return j, invalid("Delay", j.Delay, "is negative")
 	case j.MaxAttempts < 0:
 		return j, invalid("MaxAttempts", j.MaxAttempts, "is negative")
+	case len(j.UniqueKey) > maxIDLen:
+		return j, invalid("UniqueKey", len(j.UniqueKey), "bytes is more than 128")
+	case j.UniqueFor < 0:
+		return j, invalid("UniqueFor", j.UniqueFor, "is negative")
+	case j.UniqueKey != "" && j.UniqueFor < time.Millisecond:
+		return j, invalid("UniqueFor", j.UniqueFor, "is less than 1ms with a UniqueKey")
 	}
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = DefaultMaxAttempts

@@ -11,6 +11,7 @@
 --   P{q}:dead   ZSET of the dead jobs, by death time ms.
 --   P{q}:seq    counter of enqueues: the tiebreak of jobs due at the same ms.
 --   P{q}:wake   LIST of a few wake-up tokens: idle workers BLPOP it.
+--   P{q}:u:<k>  STRING: the expiry (ms) of UniqueKey k, which expires with it.
 --   P{q}:j:<id> HASH of one job. Short field names save ~40 bytes a job:
 --     p payload, q priority (absent: 0), m maxAttempts, a attempts (failed runs; absent: 0),
 --     d deliveries (claims; absent: 0), i interrupted runs (absent: 0), t fencing token

@@ -77,6 +77,10 @@ type memQueue struct {
 	run   jobHeap // claimed, by lease deadline
 	dead  []*memJob
 	wake  chan struct{} // closed when a job may have become due; nil while nobody waits
+	// unique holds the UniqueKeys in force, until when; expired ones are swept once the map
+	// doubles since the last sweep.
+	unique  map[string]time.Time
+	sweepAt int
 }
 
 // memJob is a job in a MemoryStore.
@@ -143,6 +147,30 @@ func (q *memQueue) advance(now time.Time, maxInterrupted int, retention time.Dur
 	q.dead = q.dead[i:]
 }
 
+// holdUnique takes j's UniqueKey until now+UniqueFor, and reports false if another job holds
+// it. q.mu is held.
+func (q *memQueue) holdUnique(j *Job, now time.Time) bool {
+	if j.UniqueKey == "" {
+		return true
+	}
+	if until, ok := q.unique[j.UniqueKey]; ok && now.Before(until) {
+		return false
+	}
+	if q.unique == nil {
+		q.unique = map[string]time.Time{}
+	}
+	if len(q.unique) >= q.sweepAt {
+		for k, until := range q.unique {
+			if !now.Before(until) {
+				delete(q.unique, k)
+			}
+		}
+		q.sweepAt = max(64, 2*len(q.unique))
+	}
+	q.unique[j.UniqueKey] = now.Add(j.UniqueFor)
+	return true
+}
+
 // kill makes j dead. j is in no heap; q.mu is held.
 func (q *memQueue) kill(j *memJob, now time.Time, why string) {
 	j.lastErr, j.diedAt = why, now
@@ -156,7 +184,7 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 		j := &jobs[i]
 		q := s.queue(j.Queue)
 		q.mu.Lock()
-		if _, ok := q.jobs[j.ID]; ok {
+		if _, ok := q.jobs[j.ID]; ok || !q.holdUnique(j, now) {
 			dup[i] = true
 			q.mu.Unlock()
 			continue

@@ -260,10 +260,10 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 	calls := make([]*redisclient.ScriptCall, len(gs))
 	for c, g := range gs {
 		q := jobs[g[0]].Queue
-		args := make([]any, 0, 8+len(g)*7)
-		args = append(args, 5+len(g), s.key(q, ":due"), s.key(q, ":sched"), s.key(q, ":seq"), s.key(q, ":wake"), s.key(q, ":dead"))
+		args := make([]any, 0, 8+len(g)*9)
+		args = append(args, 5+2*len(g), s.key(q, ":due"), s.key(q, ":sched"), s.key(q, ":seq"), s.key(q, ":wake"), s.key(q, ":dead"))
 		for _, i := range g {
-			args = append(args, s.key(q, ":j:"+jobs[i].ID))
+			args = append(args, s.key(q, ":j:"+jobs[i].ID), s.key(q, ":u:"+jobs[i].UniqueKey))
 		}
 		args = append(args, s.retention)
 		for _, i := range g {
@@ -274,7 +274,11 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 			} else {
 				delay = j.RunAt.Sub(now)
 			}
-			args = append(args, j.ID, j.Payload, j.Priority, runAt.UnixMilli(), ms(max(delay, 0)), j.MaxAttempts)
+			var uniqueFor time.Duration
+			if j.UniqueKey != "" {
+				uniqueFor = j.UniqueFor
+			}
+			args = append(args, j.ID, j.Payload, j.Priority, runAt.UnixMilli(), ms(max(delay, 0)), j.MaxAttempts, ms(uniqueFor))
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}

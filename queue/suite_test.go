@@ -357,3 +357,53 @@ func TestQueueHooks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"<nil> default a", "<nil> emails b", "req default c"}, seen)
 }
+
+// TestContractUnique: a UniqueKey keeps other jobs with it out for UniqueFor, whether the
+// first is waiting or done, within one batch too; jobs without one are not concerned.
+func TestContractUnique(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		ctx := context.Background()
+		digest := func(id string) Job { return Job{ID: id, UniqueKey: "digest:42", UniqueFor: time.Hour} }
+		out := enqueue(t, q, digest("a"), digest("b"), Job{ID: "plain"}, Job{ID: "other", UniqueKey: "digest:7", UniqueFor: time.Hour})
+		assert.Equal(t, []bool{false, true, false, false}, []bool{out[0].Duplicate, out[1].Duplicate, out[2].Duplicate, out[3].Duplicate})
+		assert.Equal(t, "b", out[1].ID)
+		got := claimIDs(t, s, DefaultQueue, 10)
+		require.Len(t, got, 3)
+		for _, c := range got {
+			ok, err := s.backend().settle(ctx, []op{{kind: opAck, queue: DefaultQueue, id: c.ID, token: c.token}})
+			require.NoError(t, err)
+			require.True(t, ok[0])
+		}
+		assert.True(t, enqueue(t, q, digest("c"))[0].Duplicate, "done, and the key still holds")
+		other, err := q.Enqueue(ctx, Job{ID: "d", Queue: "elsewhere", UniqueKey: "digest:42", UniqueFor: time.Hour})
+		require.NoError(t, err)
+		assert.False(t, other.Duplicate, "keys are per queue")
+		advance(time.Hour + time.Second)
+		assert.False(t, enqueue(t, q, digest("e"))[0].Duplicate, "the key expired")
+		assert.Equal(t, []string{"e"}, ids(claimIDs(t, s, DefaultQueue, 10)))
+
+		for _, bad := range []Job{{UniqueKey: "k"}, {UniqueKey: "k", UniqueFor: -time.Second}, {UniqueKey: string(make([]byte, 129)), UniqueFor: time.Hour}} {
+			_, err := q.Enqueue(ctx, bad)
+			assert.ErrorIs(t, err, ErrInvalidJob)
+		}
+	})
+}
+
+// TestMemoryUniqueKeysSwept: expired UniqueKeys do not pile up in a MemoryStore.
+func TestMemoryUniqueKeysSwept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := NewMemoryStore(MemoryConfig{})
+		require.NoError(t, err)
+		q, err := New(s, Config{})
+		require.NoError(t, err)
+		for round := range 10 {
+			for i := range 100 {
+				enqueue(t, q, Job{UniqueKey: fmt.Sprint(round, "-", i), UniqueFor: time.Second})
+			}
+			time.Sleep(2 * time.Second)
+		}
+		assert.LessOrEqual(t, len(s.queue(DefaultQueue).unique), 200, "at most the live keys and one round before a sweep")
+	})
+}
