@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -455,5 +456,27 @@ func TestContractDeadExpiredNotDuplicate(t *testing.T) {
 		got := claimIDs(t, s, DefaultQueue, 10)
 		require.Len(t, got, 1)
 		assert.Equal(t, 1, got[0].Attempt, "a new job")
+	})
+}
+
+// TestContractPriorityExtremes: a delivery carries its job's priority as given, whatever the
+// int (on Redis the order is exact only where a float64 holds it).
+func TestContractPriorityExtremes(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
+		q := newQueue(t, s)
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "min", Priority: math.MinInt64}, Job{ID: "max", Priority: math.MaxInt64},
+			Job{ID: "odd", Priority: 1<<53 + 1})
+		got := claimIDs(t, s, DefaultQueue, 10)
+		require.Equal(t, []string{"max", "odd", "min"}, ids(got))
+		assert.Equal(t, math.MaxInt64, got[0].Priority)
+		assert.Equal(t, 1<<53+1, got[1].Priority)
+		assert.Equal(t, math.MinInt64, got[2].Priority)
+		_, err := s.backend().settle(ctx, []op{{kind: opDead, queue: DefaultQueue, id: "max", token: got[0].token, err: "e"}})
+		require.NoError(t, err)
+		dead, err := q.Dead(ctx, DefaultQueue, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Equal(t, math.MaxInt64, dead[0].Priority)
 	})
 }
