@@ -7,7 +7,7 @@
 -- before the script pops them).
 -- Work per call is bounded: at most 1000 expired leases taken back and 1000 scheduled jobs
 -- promoted, then n jobs popped, each in O(log N).
--- Returns {deadline ms, then 9 fields per job: id, payload, priority, attempts, maxAttempts,
+-- Returns {deadline ms, then 9 fields per job: id, payload, priority (a decimal string), attempts, maxAttempts,
 --   deliveries, enqueuedAt ms, runAt ms, token}.
 local due, sched, run, dead, wk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jp, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -58,7 +58,7 @@ if n > 0 then
       redis.call('HSET', jk, 'd', d, 't', t)
       redis.call('ZADD', run, deadline, id)
       local m = #out
-      out[m + 1], out[m + 2], out[m + 3], out[m + 4] = id, f[1], tonumber(f[2]) or 0, tonumber(f[3]) or 0
+      out[m + 1], out[m + 2], out[m + 3], out[m + 4] = id, f[1], f[2] or '0', tonumber(f[3]) or 0
       out[m + 5], out[m + 6], out[m + 7] = tonumber(f[4]) or 0, d, tonumber(f[6]) or 0
       out[m + 8], out[m + 9] = tonumber(f[7]) or 0, t
     end

@@ -20,6 +20,8 @@ local out, woken, soonest = {}, 0, nil
 for k = 1, n do
   local jk, uk, a = KEYS[4 + 2 * k], KEYS[5 + 2 * k], 1 + 7 * (k - 1)
   local id, payload, prio = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  -- The priority is kept as given: a Lua number (a float64) would round it, and overflow an
+  -- integer reply past 2^63. Only the score, which orders, is a float.
   local runat, delay, maxatt = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6]
   local uniquefor = tonumber(ARGV[a + 7])
   if delay > 0 then runat = now + delay end
@@ -46,7 +48,7 @@ for k = 1, n do
     if prio == 0 then
       redis.call('HSET', jk, 'p', payload, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
     else
-      redis.call('HSET', jk, 'p', payload, 'q', prio, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
+      redis.call('HSET', jk, 'p', payload, 'q', ARGV[a + 3], 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
     end
     if delay <= 0 then
       redis.call('ZADD', due, -prio, due_member(runat, seq + k, id))

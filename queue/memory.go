@@ -124,9 +124,10 @@ func (q *memQueue) makeDue(j *memJob, now time.Time) {
 	q.due.push(j)
 }
 
-// advance takes back expired leases (dead after maxInterrupted interruptions) and makes due
-// the scheduled jobs whose time came. q.mu is held.
-func (q *memQueue) advance(now time.Time, maxInterrupted int, retention time.Duration) {
+// takeBack takes back expired leases (dead after maxInterrupted interruptions): claims only,
+// as on Redis, so that until a claim an expired lease stays its worker's (it may extend it)
+// and counts as running. q.mu is held.
+func (q *memQueue) takeBack(now time.Time, maxInterrupted int) {
 	for len(q.run.items) > 0 && !q.run.items[0].deadline.After(now) {
 		j := q.run.pop()
 		j.interrupted++
@@ -136,6 +137,11 @@ func (q *memQueue) advance(now time.Time, maxInterrupted int, retention time.Dur
 		}
 		q.due.push(j)
 	}
+}
+
+// advance makes due the scheduled jobs whose time came and forgets the dead jobs past the
+// retention. q.mu is held.
+func (q *memQueue) advance(now time.Time, retention time.Duration) {
 	for len(q.sched.items) > 0 && !q.sched.items[0].RunAt.After(now) {
 		q.due.push(q.sched.pop())
 	}
@@ -184,6 +190,9 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 		j := &jobs[i]
 		q := s.queue(j.Queue)
 		q.mu.Lock()
+		if old := q.jobs[j.ID]; old != nil && !old.diedAt.IsZero() && now.Sub(old.diedAt) > s.cfg.DeadRetention {
+			q.advance(now, s.cfg.DeadRetention) // a dead job past its retention is gone
+		}
 		if _, ok := q.jobs[j.ID]; ok || !q.holdUnique(j, now) {
 			dup[i] = true
 			q.mu.Unlock()
@@ -207,7 +216,8 @@ func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.D
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := time.Now()
-	q.advance(now, maxInterrupted, s.cfg.DeadRetention)
+	q.takeBack(now, maxInterrupted)
+	q.advance(now, s.cfg.DeadRetention)
 	out := make([]claimed, 0, min(n, len(q.due.items)))
 	for len(out) < n && len(q.due.items) > 0 {
 		j := q.due.pop()
@@ -305,7 +315,7 @@ func (s *MemoryStore) stats(_ context.Context, queue string) (QueueStats, error)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := time.Now()
-	q.advance(now, 0, s.cfg.DeadRetention)
+	q.advance(now, s.cfg.DeadRetention)
 	st := QueueStats{Due: len(q.due.items), Scheduled: len(q.sched.items), Running: len(q.run.items), Dead: len(q.dead)}
 	for _, j := range q.due.items {
 		st.Lag = max(st.Lag, now.Sub(j.RunAt))
@@ -317,7 +327,7 @@ func (s *MemoryStore) dead(_ context.Context, queue string, limit int) ([]DeadJo
 	q := s.queue(queue)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.advance(time.Now(), 0, s.cfg.DeadRetention)
+	q.advance(time.Now(), s.cfg.DeadRetention)
 	out := make([]DeadJob, 0, min(limit, len(q.dead)))
 	for i := len(q.dead) - 1; i >= 0 && len(out) < limit; i-- {
 		j := q.dead[i]
@@ -334,7 +344,7 @@ func (s *MemoryStore) redrive(_ context.Context, queue string, ids []string) (in
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := time.Now()
-	q.advance(now, 0, s.cfg.DeadRetention)
+	q.advance(now, s.cfg.DeadRetention)
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true

@@ -330,7 +330,7 @@ func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.
 	for f := v[1:]; len(f) >= 9; f = f[9:] {
 		out = append(out, claimed{
 			Delivery: Delivery{
-				ID: str(f[0]), Queue: queue, Payload: []byte(str(f[1])), Priority: int(num(f[2])),
+				ID: str(f[0]), Queue: queue, Payload: []byte(str(f[1])), Priority: int(numStr(f[2])),
 				Attempt: int(num(f[3])) + 1, MaxAttempts: int(num(f[4])), Deliveries: int(num(f[5])),
 				EnqueuedAt: time.UnixMilli(num(f[6])), RunAt: time.UnixMilli(num(f[7])),
 			},
@@ -344,6 +344,13 @@ func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.
 // num and str read the fields of a script's reply (integers and bulk strings).
 func num(v any) int64 {
 	n, _ := v.(int64)
+	return n
+}
+
+// numStr reads an integer that a script returns as a decimal string (one that a Lua number
+// would round).
+func numStr(v any) int64 {
+	n, _ := strconv.ParseInt(str(v), 10, 64)
 	return n
 }
 
@@ -473,7 +480,7 @@ func (s *RedisStore) dead(ctx context.Context, queue string, limit int) ([]DeadJ
 	for f := v; len(f) >= 10; f = f[10:] {
 		out = append(out, DeadJob{
 			Delivery: Delivery{
-				ID: str(f[0]), Queue: queue, Payload: []byte(str(f[1])), Priority: int(num(f[2])),
+				ID: str(f[0]), Queue: queue, Payload: []byte(str(f[1])), Priority: int(numStr(f[2])),
 				Attempt: int(num(f[3])), MaxAttempts: int(num(f[4])), Deliveries: int(num(f[5])),
 				EnqueuedAt: time.UnixMilli(num(f[6])), RunAt: time.UnixMilli(num(f[7])),
 			},

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -405,5 +406,77 @@ func TestMemoryUniqueKeysSwept(t *testing.T) {
 			time.Sleep(2 * time.Second)
 		}
 		assert.LessOrEqual(t, len(s.queue(DefaultQueue).unique), 200, "at most the live keys and one round before a sweep")
+	})
+}
+
+// TestContractExpiredLeaseUntilClaim: an expired lease stays the worker's until a claim takes
+// it back: QueueStats, Dead and Redrive count it running and leave it (the worker may still
+// extend it), and only claims count interruptions toward MaxInterrupted.
+func TestContractExpiredLeaseUntilClaim(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q := newQueue(t, s)
+		b := s.backend()
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "j"})
+		for round := 1; round <= 3; round++ {
+			c, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+			require.NoError(t, err)
+			require.Len(t, c, 1, "round %d", round)
+			advance(2 * time.Second)
+			st, err := q.QueueStats(ctx, DefaultQueue)
+			require.NoError(t, err)
+			assert.Equal(t, QueueStats{Running: 1}, st, "round %d", round)
+			_, err = q.Dead(ctx, DefaultQueue, 10)
+			require.NoError(t, err)
+			_, err = q.Redrive(ctx, DefaultQueue)
+			require.NoError(t, err)
+			ok, err := b.settle(ctx, []op{{kind: opExtend, queue: DefaultQueue, id: "j", token: c[0].token, lease: time.Second}})
+			require.NoError(t, err)
+			assert.True(t, ok[0], "round %d: no claim took the lease back", round)
+			advance(2 * time.Second)
+		}
+		none, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		require.NoError(t, err)
+		assert.Empty(t, none, "dead after 3 interruptions")
+	})
+}
+
+// TestContractDeadExpiredNotDuplicate: a dead job past its retention does not make its ID a
+// duplicate, with no other call to the store in between.
+func TestContractDeadExpiredNotDuplicate(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, advance func(time.Duration)) {
+		q := newQueue(t, s)
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "x"}, Job{ID: "y", Queue: "other"})
+		c := claimIDs(t, s, DefaultQueue, 1)
+		_, err := s.backend().settle(ctx, []op{{kind: opDead, queue: DefaultQueue, id: "x", token: c[0].token, err: "e"}})
+		require.NoError(t, err)
+		advance(DefaultDeadRetention + time.Second)
+		assert.False(t, enqueue(t, q, Job{ID: "x"})[0].Duplicate)
+		got := claimIDs(t, s, DefaultQueue, 10)
+		require.Len(t, got, 1)
+		assert.Equal(t, 1, got[0].Attempt, "a new job")
+	})
+}
+
+// TestContractPriorityExtremes: a delivery carries its job's priority as given, whatever the
+// int (on Redis the order is exact only where a float64 holds it).
+func TestContractPriorityExtremes(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
+		q := newQueue(t, s)
+		ctx := context.Background()
+		enqueue(t, q, Job{ID: "min", Priority: math.MinInt64}, Job{ID: "max", Priority: math.MaxInt64},
+			Job{ID: "odd", Priority: 1<<53 + 1})
+		got := claimIDs(t, s, DefaultQueue, 10)
+		require.Equal(t, []string{"max", "odd", "min"}, ids(got))
+		assert.Equal(t, math.MaxInt64, got[0].Priority)
+		assert.Equal(t, 1<<53+1, got[1].Priority)
+		assert.Equal(t, math.MinInt64, got[2].Priority)
+		_, err := s.backend().settle(ctx, []op{{kind: opDead, queue: DefaultQueue, id: "max", token: got[0].token, err: "e"}})
+		require.NoError(t, err)
+		dead, err := q.Dead(ctx, DefaultQueue, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		assert.Equal(t, math.MaxInt64, dead[0].Priority)
 	})
 }

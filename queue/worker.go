@@ -220,9 +220,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-timer.C:
-		w.releaseAll(context.WithoutCancel(ctx))
+		// Stop the rest, and give their jobs back once their handlers returned: given back
+		// earlier, a job could start on another worker while its handler here still runs.
+		stopped := w.stopAll()
 		stopJobs(errShutdown)
 		<-done
+		w.release(context.WithoutCancel(ctx), stopped)
 	}
 	timer.Stop()
 	stopExtender()
@@ -514,20 +517,31 @@ func (w *Worker) extendLoop(ctx context.Context) {
 	}
 }
 
-// releaseAll gives back the jobs still running at the end of the shutdown.
-func (w *Worker) releaseAll(ctx context.Context) {
+// stopAll marks the runs still going at the end of the shutdown as released, so that their
+// outcomes are not recorded, cancels them, and returns them.
+func (w *Worker) stopAll() []*run {
 	var runs []*run
-	var ops []op
 	w.mu.Lock()
 	for r := range w.running {
 		if r.state.CompareAndSwap(0, 3) {
 			runs = append(runs, r)
-			ops = append(ops, op{kind: opRelease, queue: r.Queue, id: r.ID, token: r.token})
 		}
 	}
 	w.mu.Unlock()
-	if len(ops) == 0 {
+	for _, r := range runs {
+		r.cancel(errShutdown)
+	}
+	return runs
+}
+
+// release gives back the jobs of runs stopped by the shutdown, once their handlers returned.
+func (w *Worker) release(ctx context.Context, runs []*run) {
+	if len(runs) == 0 {
 		return
+	}
+	ops := make([]op, len(runs))
+	for i, r := range runs {
+		ops[i] = op{kind: opRelease, queue: r.Queue, id: r.ID, token: r.token}
 	}
 	ok, err := w.settleMany(ctx, ops)
 	if err != nil {

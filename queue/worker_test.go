@@ -373,3 +373,35 @@ func TestJSONHandler(t *testing.T) {
 	assert.Equal(t, "b", dead[0].ID)
 	assert.Contains(t, dead[0].LastError, "decoding the payload")
 }
+
+// TestWorkerShutdownNoOverlap: a job given back at the end of ShutdownTimeout is not claimed
+// by another worker while the handler of the stopping worker still runs: it is released once
+// that handler returned (here it takes 100ms to stop after its context ends).
+func TestWorkerShutdownNoOverlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, q := newMemQueue(t)
+		var running, overlaps, runs atomic.Int32
+		h := func(ctx context.Context, d *Delivery) error {
+			if running.Add(1) > 1 {
+				overlaps.Add(1)
+			}
+			defer running.Add(-1)
+			if runs.Add(1) > 1 {
+				return nil
+			}
+			<-ctx.Done()
+			time.Sleep(100 * time.Millisecond) // cleanup before returning
+			return ctx.Err()
+		}
+		enqueue(t, q, Job{ID: "j"})
+		cfg := WorkerConfig{ShutdownTimeout: time.Second, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h}}}
+		w1, stop1 := startWorker(t, s, cfg)
+		synctest.Wait()
+		w2, _ := startWorker(t, s, cfg)
+		stop1()
+		time.Sleep(time.Second)
+		assert.Zero(t, overlaps.Load(), "the job ran on two workers at once")
+		assert.Equal(t, uint64(1), w1.Stats().Released)
+		assert.Equal(t, uint64(1), w2.Stats().Succeeded)
+	})
+}
