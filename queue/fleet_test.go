@@ -107,13 +107,15 @@ func TestFleetPartitionedWorker(t *testing.T) {
 			select {
 			case err := <-stopped:
 				assert.ErrorIs(t, err, ErrLeaseLost)
-				assert.Less(t, time.Since(t0), lease+lease/2, "stopped once the lease was surely over")
+				// At the lease's end on this instance's clock (a timer), plus scheduling on a busy
+				// machine.
+				assert.Less(t, time.Since(t0), lease+time.Second, "stopped once the lease was surely over")
 			case <-time.After(5 * time.Second):
 				t.Fatal("the cut-off worker's run was not stopped")
 			}
 			select {
 			case took := <-done:
-				assert.Less(t, took, lease+1500*time.Millisecond, "run again within about the lease")
+				assert.Less(t, took, lease+2*time.Second, "run again within about the lease")
 			case <-time.After(10 * time.Second):
 				t.Fatal("the job was not run again")
 			}

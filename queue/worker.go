@@ -181,6 +181,9 @@ type run struct {
 	// or an extension was sent, plus Lease. Past it without a successful extension (the store
 	// cannot be reached), the run is stopped: another worker may be running the job.
 	until atomic.Int64
+	// expiry stops the run at until when the store cannot be reached (stores other than a
+	// MemoryStore, which always answers); nil otherwise.
+	expiry *time.Timer
 	// state: 0 running, 1 finished (its outcome is being settled), 2 lease lost, 3 released
 	// by the shutdown
 	state atomic.Int32
@@ -328,6 +331,9 @@ func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig,
 	r.until.Store(sent.Add(w.cfg.Lease).UnixNano())
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
+	if _, local := w.store.(*MemoryStore); !local {
+		r.expiry = time.AfterFunc(time.Until(sent.Add(w.cfg.Lease)), func() { w.expire(r) })
+	}
 	w.mu.Lock()
 	w.running[r] = struct{}{}
 	w.mu.Unlock()
@@ -339,6 +345,9 @@ func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig,
 			delete(w.running, r)
 			w.mu.Unlock()
 			w.inFlight.Add(-1)
+			if r.expiry != nil {
+				r.expiry.Stop()
+			}
 			cancel(nil)
 			done()
 		}()
@@ -506,6 +515,9 @@ func (w *Worker) extendLoop(ctx context.Context) {
 			switch {
 			case err == nil && ok[i]:
 				r.until.Store(sent.Add(w.cfg.Lease).UnixNano())
+				if r.expiry != nil {
+					r.expiry.Reset(time.Until(sent.Add(w.cfg.Lease)))
+				}
 			case err == nil, time.Now().UnixNano() >= r.until.Load():
 				// Refused: another claim holds the job. Or unanswered past the lease:
 				// another worker may hold it. Either way this run must stop.
@@ -514,6 +526,13 @@ func (w *Worker) extendLoop(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// expire stops r if its lease is surely over: no extension was answered in time.
+func (w *Worker) expire(r *run) {
+	if time.Now().UnixNano() >= r.until.Load() && r.state.CompareAndSwap(0, 2) {
+		r.cancel(ErrLeaseLost)
 	}
 }
 

@@ -405,3 +405,40 @@ func TestWorkerShutdownNoOverlap(t *testing.T) {
 		assert.Equal(t, uint64(1), w2.Stats().Succeeded)
 	})
 }
+
+// stalledExtends is a store whose extensions hang for a minute and then fail, as when the
+// network to Redis blackholes: nothing comes back before the lease ends.
+type stalledExtends struct{ *MemoryStore }
+
+func (s stalledExtends) backend() backend { return s }
+
+func (s stalledExtends) settle(ctx context.Context, ops []op) ([]bool, error) {
+	for _, o := range ops {
+		if o.kind == opExtend {
+			time.Sleep(time.Minute)
+			return nil, ErrUnavailable
+		}
+	}
+	return s.MemoryStore.settle(ctx, ops)
+}
+
+// TestWorkerStopsAtLeaseEnd: a run whose extensions get no answer stops when its lease ends
+// on this instance's clock, not when the store finally answers.
+func TestWorkerStopsAtLeaseEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, q := newMemQueue(t)
+		stopped := make(chan time.Duration, 1)
+		t0 := time.Now()
+		_, stop := startWorker(t, stalledExtends{mem}, WorkerConfig{Lease: 3 * time.Second, ShutdownTimeout: time.Second,
+			Queues: map[string]QueueConfig{DefaultQueue: {Handler: func(ctx context.Context, d *Delivery) error {
+				<-ctx.Done()
+				if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+					stopped <- time.Since(t0)
+				}
+				return ctx.Err()
+			}}}})
+		enqueue(t, q, Job{ID: "j"})
+		assert.Equal(t, 3*time.Second, <-stopped, "at the lease's end")
+		stop()
+	})
+}
