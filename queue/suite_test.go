@@ -276,15 +276,16 @@ func TestContractWait(t *testing.T) {
 	})
 }
 
-// assertWaited checks a wait of want: exact in a synctest bubble; on a real clock, up to
-// 300ms later (Redis hands out blocked replies in its event loop, and a loaded CI machine
-// schedules late).
+// assertWaited checks a wait of want: exact in a synctest bubble; on a real clock, up to a
+// second later (Redis hands out blocked replies in its event loop, and a loaded CI machine
+// running packages side by side schedules late; the waits checked are an hour long when they
+// fail).
 func assertWaited(t *testing.T, want, got time.Duration, msg string) {
 	t.Helper()
 	// Early by up to 50ms: a delay counts on the store's clock from inside the enqueue call,
 	// before the test reads its own clock when the call returns.
 	assert.GreaterOrEqual(t, got, want-50*time.Millisecond, msg)
-	assert.LessOrEqual(t, got, want+300*time.Millisecond, msg)
+	assert.LessOrEqual(t, got, want+time.Second, msg)
 }
 
 // assertStats checks stats, their Lag as a wait (real time passes between the calls of a
