@@ -200,7 +200,7 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 		}
 		q.seq++
 		mj := &memJob{seq: q.seq, Delivery: Delivery{
-			ID: j.ID, Queue: j.Queue, Payload: slices.Clone(j.Payload), Priority: j.Priority,
+			ID: j.ID, Queue: j.Queue, Payload: append([]byte{}, j.Payload...), Priority: j.Priority, // never nil, as from Redis
 			MaxAttempts: j.MaxAttempts, EnqueuedAt: now, RunAt: j.RunAt,
 		}}
 		q.jobs[j.ID] = mj

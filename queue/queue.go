@@ -118,15 +118,24 @@ func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, e
 }
 
 // Redrive makes the dead jobs of queue named by ids due again now, with their attempts reset,
-// and returns how many it found. With no ids it redrives every dead job of queue.
+// and returns how many it found. With no ids it does nothing: see RedriveAll.
 func (q *Queue) Redrive(ctx context.Context, queue string, ids ...string) (int, error) {
 	if !validName(queue, maxQueueLen) {
 		return 0, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
 	}
 	if len(ids) == 0 {
-		ids = nil // all
+		return 0, nil
 	}
 	return q.store.redrive(ctx, queue, ids)
+}
+
+// RedriveAll makes every dead job of queue due again now, with its attempts reset, and returns
+// how many there were.
+func (q *Queue) RedriveAll(ctx context.Context, queue string) (int, error) {
+	if !validName(queue, maxQueueLen) {
+		return 0, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	return q.store.redrive(ctx, queue, nil)
 }
 
 // Stats counts what this Queue did since New: a snapshot, a plain value.

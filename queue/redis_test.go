@@ -242,7 +242,7 @@ func TestRedisRedriveAll(t *testing.T) {
 	}
 	_, err = s.settle(ctx, ops)
 	require.NoError(t, err)
-	n, err := q.Redrive(ctx, DefaultQueue)
+	n, err := q.RedriveAll(ctx, DefaultQueue)
 	require.NoError(t, err)
 	assert.Equal(t, 1200, n)
 	st, err := q.QueueStats(ctx, DefaultQueue)

@@ -62,7 +62,7 @@ type WorkerConfig struct {
 type WorkerStats struct {
 	Started   uint64 // runs started
 	Succeeded uint64 // runs that succeeded
-	Failed    uint64 // runs that failed (Retried + Dead, and failures whose lease was lost)
+	Failed    uint64 // runs whose failure the store recorded: Retried + Dead
 	Retried   uint64 // failed runs whose job runs again later
 	Dead      uint64 // failed runs that ended their job
 	Panics    uint64 // runs that panicked (counted in Failed too)
@@ -405,9 +405,6 @@ func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
 		ctx, stop = context.WithTimeout(ctx, qc.Timeout)
 		defer stop()
 	}
-	if h := w.cfg.Hooks.OnStart; h != nil {
-		h(ctx, &d)
-	}
 	t0 := time.Now()
 	err := w.call(ctx, qc.Handler, &d)
 	took := time.Since(t0)
@@ -438,7 +435,7 @@ func (w *Worker) execute(ctx context.Context, qc QueueConfig, r *run) {
 		case serr != nil:
 			// The store did not answer: the lease will expire and the job run again.
 			w.storeFailed(serr)
-			w.lost.Add(1)
+			w.leaseLost(hctx, r, &d)
 			return
 		case !ok:
 			w.leaseLost(hctx, r, &d)
@@ -469,6 +466,9 @@ func (w *Worker) call(ctx context.Context, h Handler, d *Delivery) (err error) {
 			err = fmt.Errorf("queue: handler panicked: %v", p)
 		}
 	}()
+	if on := w.cfg.Hooks.OnStart; on != nil {
+		on(ctx, d) // inside the recover: a panicking hook fails the run, not the process
+	}
 	return h(ctx, d)
 }
 

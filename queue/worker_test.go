@@ -442,3 +442,24 @@ func TestWorkerStopsAtLeaseEnd(t *testing.T) {
 		stop()
 	})
 }
+
+// TestWorkerHookPanics: a panicking OnStart hook fails the run; the process goes on.
+func TestWorkerHookPanics(t *testing.T) {
+	s, q := newMemQueue(t)
+	var ran atomic.Bool
+	w, err := NewWorker(s, WorkerConfig{Logger: quiet, Hooks: Hooks{OnStart: func(context.Context, *Delivery) { panic("hook") }},
+		Queues: map[string]QueueConfig{DefaultQueue: {Handler: func(_ context.Context, d *Delivery) error {
+			ran.Store(true)
+			return nil
+		}}}})
+	require.NoError(t, err)
+	enqueue(t, q, Job{ID: "j", MaxAttempts: 1})
+	_, err = w.Work(context.Background())
+	require.NoError(t, err)
+	assert.False(t, ran.Load())
+	assert.Equal(t, uint64(1), w.Stats().Panics)
+	dead, err := q.Dead(context.Background(), DefaultQueue, 1)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].LastError, "panicked: hook")
+}
