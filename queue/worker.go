@@ -77,6 +77,7 @@ type WorkerStats struct {
 // safe for concurrent use.
 type Worker struct {
 	store  backend
+	local  bool // store is a MemoryStore: it always answers, at once, so nothing is batched or timed
 	cfg    WorkerConfig
 	logger *slog.Logger
 	queues []string
@@ -160,7 +161,8 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Worker{store: store.backend(), cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256),
+	_, local := store.backend().(*MemoryStore)
+	return &Worker{store: store.backend(), local: local, cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256),
 		running: map[*run]struct{}{}, background: context.Background()}, nil
 }
 
@@ -331,7 +333,7 @@ func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig,
 	r.until.Store(sent.Add(w.cfg.Lease).UnixNano())
 	ctx, cancel := context.WithCancelCause(jobs)
 	r.cancel = cancel
-	if _, local := w.store.(*MemoryStore); !local {
+	if !w.local {
 		r.expiry = time.AfterFunc(time.Until(sent.Add(w.cfg.Lease)), func() { w.expire(r) })
 	}
 	w.mu.Lock()
@@ -600,7 +602,7 @@ type settleReply struct {
 }
 
 func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
-	if _, local := w.store.(*MemoryStore); local {
+	if w.local {
 		// Nothing to save by batching in process memory: a settlement costs less than the
 		// trip through the settle loop.
 		return w.store.settle(ctx, ops)
@@ -624,7 +626,7 @@ func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
 // settleAsync settles o and calls done with the result, without waiting for it unless the
 // store is a MemoryStore (then at once, on this goroutine).
 func (w *Worker) settleAsync(o op, done func(ok bool, err error)) {
-	if _, local := w.store.(*MemoryStore); local {
+	if w.local {
 		ok, err := w.store.settle(w.background, []op{o})
 		done(err == nil && ok[0], err)
 		return
