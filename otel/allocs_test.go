@@ -12,6 +12,7 @@ import (
 
 	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/cache"
+	"github.com/outgrow/outgrow/queue"
 	"github.com/outgrow/outgrow/ratelimit"
 )
 
@@ -79,4 +80,20 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 	require.Equal(t, uint64(1), rc.Stats().LocalHits)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = rc.Get(ctx, "k") }), "L1 hit over Redis")
 	assert.Equal(t, uint64(102), rc.Stats().LocalHits, "every Get was an L1 hit")
+}
+
+// TestQueueHooksAllocateNothing: the queue hooks measure with attribute sets built once per
+// queue, not per call.
+func TestQueueHooksAllocateNothing(t *testing.T) {
+	h := newHarness(t)
+	hooks := h.tel.QueueHooks(queue.Hooks{})
+	ctx := context.Background()
+	d := &queue.Delivery{Queue: "emails"}
+	hooks.OnEnqueue(ctx, "emails", "id")
+	hooks.OnDone(ctx, d, time.Millisecond, nil, time.Time{})
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		hooks.OnEnqueue(ctx, "emails", "id")
+		hooks.OnDone(ctx, d, time.Millisecond, nil, time.Time{})
+		hooks.OnLeaseLost(ctx, d)
+	}))
 }

@@ -22,6 +22,29 @@ const (
 	AttrJobState = attribute.Key("outgrow.queue.state")
 )
 
+// queueSets are the options of one queue's hook measurements, as slices to pass on without
+// allocating: the queue alone, and with each run outcome.
+type queueSets struct {
+	add  []metric.AddOption
+	runs [3][]metric.RecordOption
+}
+
+var runOutcomes = [3]string{"succeeded", "retried", "dead"}
+
+// queueSets returns the options of queue q, built once (a map lookup, not a key built per
+// call).
+func (t *Telemetry) queueSets(q string) *queueSets {
+	if v, ok := t.queues.Load(q); ok {
+		return v.(*queueSets)
+	}
+	n := AttrQueue.String(q)
+	sets := &queueSets{add: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(n))}}
+	for i, o := range runOutcomes {
+		sets.runs[i] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(n, AttrRunOutcome.String(o)))}
+	}
+	return t.cache(&t.queues, q, sets).(*queueSets)
+}
+
 type queueInstruments struct {
 	enqueued, leaseLost metric.Int64Counter
 	runDuration         metric.Float64Histogram
@@ -51,7 +74,7 @@ func (t *Telemetry) QueueHooks(next queue.Hooks) queue.Hooks {
 	in := &t.qu
 	h := next
 	h.OnEnqueue = func(ctx context.Context, q, id string) {
-		in.enqueued.Add(ctx, 1, t.set("queue\x00"+q, AttrQueue.String(q)))
+		in.enqueued.Add(ctx, 1, t.queueSets(q).add...)
 		if span := recordingSpan(ctx); span != nil {
 			span.AddEvent("outgrow.queue.enqueued", trace.WithAttributes(AttrQueue.String(q)))
 		}
@@ -60,21 +83,20 @@ func (t *Telemetry) QueueHooks(next queue.Hooks) queue.Hooks {
 		}
 	}
 	h.OnDone = func(ctx context.Context, d *queue.Delivery, took time.Duration, err error, retryAt time.Time) {
-		outcome := "succeeded"
+		outcome := 0 // succeeded
 		switch {
 		case err != nil && !retryAt.IsZero():
-			outcome = "retried"
+			outcome = 1 // retried
 		case err != nil:
-			outcome = "dead"
+			outcome = 2 // dead
 		}
-		in.runDuration.Record(ctx, took.Seconds(), t.set("queue\x00"+d.Queue+"\x00"+outcome,
-			AttrQueue.String(d.Queue), AttrRunOutcome.String(outcome)))
+		in.runDuration.Record(ctx, took.Seconds(), t.queueSets(d.Queue).runs[outcome]...)
 		if next.OnDone != nil {
 			next.OnDone(ctx, d, took, err, retryAt)
 		}
 	}
 	h.OnLeaseLost = func(ctx context.Context, d *queue.Delivery) {
-		in.leaseLost.Add(ctx, 1, t.set("queue\x00"+d.Queue, AttrQueue.String(d.Queue)))
+		in.leaseLost.Add(ctx, 1, t.queueSets(d.Queue).add...)
 		if next.OnLeaseLost != nil {
 			next.OnLeaseLost(ctx, d)
 		}

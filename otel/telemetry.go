@@ -54,7 +54,8 @@ type Telemetry struct {
 	tracer   trace.Tracer
 	attrs    sync.Map     // string -> metric.MeasurementOption: attributes of rare hook measurements
 	outcomes sync.Map     // breaker name -> *[3][]metric.RecordOption, by outcome
-	cached   atomic.Int64 // entries of attrs and outcomes, at most maxCachedSets
+	queues   sync.Map     // queue name -> *queueSets
+	cached   atomic.Int64 // entries of attrs, outcomes and queues, at most maxCachedSets
 
 	mu       sync.Mutex
 	observed map[string]bool // the ids of what live registrations report (see observe)
