@@ -132,3 +132,30 @@ func TestFleetPartitionedWorker(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisIdleWorkerDoesNotPoll: an idle worker blocks on Redis instead of polling it: over
+// 3 seconds it makes a few calls a second at most (a peek and a bounded BLPOP per second),
+// whatever its concurrency, and a job enqueued then still starts at once.
+func TestRedisIdleWorkerDoesNotPoll(t *testing.T) {
+	eachRedis(t, func(t *testing.T, s *RedisStore, b redistest.Backend) {
+		started := make(chan time.Time, 1)
+		startWorker(t, s, WorkerConfig{Queues: map[string]QueueConfig{"idle": {Concurrency: 50,
+			Handler: func(context.Context, *Delivery) error { started <- time.Now(); return nil }}}})
+		time.Sleep(100 * time.Millisecond) // settled into its wait
+		before := s.Stats().Calls
+		time.Sleep(3 * time.Second)
+		calls := s.Stats().Calls - before
+		t.Logf("%d calls in 3s of idling", calls)
+		assert.LessOrEqual(t, calls, uint64(12), "calls in 3s of idling")
+		other, err := NewRedisStore(b.NewClient(t), testConfig(b))
+		require.NoError(t, err)
+		t0 := time.Now()
+		enqueue(t, newQueue(t, other), Job{Queue: "idle"})
+		select {
+		case at := <-started:
+			assert.Less(t, at.Sub(t0), 500*time.Millisecond, "woken by the enqueue")
+		case <-time.After(5 * time.Second):
+			t.Fatal("the idle worker did not start the job")
+		}
+	})
+}
