@@ -2,6 +2,7 @@ package otel_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -61,17 +62,28 @@ func TestLimiter(t *testing.T) {
 	assert.False(t, seen)
 }
 
+// redisTarget returns the address of the Redis a fault test puts a proxy in front of: the real
+// server of OUTGROW_REDIS_URL when it is set (as in CI), under a key prefix of the test's, else
+// a fresh miniredis.
+func redisTarget(t *testing.T) (addr, prefix string) {
+	if os.Getenv(redistest.EnvURL) == "" {
+		return miniredis.RunT(t).Addr(), "ratelimit:"
+	}
+	b := redistest.Open(t, redistest.Redis)
+	return b.Client.(*redis.Client).Options().Addr, b.Prefix
+}
+
 // TestLimiterRedisOutage: while Redis swallows every request, a Redis-backed limiter reports
 // its store errors, its fallback decisions and the degraded gauge, and adds the fallback event
 // to the span of the request that saw the outage start; when Redis answers again, the gauge
 // falls back to 0 and the event says so.
 func TestLimiterRedisOutage(t *testing.T) {
 	h := newHarness(t)
-	mr := miniredis.RunT(t)
-	proxy := redistest.StartProxy(t, mr.Addr())
+	target, prefix := redisTarget(t)
+	proxy := redistest.StartProxy(t, target)
 	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	store, err := ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Timeout: 50 * time.Millisecond,
+	store, err := ratelimit.NewRedisStore(rdb, ratelimit.RedisConfig{Prefix: prefix, Timeout: 50 * time.Millisecond,
 		RetryInterval: 50 * time.Millisecond, Logger: quiet})
 	require.NoError(t, err)
 	api, err := ratelimit.New(store, ratelimit.Limit{Rate: 100, Period: time.Minute},
