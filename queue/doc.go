@@ -37,10 +37,24 @@
 // # Order and waiting
 //
 // Due jobs of a queue run by Job.Priority (higher first), then by when they became due, then
-// by enqueue order; a delayed job (Job.Delay, Job.RunAt) waits for its time. Each queue has
-// its own Concurrency on a worker. An idle worker does not poll: it waits on the store, woken
-// by the next enqueue or when the next delayed job is due (WorkerConfig.IdleWait bounds one
-// wait).
+// by enqueue order; a delayed job (Job.Delay, Job.RunAt) waits for its time. An idle worker
+// does not poll: it waits on the store, woken by the next enqueue or when the next delayed job
+// is due (WorkerConfig.IdleWait bounds one wait).
+//
+// # Priorities across queues
+//
+// By default each queue has its own QueueConfig.Concurrency on a worker, whatever the others
+// do. With WorkerConfig.Concurrency the queues share that many slots: queues with jobs to run
+// get them in proportion to their QueueConfig.Weight (weighted), or, with
+// WorkerConfig.StrictPriority, by rank: a queue runs only while every queue of higher Weight
+// is empty. Either way a queue with nothing to run leaves its share to the others, a queue's
+// own Concurrency still caps its part, and running jobs are never stopped to make room.
+//
+//	w, _ := queue.NewWorker(store, queue.WorkerConfig{Concurrency: 20, Queues: map[string]queue.QueueConfig{
+//		"critical": {Handler: charge, Weight: 6},
+//		"default":  {Handler: send, Weight: 3},
+//		"low":      {Handler: report, Weight: 1, Concurrency: 5},
+//	}})
 //
 // # Shutdown
 //

@@ -1,12 +1,15 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +26,15 @@ type Handler func(ctx context.Context, d *Delivery) error
 type QueueConfig struct {
 	// Handler runs the queue's jobs. Required.
 	Handler Handler
-	// Concurrency is how many of the queue's jobs run at once on this worker. Default: 10.
+	// Concurrency is how many of the queue's jobs run at once on this worker. Default: 10,
+	// or, when the queues share WorkerConfig.Concurrency, that (this is then a cap on the
+	// queue's part of it).
 	Concurrency int
+	// Weight is the queue's share of WorkerConfig.Concurrency when queues with jobs to run
+	// compete for its slots: a queue of Weight 3 gets three slots for every one of a queue of
+	// Weight 1. With StrictPriority, it is the queue's rank instead. Set it only with
+	// WorkerConfig.Concurrency. Default: 1.
+	Weight int
 	// Timeout bounds one run: its context ends then, and the run fails. Default: 0 (none).
 	Timeout time.Duration
 }
@@ -33,6 +43,16 @@ type QueueConfig struct {
 type WorkerConfig struct {
 	// Queues are the queues the worker serves, by name. Required.
 	Queues map[string]QueueConfig
+	// Concurrency, when set, is how many jobs of all the queues run at once on this worker:
+	// the queues share it by Weight, and a queue with no job to run leaves its share to the
+	// others. Default: 0 (each queue runs its own QueueConfig.Concurrency jobs, whatever the
+	// others do).
+	Concurrency int
+	// StrictPriority makes the queues sharing Concurrency take turns by rank rather than
+	// share by Weight: a free slot goes to a queue of the highest Weight that has jobs to run,
+	// so a queue runs only while every queue of higher Weight is empty (or at its
+	// QueueConfig.Concurrency). Running jobs are never stopped to make room. Default: false.
+	StrictPriority bool
 	// Lease is how long a claimed job is this worker's: the worker extends it every Lease/3
 	// while the handler runs, and if the worker dies, another claims the job about Lease
 	// later. Default: 30s.
@@ -81,6 +101,7 @@ type Worker struct {
 	cfg    WorkerConfig
 	logger *slog.Logger
 	queues []string
+	slots  map[string]*member // each queue's part of the run slots
 
 	mu      sync.Mutex
 	running map[*run]struct{}
@@ -110,23 +131,40 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	if len(cfg.Queues) == 0 {
 		return nil, invalid("Queues", "{}", "is empty")
 	}
+	switch {
+	case cfg.Concurrency < 0:
+		return nil, invalid("Concurrency", cfg.Concurrency, "is negative")
+	case cfg.StrictPriority && cfg.Concurrency == 0:
+		return nil, invalid("StrictPriority", true, "needs Concurrency: the queues share no slots")
+	}
 	qs := make(map[string]QueueConfig, len(cfg.Queues))
 	names := make([]string, 0, len(cfg.Queues))
 	for name, qc := range cfg.Queues {
+		field := fmt.Sprintf("Queues[%q]", name)
 		switch {
 		case !validName(name, maxQueueLen):
 			return nil, invalid("Queues", fmt.Sprintf("%q", name), "is not a queue name")
 		case qc.Handler == nil:
-			return nil, invalid(fmt.Sprintf("Queues[%q].Handler", name), "nil", "is required")
-		case qc.Concurrency < 0 || qc.Timeout < 0:
-			return nil, invalid(fmt.Sprintf("Queues[%q]", name), "", "has a negative Concurrency or Timeout")
+			return nil, invalid(field+".Handler", "nil", "is required")
+		case qc.Concurrency < 0 || qc.Timeout < 0 || qc.Weight < 0:
+			return nil, invalid(field, "", "has a negative Concurrency, Weight or Timeout")
+		case qc.Weight > 0 && cfg.Concurrency == 0:
+			return nil, invalid(field+".Weight", qc.Weight, "needs WorkerConfig.Concurrency: the queues share no slots")
 		}
-		if qc.Concurrency == 0 {
+		switch {
+		case cfg.Concurrency > 0 && (qc.Concurrency == 0 || qc.Concurrency > cfg.Concurrency):
+			qc.Concurrency = cfg.Concurrency
+		case qc.Concurrency == 0:
 			qc.Concurrency = 10
 		}
+		qc.Weight = max(qc.Weight, 1)
 		qs[name] = qc
 		names = append(names, name)
 	}
+	// Work serves the queues in this order: the highest Weight first, then by name.
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(qs[b].Weight-qs[a].Weight, strings.Compare(a, b))
+	})
 	cfg.Queues = qs
 	for _, f := range []struct {
 		name string
@@ -161,9 +199,21 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	var shared *slots
+	if cfg.Concurrency > 0 {
+		shared = newSlots(cfg.Concurrency, cfg.StrictPriority)
+	}
+	members := make(map[string]*member, len(names))
+	for _, name := range names {
+		qc, pool := qs[name], shared
+		if pool == nil {
+			pool = newSlots(qc.Concurrency, false)
+		}
+		members[name] = pool.join(qc.Concurrency, qc.Weight)
+	}
 	_, local := store.backend().(*MemoryStore)
-	return &Worker{store: store.backend(), local: local, cfg: cfg, logger: logger, queues: names, settles: make(chan settleReq, 256),
-		running: map[*run]struct{}{}, background: context.Background()}, nil
+	return &Worker{store: store.backend(), local: local, cfg: cfg, logger: logger, queues: names, slots: members,
+		settles: make(chan settleReq, 256), running: map[*run]struct{}{}, background: context.Background()}, nil
 }
 
 // defaultBackoff is full jitter over min(1h, 1s·2^(n-1)).
@@ -251,43 +301,22 @@ var errShutdown = errors.New("queue: worker shutting down")
 
 // dispatch claims and starts the jobs of one queue while ctx lasts.
 func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string) {
-	qc := w.cfg.Queues[name]
-	slots := make(chan struct{}, qc.Concurrency)
+	qc, slots := w.cfg.Queues[name], w.slots[name]
+	defer slots.idle()
 	pause := 10 * time.Millisecond
 	backlog := false // the last claim took all it asked for: more jobs are waiting
 	for ctx.Err() == nil {
-		// Wait for a free slot, then claim as many jobs as there are free slots. With a
-		// backlog, wait up to claimWindow for half the slots, so that busy queues claim in
-		// batches rather than a round trip per job.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		// Wait for free slots, then claim as many jobs as there are. With a backlog, wait up
+		// to claimWindow for half the queue's slots, so that busy queues claim in batches
+		// rather than a round trip per job (a MemoryStore has no round trip to save).
+		var window time.Duration
+		if backlog && !w.local {
+			window = claimWindow
+		}
+		free := slots.acquire(ctx, (qc.Concurrency+1)/2, window)
+		if ctx.Err() != nil {
+			slots.release(free)
 			return
-		}
-		free := 1
-		var window <-chan time.Time
-		if backlog && qc.Concurrency > 1 {
-			window = time.After(claimWindow)
-		}
-	gather:
-		for free < qc.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				free++
-				continue
-			default:
-			}
-			if window == nil || free >= (qc.Concurrency+1)/2 {
-				break
-			}
-			select {
-			case slots <- struct{}{}:
-				free++
-			case <-window:
-				break gather
-			case <-ctx.Done():
-				break gather
-			}
 		}
 		// A claim in flight when ctx ends completes: its jobs are given back at once rather
 		// than left to wait for their leases.
@@ -298,9 +327,8 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 			got = nil
 		}
 		if err != nil {
-			for range free {
-				<-slots
-			}
+			slots.release(free)
+			slots.idle()
 			if ctx.Err() != nil {
 				return
 			}
@@ -312,11 +340,13 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 		w.storeAnswered()
 		pause = 10 * time.Millisecond
 		backlog = len(got) == free
-		for range free - len(got) {
-			<-slots
+		if !backlog {
+			// The queue is empty for now: the slots it got meanwhile are the others'.
+			slots.release(free - len(got))
+			slots.idle()
 		}
 		for _, c := range got {
-			w.start(jobs, &w.runs, qc, c, sent, func() { <-slots })
+			w.start(jobs, &w.runs, qc, c, sent, func() { slots.release(1) })
 		}
 		if len(got) == 0 {
 			if err := w.store.wait(ctx, name, w.cfg.IdleWait); err != nil && ctx.Err() == nil {
@@ -359,7 +389,8 @@ func (w *Worker) start(jobs context.Context, wg *sync.WaitGroup, qc QueueConfig,
 
 // Work runs the due jobs of the worker's queues until none is due, and returns how many runs
 // it made: for tests, where jobs should run at a known point rather than in the background.
-// Each queue's jobs run Concurrency at a time; a retry whose delay has passed runs too (move
+// It serves the queues by rank, the highest Weight first (a queue's jobs run once those of
+// higher Weight are done, as with StrictPriority), each queue's jobs Concurrency at a time; a retry whose delay has passed runs too (move
 // time forward, in a synctest bubble, to reach later ones). Leases are not extended: keep
 // handlers shorter than Lease. It returns ErrClosed while Run or another Work is running, and
 // ctx's error when it ends first.
@@ -377,6 +408,8 @@ func (w *Worker) Work(ctx context.Context) (int, error) {
 	defer func() { stop(); settler.Wait() }()
 	n := 0
 	for {
+		// One batch of the first queue with due jobs, then from the first queue again: jobs
+		// the batch enqueued on a queue of higher Weight run next.
 		ran := 0
 		for _, name := range w.queues {
 			qc := w.cfg.Queues[name]
@@ -391,7 +424,9 @@ func (w *Worker) Work(ctx context.Context) (int, error) {
 			}
 			wg.Wait()
 			w.pending.Wait() // their outcomes are in the store before the next claim
-			ran += len(got)
+			if ran = len(got); ran > 0 {
+				break
+			}
 		}
 		if n += ran; ran == 0 {
 			return n, ctx.Err()

@@ -306,6 +306,10 @@ func TestWorkerConfigErrors(t *testing.T) {
 		`"bad name"`:                {Queues: map[string]QueueConfig{"bad name": {Handler: h}}},
 		"Lease":                     {Lease: time.Millisecond, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h}}},
 		"ShutdownTimeout":           {ShutdownTimeout: -1, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h}}},
+		"Concurrency":               {Concurrency: -1, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h}}},
+		"StrictPriority":            {StrictPriority: true, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h}}},
+		`Queues["default"].Weight`:  {Queues: map[string]QueueConfig{DefaultQueue: {Handler: h, Weight: 2}}},
+		`Queues["default"]`:         {Concurrency: 4, Queues: map[string]QueueConfig{DefaultQueue: {Handler: h, Weight: -1}}},
 	} {
 		_, err := NewWorker(s, cfg)
 		require.ErrorIs(t, err, ErrInvalidConfig, name)
