@@ -1,16 +1,19 @@
 -- claim: leases up to n due jobs of one queue to a worker.
--- KEYS: due, sched, run, dead, wake.
+-- KEYS: due, sched, run, dead, wake, paused.
 -- ARGV: job key prefix (P{q}:j:), n, lease ms, maxInterrupted (0: no limit), retention ms.
 -- Job hashes are found from the ids in the sets, so they cannot be declared in KEYS: the
 -- script builds their keys from ARGV[1], which carries the queue's hash tag {q}, so every
 -- key it touches is in the slot of KEYS[1] (Cluster routes by KEYS; the ids are unknowable
--- before the script pops them).
+-- before the script pops them). A paused queue gets its upkeep (steps 1 and 2) but no job is
+-- popped.
 -- Work per call is bounded: at most 1000 expired leases taken back and 1000 scheduled jobs
 -- promoted, then n jobs popped, each in O(log N).
 -- Returns {deadline ms, then 9 fields per job: id, payload, priority (a decimal string), attempts, maxAttempts,
 --   deliveries, enqueuedAt ms, runAt ms, token}.
 local due, sched, run, dead, wk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jp, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local paused = redis.call('EXISTS', KEYS[6]) == 1
+if paused then n = 0 end
 local maxint, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 
@@ -64,7 +67,7 @@ if n > 0 then
     end
   end
 end
-if redis.call('ZCARD', due) == 0 then
+if paused or redis.call('ZCARD', due) == 0 then
   redis.call('DEL', wk) -- no job to wake anyone for
 end
 return out

@@ -11,12 +11,15 @@
 --   P{q}:dead   ZSET of the dead jobs, by death time ms.
 --   P{q}:seq    counter of enqueues: the tiebreak of jobs due at the same ms.
 --   P{q}:wake   LIST of a few wake-up tokens: idle workers BLPOP it.
+--   P{q}:paused STRING "1" while the queue is paused: claims pop nothing.
 --   P{q}:u:<k>  STRING: the expiry (ms) of UniqueKey k, which expires with it.
 --   P{q}:j:<id> HASH of one job. Short field names save ~40 bytes a job:
 --     p payload, q priority (absent: 0), m maxAttempts, a attempts (failed runs; absent: 0),
 --     d deliveries (claims; absent: 0), i interrupted runs (absent: 0), t fencing token
 --     (absent: 0), e enqueuedAt ms, r runAt ms, s enqueue sequence, l lastError,
 --     x diedAt ms. A dead job's hash expires DeadRetention after its death (PEXPIREAT).
+-- And one key outside any queue's tag: Pqueues, a SET of the names of the queues enqueued on
+-- (added by the store, not by a script).
 -- Times are Redis TIME in ms; the instance clock never enters a script. The last ARGV of
 -- every script is an offset in ms added to TIME: 0, except in tests, which move the store's
 -- clock so on servers whose time they cannot fake. (The scripts' ARGV loops are bounded by

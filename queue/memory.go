@@ -28,7 +28,7 @@ const DefaultDeadRetention = 7 * 24 * time.Hour
 type MemoryStore struct {
 	cfg    MemoryConfig
 	mu     sync.RWMutex
-	queues map[string]*memQueue
+	byName map[string]*memQueue
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -39,7 +39,7 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if cfg.DeadRetention == 0 {
 		cfg.DeadRetention = DefaultDeadRetention
 	}
-	return &MemoryStore{cfg: cfg, queues: map[string]*memQueue{}}, nil
+	return &MemoryStore{cfg: cfg, byName: map[string]*memQueue{}}, nil
 }
 
 func (s *MemoryStore) backend() backend { return s }
@@ -47,21 +47,21 @@ func (s *MemoryStore) backend() backend { return s }
 // queue returns the queue named name, made on first use.
 func (s *MemoryStore) queue(name string) *memQueue {
 	s.mu.RLock()
-	q := s.queues[name]
+	q := s.byName[name]
 	s.mu.RUnlock()
 	if q != nil {
 		return q
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q = s.queues[name]; q == nil {
+	if q = s.byName[name]; q == nil {
 		q = &memQueue{
 			jobs:  map[string]*memJob{},
 			due:   jobHeap{less: dueFirst},
 			sched: jobHeap{less: func(a, b *memJob) bool { return a.RunAt.Before(b.RunAt) }},
 			run:   jobHeap{less: func(a, b *memJob) bool { return a.deadline.Before(b.deadline) }},
 		}
-		s.queues[name] = q
+		s.byName[name] = q
 	}
 	return q
 }
@@ -77,6 +77,8 @@ type memQueue struct {
 	run   jobHeap // claimed, by lease deadline
 	dead  []*memJob
 	wake  chan struct{} // closed when a job may have become due; nil while nobody waits
+	// paused stops claims; named says a job was enqueued (the queue is listed).
+	paused, named bool
 	// unique holds the UniqueKeys in force, until when; expired ones are swept once the map
 	// doubles since the last sweep.
 	unique  map[string]time.Time
@@ -199,6 +201,7 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 			continue
 		}
 		q.seq++
+		q.named = true
 		mj := &memJob{seq: q.seq, Delivery: Delivery{
 			ID: j.ID, Queue: j.Queue, Payload: append([]byte{}, j.Payload...), Priority: j.Priority, // never nil, as from Redis
 			MaxAttempts: j.MaxAttempts, EnqueuedAt: now, RunAt: j.RunAt,
@@ -218,6 +221,9 @@ func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.D
 	now := time.Now()
 	q.takeBack(now, maxInterrupted)
 	q.advance(now, s.cfg.DeadRetention)
+	if q.paused {
+		n = 0
+	}
 	out := make([]claimed, 0, min(n, len(q.due.items)))
 	for len(out) < n && len(q.due.items) > 0 {
 		j := q.due.pop()
@@ -277,13 +283,13 @@ func (s *MemoryStore) wait(ctx context.Context, queue string, timeout time.Durat
 	q := s.queue(queue)
 	q.mu.Lock()
 	now := time.Now()
-	if len(q.due.items) > 0 {
+	if len(q.due.items) > 0 && !q.paused {
 		q.mu.Unlock()
 		return nil
 	}
 	next := timeout
 	for _, h := range []*jobHeap{&q.sched, &q.run} {
-		if len(h.items) > 0 {
+		if len(h.items) > 0 && !q.paused { // paused: only a resume (or timeout) ends the wait
 			t := h.items[0].RunAt
 			if h == &q.run {
 				t = h.items[0].deadline
@@ -316,7 +322,8 @@ func (s *MemoryStore) stats(_ context.Context, queue string) (QueueStats, error)
 	defer q.mu.Unlock()
 	now := time.Now()
 	q.advance(now, s.cfg.DeadRetention)
-	st := QueueStats{Due: len(q.due.items), Scheduled: len(q.sched.items), Running: len(q.run.items), Dead: len(q.dead)}
+	st := QueueStats{Due: len(q.due.items), Scheduled: len(q.sched.items), Running: len(q.run.items), Dead: len(q.dead),
+		Paused: q.paused}
 	for _, j := range q.due.items {
 		st.Lag = max(st.Lag, now.Sub(j.RunAt))
 	}
@@ -368,4 +375,30 @@ func (s *MemoryStore) redrive(_ context.Context, queue string, ids []string) (in
 		q.notify()
 	}
 	return n, nil
+}
+
+func (s *MemoryStore) pause(_ context.Context, queue string, paused bool) error {
+	q := s.queue(queue)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.paused = paused
+	if !paused {
+		q.notify()
+	}
+	return nil
+}
+
+func (s *MemoryStore) queues(context.Context) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var names []string
+	for name, q := range s.byName {
+		q.mu.Lock()
+		if q.named {
+			names = append(names, name)
+		}
+		q.mu.Unlock()
+	}
+	slices.Sort(names)
+	return names, nil
 }

@@ -138,6 +138,32 @@ func (q *Queue) RedriveAll(ctx context.Context, queue string) (int, error) {
 	return q.store.redrive(ctx, queue, nil)
 }
 
+// Pause stops every worker, in every instance, from claiming the jobs of queue until Resume:
+// jobs are still enqueued, the runs in progress go on and settle, and delayed jobs come due.
+// It is for an incident (a downstream system is failing, a bad deploy): pausing a queue that
+// does not exist yet is allowed, and holds its first jobs.
+func (q *Queue) Pause(ctx context.Context, queue string) error {
+	if !validName(queue, maxQueueLen) {
+		return fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	return q.store.pause(ctx, queue, true)
+}
+
+// Resume lets workers claim the jobs of a paused queue again, at once. Resuming a queue that
+// is not paused does nothing.
+func (q *Queue) Resume(ctx context.Context, queue string) error {
+	if !validName(queue, maxQueueLen) {
+		return fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
+	}
+	return q.store.pause(ctx, queue, false)
+}
+
+// Queues lists, sorted, the queues of the store that a job was ever enqueued on (by any
+// instance, for a RedisStore): the names to pass to QueueStats, Dead and the others.
+func (q *Queue) Queues(ctx context.Context) ([]string, error) {
+	return q.store.queues(ctx)
+}
+
 // Stats counts what this Queue did since New: a snapshot, a plain value.
 type Stats struct {
 	Enqueued   uint64 // jobs stored

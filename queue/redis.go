@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,8 @@ var (
 	deadLua string
 	//go:embed redrive.lua
 	redriveLua string
+	//go:embed pause.lua
+	pauseLua string
 
 	enqueueScript = redisclient.NewScript(libLua + enqueueLua)
 	claimScript   = redisclient.NewScript(libLua + claimLua)
@@ -42,6 +46,7 @@ var (
 	statsScript   = redisclient.NewScript(libLua + statsLua)
 	deadScript    = redisclient.NewScript(libLua + deadLua)
 	redriveScript = redisclient.NewScript(libLua + redriveLua)
+	pauseScript   = redisclient.NewScript(libLua + pauseLua)
 )
 
 // Defaults of RedisConfig.
@@ -135,6 +140,7 @@ type RedisStore struct {
 	// tells a delay), for tests on servers whose time cannot be faked. Always 0 otherwise.
 	// Every script takes it as its last ARGV.
 	offset atomic.Int64
+	known  sync.Map // queue names added to the Pqueues set by this store
 }
 
 // now is the instance's time, moved by the test's offset.
@@ -282,7 +288,60 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
-	return s.runGroups(ctx, enqueueScript, "enqueue", len(jobs), gs, calls)
+	dup, err := s.runGroups(ctx, enqueueScript, "enqueue", len(jobs), gs, calls)
+	if err == nil {
+		s.register(ctx, jobs, gs)
+	}
+	return dup, err
+}
+
+// register adds the queues of gs to the set that Queues lists, the first time this store
+// enqueues on each: one more round trip, once per queue and process. A failure is retried at
+// the next enqueue; the jobs are stored either way.
+func (s *RedisStore) register(ctx context.Context, jobs []Job, gs [][]int) {
+	var names []any
+	for _, g := range gs {
+		if q := jobs[g[0]].Queue; !s.isKnown(q) {
+			names = append(names, q)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	err := s.rc.Do(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		return rdb.SAdd(ctx, s.prefix+"queues", names...).Err()
+	})
+	if err == nil {
+		for _, q := range names {
+			s.known.Store(q, struct{}{})
+		}
+	}
+}
+
+func (s *RedisStore) isKnown(queue string) bool {
+	_, ok := s.known.Load(queue)
+	return ok
+}
+
+func (s *RedisStore) queues(ctx context.Context) ([]string, error) {
+	names, err := redisclient.Call(ctx, s.rc, func(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+		return rdb.SMembers(ctx, s.prefix+"queues").Result()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func (s *RedisStore) pause(ctx context.Context, queue string, paused bool) error {
+	flag := 0
+	if paused {
+		flag = 1
+	}
+	return s.rc.Run(ctx, pauseScript, []*redisclient.ScriptCall{{Args: []any{
+		2, s.key(queue, ":paused"), s.key(queue, ":wake"), flag, s.clock(),
+	}}})
 }
 
 // runGroups runs calls, one per group of the n items of a batch (gs), and returns for each
@@ -315,8 +374,8 @@ func badReply(script string, err error) error {
 
 func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
 	call := &redisclient.ScriptCall{Args: []any{
-		5, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":wake"),
-		s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention, s.clock(),
+		6, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":wake"),
+		s.key(queue, ":paused"), s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention, s.clock(),
 	}}
 	if err := s.rc.RunFor(ctx, s.batchTimeout(n+claimUpkeep), claimScript, []*redisclient.ScriptCall{call}); err != nil {
 		return nil, err
@@ -430,7 +489,7 @@ func (s *RedisStore) wait(ctx context.Context, queue string, timeout time.Durati
 // peek returns how many ms from now a job of queue may be due: 0 when one is, -1 when none is
 // waiting or running.
 func (s *RedisStore) peek(ctx context.Context, queue string) (int64, error) {
-	call := &redisclient.ScriptCall{Args: []any{3, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.clock()}}
+	call := &redisclient.ScriptCall{Args: []any{4, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":paused"), s.clock()}}
 	if err := s.rc.Run(ctx, peekScript, []*redisclient.ScriptCall{call}); err != nil {
 		return 0, err
 	}
@@ -451,17 +510,18 @@ func earlier(deadline time.Time, ms int64) time.Time {
 
 func (s *RedisStore) stats(ctx context.Context, queue string) (QueueStats, error) {
 	call := &redisclient.ScriptCall{Args: []any{
-		4, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.retention, s.clock(),
+		5, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":paused"),
+		s.retention, s.clock(),
 	}}
 	if err := s.rc.Run(ctx, statsScript, []*redisclient.ScriptCall{call}); err != nil {
 		return QueueStats{}, err
 	}
 	v, err := call.Cmd.Int64Slice()
-	if err != nil || len(v) != 5 {
+	if err != nil || len(v) != 6 {
 		return QueueStats{}, badReply("stats", err)
 	}
 	return QueueStats{Due: int(v[0]), Scheduled: int(v[1]), Running: int(v[2]), Dead: int(v[3]),
-		Lag: time.Duration(v[4]) * time.Millisecond}, nil
+		Lag: time.Duration(v[4]) * time.Millisecond, Paused: v[5] == 1}, nil
 }
 
 func (s *RedisStore) dead(ctx context.Context, queue string, limit int) ([]DeadJob, error) {

@@ -1,6 +1,6 @@
 -- stats: counts the jobs of one queue.
--- KEYS: due, sched, run, dead. ARGV: retention ms.
--- Returns {due, scheduled, running, dead, lag ms}. Due counts scheduled jobs whose time came
+-- KEYS: due, sched, run, dead, paused. ARGV: retention ms.
+-- Returns {due, scheduled, running, dead, lag ms, paused (1 or 0)}. Due counts scheduled jobs whose time came
 -- (a claim promotes them). Lag needs the earliest runAt among due jobs, which :due orders only
 -- within one priority: the script reads the first job of each priority present, of the first
 -- 64 priorities (each O(log N)), and of :sched.
@@ -23,4 +23,4 @@ end
 local lag = 0
 if oldest and oldest < now then lag = now - oldest end
 return {redis.call('ZCARD', due) + ripe, redis.call('ZCARD', sched) - ripe,
-  redis.call('ZCARD', run), redis.call('ZCARD', dead), lag}
+  redis.call('ZCARD', run), redis.call('ZCARD', dead), lag, redis.call('EXISTS', KEYS[5])}

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Store keeps the jobs of every queue: a [MemoryStore] in this process, or a RedisStore shared
-// by every instance (to come). It is sealed: the front types and their stores work as one
+// Store keeps the jobs of every queue: a [MemoryStore] in this process, or a [RedisStore] shared
+// by every instance. It is sealed: the front types and their stores work as one
 // protocol, with the same semantics on every store:
 //
 //   - A job is waiting (due or scheduled), running (claimed under a lease), or dead. A job that
@@ -14,6 +14,8 @@ import (
 //   - A claim leases a job to one worker until the lease's deadline; each claim gets a new
 //     fencing token, and a settlement (ack, retry, dead, release, extend) with an older token
 //     is refused, so a worker that lost its lease can change nothing.
+//   - A paused queue's jobs are not claimed; everything else goes on (enqueues, the runs in
+//     progress and their settlements).
 //   - A job whose lease expired is waiting again at its next claim, which counts the
 //     interrupted run; after maxInterrupted of them the job is dead.
 //   - Times are the store's: the process clock in memory, Redis TIME on Redis.
@@ -43,6 +45,10 @@ type backend interface {
 	// redrive makes dead jobs of queue waiting again, due now with their attempts reset, and
 	// returns how many it found; ids nil means all of them.
 	redrive(ctx context.Context, queue string, ids []string) (int, error)
+	// pause stops (paused) or restarts the claims of queue's jobs; a restart wakes waiters.
+	pause(ctx context.Context, queue string, paused bool) error
+	// queues lists the queues that a job was ever enqueued on, sorted.
+	queues(ctx context.Context) ([]string, error)
 }
 
 // claimed is a job leased to a worker.
@@ -85,4 +91,6 @@ type QueueStats struct {
 	Dead int
 	// Lag is how long the oldest due job has been due; 0 when none is.
 	Lag time.Duration
+	// Paused says that no worker claims the queue's jobs (see Queue.Pause).
+	Paused bool
 }
