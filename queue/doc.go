@@ -56,6 +56,14 @@
 //		"low":      {Handler: report, Weight: 1, Concurrency: 5},
 //	}})
 //
+// # Inspection
+//
+// [Queue.Queues] lists the queues, [Queue.QueueStats] counts a queue's jobs by state (with the
+// lag of its oldest due job), [Queue.Dead] lists its dead jobs and [Queue.Redrive] runs them
+// again. [Queue.Pause] holds a queue's jobs on every worker of every instance until
+// [Queue.Resume] (during an incident downstream, say). [Queue.Handler] serves the same
+// readings as JSON, read-only, behind an authorization hook that it requires.
+//
 // # Shutdown
 //
 // When Run's context ends, the worker stops claiming, lets running jobs finish for
@@ -83,9 +91,11 @@
 //
 // Every key of queue q starts with Prefix+"{"+q+"}:" (one Cluster slot per queue): :due,
 // :sched, :run and :dead are sorted sets of job IDs by state, :seq counts enqueues, :wake wakes
-// idle workers, :u:<key> holds a UniqueKey until it expires, and :j:<id> is a job's hash (payload, priority, attempts, token, times). A dead
-// job's hash expires DeadRetention after its death. Keep Redis's maxmemory-policy at
-// noeviction: an evicted job is lost.
+// idle workers, :paused marks a paused queue, :u:<key> holds a UniqueKey until it expires, and
+// :j:<id> is a job's hash (payload, priority, attempts, token, times). A dead job's hash
+// expires DeadRetention after its death. One more key, Prefix+"queues", is the set of queue
+// names that Queues lists. Keep Redis's maxmemory-policy at noeviction: an evicted job is
+// lost.
 //
 // # Observability
 //

@@ -2,8 +2,12 @@ package queue_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"time"
 
 	"github.com/outgrow/outgrow/queue"
@@ -56,4 +60,64 @@ func ExampleWorker_Work() {
 	// Output:
 	// rendering report 2026-Q4
 	// 1 run
+}
+
+// Twenty slots shared by three queues: while all have jobs, critical gets 6 of every 10 free
+// slots, default 3 and low 1 (and never more than 5 at once); an empty queue leaves its share
+// to the others. Work, for tests, serves them by rank.
+func ExampleWorkerConfig_weights() {
+	store, _ := queue.NewMemoryStore(queue.MemoryConfig{})
+	q, _ := queue.New(store, queue.Config{})
+	handle := func(ctx context.Context, d *queue.Delivery) error {
+		fmt.Println(d.Queue, string(d.Payload))
+		return nil
+	}
+	w, _ := queue.NewWorker(store, queue.WorkerConfig{Concurrency: 20, Queues: map[string]queue.QueueConfig{
+		"critical": {Handler: handle, Weight: 6},
+		"default":  {Handler: handle, Weight: 3},
+		"low":      {Handler: handle, Weight: 1, Concurrency: 5},
+	}})
+	ctx := context.Background()
+	_, _ = q.EnqueueMany(ctx, []queue.Job{
+		{Queue: "low", Payload: []byte("monthly report")},
+		{Queue: "default", Payload: []byte("welcome email")},
+		{Queue: "critical", Payload: []byte("payment receipt")},
+	})
+	_, _ = w.Work(ctx)
+	// Output:
+	// critical payment receipt
+	// default welcome email
+	// low monthly report
+}
+
+// Operators read the queues through a JSON endpoint behind their own authorization, and
+// pause a queue during an incident.
+func ExampleQueue_Handler() {
+	store, _ := queue.NewMemoryStore(queue.MemoryConfig{})
+	q, _ := queue.New(store, queue.Config{})
+	ctx := context.Background()
+	_, _ = q.Enqueue(ctx, queue.Job{Queue: "emails", Payload: []byte("hello")})
+	_ = q.Pause(ctx, "emails") // the mail provider is down: hold the emails
+
+	h, err := q.Handler(queue.HandlerConfig{Authorize: func(r *http.Request) bool {
+		return r.Header.Get("Authorization") == "Bearer "+os.Getenv("OPS_TOKEN")
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/queues/", http.StripPrefix("/admin/queues", h))
+
+	r := httptest.NewRequest("GET", "/admin/queues/emails", nil)
+	r.Header.Set("Authorization", "Bearer "+os.Getenv("OPS_TOKEN"))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, r)
+	var st struct {
+		Name   string
+		Due    int
+		Paused bool
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &st) // {"name":"emails","due":1,...,"lag_seconds":0.001,"paused":true}
+	fmt.Println(rec.Code, st.Name, st.Due, st.Paused)
+	// Output: 200 emails 1 true
 }
