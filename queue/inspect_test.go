@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -105,4 +106,21 @@ func TestWorkerPaused(t *testing.T) {
 		assert.Equal(t, []string{"pdf", "mail", "mail"}, rec.snapshot(), "ran at once on resume")
 		assert.Equal(t, uint64(3), w.Stats().Succeeded)
 	})
+}
+
+// TestDeadLimitCapped: one Dead call lists at most MaxDeadLimit jobs, whatever it asks.
+func TestDeadLimitCapped(t *testing.T) {
+	s, q := newMemQueue(t)
+	ctx := context.Background()
+	jobs := make([]Job, MaxDeadLimit+5)
+	enqueue(t, q, jobs...)
+	var ops []op
+	for _, c := range claimIDs(t, s, DefaultQueue, len(jobs)) {
+		ops = append(ops, op{kind: opDead, queue: DefaultQueue, id: c.ID, token: c.token, err: "x"})
+	}
+	_, err := s.backend().settle(ctx, ops)
+	require.NoError(t, err)
+	dead, err := q.Dead(ctx, DefaultQueue, math.MaxInt)
+	require.NoError(t, err)
+	assert.Len(t, dead, MaxDeadLimit)
 }

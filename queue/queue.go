@@ -106,7 +106,11 @@ func (q *Queue) QueueStats(ctx context.Context, queue string) (QueueStats, error
 	return q.store.stats(ctx, queue)
 }
 
-// Dead lists up to limit dead jobs of queue, the most recent first.
+// MaxDeadLimit caps the limit of one Dead call, so that one call stays short and bounded in
+// memory.
+const MaxDeadLimit = 1000
+
+// Dead lists up to limit (at most MaxDeadLimit) dead jobs of queue, the most recent first.
 func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, error) {
 	if !validName(queue, maxQueueLen) {
 		return nil, fmt.Errorf("%w: queue name %q", ErrInvalidJob, queue)
@@ -114,7 +118,7 @@ func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, e
 	if limit <= 0 {
 		return nil, nil
 	}
-	return q.store.dead(ctx, queue, limit)
+	return q.store.dead(ctx, queue, min(limit, MaxDeadLimit))
 }
 
 // Redrive makes the dead jobs of queue named by ids due again now, with their attempts reset,

@@ -604,9 +604,15 @@ func (w *Worker) release(ctx context.Context, runs []*run) {
 		w.storeFailed(err) // their leases will expire: they run again then
 		return
 	}
-	for i := range runs {
+	for i, r := range runs {
 		if ok[i] {
 			w.released.Add(1)
+			continue
+		}
+		// Refused: the lease was lost before the shutdown stopped the run.
+		w.lost.Add(1)
+		if h := w.cfg.Hooks.OnLeaseLost; h != nil {
+			h(ctx, &r.Delivery)
 		}
 	}
 }
