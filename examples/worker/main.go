@@ -64,6 +64,7 @@ type config struct {
 	RedisURL        string // "": in memory
 	Prefix          string // starts every Redis key, then "queue:"
 	ShutdownTimeout time.Duration
+	RedisTimeout    time.Duration // bounds one call to Redis; 0: the store's default, 100ms
 
 	Send   func(ctx context.Context, d *queue.Delivery, e Email) error
 	Render func(ctx context.Context, d *queue.Delivery, r Report) error
@@ -116,7 +117,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger, listening chan<- 
 		opt.ContextTimeoutEnabled = true
 		rdb := redis.NewClient(opt)
 		defer rdb.Close() // after the worker below has settled its last jobs
-		shared, err := queue.NewRedisStore(rdb, queue.RedisConfig{Prefix: cfg.Prefix + "queue:", Logger: logger})
+		shared, err := queue.NewRedisStore(rdb, queue.RedisConfig{Prefix: cfg.Prefix + "queue:", Timeout: cfg.RedisTimeout, Logger: logger})
 		if err != nil {
 			return err
 		}
