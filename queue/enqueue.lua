@@ -4,13 +4,14 @@
 --   (P{q}:u:<UniqueKey>; P{q}:u: for a job without one, never written).
 -- ARGV: retention ms, then 7 per job: id, payload, priority, runAt ms, delay ms, maxAttempts,
 --   uniqueFor ms (0: no UniqueKey).
---   A unique key holds its expiry (ms, Redis time) and expires with it: an expiry passed
---   (by the test clock's offset too) frees the key even before Redis drops it.
+--   A unique key holds "<expiry ms, Redis time>:<id of its job>" and expires with it: an
+--   expiry passed (by the test clock's offset too) frees the key even before Redis drops it.
 --   A job with a delay (its runAt is ahead of the instance's clock) is due that long from now
 --   on Redis's clock, so that instance clocks never delay jobs; a job due already is due at
 --   once, and keeps its runAt for the order of due jobs (exact, where a conversion to Redis
 --   time would shift it by each call's latency).
--- Returns one integer per job: 1 for a duplicate (nothing stored), 0 when stored.
+-- Returns one string per job: "" when stored, else the id of the job that made it a duplicate
+-- (its own id, or the holder of its unique key).
 local due, sched, seqk, wk, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local n = (#KEYS - 5) / 2
 local retention = tonumber(ARGV[1])
@@ -33,18 +34,21 @@ for k = 1, n do
     redis.call('ZREM', dead, id)
     f[1] = false
   end
-  if not f[1] and uniquefor > 0 then
+  local holder = nil
+  if f[1] then holder = id end
+  if not holder and uniquefor > 0 then
     local held = redis.call('GET', uk)
-    if held and tonumber(held) > now then
-      f[1] = true -- another job holds the key: a duplicate
+    local sep = held and string.find(held, ':', 1, true)
+    if held and tonumber(string.sub(held, 1, (sep or 0) - 1)) > now then
+      holder = sep and string.sub(held, sep + 1) or id -- another job holds the key: a duplicate
     else
-      redis.call('SET', uk, now + uniquefor, 'PX', uniquefor)
+      redis.call('SET', uk, (now + uniquefor) .. ':' .. id, 'PX', uniquefor)
     end
   end
-  if f[1] then
-    out[k] = 1
+  if holder then
+    out[k] = holder
   else
-    out[k] = 0
+    out[k] = ''
     if prio == 0 then
       redis.call('HSET', jk, 'p', payload, 'm', maxatt, 'e', now, 'r', runat, 's', seq + k)
     else

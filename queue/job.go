@@ -9,9 +9,11 @@ import (
 // Job is a unit of background work as it is enqueued. Only Payload is usually set; the zero
 // value of every other field is a default.
 type Job struct {
-	// ID names the job, and is its idempotency key: enqueuing an ID that the store still holds
-	// (waiting, running or dead) stores nothing and reports Enqueued.Duplicate. It names a
-	// Redis key: keep secrets out of it. At most 128 bytes. Default: a random ID.
+	// ID names the job, and is its idempotency key while the store holds the job: enqueuing an
+	// ID that is waiting, running or dead stores nothing and reports Enqueued.Duplicate. A job
+	// that succeeded is gone, and its ID free again: for a key that outlives the job (an
+	// Idempotency-Key header), use UniqueKey. It names a Redis key: keep secrets out of it. At
+	// most 128 bytes. Default: a random ID.
 	ID string
 	// Queue is the queue the job waits in; workers serve queues by name. Letters, digits, '-',
 	// '_', '.' and ':', at most 64 bytes. Default: "default".
@@ -29,9 +31,10 @@ type Job struct {
 	// MaxAttempts is how many times the handler may fail before the job is dead. Default: 25.
 	MaxAttempts int
 	// UniqueKey makes the job one of a kind in its queue for UniqueFor from its enqueue: while
-	// that lasts, a job with the same UniqueKey is not stored (Enqueued.Duplicate), whether
-	// the first is waiting, running or done ("one digest per user per hour"). It names a Redis
-	// key: keep secrets out of it. At most 128 bytes. Default: "" (none).
+	// that lasts, a job with the same UniqueKey is not stored (Enqueued.Duplicate, with the
+	// first job's ID), whether the first is waiting, running or done ("one digest per user per
+	// hour", or an Idempotency-Key for a day). It names a Redis key: keep secrets out of it. At
+	// most 128 bytes. Default: "" (none).
 	UniqueKey string
 	// UniqueFor is how long UniqueKey holds. Required with UniqueKey.
 	UniqueFor time.Duration
@@ -39,9 +42,11 @@ type Job struct {
 
 // Enqueued reports what Enqueue did with a job.
 type Enqueued struct {
-	// ID is the job's ID, as given or generated.
+	// ID is the job's ID, as given or generated; for a duplicate, the ID of the job that was
+	// there first (the same ID, or the holder of the UniqueKey).
 	ID string
-	// Duplicate reports that a job with this ID was in the store already: nothing was stored.
+	// Duplicate reports that nothing was stored: a job with this ID was in the store already,
+	// or one held the UniqueKey.
 	Duplicate bool
 }
 

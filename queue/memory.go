@@ -81,8 +81,14 @@ type memQueue struct {
 	paused, named bool
 	// unique holds the UniqueKeys in force, until when; expired ones are swept once the map
 	// doubles since the last sweep.
-	unique  map[string]time.Time
+	unique  map[string]uniqueHold
 	sweepAt int
+}
+
+// uniqueHold is a UniqueKey in force: until when, and for which job.
+type uniqueHold struct {
+	until time.Time
+	id    string
 }
 
 // memJob is a job in a MemoryStore.
@@ -155,28 +161,28 @@ func (q *memQueue) advance(now time.Time, retention time.Duration) {
 	q.dead = q.dead[i:]
 }
 
-// holdUnique takes j's UniqueKey until now+UniqueFor, and reports false if another job holds
-// it. q.mu is held.
-func (q *memQueue) holdUnique(j *Job, now time.Time) bool {
+// holdUnique takes j's UniqueKey until now+UniqueFor and returns "", or returns the ID of the
+// job that holds it. q.mu is held.
+func (q *memQueue) holdUnique(j *Job, now time.Time) (holder string) {
 	if j.UniqueKey == "" {
-		return true
+		return ""
 	}
-	if until, ok := q.unique[j.UniqueKey]; ok && now.Before(until) {
-		return false
+	if h, ok := q.unique[j.UniqueKey]; ok && now.Before(h.until) {
+		return h.id
 	}
 	if q.unique == nil {
-		q.unique = map[string]time.Time{}
+		q.unique = map[string]uniqueHold{}
 	}
 	if len(q.unique) >= q.sweepAt {
-		for k, until := range q.unique {
-			if !now.Before(until) {
+		for k, h := range q.unique {
+			if !now.Before(h.until) {
 				delete(q.unique, k)
 			}
 		}
 		q.sweepAt = max(64, 2*len(q.unique))
 	}
-	q.unique[j.UniqueKey] = now.Add(j.UniqueFor)
-	return true
+	q.unique[j.UniqueKey] = uniqueHold{until: now.Add(j.UniqueFor), id: j.ID}
+	return ""
 }
 
 // kill makes j dead. j is in no heap; q.mu is held.
@@ -185,8 +191,8 @@ func (q *memQueue) kill(j *memJob, now time.Time, why string) {
 	q.dead = append(q.dead, j)
 }
 
-func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
-	dup := make([]bool, len(jobs))
+func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]string, error) {
+	held := make([]string, len(jobs))
 	now := time.Now()
 	for i := range jobs {
 		j := &jobs[i]
@@ -195,8 +201,13 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 		if old := q.jobs[j.ID]; old != nil && !old.diedAt.IsZero() && now.Sub(old.diedAt) > s.cfg.DeadRetention {
 			q.advance(now, s.cfg.DeadRetention) // a dead job past its retention is gone
 		}
-		if _, ok := q.jobs[j.ID]; ok || !q.holdUnique(j, now) {
-			dup[i] = true
+		if _, ok := q.jobs[j.ID]; ok {
+			held[i] = j.ID
+			q.mu.Unlock()
+			continue
+		}
+		if holder := q.holdUnique(j, now); holder != "" {
+			held[i] = holder
 			q.mu.Unlock()
 			continue
 		}
@@ -211,7 +222,7 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]bool, error) {
 		q.notify()
 		q.mu.Unlock()
 	}
-	return dup, nil
+	return held, nil
 }
 
 func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {

@@ -79,14 +79,15 @@ func (q *Queue) EnqueueMany(ctx context.Context, jobs []Job) ([]Enqueued, error)
 		}
 		norm[i] = n
 	}
-	dup, err := q.store.enqueue(ctx, norm)
+	held, err := q.store.enqueue(ctx, norm)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Enqueued, len(norm))
 	for i, j := range norm {
-		out[i] = Enqueued{ID: j.ID, Duplicate: dup[i]}
-		if dup[i] {
+		out[i] = Enqueued{ID: j.ID}
+		if held[i] != "" {
+			out[i] = Enqueued{ID: held[i], Duplicate: true}
 			q.dupes.Add(1)
 			continue
 		}

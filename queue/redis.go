@@ -106,7 +106,8 @@ type RedisConfig struct {
 // Each queue lives under one hash tag, so a queue is one Cluster slot and every script touches
 // keys of that slot only; different queues spread over the cluster. A claim, a batch of
 // settlements and an EnqueueMany of one queue are one script call each (one round trip); a
-// batch that spans queues makes one call per queue, pipelined. Scripts read the time from Redis
+// batch that spans queues makes one call per queue, pipelined. The first enqueue of a store on
+// a queue takes one more, to add the queue to the list of Queue.Queues. Scripts read the time from Redis
 // (TIME), so leases, delays, retries and dead-job retention run on one clock whatever the
 // instances' clocks say: a delayed job's delay is sent as a duration, and a job due at once is
 // due at once even from an instance whose clock runs ahead (the instance's RunAt only orders it
@@ -257,7 +258,7 @@ split:
 // ms returns d in whole milliseconds, for a script.
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
-func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
+func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]string, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
@@ -288,11 +289,21 @@ func (s *RedisStore) enqueue(ctx context.Context, jobs []Job) ([]bool, error) {
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}
-	dup, err := s.runGroups(ctx, enqueueScript, "enqueue", len(jobs), gs, calls)
-	if err == nil {
-		s.register(ctx, jobs, gs)
+	if err := s.rc.RunFor(ctx, s.batchTimeout(len(jobs)), enqueueScript, calls); err != nil {
+		return nil, err
 	}
-	return dup, err
+	held := make([]string, len(jobs))
+	for c, g := range gs {
+		v, err := calls[c].Cmd.StringSlice()
+		if err != nil || len(v) != len(g) {
+			return nil, badReply("enqueue", err)
+		}
+		for k, i := range g {
+			held[i] = v[k]
+		}
+	}
+	s.register(ctx, jobs, gs)
+	return held, nil
 }
 
 // register adds the queues of gs to the set that Queues lists, the first time this store

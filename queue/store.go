@@ -25,8 +25,9 @@ type Store interface {
 
 // backend is the protocol of a store. Every method is one round trip on Redis.
 type backend interface {
-	// enqueue stores normalized jobs and reports, for each, whether its ID was held already.
-	enqueue(ctx context.Context, jobs []Job) (dup []bool, err error)
+	// enqueue stores normalized jobs and reports, for each, "" when it stored it, or the ID
+	// of the job that made it a duplicate (its own ID, or the holder of its UniqueKey).
+	enqueue(ctx context.Context, jobs []Job) (held []string, err error)
 	// claim leases up to n due jobs of queue for lease: the highest priority first, then the
 	// earliest RunAt, then the first enqueued. It makes due scheduled jobs waiting, and takes
 	// back jobs whose lease expired first (counting an interrupted run; a job interrupted

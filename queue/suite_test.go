@@ -379,7 +379,7 @@ func TestContractUnique(t *testing.T) {
 		digest := func(id string) Job { return Job{ID: id, UniqueKey: "digest:42", UniqueFor: time.Hour} }
 		out := enqueue(t, q, digest("a"), digest("b"), Job{ID: "plain"}, Job{ID: "other", UniqueKey: "digest:7", UniqueFor: time.Hour})
 		assert.Equal(t, []bool{false, true, false, false}, []bool{out[0].Duplicate, out[1].Duplicate, out[2].Duplicate, out[3].Duplicate})
-		assert.Equal(t, "b", out[1].ID)
+		assert.Equal(t, "a", out[1].ID, "a duplicate names the job holding the key")
 		got := claimIDs(t, s, DefaultQueue, 10)
 		require.Len(t, got, 3)
 		for _, c := range got {
@@ -387,7 +387,9 @@ func TestContractUnique(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, ok[0])
 		}
-		assert.True(t, enqueue(t, q, digest("c"))[0].Duplicate, "done, and the key still holds")
+		again := enqueue(t, q, digest("c"), Job{UniqueKey: "digest:42", UniqueFor: time.Hour})
+		assert.Equal(t, []Enqueued{{ID: "a", Duplicate: true}, {ID: "a", Duplicate: true}}, again,
+			"done, and the key still holds, for a job with a random ID too")
 		other, err := q.Enqueue(ctx, Job{ID: "d", Queue: "elsewhere", UniqueKey: "digest:42", UniqueFor: time.Hour})
 		require.NoError(t, err)
 		assert.False(t, other.Duplicate, "keys are per queue")
