@@ -289,11 +289,11 @@ func enqueue[T any](w http.ResponseWriter, r *http.Request, q *queue.Queue, logg
 			return
 		}
 		// A client that timed out retries with the same key, and must not send two emails.
-		// As the job's ID, the key makes a retry a duplicate while the job waits or runs; as
-		// its UniqueKey, also for idempotencyWindow after the job is done (the store forgets
-		// a finished job's ID). In a service with users, prefix the key with the user's ID,
-		// so that one client's key cannot swallow another's job.
-		job.ID, job.UniqueKey, job.UniqueFor = key, key, idempotencyWindow
+		// As the job's UniqueKey, the key makes a retry a duplicate for idempotencyWindow,
+		// while the job waits or runs and after it is done, and the retry is answered with
+		// the first job's ID. In a service with users, prefix the key with the user's ID, so
+		// that one client's key cannot swallow another's job.
+		job.UniqueKey, job.UniqueFor = key, idempotencyWindow
 	}
 	res, err := queue.EnqueueJSON(r.Context(), q, job, v)
 	if err != nil {
