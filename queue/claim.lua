@@ -1,21 +1,30 @@
--- claim: leases up to n due jobs of one queue to a worker.
--- KEYS: due, sched, run, dead, wake, paused.
--- ARGV: job key prefix (P{q}:j:), n, lease ms, maxInterrupted (0: no limit), retention ms.
+-- claim: settles a batch of a worker's runs of one queue, then leases up to n due jobs of it to
+-- the worker: a busy worker's settlements ride with its next claim, one round trip for both.
+-- KEYS: due, sched, run, dead, wake, paused, then the hash of each settled job.
+-- ARGV: job key prefix (P{q}:j:), n, lease ms, maxInterrupted (0: no limit), retention ms, then
+--   6 per settlement, as in settle.lua.
 -- Job hashes are found from the ids in the sets, so they cannot be declared in KEYS: the
 -- script builds their keys from ARGV[1], which carries the queue's hash tag {q}, so every
 -- key it touches is in the slot of KEYS[1] (Cluster routes by KEYS; the ids are unknowable
--- before the script pops them). A paused queue gets its upkeep (steps 1 and 2) but no job is
--- popped.
--- Work per call is bounded: at most 1000 expired leases taken back and 1000 scheduled jobs
--- promoted, then n jobs popped, each in O(log N).
--- Returns {deadline ms, then 9 fields per job: id, payload, priority (a decimal string), attempts, maxAttempts,
+-- before the script pops them). A paused queue gets its settlements and its upkeep (steps 1
+-- and 2) but no job is popped.
+-- Work per call is bounded: the settlements, at most 1000 expired leases taken back and 1000
+-- scheduled jobs promoted, then n jobs popped, each in O(log N).
+-- Returns {deadline ms, the number of settlements, 1 or 0 for each (applied or refused), then
+--   9 fields per job: id, payload, priority (a decimal string), attempts, maxAttempts,
 --   deliveries, enqueuedAt ms, runAt ms, token}.
 local due, sched, run, dead, wk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jp, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local maxint, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 local paused = redis.call('EXISTS', KEYS[6]) == 1
 if paused then n = 0 end
-local maxint, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
+
+-- 0. The settlements.
+local settled = {}
+for k = 1, #KEYS - 6 do
+  settled[k] = settle_op(due, sched, run, dead, wk, KEYS[6 + k], ARGV, 5 + 6 * (k - 1), now, retention)
+end
 
 -- 1. Leases that expired: the run was interrupted (a crash or a lost lease, not a failure).
 local expired = redis.call('ZRANGEBYSCORE', run, '-inf', now, 'LIMIT', 0, 1000)
@@ -48,7 +57,8 @@ trim_dead(dead, now, retention)
 
 -- 3. The due jobs, best first.
 local deadline = now + lease
-local out = {deadline}
+local out = {deadline, #settled}
+for k = 1, #settled do out[2 + k] = settled[k] end
 if n > 0 then
   local popped = redis.call('ZPOPMIN', due, n)
   for k = 1, #popped, 2 do

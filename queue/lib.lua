@@ -87,3 +87,34 @@ local function trim_dead(dead, now, retention)
   end
 end
 
+
+-- settle_op applies one settlement to the job whose hash is jk: its 6 fields are argv[a + 1]
+-- to argv[a + 6] (kind, id, token, delay ms, lease ms, error; see settle.lua). It returns 1 when
+-- the token was the job's (applied), 0 when not (refused: nothing changed).
+local function settle_op(due, sched, run, dead, wk, jk, argv, a, now, retention)
+  local kind, id, token = argv[a + 1], argv[a + 2], argv[a + 3]
+  if redis.call('HGET', jk, 't') ~= token then return 0 end
+  if kind == '4' then
+    -- XX: a lease taken back by a claim is not in :run any more (its token changed too).
+    redis.call('ZADD', run, 'XX', now + tonumber(argv[a + 5]), id)
+    return 1
+  end
+  redis.call('ZREM', run, id)
+  if kind == '0' then
+    redis.call('DEL', jk)
+  elseif kind == '1' then
+    redis.call('HINCRBY', jk, 'a', 1)
+    redis.call('HINCRBY', jk, 't', 1)
+    redis.call('HSET', jk, 'l', argv[a + 6])
+    schedule(due, sched, wk, jk, id, now + tonumber(argv[a + 4]), now)
+  elseif kind == '2' then
+    redis.call('HINCRBY', jk, 'a', 1)
+    kill(dead, jk, id, argv[a + 6], now, retention)
+  else -- release: the run does not count as a delivery
+    redis.call('HINCRBY', jk, 'd', -1)
+    redis.call('HINCRBY', jk, 't', 1)
+    make_due(due, jk, id, tonumber(redis.call('HGET', jk, 'r')) or now)
+    wake(wk, 1)
+  end
+  return 1
+end

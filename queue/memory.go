@@ -225,6 +225,15 @@ func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]string, error) {
 	return held, nil
 }
 
+func (s *MemoryStore) settleClaim(ctx context.Context, queue string, ops []op, n int, lease time.Duration, maxInterrupted int) ([]claimed, []bool, error) {
+	var ok []bool
+	if len(ops) > 0 {
+		ok, _ = s.settle(ctx, ops)
+	}
+	got, err := s.claim(ctx, queue, n, lease, maxInterrupted)
+	return got, ok, err
+}
+
 func (s *MemoryStore) claim(_ context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
 	q := s.queue(queue)
 	q.mu.Lock()

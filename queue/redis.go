@@ -384,20 +384,38 @@ func badReply(script string, err error) error {
 }
 
 func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
-	call := &redisclient.ScriptCall{Args: []any{
-		6, s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"), s.key(queue, ":wake"),
-		s.key(queue, ":paused"), s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention, s.clock(),
-	}}
-	if err := s.rc.RunFor(ctx, s.batchTimeout(n+claimUpkeep), claimScript, []*redisclient.ScriptCall{call}); err != nil {
-		return nil, err
+	got, _, err := s.settleClaim(ctx, queue, nil, n, lease, maxInterrupted)
+	return got, err
+}
+
+func (s *RedisStore) settleClaim(ctx context.Context, queue string, ops []op, n int, lease time.Duration, maxInterrupted int) ([]claimed, []bool, error) {
+	args := make([]any, 0, 14+len(ops)*7)
+	args = append(args, 6+len(ops), s.key(queue, ":due"), s.key(queue, ":sched"), s.key(queue, ":run"), s.key(queue, ":dead"),
+		s.key(queue, ":wake"), s.key(queue, ":paused"))
+	for i := range ops {
+		args = append(args, s.key(queue, ":j:"+ops[i].id))
+	}
+	args = append(args, s.key(queue, ":j:"), max(n, 0), max(lease.Milliseconds(), 1), max(maxInterrupted, 0), s.retention)
+	args = appendOps(args, ops)
+	call := &redisclient.ScriptCall{Args: append(args, s.clock())}
+	if err := s.rc.RunFor(ctx, s.batchTimeout(n+len(ops)+claimUpkeep), claimScript, []*redisclient.ScriptCall{call}); err != nil {
+		return nil, nil, err
 	}
 	v, err := call.Cmd.Slice()
-	if err != nil || len(v) < 1 || (len(v)-1)%9 != 0 {
-		return nil, badReply("claim", err)
+	if err != nil || len(v) < 2 || num(v[1]) != int64(len(ops)) || (len(v)-2-len(ops))%9 != 0 {
+		return nil, nil, badReply("claim", err)
 	}
 	deadline := time.UnixMilli(num(v[0]))
-	out := make([]claimed, 0, (len(v)-1)/9)
-	for f := v[1:]; len(f) >= 9; f = f[9:] {
+	var ok []bool
+	if len(ops) > 0 {
+		ok = make([]bool, len(ops))
+		for i := range ops {
+			ok[i] = num(v[2+i]) == 1
+		}
+	}
+	v = v[2+len(ops):]
+	out := make([]claimed, 0, len(v)/9)
+	for f := v; len(f) >= 9; f = f[9:] {
 		out = append(out, claimed{
 			Delivery: Delivery{
 				ID: str(f[0]), Queue: queue, Payload: []byte(str(f[1])), Priority: int(numStr(f[2])),
@@ -408,7 +426,16 @@ func (s *RedisStore) claim(ctx context.Context, queue string, n int, lease time.
 			deadline: deadline,
 		})
 	}
-	return out, nil
+	return out, ok, nil
+}
+
+// appendOps appends the 6 ARGV of each op, as settle.lua and claim.lua read them.
+func appendOps(args []any, ops []op) []any {
+	for i := range ops {
+		o := &ops[i]
+		args = append(args, int(o.kind), o.id, o.token, ms(o.delay), max(o.lease.Milliseconds(), 1), o.err)
+	}
+	return args
 }
 
 // num and str read the fields of a script's reply (integers and bulk strings).
@@ -444,8 +471,7 @@ func (s *RedisStore) settle(ctx context.Context, ops []op) ([]bool, error) {
 		}
 		args = append(args, s.retention)
 		for _, i := range g {
-			o := &ops[i]
-			args = append(args, int(o.kind), o.id, o.token, ms(o.delay), max(o.lease.Milliseconds(), 1), o.err)
+			args = appendOps(args, ops[i:i+1])
 		}
 		calls[c] = &redisclient.ScriptCall{Args: append(args, s.clock())}
 	}

@@ -11,33 +11,6 @@ local retention = tonumber(ARGV[1])
 local now = now_ms()
 local out = {}
 for k = 1, #KEYS - 5 do
-  local jk, a = KEYS[5 + k], 1 + 6 * (k - 1)
-  local kind, id, token = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  out[k] = 0
-  if redis.call('HGET', jk, 't') == token then
-    out[k] = 1
-    if kind == '4' then
-      -- XX: a lease taken back by a claim is not in :run any more (its token changed too).
-      redis.call('ZADD', run, 'XX', now + tonumber(ARGV[a + 5]), id)
-    else
-      redis.call('ZREM', run, id)
-      if kind == '0' then
-        redis.call('DEL', jk)
-      elseif kind == '1' then
-        redis.call('HINCRBY', jk, 'a', 1)
-        redis.call('HINCRBY', jk, 't', 1)
-        redis.call('HSET', jk, 'l', ARGV[a + 6])
-        schedule(due, sched, wk, jk, id, now + tonumber(ARGV[a + 4]), now)
-      elseif kind == '2' then
-        redis.call('HINCRBY', jk, 'a', 1)
-        kill(dead, jk, id, ARGV[a + 6], now, retention)
-      else -- release: the run does not count as a delivery
-        redis.call('HINCRBY', jk, 'd', -1)
-        redis.call('HINCRBY', jk, 't', 1)
-        make_due(due, jk, id, tonumber(redis.call('HGET', jk, 'r')) or now)
-        wake(wk, 1)
-      end
-    end
-  end
+  out[k] = settle_op(due, sched, run, dead, wk, KEYS[5 + k], ARGV, 1 + 6 * (k - 1), now, retention)
 end
 return out

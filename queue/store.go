@@ -28,11 +28,12 @@ type backend interface {
 	// enqueue stores normalized jobs and reports, for each, "" when it stored it, or the ID
 	// of the job that made it a duplicate (its own ID, or the holder of its UniqueKey).
 	enqueue(ctx context.Context, jobs []Job) (held []string, err error)
-	// claim leases up to n due jobs of queue for lease: the highest priority first, then the
+	// settleClaim applies ops (settlements of queue's jobs, as settle does; ok[i] as there),
+	// then leases up to n due jobs of queue for lease: the highest priority first, then the
 	// earliest RunAt, then the first enqueued. It makes due scheduled jobs waiting, and takes
 	// back jobs whose lease expired first (counting an interrupted run; a job interrupted
-	// maxInterrupted times becomes dead instead).
-	claim(ctx context.Context, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error)
+	// maxInterrupted times becomes dead instead). One round trip on Redis for both.
+	settleClaim(ctx context.Context, queue string, ops []op, n int, lease time.Duration, maxInterrupted int) (got []claimed, ok []bool, err error)
 	// settle applies ops in order; ok[i] is false when op i's token was not the job's (the
 	// lease was lost: nothing changed).
 	settle(ctx context.Context, ops []op) (ok []bool, err error)

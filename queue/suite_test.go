@@ -60,7 +60,7 @@ func enqueue(t *testing.T, q *Queue, jobs ...Job) []Enqueued {
 
 func claimIDs(t *testing.T, s Store, queue string, n int) []claimed {
 	t.Helper()
-	got, err := s.backend().claim(context.Background(), queue, n, time.Hour, 3)
+	got, err := claim(context.Background(), s.backend(), queue, n, time.Hour, 3)
 	require.NoError(t, err)
 	return got
 }
@@ -130,11 +130,11 @@ func TestContractFencing(t *testing.T) {
 		b := s.backend()
 		ctx := context.Background()
 		enqueue(t, q, Job{ID: "j"})
-		first, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		first, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 		require.NoError(t, err)
 		require.Len(t, first, 1)
 		advance(2 * time.Second) // the worker stalled: its lease expired
-		second, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		second, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 		require.NoError(t, err)
 		require.Len(t, second, 1)
 		assert.Equal(t, 2, second[0].Deliveries)
@@ -153,11 +153,11 @@ func TestContractFencing(t *testing.T) {
 		assert.Equal(t, 1, st.Running, "the new claim stands")
 
 		advance(2 * time.Second) // second interruption
-		third, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		third, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 		require.NoError(t, err)
 		require.Len(t, third, 1)
 		advance(2 * time.Second) // third: dead at the next claim
-		none, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		none, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 		require.NoError(t, err)
 		assert.Empty(t, none)
 		dead, err := q.Dead(ctx, DefaultQueue, 10)
@@ -180,7 +180,7 @@ func TestContractSettle(t *testing.T) {
 		b := s.backend()
 		ctx := context.Background()
 		enqueue(t, q, Job{ID: "ack"}, Job{ID: "retry"}, Job{ID: "release"}, Job{ID: "extend"}, Job{ID: "dead", Payload: []byte("p")})
-		got, err := b.claim(ctx, DefaultQueue, 5, time.Second, 3)
+		got, err := claim(ctx, b, DefaultQueue, 5, time.Second, 3)
 		require.NoError(t, err)
 		require.Len(t, got, 5)
 		tok := map[string]int64{}
@@ -431,7 +431,7 @@ func TestContractExpiredLeaseUntilClaim(t *testing.T) {
 		ctx := context.Background()
 		enqueue(t, q, Job{ID: "j"})
 		for round := 1; round <= 3; round++ {
-			c, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+			c, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 			require.NoError(t, err)
 			require.Len(t, c, 1, "round %d", round)
 			advance(2 * time.Second)
@@ -447,7 +447,7 @@ func TestContractExpiredLeaseUntilClaim(t *testing.T) {
 			assert.True(t, ok[0], "round %d: no claim took the lease back", round)
 			advance(2 * time.Second)
 		}
-		none, err := b.claim(ctx, DefaultQueue, 1, time.Second, 3)
+		none, err := claim(ctx, b, DefaultQueue, 1, time.Second, 3)
 		require.NoError(t, err)
 		assert.Empty(t, none, "dead after 3 interruptions")
 	})
@@ -490,5 +490,49 @@ func TestContractPriorityExtremes(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		assert.Equal(t, math.MaxInt64, dead[0].Priority)
+	})
+}
+
+// claim leases up to n due jobs of queue, settling nothing.
+func claim(ctx context.Context, b backend, queue string, n int, lease time.Duration, maxInterrupted int) ([]claimed, error) {
+	got, _, err := b.settleClaim(ctx, queue, nil, n, lease, maxInterrupted)
+	return got, err
+}
+
+// TestContractSettleClaim: settlements sent with a claim apply before it, with the fencing of
+// settle: a stale token is refused, an ack removes its job, a retry due at once and a release
+// make their jobs claimable by that very claim.
+func TestContractSettleClaim(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
+		q := newQueue(t, s)
+		ctx := context.Background()
+		b := s.backend()
+		enqueue(t, q, Job{ID: "ack"}, Job{ID: "retry"}, Job{ID: "release"}, Job{ID: "stale"})
+		got := claimIDs(t, s, DefaultQueue, 4)
+		require.Len(t, got, 4)
+		tok := map[string]int64{}
+		for _, c := range got {
+			tok[c.ID] = c.token
+		}
+		ops := []op{
+			{kind: opAck, queue: DefaultQueue, id: "ack", token: tok["ack"]},
+			{kind: opRetry, queue: DefaultQueue, id: "retry", token: tok["retry"], err: "e"},
+			{kind: opRelease, queue: DefaultQueue, id: "release", token: tok["release"]},
+			{kind: opAck, queue: DefaultQueue, id: "stale", token: tok["stale"] + 1},
+		}
+		again, ok, err := b.settleClaim(ctx, DefaultQueue, ops, 10, time.Minute, 3)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true, true, true, false}, ok)
+		assert.ElementsMatch(t, []string{"retry", "release"}, ids(again), "claimed after their settlements")
+		for _, c := range again {
+			if c.ID == "retry" {
+				assert.Equal(t, 2, c.Attempt, "the retry counted an attempt")
+			} else {
+				assert.Equal(t, 1, c.Deliveries, "the release did not count a delivery")
+			}
+		}
+		st, err := q.QueueStats(ctx, DefaultQueue)
+		require.NoError(t, err)
+		assertStats(t, QueueStats{Running: 3}, st) // retry, release, and stale (still leased)
 	})
 }

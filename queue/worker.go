@@ -110,7 +110,7 @@ type Worker struct {
 	started atomic.Bool // Run was called
 	working sync.Mutex  // held by Run and Work
 
-	settles    chan settleReq
+	outbox     outbox
 	background context.Context // settlements of finished runs: they must reach the store
 	replies    sync.Pool       // chan settleReply, empty, for settleMany
 	pending    sync.WaitGroup  // settlements sent by settleAsync, not yet answered
@@ -213,7 +213,7 @@ func NewWorker(store Store, cfg WorkerConfig) (*Worker, error) {
 	}
 	_, local := store.backend().(*MemoryStore)
 	return &Worker{store: store.backend(), local: local, cfg: cfg, logger: logger, queues: names, slots: members,
-		settles: make(chan settleReq, 256), running: map[*run]struct{}{}, background: context.Background()}, nil
+		outbox: outbox{kick: make(chan struct{}, 1)}, running: map[*run]struct{}{}, background: context.Background()}, nil
 }
 
 // defaultBackoff is full jitter over min(1h, 1s·2^(n-1)).
@@ -321,7 +321,7 @@ func (w *Worker) dispatch(ctx context.Context, jobs context.Context, name string
 		// A claim in flight when ctx ends completes: its jobs are given back at once rather
 		// than left to wait for their leases.
 		sent := time.Now()
-		got, err := w.store.claim(context.WithoutCancel(ctx), name, free, w.cfg.Lease, w.cfg.MaxInterrupted)
+		got, err := w.settleClaim(context.WithoutCancel(ctx), name, free)
 		if err == nil && ctx.Err() != nil {
 			w.giveBack(got)
 			got = nil
@@ -414,7 +414,7 @@ func (w *Worker) Work(ctx context.Context) (int, error) {
 		for _, name := range w.queues {
 			qc := w.cfg.Queues[name]
 			sent := time.Now()
-			got, err := w.store.claim(ctx, name, qc.Concurrency, w.cfg.Lease, w.cfg.MaxInterrupted)
+			got, err := w.settleClaim(ctx, name, qc.Concurrency)
 			if err != nil {
 				return n, err
 			}
@@ -630,102 +630,6 @@ func (w *Worker) giveBack(got []claimed) {
 		w.storeFailed(err) // their leases will expire: they run again then
 	}
 }
-
-// settleReq is a settlement waiting for the settle loop, which calls done with the result.
-type settleReq struct {
-	ops  []op
-	done func(ok []bool, err error)
-}
-
-type settleReply struct {
-	ok  []bool
-	err error
-}
-
-func (w *Worker) settleMany(ctx context.Context, ops []op) ([]bool, error) {
-	if w.local {
-		// Nothing to save by batching in process memory: a settlement costs less than the
-		// trip through the settle loop.
-		return w.store.settle(ctx, ops)
-	}
-	reply, _ := w.replies.Get().(chan settleReply)
-	if reply == nil {
-		reply = make(chan settleReply, 1)
-	}
-	req := settleReq{ops: ops, done: func(ok []bool, err error) { reply <- settleReply{ok, err} }}
-	select {
-	case w.settles <- req:
-	case <-ctx.Done():
-		w.replies.Put(reply)
-		return nil, ctx.Err()
-	}
-	r := <-reply
-	w.replies.Put(reply)
-	return r.ok, r.err
-}
-
-// settleAsync settles o and calls done with the result, without waiting for it unless the
-// store is a MemoryStore (then at once, on this goroutine).
-func (w *Worker) settleAsync(o op, done func(ok bool, err error)) {
-	if w.local {
-		ok, err := w.store.settle(w.background, []op{o})
-		done(err == nil && ok[0], err)
-		return
-	}
-	w.settles <- settleReq{ops: []op{o}, done: func(ok []bool, err error) { done(err == nil && ok[0], err) }}
-}
-
-// settleLoop sends the settlements waiting, together, until ctx ends and none is left. It
-// lingers up to settleLinger for more after the first of a batch: settlements of finished
-// runs do not hold a slot, so waiting costs no throughput, and it turns a round trip per run
-// into one per batch.
-func (w *Worker) settleLoop(ctx context.Context) {
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	for {
-		var batch []settleReq
-		select {
-		case req := <-w.settles:
-			batch = append(batch, req)
-		case <-ctx.Done():
-			return
-		}
-		n := len(batch[0].ops)
-		linger.Reset(settleLinger)
-	more:
-		for n < maxSettleBatch {
-			select {
-			case req := <-w.settles:
-				batch = append(batch, req)
-				n += len(req.ops)
-			case <-linger.C:
-				break more
-			}
-		}
-		linger.Stop()
-		ops := make([]op, 0, n)
-		for _, req := range batch {
-			ops = append(ops, req.ops...)
-		}
-		ok, err := w.store.settle(w.background, ops)
-		for _, req := range batch {
-			if err != nil {
-				req.done(nil, err)
-				continue
-			}
-			req.done(ok[:len(req.ops):len(req.ops)], nil)
-			ok = ok[len(req.ops):]
-		}
-	}
-}
-
-const (
-	// settleLinger is how long the settle loop waits for more settlements to send with the
-	// first of a batch.
-	settleLinger = time.Millisecond
-	// maxSettleBatch bounds the ops of one settlement call.
-	maxSettleBatch = 256
-)
 
 func (w *Worker) storeFailed(err error) {
 	if w.failing.CompareAndSwap(false, true) {
