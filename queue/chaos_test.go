@@ -192,8 +192,14 @@ func (c *chaos) run() {
 			time.Sleep(chaosDowntime)
 			c.srv.Restart()
 			c.up = time.Now()
-			var after QueueStats
-			require.Eventually(t, func() bool { after, err = c.stats(); return err == nil }, 5*time.Second, 10*time.Millisecond)
+			after, err := c.stats()
+			for err != nil {
+				if time.Since(c.up) > 5*time.Second {
+					t.Fatalf("the queue cannot be read 5s after Redis answered again: %v", err)
+				}
+				time.Sleep(10 * time.Millisecond)
+				after, err = c.stats()
+			}
 			t.Logf("redis-server killed at %v with %+v left; answering again %v later with %+v",
 				c.since(c.down), st, c.up.Sub(c.down).Round(time.Millisecond), after)
 			continue
