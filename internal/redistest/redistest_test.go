@@ -2,10 +2,13 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestKindsFollowEnvironment(t *testing.T) {
@@ -102,5 +105,40 @@ func TestEachRunsEveryKind(t *testing.T) {
 	})
 	if !slices.Equal(seen, Kinds()) {
 		t.Fatalf("Each ran %v, want %v", seen, Kinds())
+	}
+}
+
+// TestServerRestart: Restart kills the server and starts it again on the same port; with AOF
+// it still has what it acknowledged before the crash, without it (so the restart is a real
+// one) it has nothing.
+func TestServerRestart(t *testing.T) {
+	ctx := context.Background()
+	for _, aof := range []bool{true, false} {
+		t.Run(fmt.Sprintf("aof=%v", aof), func(t *testing.T) {
+			s := StartServerWith(t, ServerConfig{AOF: aof})
+			c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+			defer c.Close()
+			if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			addr := s.Addr()
+			s.Restart()
+			if s.Addr() != addr {
+				t.Fatalf("restarted on %s, was %s", s.Addr(), addr)
+			}
+			var got string
+			var err error
+			for range 3 { // the pool's connections to the old process fail first
+				if got, err = c.Get(ctx, "k").Result(); err == nil || err == redis.Nil {
+					break
+				}
+			}
+			switch {
+			case aof && got != "v":
+				t.Fatalf("after a restart with AOF: GET k = %q, %v; want v", got, err)
+			case !aof && err != redis.Nil:
+				t.Fatalf("after a restart without persistence: GET k = %q, %v; want nil", got, err)
+			}
+		})
 	}
 }
