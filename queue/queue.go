@@ -28,8 +28,10 @@ type Hooks struct {
 	// handler returned (or its panic), nil on success; retryAt is when the job runs again,
 	// zero when it is done or dead. ctx is the run's, without its cancellation.
 	OnDone func(ctx context.Context, d *Delivery, took time.Duration, err error, retryAt time.Time)
-	// OnLeaseLost follows each run whose lease the worker lost: its outcome was not recorded.
-	// ctx is the run's, without its cancellation when the loss showed at the settlement.
+	// OnLeaseLost follows each run whose outcome the store did not confirm: the worker lost
+	// the lease (nothing was recorded), or the store did not answer the settlement (it may have
+	// been recorded: the job may be done, with no OnDone). ctx is the run's, without its
+	// cancellation when the loss showed at the settlement.
 	OnLeaseLost func(ctx context.Context, d *Delivery)
 }
 

@@ -86,7 +86,7 @@ type WorkerStats struct {
 	Retried   uint64 // failed runs whose job runs again later
 	Dead      uint64 // failed runs that ended their job
 	Panics    uint64 // runs that panicked (counted in Failed too)
-	LeaseLost uint64 // runs whose lease was lost: their outcome was not recorded
+	LeaseLost uint64 // runs whose outcome the store did not confirm (see Hooks.OnLeaseLost)
 	Released  uint64 // runs stopped by the shutdown, their jobs given back
 	Running   int    // runs in progress
 }
