@@ -56,6 +56,7 @@ func (s *MemoryStore) queue(name string) *memQueue {
 	defer s.mu.Unlock()
 	if q = s.byName[name]; q == nil {
 		q = &memQueue{
+			name:  name,
 			jobs:  map[string]*memJob{},
 			due:   jobHeap{less: dueFirst},
 			sched: jobHeap{less: func(a, b *memJob) bool { return a.RunAt.Before(b.RunAt) }},
@@ -69,6 +70,7 @@ func (s *MemoryStore) queue(name string) *memQueue {
 // memQueue is one queue's jobs. Each waiting or running job is in exactly one heap: due,
 // sched or run; a dead one is in dead, oldest first.
 type memQueue struct {
+	name  string
 	mu    sync.Mutex
 	seq   int64
 	jobs  map[string]*memJob
@@ -194,32 +196,37 @@ func (q *memQueue) kill(j *memJob, now time.Time, why string) {
 func (s *MemoryStore) enqueue(_ context.Context, jobs []Job) ([]string, error) {
 	held := make([]string, len(jobs))
 	now := time.Now()
-	for i := range jobs {
-		j := &jobs[i]
-		q := s.queue(j.Queue)
+	// One lock per run of jobs of one queue (a batch is usually of one queue).
+	for i := 0; i < len(jobs); {
+		q := s.queue(jobs[i].Queue)
 		q.mu.Lock()
-		if old := q.jobs[j.ID]; old != nil && !old.diedAt.IsZero() && now.Sub(old.diedAt) > s.cfg.DeadRetention {
-			q.advance(now, s.cfg.DeadRetention) // a dead job past its retention is gone
+		stored := false
+		for ; i < len(jobs) && jobs[i].Queue == q.name; i++ {
+			j := &jobs[i]
+			if old := q.jobs[j.ID]; old != nil && !old.diedAt.IsZero() && now.Sub(old.diedAt) > s.cfg.DeadRetention {
+				q.advance(now, s.cfg.DeadRetention) // a dead job past its retention is gone
+			}
+			if _, ok := q.jobs[j.ID]; ok {
+				held[i] = j.ID
+				continue
+			}
+			if holder := q.holdUnique(j, now); holder != "" {
+				held[i] = holder
+				continue
+			}
+			q.seq++
+			q.named = true
+			mj := &memJob{seq: q.seq, Delivery: Delivery{
+				ID: j.ID, Queue: j.Queue, Payload: append([]byte{}, j.Payload...), Priority: j.Priority, // never nil, as from Redis
+				MaxAttempts: j.MaxAttempts, EnqueuedAt: now, RunAt: j.RunAt,
+			}}
+			q.jobs[j.ID] = mj
+			q.makeDue(mj, now)
+			stored = true
 		}
-		if _, ok := q.jobs[j.ID]; ok {
-			held[i] = j.ID
-			q.mu.Unlock()
-			continue
+		if stored {
+			q.notify()
 		}
-		if holder := q.holdUnique(j, now); holder != "" {
-			held[i] = holder
-			q.mu.Unlock()
-			continue
-		}
-		q.seq++
-		q.named = true
-		mj := &memJob{seq: q.seq, Delivery: Delivery{
-			ID: j.ID, Queue: j.Queue, Payload: append([]byte{}, j.Payload...), Priority: j.Priority, // never nil, as from Redis
-			MaxAttempts: j.MaxAttempts, EnqueuedAt: now, RunAt: j.RunAt,
-		}}
-		q.jobs[j.ID] = mj
-		q.makeDue(mj, now)
-		q.notify()
 		q.mu.Unlock()
 	}
 	return held, nil

@@ -254,9 +254,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
-	// Jobs outlive ctx by up to ShutdownTimeout: they run under a context of their own.
-	jobs, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopJobs(nil)
+	// Jobs outlive ctx by up to ShutdownTimeout: they run under a context of their own, with
+	// ctx's values, cancelled one by one (stopAll), so that a run's context is not registered
+	// with a shared parent (a lock and a map entry per run).
+	jobs := context.WithoutCancel(ctx)
 	var settler, extender, loops sync.WaitGroup
 	settleCtx, stopSettler := context.WithCancel(context.WithoutCancel(ctx))
 	settler.Go(func() { w.settleLoop(settleCtx) })
@@ -278,7 +279,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		// Stop the rest, and give their jobs back once their handlers returned: given back
 		// earlier, a job could start on another worker while its handler here still runs.
 		stopped := w.stopAll()
-		stopJobs(errShutdown)
 		<-done
 		w.release(context.WithoutCancel(ctx), stopped)
 	}
