@@ -115,3 +115,26 @@ func BenchmarkRedisDrain(b *testing.B) {
 	stop()
 	<-ran
 }
+
+// BenchmarkRedisEnqueue: one Enqueue of a 64-byte job, one at a time, on a real Redis
+// (OUTGROW_REDIS_URL) or miniredis: the API's cost of handing work off.
+func BenchmarkRedisEnqueue(b *testing.B) {
+	kind := redistest.Miniredis
+	if slices.Contains(redistest.Kinds(), redistest.Redis) {
+		kind = redistest.Redis
+	}
+	be := redistest.Open(b, kind)
+	s, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, _ := New(s, Config{})
+	ctx := context.Background()
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := q.Enqueue(ctx, Job{Payload: payload}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -51,8 +51,9 @@ local function wake(key, n)
   if n > 8 then n = 8 end
   local v = {}
   for k = 1, n do v[k] = '1' end
-  redis.call('LPUSH', key, unpack(v))
-  redis.call('LTRIM', key, 0, 7)
+  if redis.call('LPUSH', key, unpack(v)) > 8 then
+    redis.call('LTRIM', key, 0, 7)
+  end
 end
 
 -- schedule makes job id waiting until at: due at once when at <= now (waking a worker), else
