@@ -428,9 +428,8 @@ func BenchmarkQueueDrain(b *testing.B) {
 //     job), its fastest way.
 func BenchmarkQueueEnqueue(b *testing.B) {
 	type lib struct {
-		name    string
-		setup   func(b *testing.B) (enqueue func(payload []byte) error, rtt func() error, info redis.UniversalClient, rt *harness.RoundTrips)
-		enqMany func(b *testing.B) func(jobs [][]byte) error // nil: no batch enqueue
+		name  string
+		setup func(b *testing.B) (enqueue func(payload []byte) error, rtt func() error, info redis.UniversalClient, rt *harness.RoundTrips)
 	}
 	outgrowSetup := func(b *testing.B) (*outgrowEnv, func([]byte) error, func() error) {
 		e := newOutgrowEnv(b)
