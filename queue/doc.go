@@ -81,8 +81,9 @@
 //
 // Both stores keep one contract, tested by one suite on memory, miniredis, Redis, Cluster and
 // Sentinel. The RedisStore runs each operation as one Lua script under the queue's hash tag
-// (one round trip per enqueue batch, claim batch and settlement batch; a Worker coalesces the
-// settlements of its runs), reads time from Redis TIME only, and has no goroutine. An idle
+// (one round trip per enqueue batch, claim batch and settlement batch; a busy Worker claims for
+// most of its free slots at once and sends its runs' settlements with its next claim, well
+// under one round trip per job), reads time from Redis TIME only, and has no goroutine. An idle
 // Worker blocks on Redis (BLPOP, at most a second at a time) rather than polling: that holds
 // one pooled connection per queue it serves, so give the client a PoolSize of at least the
 // number of queues plus a few for claims and settlements.
