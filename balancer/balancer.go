@@ -1,0 +1,322 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/outgrow/outgrow/internal/clientip"
+)
+
+// Algorithm is how a [Balancer] picks among its routable backends.
+type Algorithm uint8
+
+const (
+	// RoundRobin takes the backends in turn, from a random start (so that balancers started
+	// together do not all begin with the first backend), keeping its place when the set
+	// changes.
+	RoundRobin Algorithm = iota
+	// WeightedRoundRobin takes the backends in turn in proportion to their Weights, spread
+	// evenly through each cycle (NGINX's smooth weighted round robin: weights 5, 1, 1 give
+	// a a b a c a a, not a a a a a b c), exactly Weight picks per backend per cycle.
+	WeightedRoundRobin
+	// LeastConnections takes the backend with the fewest requests in flight (counted from Pick
+	// to Done), the ties in turn.
+	LeastConnections
+	// IPHash sends each client to the same backend while the set is unchanged (session
+	// affinity), by rendezvous hashing of the client's IP address: adding or removing one of N
+	// backends moves only the clients of that backend (about 1/N of them), and a backend that
+	// is down moves only its own clients, who come back when it does. The client's address is
+	// the peer's unless Config.TrustedProxies vouch for a forwarding header.
+	IPHash
+	// PowerOfTwo samples two distinct backends at random and takes the one with fewer requests
+	// in flight: least-connections' balance at random's cost, and no herd on the least loaded
+	// backend when many balancers share the backends.
+	PowerOfTwo
+	// Random takes a backend at random.
+	Random
+)
+
+var algorithms = [...]string{"round-robin", "weighted-round-robin", "least-connections", "ip-hash", "power-of-two", "random"}
+
+// String returns the algorithm's name, as ParseAlgorithm reads it.
+func (a Algorithm) String() string {
+	if int(a) < len(algorithms) {
+		return algorithms[a]
+	}
+	return fmt.Sprintf("Algorithm(%d)", a)
+}
+
+// ParseAlgorithm returns the Algorithm named s ("round-robin", "weighted-round-robin",
+// "least-connections", "ip-hash", "power-of-two", "random"), for flags and configuration files.
+func ParseAlgorithm(s string) (Algorithm, error) {
+	if i := slices.Index(algorithms[:], strings.ToLower(s)); i >= 0 {
+		return Algorithm(i), nil
+	}
+	return 0, fmt.Errorf("%w: unknown algorithm %q (want one of %s)", ErrInvalidConfig, s, strings.Join(algorithms[:], ", "))
+}
+
+// Backend is one server of a [Balancer]'s set.
+type Backend struct {
+	// ID names the backend, uniquely in the set: its address ("10.0.0.5:8080") or URL.
+	// IPHash hashes it, so that every balancer with the same set sends a client to the same
+	// backend. Required.
+	ID string
+	// Weight is the backend's share under WeightedRoundRobin, relative to the others' (a
+	// backend of Weight 3 gets three picks for every one of Weight 1); other algorithms ignore
+	// it. At most 1,000,000. Default: 1. Take a backend out of rotation with Balancer.Drain,
+	// not with a weight.
+	Weight int
+}
+
+// WhenNoneUp says what a [Balancer] does when no backend is up.
+type WhenNoneUp uint8
+
+const (
+	// FailOpen picks among every backend that is not draining, as if all were up: a broken
+	// health check (all backends "down" while they serve) must not take the service down.
+	// AWS ALB and Envoy do the same. Stats counts these picks in FailOpenPicks.
+	FailOpen WhenNoneUp = iota
+	// FailClosed makes Pick return ErrNoBackend (the proxy answers 503).
+	FailClosed
+)
+
+// Config configures a [Balancer]. The zero value is ready to use: round robin, failing open.
+type Config struct {
+	// Algorithm picks among the routable backends. Default: RoundRobin.
+	Algorithm Algorithm
+	// WhenNoneUp says what happens when no backend is up. Default: FailOpen.
+	WhenNoneUp WhenNoneUp
+	// TrustedProxies are the peers whose forwarding header tells IPHash the client's address
+	// (the same parser as package ratelimit's). Default: none (the peer's address is the
+	// client's: behind a proxy, list it here, or every client hashes to one backend).
+	TrustedProxies []netip.Prefix
+	// ForwardedHeader is the header read from trusted proxies: "X-Forwarded-For" or
+	// "Forwarded". Default: "X-Forwarded-For".
+	ForwardedHeader string
+	// Logger receives the set's state changes (a backend up, down, draining; none up).
+	// Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors of the package.
+var (
+	// ErrInvalidConfig is wrapped by the errors of New and Update for a configuration that
+	// cannot work, naming the field at fault.
+	ErrInvalidConfig = errors.New("balancer: invalid config")
+	// ErrNoBackend is returned by Pick when no backend may be picked: the set is empty, every
+	// backend is draining, or none is up and Config.WhenNoneUp is FailClosed.
+	ErrNoBackend = errors.New("balancer: no backend available")
+	// ErrUnknownBackend is returned for an ID that is not in the set.
+	ErrUnknownBackend = errors.New("balancer: unknown backend")
+	// ErrNoClientIP is returned by an IPHash Pick for a request whose client address cannot
+	// be read (RemoteAddr empty or not an IP address, as on a unix socket).
+	ErrNoClientIP = clientip.ErrNoClientIP
+)
+
+// maxWeight bounds a Backend's Weight, so that a cycle's sums stay far from overflow.
+const maxWeight = 1_000_000
+
+// Balancer picks a backend for each request from a set of backends, skipping those that are
+// down or draining.
+//
+// Picks take no lock and allocate nothing: they read an immutable snapshot of the set, which
+// Update, SetUp and Drain replace. The zero value is not usable; create a Balancer with [New].
+// It is safe for concurrent use.
+type Balancer struct {
+	cfg    Config
+	logger *slog.Logger
+	ip     *clientip.Resolver
+
+	snap atomic.Pointer[snapshot]
+	// next is the turn of RoundRobin, WeightedRoundRobin and LeastConnections' ties. Every
+	// pick writes it: it has a cache line of its own, so that reading snap costs no miss.
+	_    [64]byte
+	next atomic.Uint64
+	_    [56]byte
+
+	mu    sync.Mutex // serializes the writers of the set
+	nodes map[string]*node
+
+	noBackend, failOpen atomic.Uint64
+}
+
+// New returns a Balancer over backends. Its error wraps ErrInvalidConfig and names the field
+// at fault.
+func New(cfg Config, backends ...Backend) (*Balancer, error) {
+	if int(cfg.Algorithm) >= len(algorithms) {
+		return nil, fmt.Errorf("%w: Config.Algorithm %d is not an algorithm", ErrInvalidConfig, cfg.Algorithm)
+	}
+	if cfg.WhenNoneUp > FailClosed {
+		return nil, fmt.Errorf("%w: Config.WhenNoneUp %d is neither FailOpen nor FailClosed", ErrInvalidConfig, cfg.WhenNoneUp)
+	}
+	ip, err := clientip.New(clientip.Config{TrustedProxies: cfg.TrustedProxies, Header: cfg.ForwardedHeader})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	b := &Balancer{cfg: cfg, logger: logger, ip: ip, nodes: map[string]*node{}}
+	b.next.Store(rand.Uint64())
+	if err := b.Update(backends...); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Update replaces the set with backends. A backend that stays keeps its state (up or down,
+// draining, requests in flight); a new one starts up. Its error wraps ErrInvalidConfig for a
+// backend without an ID, a repeated ID or a weight out of range; the set is then unchanged.
+func (b *Balancer) Update(backends ...Backend) error {
+	seen := make(map[string]bool, len(backends))
+	for i, be := range backends {
+		switch {
+		case be.ID == "":
+			return fmt.Errorf("%w: backends[%d].ID is empty", ErrInvalidConfig, i)
+		case seen[be.ID]:
+			return fmt.Errorf("%w: backends[%d].ID %q is repeated", ErrInvalidConfig, i, be.ID)
+		case be.Weight < 0 || be.Weight > maxWeight:
+			return fmt.Errorf("%w: backends[%d].Weight %d is not in [0, %d]", ErrInvalidConfig, i, be.Weight, maxWeight)
+		}
+		seen[be.ID] = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	nodes := make(map[string]*node, len(backends))
+	for _, be := range backends {
+		n := b.nodes[be.ID]
+		if n == nil {
+			n = newNode(be.ID)
+		}
+		n.weight = max(be.Weight, 1)
+		nodes[be.ID] = n
+	}
+	b.nodes = nodes
+	b.publish()
+	return nil
+}
+
+// SetUp marks the backend id up or down: a backend that is down is picked only when none is up
+// and Config.WhenNoneUp is FailOpen. Health checks call it; so may an operator.
+func (b *Balancer) SetUp(id string, up bool) error {
+	return b.set(id, func(n *node) { n.down = !up })
+}
+
+// Drain takes the backend id out of rotation (draining) or puts it back: a draining backend
+// gets no new picks, under any algorithm and even when failing open, while its requests in
+// flight finish (see Stats). Drain a backend before removing it or shutting it down.
+func (b *Balancer) Drain(id string, draining bool) error {
+	return b.set(id, func(n *node) { n.draining = draining })
+}
+
+func (b *Balancer) set(id string, change func(*node)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.nodes[id]
+	if n == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownBackend, id)
+	}
+	before := *n.state()
+	change(n)
+	if after := *n.state(); after != before {
+		b.logger.Info("balancer: backend state changed", "backend", id, "from", before.String(), "to", after.String())
+		b.publish()
+	}
+	return nil
+}
+
+// Pick is a backend picked for one request. Call Done exactly once when the request is over
+// (its response body closed, for a streamed response): LeastConnections and PowerOfTwo count
+// the requests in flight from Pick to Done. The other algorithms count nothing per pick (one
+// atomic add is a round robin pick's whole cost), but call Done all the same.
+//
+// The zero value picks nothing; a Pick is a small value, safe to copy, but Done counts once
+// per Pick made, not per copy.
+type Pick struct {
+	n       *node
+	counted bool
+}
+
+// ID returns the picked backend's ID.
+func (p Pick) ID() string { return p.n.id }
+
+// Done ends the request.
+func (p Pick) Done() {
+	if p.counted {
+		p.n.inflight.Add(-1)
+	}
+}
+
+// Pick picks a backend for r (read only by IPHash, for the client's address; it may be nil
+// otherwise). Its error is ErrNoBackend when none may be picked, or ErrNoClientIP.
+func (b *Balancer) Pick(r *http.Request) (Pick, error) {
+	s := b.snap.Load()
+	if len(s.up) == 0 {
+		b.noBackend.Add(1)
+		return Pick{}, ErrNoBackend
+	}
+	if s.open {
+		b.failOpen.Add(1)
+	}
+	switch b.cfg.Algorithm {
+	case RoundRobin:
+		return Pick{n: s.up[b.next.Add(1)%uint64(len(s.up))]}, nil
+	case WeightedRoundRobin:
+		return Pick{n: s.up[s.cycle[b.next.Add(1)%uint64(len(s.cycle))]]}, nil
+	case IPHash:
+		addr, err := b.ip.Addr(r)
+		if err != nil {
+			return Pick{}, err
+		}
+		return Pick{n: s.byHash(hashAddr(addr))}, nil
+	case Random:
+		return Pick{n: s.up[rand.N(len(s.up))]}, nil
+	}
+	var n *node
+	if b.cfg.Algorithm == LeastConnections {
+		n = s.leastLoaded(b.next.Add(1))
+	} else {
+		n = s.twoChoices()
+	}
+	n.inflight.Add(1)
+	return Pick{n: n, counted: true}, nil
+}
+
+// BackendStats is the state of one backend.
+type BackendStats struct {
+	ID       string
+	Weight   int
+	Up       bool  // not marked down
+	Draining bool  // out of rotation
+	InFlight int64 // picks not Done yet, counted by LeastConnections and PowerOfTwo only
+}
+
+// Stats is a snapshot of a Balancer: a plain value.
+type Stats struct {
+	// Backends are the set's backends, by ID.
+	Backends []BackendStats
+	// NoBackend counts the Picks that found no backend to pick.
+	NoBackend uint64
+	// FailOpenPicks counts the picks made while no backend was up (Config.WhenNoneUp FailOpen).
+	FailOpenPicks uint64
+}
+
+// Stats returns the Balancer's state and counters.
+func (b *Balancer) Stats() Stats {
+	s := b.snap.Load()
+	st := Stats{Backends: make([]BackendStats, len(s.all)), NoBackend: b.noBackend.Load(), FailOpenPicks: b.failOpen.Load()}
+	for i, n := range s.all {
+		st.Backends[i] = BackendStats{ID: n.id, Weight: s.weights[i], Up: !s.states[i].down, Draining: s.states[i].draining,
+			InFlight: n.inflight.Load()}
+	}
+	return st
+}
