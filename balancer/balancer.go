@@ -320,3 +320,45 @@ func (b *Balancer) Stats() Stats {
 	}
 	return st
 }
+
+// Algorithm returns the Balancer's algorithm.
+func (b *Balancer) Algorithm() Algorithm { return b.cfg.Algorithm }
+
+// pickOther picks a routable backend whose ID is not in tried, for a retry: IPHash's next best
+// for the client, the next in turn otherwise. Its error is ErrNoBackend when every one was
+// tried.
+func (b *Balancer) pickOther(r *http.Request, tried []string) (Pick, error) {
+	s := b.snap.Load()
+	var n *node
+	if b.cfg.Algorithm == IPHash {
+		addr, err := b.ip.Addr(r)
+		if err != nil {
+			return Pick{}, err
+		}
+		key := hashAddr(addr)
+		var top uint64
+		for i, c := range s.all {
+			if s.routes[i] && !contains(tried, c.id) {
+				if score := mix(key ^ c.hash); n == nil || score > top {
+					n, top = c, score
+				}
+			}
+		}
+	} else if len(s.up) > 0 {
+		start := b.next.Load() // the turn stays the next request's
+		for k := range uint64(len(s.up)) {
+			if c := s.up[(start+k)%uint64(len(s.up))]; !contains(tried, c.id) {
+				n = c
+				break
+			}
+		}
+	}
+	if n == nil {
+		return Pick{}, ErrNoBackend
+	}
+	if b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo {
+		n.inflight.Add(1)
+		return Pick{n: n, counted: true}, nil
+	}
+	return Pick{n: n}, nil
+}
