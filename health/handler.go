@@ -78,8 +78,8 @@ func (c *Checker) publish() *snapshot {
 			LastError:            cs.lastErr,
 			LastDuration:         cs.lastDuration,
 			LastRun:              cs.lastRun,
-			ConsecutiveSuccesses: cs.succ,
-			ConsecutiveFailures:  cs.fail,
+			ConsecutiveSuccesses: cs.rf.Successes(),
+			ConsecutiveFailures:  cs.rf.Failures(),
 			Runs:                 cs.runs,
 			Failures:             cs.fails,
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outgrow/outgrow/internal/risefall"
 )
 
 // Defaults of Config. The interval, timeout and thresholds are those of in-process dependency
@@ -265,8 +267,7 @@ type checkState struct {
 	// the log line) are kept, copied from its live record when its state changes: the rest of
 	// its entry is always read from the live record (see checkStats).
 	state        State
-	everHealthy  bool
-	succ, fail   int
+	rf           risefall.Machine // a background check's counters; state follows its State
 	lastErr      error
 	lastDuration time.Duration
 	lastRun      time.Time
@@ -283,7 +284,7 @@ type liveRecord struct {
 	err         error
 	d           time.Duration
 	at          time.Time
-	succ, fail  int
+	rf          risefall.Machine // under localPolicy
 	runs, fails uint64
 }
 
@@ -604,25 +605,34 @@ func (c *Checker) call(ctx context.Context, cs *checkState) (err error) {
 	return cs.Func(ctx)
 }
 
+// policy is the rise/fall policy of the background checks: the thresholds, after the first
+// result, which decides at once (see [State]).
+func (cfg *Config) policy() risefall.Policy {
+	return risefall.Policy{Rise: cfg.HealthyThreshold, Fall: cfg.UnhealthyThreshold, Start: risefall.FirstResult}
+}
+
+// stateOf maps a rise/fall state to a check's.
+func stateOf(s risefall.State) State {
+	switch s {
+	case risefall.Up:
+		return StateHealthy
+	case risefall.Down:
+		return StateUnhealthy
+	default:
+		return StateUnknown
+	}
+}
+
 // apply records one result of a background check and moves the state machine; c.mu must be held.
 func (cs *checkState) apply(r result, cfg Config) (from, to State) {
 	from = cs.state
 	cs.runs++
 	cs.lastErr, cs.lastDuration, cs.lastRun = r.err, r.d, r.at
-	if r.err == nil {
-		cs.succ++
-		cs.fail = 0
-		if !cs.everHealthy || cs.succ >= cfg.HealthyThreshold {
-			cs.state, cs.everHealthy = StateHealthy, true
-		}
-	} else {
+	if r.err != nil {
 		cs.fails++
-		cs.fail++
-		cs.succ = 0
-		if cs.state == StateUnknown || (cs.state == StateHealthy && cs.fail >= cfg.UnhealthyThreshold) {
-			cs.state = StateUnhealthy
-		}
 	}
+	cs.rf.Record(r.err == nil, cfg.policy())
+	cs.state = stateOf(cs.rf.State())
 	return from, cs.state
 }
 
@@ -645,6 +655,9 @@ func (c *Checker) view(ctx context.Context) *snapshot {
 	return c.applyLocal(ctx)
 }
 
+// localPolicy is a Local check's: no threshold, each call's result is its state.
+var localPolicy = risefall.Policy{Rise: 1, Fall: 1}
+
 // callLocal calls a Local check on the caller's goroutine, records the result and returns the
 // state it gives. One call at a time is watched: while it has been running for longer than the
 // check's Timeout, the check is not called and counts as failed.
@@ -666,21 +679,12 @@ func (c *Checker) callLocal(ctx context.Context, cs *checkState) State {
 	l := &cs.live
 	l.err, l.d, l.at = err, end.Sub(start), end
 	l.runs++
-	if err == nil {
-		l.succ, l.fail = l.succ+1, 0
-	} else {
-		l.succ, l.fail, l.fails = 0, l.fail+1, l.fails+1
-	}
-	cs.liveMu.Unlock()
-	return localState(err)
-}
-
-// localState is the state a Local check's result gives: no threshold applies.
-func localState(err error) State {
 	if err != nil {
-		return StateUnhealthy
+		l.fails++
 	}
-	return StateHealthy
+	_, to := l.rf.Record(err == nil, localPolicy)
+	cs.liveMu.Unlock()
+	return stateOf(to)
 }
 
 // applyLocal sets the Local checks' states from their live records, publishes the snapshot and
@@ -697,7 +701,7 @@ func (c *Checker) applyLocal(ctx context.Context) *snapshot {
 			continue // not called yet: still unknown
 		}
 		from := cs.state
-		cs.state, cs.lastErr = localState(l.err), l.err
+		cs.state, cs.lastErr = stateOf(l.rf.State()), l.err
 		c.queueCheckChange(ctx, cs, from, cs.state)
 	}
 	s := c.publish()
@@ -716,7 +720,7 @@ func (c *Checker) checkStats(s *snapshot) []CheckStats {
 		cs.liveMu.Unlock()
 		st := &checks[cs.idx]
 		st.LastError, st.LastDuration, st.LastRun = l.err, l.d, l.at
-		st.ConsecutiveSuccesses, st.ConsecutiveFailures, st.Runs, st.Failures = l.succ, l.fail, l.runs, l.fails
+		st.ConsecutiveSuccesses, st.ConsecutiveFailures, st.Runs, st.Failures = l.rf.Successes(), l.rf.Failures(), l.runs, l.fails
 	}
 	return checks
 }
