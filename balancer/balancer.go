@@ -101,8 +101,11 @@ type Config struct {
 	// ForwardedHeader is the header read from trusted proxies: "X-Forwarded-For" or
 	// "Forwarded". Default: "X-Forwarded-For".
 	ForwardedHeader string
-	// Logger receives the set's state changes (a backend up, down, draining; none up).
-	// Default: slog.Default().
+	// Eject configures passive health: backends whose requests keep failing are taken out of
+	// rotation for a cooldown. Default: 5 consecutive failures, 30s, at most half the set.
+	Eject EjectConfig
+	// Logger receives the set's state changes (a backend up, down, ejected, draining; none
+	// up). Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -145,7 +148,7 @@ type Balancer struct {
 	mu    sync.Mutex // serializes the writers of the set
 	nodes map[string]*node
 
-	noBackend, failOpen atomic.Uint64
+	noBackend, failOpen, ejections, ejectRefused atomic.Uint64
 }
 
 // New returns a Balancer over backends. Its error wraps ErrInvalidConfig and names the field
@@ -156,6 +159,9 @@ func New(cfg Config, backends ...Backend) (*Balancer, error) {
 	}
 	if cfg.WhenNoneUp > FailClosed {
 		return nil, fmt.Errorf("%w: Config.WhenNoneUp %d is neither FailOpen nor FailClosed", ErrInvalidConfig, cfg.WhenNoneUp)
+	}
+	if err := cfg.Eject.validate(); err != nil {
+		return nil, err
 	}
 	ip, err := clientip.New(clientip.Config{TrustedProxies: cfg.TrustedProxies, Header: cfg.ForwardedHeader})
 	if err != nil {
@@ -243,6 +249,7 @@ func (b *Balancer) set(id string, change func(*node)) error {
 // per Pick made, not per copy.
 type Pick struct {
 	n       *node
+	b       *Balancer
 	counted bool
 }
 
@@ -269,17 +276,17 @@ func (b *Balancer) Pick(r *http.Request) (Pick, error) {
 	}
 	switch b.cfg.Algorithm {
 	case RoundRobin:
-		return Pick{n: s.up[b.next.Add(1)%uint64(len(s.up))]}, nil
+		return Pick{n: s.up[b.next.Add(1)%uint64(len(s.up))], b: b}, nil
 	case WeightedRoundRobin:
-		return Pick{n: s.up[s.cycle[b.next.Add(1)%uint64(len(s.cycle))]]}, nil
+		return Pick{n: s.up[s.cycle[b.next.Add(1)%uint64(len(s.cycle))]], b: b}, nil
 	case IPHash:
 		addr, err := b.ip.Addr(r)
 		if err != nil {
 			return Pick{}, err
 		}
-		return Pick{n: s.byHash(hashAddr(addr))}, nil
+		return Pick{n: s.byHash(hashAddr(addr)), b: b}, nil
 	case Random:
-		return Pick{n: s.up[rand.N(len(s.up))]}, nil
+		return Pick{n: s.up[rand.N(len(s.up))], b: b}, nil
 	}
 	var n *node
 	if b.cfg.Algorithm == LeastConnections {
@@ -288,14 +295,15 @@ func (b *Balancer) Pick(r *http.Request) (Pick, error) {
 		n = s.twoChoices()
 	}
 	n.inflight.Add(1)
-	return Pick{n: n, counted: true}, nil
+	return Pick{n: n, b: b, counted: true}, nil
 }
 
 // BackendStats is the state of one backend.
 type BackendStats struct {
 	ID       string
 	Weight   int
-	Up       bool  // not marked down
+	Up       bool  // not marked down by its health check
+	Ejected  bool  // out of rotation until its cooldown ends: its requests failed
 	Draining bool  // out of rotation
 	InFlight int64 // picks not Done yet, counted by LeastConnections and PowerOfTwo only
 }
@@ -308,14 +316,19 @@ type Stats struct {
 	NoBackend uint64
 	// FailOpenPicks counts the picks made while no backend was up (Config.WhenNoneUp FailOpen).
 	FailOpenPicks uint64
+	// Ejections counts the backends ejected by their failed requests; EjectionsRefused, the
+	// ejections that Config.Eject.MaxEjected refused.
+	Ejections, EjectionsRefused uint64
 }
 
 // Stats returns the Balancer's state and counters.
 func (b *Balancer) Stats() Stats {
 	s := b.snap.Load()
-	st := Stats{Backends: make([]BackendStats, len(s.all)), NoBackend: b.noBackend.Load(), FailOpenPicks: b.failOpen.Load()}
+	st := Stats{Backends: make([]BackendStats, len(s.all)), NoBackend: b.noBackend.Load(), FailOpenPicks: b.failOpen.Load(),
+		Ejections: b.ejections.Load(), EjectionsRefused: b.ejectRefused.Load()}
 	for i, n := range s.all {
-		st.Backends[i] = BackendStats{ID: n.id, Weight: s.weights[i], Up: !s.states[i].down, Draining: s.states[i].draining,
+		st.Backends[i] = BackendStats{ID: n.id, Weight: s.weights[i], Up: !s.states[i].down, Ejected: s.states[i].ejected,
+			Draining: s.states[i].draining,
 			InFlight: n.inflight.Load()}
 	}
 	return st
@@ -358,7 +371,7 @@ func (b *Balancer) pickOther(r *http.Request, tried []string) (Pick, error) {
 	}
 	if b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo {
 		n.inflight.Add(1)
-		return Pick{n: n, counted: true}, nil
+		return Pick{n: n, b: b, counted: true}, nil
 	}
-	return Pick{n: n}, nil
+	return Pick{n: n, b: b}, nil
 }

@@ -77,6 +77,10 @@ type ProxyHooks struct {
 // the client; a POST without an Idempotency-Key whose body may have reached a backend is never
 // sent again. Bodies are replayed from GetBody or from a copy of at most MaxReplayBody bytes.
 //
+// Each attempt's outcome feeds passive health (Config.Eject): connection errors, timeouts and
+// 502-504 answers count against the backend; a client's cancellation and other statuses do
+// not.
+//
 // Errors are JSON: 503 {"error":"Service temporarily unavailable."} when no backend may be
 // picked, 502 {"error":"Bad gateway."} when no backend answered; the backends' errors are
 // never shown to the client.
@@ -214,8 +218,14 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := p.cfg.Transport.RoundTrip(out)
 		if err == nil {
+			// 502-504 from a backend is its failure (or its own upstream's); other statuses
+			// are the application's answer, which a client can provoke at will.
+			pick.Observe(resp.StatusCode < 502 || resp.StatusCode > 504)
 			resp.Body = &doneBody{ReadCloser: resp.Body, pick: pick}
 			return resp, nil
+		}
+		if req.Context().Err() == nil { // the client going away is not the backend's failure
+			pick.Observe(false)
 		}
 		pick.Done()
 		lastErr = err

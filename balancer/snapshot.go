@@ -18,7 +18,8 @@ type node struct {
 	// by the others': a cache line of its own, shared with no other node's counter.
 	_        [64]byte
 	inflight atomic.Int64
-	_        [56]byte
+	fails    atomic.Int32 // consecutive failed requests observed (Pick.Observe)
+	_        [52]byte
 
 	// Guarded by Balancer.mu; snapshots copy them.
 	weight int
@@ -27,8 +28,13 @@ type node struct {
 
 // nodeState is what takes a backend out of rotation.
 type nodeState struct {
-	down, draining bool
+	down     bool // its health check failed (or SetUp said so)
+	ejected  bool // its requests failed (Config.Eject), until its cooldown ends
+	draining bool
 }
+
+// routable reports whether the backend may be picked while others are up.
+func (s nodeState) routable() bool { return !s.down && !s.ejected && !s.draining }
 
 func (s nodeState) String() string {
 	switch {
@@ -36,6 +42,8 @@ func (s nodeState) String() string {
 		return "draining"
 	case s.down:
 		return "down"
+	case s.ejected:
+		return "ejected"
 	}
 	return "up"
 }
@@ -72,11 +80,11 @@ func (b *Balancer) publish() {
 	anyUp := false
 	for i, n := range s.all {
 		s.states[i], s.weights[i] = n.nodeState, n.weight
-		anyUp = anyUp || !n.down && !n.draining
+		anyUp = anyUp || n.routable()
 	}
 	s.open = !anyUp && b.cfg.WhenNoneUp == FailOpen
 	for i, n := range s.all {
-		if !n.draining && (!n.down || s.open) {
+		if n.routable() || s.open && !n.draining {
 			s.routes[i] = true
 			s.up = append(s.up, n)
 		}
