@@ -350,9 +350,9 @@ func (p *Proxy) url(id string) (*url.URL, error) {
 	if u, ok := p.urls.Load(id); ok {
 		return u.(*url.URL), nil
 	}
-	u, err := url.Parse(id)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("balancer: backend ID %q is not a base URL such as http://10.0.0.5:8080", id)
+	u, err := parseBaseURL(id)
+	if err != nil {
+		return nil, err
 	}
 	p.urls.Store(id, u)
 	return u, nil
