@@ -1,6 +1,7 @@
 // Package balancer spreads requests over a set of backends: the article's round robin, least
 // connections, IP hash (session affinity) and weighted round robin, plus power of two choices
-// and random, over backends that are up, down or draining.
+// and random, over backends that active health checks and failed requests take out of
+// rotation, behind a retrying reverse proxy.
 //
 //	b, _ := balancer.New(balancer.Config{Algorithm: balancer.LeastConnections},
 //		balancer.Backend{ID: "10.0.0.1:8080"}, balancer.Backend{ID: "10.0.0.2:8080"})
@@ -26,16 +27,45 @@
 // same trusted-proxy parser as package ratelimit's (the peer unless Config.TrustedProxies
 // vouch for a forwarding header).
 //
-// # Up, down and draining
+// # Health
 //
-// A backend is up, down ([Balancer.SetUp]) or draining ([Balancer.Drain]); only those up are
-// picked. When none is up, Config.WhenNoneUp decides: FailOpen (the default, as AWS ALB and
-// Envoy do) picks among all backends not draining, so that a broken health check does not take
-// the service down; FailClosed answers ErrNoBackend. A draining backend is never picked, even
-// failing open: drain a backend before it leaves.
+// A backend is up, down, ejected or draining; only those up are picked. Two signals feed it:
+//
+//   - Active: a [Checker] probes each backend's /api/health every 30s (5s timeout, jittered)
+//     and marks it down after 3 failed probes in a row and up again after 2 successful ones,
+//     the article's ALB settings, on the same rise/fall machine as package health's checks. A
+//     single failed probe never takes a backend down.
+//   - Passive: [Pick.Observe] counts a backend's consecutive failed requests; 5 eject it for
+//     30s (Config.Eject), the article's breaker numbers, at most half the set at once. The
+//     [Proxy] reports connection errors, timeouts and 502-504 answers, never a client's
+//     cancellation nor a 500, so that no client can eject backends at will. A dead backend
+//     under load is ejected within a second, where active checks alone take about 95s.
+//
+// [Balancer.SetUp] and [Balancer.Drain] set the state by hand. When none is up,
+// Config.WhenNoneUp decides: FailOpen (the default, as AWS ALB and Envoy do) picks among all
+// backends not draining, so that a broken health check does not take the service down;
+// FailClosed answers ErrNoBackend. A draining backend is never picked, even failing open:
+// drain a backend before it leaves.
+//
+// # Proxy
+//
+// [Proxy] is a reverse proxy (httputil.ReverseProxy with Rewrite and SetXForwarded) that picks
+// a backend per attempt. A request that reached no backend is tried on another; an idempotent
+// one (or one with an Idempotency-Key) also when its connection failed before a response,
+// within a retry budget; nothing is retried once a response came, so no byte is ever sent to
+// the client twice, and a POST that may have reached a backend is never sent again. Requests
+// count as in flight until their response body closes (streams and upgraded connections
+// included). Errors are JSON 502 and 503, without the backends' messages.
 //
 // # Defaults
 //
-// The zero Config is round robin, failing open, trusting no proxy. A Backend's Weight defaults
-// to 1.
+// The zero Config is round robin, failing open, trusting no proxy, ejecting after 5 failures
+// for 30s. A Backend's Weight defaults to 1: draining is a state ([Balancer.Drain]), not a
+// weight of 0, so that the zero Backend is a working one. The zero CheckConfig is the
+// article's ALB check; the zero ProxyConfig retries up to 3 backends within a 20% budget.
+//
+// # Not yet
+//
+// Slow start, a registry of backends shared through Redis, and shared health verdicts are to
+// come (issue 14 is in progress).
 package balancer

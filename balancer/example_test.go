@@ -1,8 +1,12 @@
 package balancer_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
+	"net/http/httptest"
 
 	"github.com/outgrow/outgrow/balancer"
 )
@@ -36,4 +40,43 @@ func ExampleBalancer_SetUp() {
 	}
 	fmt.Println()
 	// Output: b b b
+}
+
+// A reverse proxy in front of two backends, with health checks; a request that cannot reach
+// one backend goes to the other.
+func ExampleProxy() {
+	backend := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, name)
+		}))
+	}
+	blue, green := backend("blue"), backend("green")
+	defer blue.Close()
+	defer green.Close()
+
+	b, _ := balancer.New(balancer.Config{}, balancer.Backend{ID: blue.URL}, balancer.Backend{ID: green.URL})
+	checker, _ := balancer.NewChecker(b, balancer.CheckConfig{}) // GET /api/health every 30s
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = checker.Run(ctx) }() // until ctx ends
+	proxy, err := balancer.NewProxy(b, balancer.ProxyConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	green.Close() // green dies: its requests go to blue
+	seen := map[string]int{}
+	for range 4 {
+		resp, err := http.Get(front.URL)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		seen[fmt.Sprint(resp.StatusCode, " ", string(body))]++
+	}
+	fmt.Println(seen)
+	// Output: map[200 blue:4]
 }
