@@ -145,15 +145,70 @@ func BenchmarkBalancerWeighted(b *testing.B) {
 // fewer in flight taken), outgrow-leastconn is LeastConnections (a scan for the fewest, ties in
 // turn); grpc is grpc-go's least_request_experimental picker with choiceCount 2 (two samples,
 // not necessarily distinct).
+//
+// Under mode=serial and mode=parallel each Done follows its pick at once, so the counts read by
+// a pick are 0 (or, in parallel, the other goroutines' one): LeastConnections' scan stops at the
+// first backend it reads with none in flight. Under mode=held each goroutine keeps its latest 16
+// picks open, ending the oldest before each new pick, as a server with requests in flight does:
+// the counts differ, and LeastConnections reads all 10.
 func BenchmarkBalancerLeastRequest(b *testing.B) {
-	benchPicks(b, []string{"outgrow-p2c", "outgrow-leastconn", "grpc"}, func(b *testing.B, lib string) pickFunc {
-		switch lib {
-		case "outgrow-p2c":
-			return outgrowPick(outgrowBalancer(b, balancer.PowerOfTwo), nil)
-		case "outgrow-leastconn":
-			return outgrowPick(outgrowBalancer(b, balancer.LeastConnections), nil)
+	libs := []string{"outgrow-p2c", "outgrow-leastconn", "grpc"}
+	outgrowAlg := map[string]balancer.Algorithm{"outgrow-p2c": balancer.PowerOfTwo, "outgrow-leastconn": balancer.LeastConnections}
+	lrConfig := json.RawMessage(`{"choiceCount": 2}`)
+	benchPicks(b, libs, func(b *testing.B, lib string) pickFunc {
+		if alg, ok := outgrowAlg[lib]; ok {
+			return outgrowPick(outgrowBalancer(b, alg), nil)
 		}
-		return grpcPick(grpcPicker(b, leastrequest.Name, json.RawMessage(`{"choiceCount": 2}`)))
+		return grpcPick(grpcPicker(b, leastrequest.Name, lrConfig))
+	})
+	const held = 16
+	b.Run("mode=held", func(b *testing.B) {
+		for _, lib := range libs {
+			b.Run("lib="+lib, func(b *testing.B) {
+				// newPicker returns one goroutine's pick: it ends the oldest of the picks it
+				// holds, then picks.
+				var newPicker func() pickFunc
+				if alg, ok := outgrowAlg[lib]; ok {
+					bal := outgrowBalancer(b, alg)
+					newPicker = func() pickFunc {
+						var open [held]balancer.Pick // the zero Pick's Done does nothing
+						i := 0
+						return func() error {
+							open[i].Done()
+							p, err := bal.Pick(nil)
+							open[i] = p
+							i = (i + 1) % held
+							return err
+						}
+					}
+				} else {
+					picker := grpcPicker(b, leastrequest.Name, lrConfig)
+					newPicker = func() pickFunc {
+						var open [held]func(grpcbalancer.DoneInfo)
+						i := 0
+						return func() error {
+							if open[i] != nil {
+								open[i](grpcbalancer.DoneInfo{})
+							}
+							res, err := picker.Pick(grpcbalancer.PickInfo{})
+							open[i] = res.Done
+							i = (i + 1) % held
+							return err
+						}
+					}
+				}
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					pick := newPicker()
+					for pb.Next() {
+						if err := pick(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
 	})
 }
 
