@@ -141,8 +141,8 @@ func BenchmarkBalancerWeighted(b *testing.B) {
 }
 
 // BenchmarkBalancerLeastRequest: a pick and its Done over 10 backends, each pick counted in
-// flight until its Done. outgrow-p2c is PowerOfTwo (two distinct backends sampled, the one with
-// fewer in flight taken), outgrow-leastconn is LeastConnections (a scan for the fewest, ties in
+// flight until its Done. outgrow is PowerOfTwo (two distinct backends sampled, the one with
+// fewer in flight taken: the algorithm of grpc's), outgrow-leastconn is LeastConnections (a scan for the fewest, ties in
 // turn); grpc is grpc-go's least_request_experimental picker with choiceCount 2 (two samples,
 // not necessarily distinct).
 //
@@ -152,8 +152,8 @@ func BenchmarkBalancerWeighted(b *testing.B) {
 // picks open, ending the oldest before each new pick, as a server with requests in flight does:
 // the counts differ, and LeastConnections reads all 10.
 func BenchmarkBalancerLeastRequest(b *testing.B) {
-	libs := []string{"outgrow-p2c", "outgrow-leastconn", "grpc"}
-	outgrowAlg := map[string]balancer.Algorithm{"outgrow-p2c": balancer.PowerOfTwo, "outgrow-leastconn": balancer.LeastConnections}
+	libs := []string{"outgrow", "outgrow-leastconn", "grpc"}
+	outgrowAlg := map[string]balancer.Algorithm{"outgrow": balancer.PowerOfTwo, "outgrow-leastconn": balancer.LeastConnections}
 	lrConfig := json.RawMessage(`{"choiceCount": 2}`)
 	benchPicks(b, libs, func(b *testing.B, lib string) pickFunc {
 		if alg, ok := outgrowAlg[lib]; ok {
