@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/outgrow/outgrow/internal/clientip"
 )
@@ -101,6 +102,11 @@ type Config struct {
 	// ForwardedHeader is the header read from trusted proxies: "X-Forwarded-For" or
 	// "Forwarded". Default: "X-Forwarded-For".
 	ForwardedHeader string
+	// SlowStart, when set, ramps up a backend that joins the set or comes back into rotation:
+	// its share of the picks grows from a tenth to the full share over this long, so that a
+	// cold instance (empty caches, a JIT, a connection pool to fill) is not flooded at once.
+	// IPHash ignores it: a client's backend does not change with warmth. Default: 0 (off).
+	SlowStart time.Duration
 	// Eject configures passive health: backends whose requests keep failing are taken out of
 	// rotation for a cooldown. Default: 5 consecutive failures, 30s, at most half the set.
 	Eject EjectConfig
@@ -159,6 +165,9 @@ func New(cfg Config, backends ...Backend) (*Balancer, error) {
 	}
 	if cfg.WhenNoneUp > FailClosed {
 		return nil, fmt.Errorf("%w: Config.WhenNoneUp %d is neither FailOpen nor FailClosed", ErrInvalidConfig, cfg.WhenNoneUp)
+	}
+	if cfg.SlowStart < 0 {
+		return nil, fmt.Errorf("%w: Config.SlowStart %v is negative", ErrInvalidConfig, cfg.SlowStart)
 	}
 	if err := cfg.Eject.validate(); err != nil {
 		return nil, err
@@ -274,28 +283,52 @@ func (b *Balancer) Pick(r *http.Request) (Pick, error) {
 	if s.open {
 		b.failOpen.Add(1)
 	}
-	switch b.cfg.Algorithm {
-	case RoundRobin:
-		return Pick{n: s.up[b.next.Add(1)%uint64(len(s.up))], b: b}, nil
-	case WeightedRoundRobin:
-		return Pick{n: s.up[s.cycle[b.next.Add(1)%uint64(len(s.cycle))]], b: b}, nil
-	case IPHash:
+	if b.cfg.Algorithm == IPHash {
 		addr, err := b.ip.Addr(r)
 		if err != nil {
 			return Pick{}, err
 		}
-		return Pick{n: s.byHash(hashAddr(addr)), b: b}, nil
+		return Pick{n: s.byHash(hashAddr(addr)), b: b}, nil // no slow start: affinity first
+	}
+	n := b.choose(s)
+	if s.warmUntil != 0 && b.cold(n, s) {
+		n = b.choose(s) // a second choice, taken whatever its warmth
+	}
+	if b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo {
+		n.inflight.Add(1)
+		return Pick{n: n, b: b, counted: true}, nil
+	}
+	return Pick{n: n, b: b}, nil
+}
+
+// choose picks a node of s.up by the algorithm (IPHash aside).
+func (b *Balancer) choose(s *snapshot) *node {
+	switch b.cfg.Algorithm {
+	case RoundRobin:
+		return s.up[b.next.Add(1)%uint64(len(s.up))]
+	case WeightedRoundRobin:
+		return s.up[s.cycle[b.next.Add(1)%uint64(len(s.cycle))]]
 	case Random:
-		return Pick{n: s.up[rand.N(len(s.up))], b: b}, nil
+		return s.up[rand.N(len(s.up))]
+	case LeastConnections:
+		return s.leastLoaded(b.next.Add(1))
 	}
-	var n *node
-	if b.cfg.Algorithm == LeastConnections {
-		n = s.leastLoaded(b.next.Add(1))
-	} else {
-		n = s.twoChoices()
+	return s.twoChoices()
+}
+
+// cold reports whether n, in slow start, turns this pick down: it takes a share of its picks
+// that grows from a tenth to all of them over Config.SlowStart.
+func (b *Balancer) cold(n *node, s *snapshot) bool {
+	since := n.since.Load()
+	if since == 0 {
+		return false
 	}
-	n.inflight.Add(1)
-	return Pick{n: n, b: b, counted: true}, nil
+	now := time.Now().UnixNano()
+	if now >= s.warmUntil {
+		return false
+	}
+	warmth := max(0.1, float64(now-since)/float64(b.cfg.SlowStart))
+	return warmth < 1 && rand.Float64() >= warmth
 }
 
 // BackendStats is the state of one backend.

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -426,4 +428,33 @@ func TestConcurrentPicksAndUpdates(t *testing.T) {
 	for _, s := range b.Stats().Backends {
 		assert.Zero(t, s.InFlight, s.ID)
 	}
+}
+
+// TestSlowStart: a backend that joins, or comes back up, takes a share of the picks that grows
+// from a tenth to its full share over SlowStart.
+func TestSlowStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBalancer(t, Config{SlowStart: 10 * time.Second}, ids("a", "b")...)
+		share := func() float64 {
+			return float64(picks(t, b, 4000)["b"]) / 4000
+		}
+		assert.InDelta(t, 0.5, share(), 0.01, "the first set starts warm")
+		require.NoError(t, b.SetUp("b", false))
+		require.NoError(t, b.SetUp("b", true))
+		early := share()
+		time.Sleep(5 * time.Second)
+		mid := share()
+		time.Sleep(6 * time.Second)
+		late := share()
+		// Round robin: b's turn kept with the warmth's odds, else a second choice (a's turn).
+		assert.InDelta(t, 0.08, early, 0.03, "a tenth of b's turns at first")
+		assert.InDelta(t, 0.33, mid, 0.04, "half of them at 5s")
+		assert.InDelta(t, 0.5, late, 0.01, "warm after 10s")
+		assert.Zero(t, b.snap.Load().warmUntil, "republished once warm")
+
+		require.NoError(t, b.Update(ids("a", "b", "c")...))
+		assert.Less(t, float64(picks(t, b, 3000)["c"])/3000, 0.2, "a new backend starts cold")
+		_, err := New(Config{SlowStart: -1})
+		assert.ErrorIs(t, err, ErrInvalidConfig)
+	})
 }

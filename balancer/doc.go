@@ -64,8 +64,11 @@
 // weight of 0, so that the zero Backend is a working one. The zero CheckConfig is the
 // article's ALB check; the zero ProxyConfig retries up to 3 backends within a 20% budget.
 //
+// Config.SlowStart ramps up a backend that joins or comes back: its share grows from a tenth
+// to the full share over that window (IPHash aside).
+//
 // # Not yet
 //
-// Slow start, a registry of backends shared through Redis, and shared health verdicts are to
-// come (issue 14 is in progress).
+// A registry of backends shared through Redis, and shared health verdicts, are to come (issue
+// 14 is in progress).
 package balancer

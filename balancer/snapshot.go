@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // node is one backend, the same across snapshots while its ID stays in the set, so that its
@@ -20,6 +21,8 @@ type node struct {
 	inflight atomic.Int64
 	fails    atomic.Int32 // consecutive failed requests observed (Pick.Observe)
 	_        [52]byte
+	// since is when the node came into rotation (Unix ns), while in slow start; 0 otherwise.
+	since atomic.Int64
 
 	// Guarded by Balancer.mu; snapshots copy them.
 	weight int
@@ -61,6 +64,8 @@ type snapshot struct {
 	up      []*node     // the nodes that may be picked, by ID
 	open    bool        // up holds backends that are down: none is up, failing open
 	cycle   []uint32    // WeightedRoundRobin: one cycle, as indexes into up
+	// warmUntil is when the last node of up in slow start ends it (Unix ns); 0 when none is.
+	warmUntil int64
 }
 
 // maxCycle bounds a WeightedRoundRobin cycle. Weights whose cycle (their sum over their gcd)
@@ -83,14 +88,40 @@ func (b *Balancer) publish() {
 		anyUp = anyUp || n.routable()
 	}
 	s.open = !anyUp && b.cfg.WhenNoneUp == FailOpen
+	old := b.snap.Load()
+	now := time.Now().UnixNano()
 	for i, n := range s.all {
 		if n.routable() || s.open && !n.draining {
 			s.routes[i] = true
 			s.up = append(s.up, n)
 		}
+		if b.cfg.SlowStart <= 0 || !n.routable() {
+			n.since.Store(0)
+			continue
+		}
+		if old != nil && !old.routable(n) {
+			n.since.Store(now) // into rotation now (a node of the first set starts warm)
+		}
+		if since := n.since.Load(); since != 0 {
+			if until := since + int64(b.cfg.SlowStart); until > now {
+				s.warmUntil = max(s.warmUntil, until)
+			} else {
+				n.since.Store(0)
+			}
+		}
 	}
 	if s.open && len(s.up) > 0 {
 		b.logger.Warn("balancer: no backend is up; failing open", "backends", len(s.up))
+	}
+	if s.warmUntil != 0 {
+		// Once the last warm-up ends, a snapshot without one spares picks the clock.
+		time.AfterFunc(time.Duration(s.warmUntil-now)+time.Millisecond, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.snap.Load() == s {
+				b.publish()
+			}
+		})
 	}
 	if b.cfg.Algorithm == WeightedRoundRobin {
 		w := make([]int, len(s.up))
@@ -237,4 +268,10 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// routable reports whether n was in rotation in s (up, not failing open).
+func (s *snapshot) routable(n *node) bool {
+	i, found := slices.BinarySearchFunc(s.all, n.id, func(x *node, id string) int { return strings.Compare(x.id, id) })
+	return found && s.all[i] == n && s.states[i].routable()
 }
