@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,44 @@ const (
 	FailClosed
 )
 
+// State is a backend's place in rotation, as Hooks.OnStateChange reports it.
+type State uint8
+
+const (
+	// Up: picked.
+	Up State = iota
+	// Down: its health check failed (or Balancer.SetUp said so).
+	Down
+	// Ejected: its requests failed, until its cooldown ends (Config.Eject).
+	Ejected
+	// Draining: out of rotation for good (Balancer.Drain), its requests in flight finishing.
+	Draining
+)
+
+// String returns "up", "down", "ejected" or "draining".
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Down:
+		return "down"
+	case Ejected:
+		return "ejected"
+	case Draining:
+		return "draining"
+	}
+	return fmt.Sprintf("State(%d)", s)
+}
+
+// Hooks are optional functions called as the set changes. They are called synchronously,
+// while the set is being changed: they must be quick and must not call the Balancer. The
+// zero value calls nothing.
+type Hooks struct {
+	// OnStateChange follows each change of a backend's state. ctx is context.Background():
+	// changes come from health checks and timers, not from one request.
+	OnStateChange func(ctx context.Context, id string, from, to State)
+}
+
 // Config configures a [Balancer]. The zero value is ready to use: round robin, failing open.
 type Config struct {
 	// Algorithm picks among the routable backends. Default: RoundRobin.
@@ -113,6 +152,8 @@ type Config struct {
 	// Logger receives the set's state changes (a backend up, down, ejected, draining; none
 	// up). Default: slog.Default().
 	Logger *slog.Logger
+	// Hooks observe the set's changes. Default: none.
+	Hooks Hooks
 }
 
 // Errors of the package.
@@ -244,6 +285,7 @@ func (b *Balancer) set(id string, change func(*node)) error {
 	change(n)
 	if after := *n.state(); after != before {
 		b.logger.Info("balancer: backend state changed", "backend", id, "from", before.String(), "to", after.String())
+		b.changed(id, before, after)
 		b.publish()
 	}
 	return nil
@@ -407,4 +449,11 @@ func (b *Balancer) pickOther(r *http.Request, tried []string) (Pick, error) {
 		return Pick{n: n, b: b, counted: true}, nil
 	}
 	return Pick{n: n, b: b}, nil
+}
+
+// changed calls Hooks.OnStateChange when a backend's State changed. b.mu is held.
+func (b *Balancer) changed(id string, before, after nodeState) {
+	if h := b.cfg.Hooks.OnStateChange; h != nil && before.state() != after.state() {
+		h(context.Background(), id, before.state(), after.state())
+	}
 }

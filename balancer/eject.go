@@ -86,7 +86,9 @@ func (b *Balancer) eject(n *node) {
 		n.fails.Store(0) // counted again from zero: the cap may have room then
 		return
 	}
+	before := n.nodeState
 	n.ejected = true
+	b.changed(n.id, before, n.nodeState)
 	b.ejections.Add(1)
 	b.logger.Warn("balancer: backend ejected: its requests failed", "backend", n.id,
 		"failures", b.cfg.Eject.Failures, "cooldown", b.cfg.Eject.Cooldown)
@@ -95,7 +97,9 @@ func (b *Balancer) eject(n *node) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if n.ejected {
+			before := n.nodeState
 			n.ejected = false
+			b.changed(n.id, before, n.nodeState)
 			n.fails.Store(0)
 			b.logger.Info("balancer: backend back after its cooldown", "backend", n.id)
 			if b.nodes[n.id] == n {

@@ -185,3 +185,26 @@ func TestProxyEjectsDeadBackendFast(t *testing.T) {
 	assert.Less(t, took, time.Second, "time to eject a dead backend at 100 requests/s")
 	t.Logf("ejected %v after the kill", took)
 }
+
+// TestStateChangeHook: every change of a backend's state is reported once, from health
+// checks, ejections and their cooldowns, and draining.
+func TestStateChangeHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []string
+		b := newBalancer(t, Config{Hooks: Hooks{OnStateChange: func(_ context.Context, id string, from, to State) {
+			got = append(got, id+":"+from.String()+">"+to.String())
+		}}}, ids("a", "b")...)
+		require.NoError(t, b.SetUp("a", false))
+		require.NoError(t, b.SetUp("a", false)) // no change, no call
+		require.NoError(t, b.SetUp("a", true))
+		for range 5 {
+			p := pickID(t, b, "b")
+			p.Observe(false)
+			p.Done()
+		}
+		time.Sleep(31 * time.Second)
+		require.NoError(t, b.Drain("b", true))
+		assert.Equal(t, []string{"a:up>down", "a:down>up", "b:up>ejected", "b:ejected>up", "b:up>draining"}, got)
+		assert.Equal(t, "State(9)", State(9).String())
+	})
+}

@@ -39,16 +39,19 @@ type nodeState struct {
 // routable reports whether the backend may be picked while others are up.
 func (s nodeState) routable() bool { return !s.down && !s.ejected && !s.draining }
 
-func (s nodeState) String() string {
+func (s nodeState) String() string { return s.state().String() }
+
+// state is the backend's State, draining first, then down, then ejected.
+func (s nodeState) state() State {
 	switch {
 	case s.draining:
-		return "draining"
+		return Draining
 	case s.down:
-		return "down"
+		return Down
 	case s.ejected:
-		return "ejected"
+		return Ejected
 	}
-	return "up"
+	return Up
 }
 
 func (n *node) state() *nodeState { return &n.nodeState }
