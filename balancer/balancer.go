@@ -67,9 +67,9 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 
 // Backend is one server of a [Balancer]'s set.
 type Backend struct {
-	// ID names the backend, uniquely in the set: its address ("10.0.0.5:8080") or URL.
-	// IPHash hashes it, so that every balancer with the same set sends a client to the same
-	// backend. Required.
+	// ID names the backend, uniquely in the set. For a Proxy or a Checker it is the
+	// backend's base URL ("http://10.0.0.5:8080"); otherwise any name. IPHash hashes it, so
+	// that every balancer with the same set sends a client to the same backend. Required.
 	ID string
 	// Weight is the backend's share under WeightedRoundRobin, relative to the others' (a
 	// backend of Weight 3 gets three picks for every one of Weight 1); other algorithms ignore
@@ -192,8 +192,9 @@ type Balancer struct {
 	next atomic.Uint64
 	_    [56]byte
 
-	mu    sync.Mutex // serializes the writers of the set
-	nodes map[string]*node
+	mu        sync.Mutex // serializes the writers of the set
+	nodes     map[string]*node
+	warmTimer *time.Timer // republishes once slow starts end
 
 	noBackend, failOpen, ejections, ejectRefused atomic.Uint64
 }
@@ -296,16 +297,21 @@ func (b *Balancer) set(id string, change func(*node)) error {
 // the requests in flight from Pick to Done. The other algorithms count nothing per pick (one
 // atomic add is a round robin pick's whole cost), but call Done all the same.
 //
-// The zero value picks nothing; a Pick is a small value, safe to copy, but Done counts once
-// per Pick made, not per copy.
+// The zero value picks nothing. A Pick is a small value, safe to copy, but Done is not
+// idempotent: call it once per pick made, not once per copy.
 type Pick struct {
 	n       *node
 	b       *Balancer
 	counted bool
 }
 
-// ID returns the picked backend's ID.
-func (p Pick) ID() string { return p.n.id }
+// ID returns the picked backend's ID; "" for the zero Pick.
+func (p Pick) ID() string {
+	if p.n == nil {
+		return ""
+	}
+	return p.n.id
+}
 
 // Done ends the request.
 func (p Pick) Done() {
@@ -317,6 +323,12 @@ func (p Pick) Done() {
 // Pick picks a backend for r (read only by IPHash, for the client's address; it may be nil
 // otherwise). Its error is ErrNoBackend when none may be picked, or ErrNoClientIP.
 func (b *Balancer) Pick(r *http.Request) (Pick, error) {
+	return b.pick(r, b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo)
+}
+
+// pick is Pick, counting the pick in flight when track is set (the algorithms that read the
+// counts need it; a Proxy tracks every pick, for Stats).
+func (b *Balancer) pick(r *http.Request, track bool) (Pick, error) {
 	s := b.snap.Load()
 	if len(s.up) == 0 {
 		b.noBackend.Add(1)
@@ -330,17 +342,21 @@ func (b *Balancer) Pick(r *http.Request) (Pick, error) {
 		if err != nil {
 			return Pick{}, err
 		}
-		return Pick{n: s.byHash(hashAddr(addr)), b: b}, nil // no slow start: affinity first
+		return b.picked(s.byHash(hashAddr(addr)), track), nil // no slow start: affinity first
 	}
 	n := b.choose(s)
 	if s.warmUntil != 0 && b.cold(n, s) {
 		n = b.choose(s) // a second choice, taken whatever its warmth
 	}
-	if b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo {
+	return b.picked(n, track), nil
+}
+
+// picked returns the Pick of n, counted in flight when track is set.
+func (b *Balancer) picked(n *node, track bool) Pick {
+	if track {
 		n.inflight.Add(1)
-		return Pick{n: n, b: b, counted: true}, nil
 	}
-	return Pick{n: n, b: b}, nil
+	return Pick{n: n, b: b, counted: track}
 }
 
 // choose picks a node of s.up by the algorithm (IPHash aside).
@@ -380,7 +396,7 @@ type BackendStats struct {
 	Up       bool  // not marked down by its health check
 	Ejected  bool  // out of rotation until its cooldown ends: its requests failed
 	Draining bool  // out of rotation
-	InFlight int64 // picks not Done yet, counted by LeastConnections and PowerOfTwo only
+	InFlight int64 // picks not Done yet: a Proxy's (any algorithm), or LeastConnections' and PowerOfTwo's
 }
 
 // Stats is a snapshot of a Balancer: a plain value.
@@ -415,7 +431,7 @@ func (b *Balancer) Algorithm() Algorithm { return b.cfg.Algorithm }
 // pickOther picks a routable backend whose ID is not in tried, for a retry: IPHash's next best
 // for the client, the next in turn otherwise. Its error is ErrNoBackend when every one was
 // tried.
-func (b *Balancer) pickOther(r *http.Request, tried []string) (Pick, error) {
+func (b *Balancer) pickOther(r *http.Request, tried []string, track bool) (Pick, error) {
 	s := b.snap.Load()
 	var n *node
 	if b.cfg.Algorithm == IPHash {
@@ -444,11 +460,7 @@ func (b *Balancer) pickOther(r *http.Request, tried []string) (Pick, error) {
 	if n == nil {
 		return Pick{}, ErrNoBackend
 	}
-	if b.cfg.Algorithm == LeastConnections || b.cfg.Algorithm == PowerOfTwo {
-		n.inflight.Add(1)
-		return Pick{n: n, b: b, counted: true}, nil
-	}
-	return Pick{n: n, b: b}, nil
+	return b.picked(n, track), nil
 }
 
 // changed calls Hooks.OnStateChange when a backend's State changed. b.mu is held.
@@ -456,4 +468,12 @@ func (b *Balancer) changed(id string, before, after nodeState) {
 	if h := b.cfg.Hooks.OnStateChange; h != nil && before.state() != after.state() {
 		h(context.Background(), id, before.state(), after.state())
 	}
+}
+
+// isUp reports whether backend id is in the set and not marked down.
+func (b *Balancer) isUp(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.nodes[id]
+	return n != nil && !n.down
 }

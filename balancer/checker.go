@@ -26,7 +26,8 @@ type CheckConfig struct {
 	// Interval is the time between two probes of a backend, give or take a tenth (jitter,
 	// so that balancers started together do not probe in step). Default: 30s.
 	Interval time.Duration
-	// Timeout bounds one probe; a probe that times out fails. Default: 5s.
+	// Timeout bounds one probe; a probe that times out fails. At most Interval. Default: 5s,
+	// or Interval when shorter.
 	Timeout time.Duration
 	// HealthyThreshold is how many consecutive successful probes bring a down backend up.
 	// Default: 2.
@@ -42,7 +43,8 @@ type CheckConfig struct {
 }
 
 // Checker probes the backends of a [Balancer] (active health) and marks them up or down with
-// [Balancer.SetUp] when their probes cross the thresholds. A backend starts up, before its
+// [Balancer.SetUp] when their probes cross the thresholds; it owns their up or down: a
+// backend set down by hand comes back up with its next successful probe. A backend starts up, before its
 // first probes: a checker that cannot reach anything takes the backends down only after
 // UnhealthyThreshold probes each.
 //
@@ -83,7 +85,7 @@ func NewChecker(b *Balancer, cfg CheckConfig) (*Checker, error) {
 		cfg.Interval = 30 * time.Second
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = min(5*time.Second, cfg.Interval)
 	}
 	if cfg.Timeout > cfg.Interval {
 		return nil, fmt.Errorf("%w: CheckConfig.Timeout %v is longer than Interval %v", ErrInvalidConfig, cfg.Timeout, cfg.Interval)
@@ -138,7 +140,12 @@ func (c *Checker) round(ctx context.Context) {
 	s := c.b.snap.Load()
 	var wg sync.WaitGroup
 	for _, n := range s.all {
-		wg.Go(func() { c.record(n.id, c.probe(ctx, n.id)) })
+		wg.Go(func() {
+			ok := c.probe(ctx, n)
+			if ctx.Err() == nil { // a probe cut short by Run's end says nothing of the backend
+				c.record(n.id, ok)
+			}
+		})
 	}
 	wg.Wait()
 	// Forget the backends that left the set.
@@ -161,10 +168,11 @@ func slicesContainsID(nodes []*node, id string) bool {
 }
 
 // probe reports whether backend id answered its health endpoint with a 2xx in time.
-func (c *Checker) probe(ctx context.Context, id string) bool {
-	base, err := parseBaseURL(id)
+func (c *Checker) probe(ctx context.Context, n *node) bool {
+	base, err := n.baseURL()
 	if err != nil {
-		c.logger.Warn("balancer: cannot probe backend", "backend", id, "err", err)
+		c.logger.Warn("balancer: cannot probe backend", "backend", n.id, "err", err)
+		c.failed.Add(1)
 		return false
 	}
 	target := base.JoinPath(c.cfg.Path)
@@ -190,7 +198,8 @@ func (c *Checker) probe(ctx context.Context, id string) bool {
 }
 
 // record applies one probe's result to the backend's machine, and the machine's verdict to
-// the Balancer when it changed.
+// the Balancer where they differ: the Checker owns the backends' up or down (a backend that
+// left and came back, or one set by hand, follows its probes again).
 func (c *Checker) record(id string, ok bool) {
 	c.mu.Lock()
 	m := c.machines[id]
@@ -198,13 +207,10 @@ func (c *Checker) record(id string, ok bool) {
 		m = &risefall.Machine{}
 		c.machines[id] = m
 	}
-	from, to := m.Record(ok, c.policy)
+	_, to := m.Record(ok, c.policy)
 	c.mu.Unlock()
-	if from == to || to == risefall.Unknown {
+	if to == risefall.Unknown || c.b.isUp(id) == (to == risefall.Up) {
 		return
-	}
-	if from == risefall.Unknown && to == risefall.Up {
-		return // it started up
 	}
 	if err := c.b.SetUp(id, to == risefall.Up); err != nil {
 		c.logger.Debug("balancer: probed backend left the set", "backend", id)

@@ -155,3 +155,49 @@ func TestCheckerConfig(t *testing.T) {
 	cancel()
 	assert.NoError(t, c.Run(ctx))
 }
+
+// TestCheckerOwnsUpDown: a backend that leaves and comes back while failing goes down again,
+// a backend set down by hand comes back with its probes, and probes cut short by the end of
+// Run count for nothing.
+func TestCheckerOwnsUpDown(t *testing.T) {
+	h := newHealthServer(t)
+	h.status.Store(http.StatusServiceUnavailable)
+	b := newBalancer(t, Config{}, Backend{ID: h.URL}, Backend{ID: "http://127.0.0.1:1"})
+	c, err := NewChecker(b, CheckConfig{})
+	require.NoError(t, err)
+	t.Cleanup(c.owned.CloseIdleConnections)
+	ctx := context.Background()
+	for range 3 {
+		c.round(ctx)
+	}
+	require.False(t, isUp(b, h.URL))
+	require.NoError(t, b.Update(Backend{ID: "http://127.0.0.1:1"}))
+	require.NoError(t, b.Update(Backend{ID: h.URL}, Backend{ID: "http://127.0.0.1:1"}))
+	require.True(t, isUp(b, h.URL), "it comes back up")
+	c.round(ctx)
+	assert.False(t, isUp(b, h.URL), "its machine still says down")
+
+	h.status.Store(http.StatusOK)
+	c.round(ctx)
+	c.round(ctx)
+	require.True(t, isUp(b, h.URL))
+	require.NoError(t, b.SetUp(h.URL, false))
+	c.round(ctx)
+	assert.True(t, isUp(b, h.URL), "the checker owns up and down")
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	h.status.Store(http.StatusServiceUnavailable)
+	for range 5 {
+		c.round(cancelled)
+	}
+	assert.True(t, isUp(b, h.URL), "cancelled probes count for nothing")
+}
+
+// TestCheckerShortInterval: an Interval under 5s takes the Timeout down with it.
+func TestCheckerShortInterval(t *testing.T) {
+	b := newBalancer(t, Config{}, ids("http://a")...)
+	c, err := NewChecker(b, CheckConfig{Interval: 2 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, c.cfg.Timeout)
+}

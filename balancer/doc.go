@@ -4,7 +4,7 @@
 // rotation, behind a retrying reverse proxy.
 //
 //	b, _ := balancer.New(balancer.Config{Algorithm: balancer.LeastConnections},
-//		balancer.Backend{ID: "10.0.0.1:8080"}, balancer.Backend{ID: "10.0.0.2:8080"})
+//		balancer.Backend{ID: "http://10.0.0.1:8080"}, balancer.Backend{ID: "http://10.0.0.2:8080"})
 //	p, err := b.Pick(r) // err: ErrNoBackend
 //	defer p.Done()      // once the request is over
 //	... send r to p.ID() ...
@@ -38,8 +38,9 @@
 //   - Passive: [Pick.Observe] counts a backend's consecutive failed requests; 5 eject it for
 //     30s (Config.Eject), the article's breaker numbers, at most half the set at once. The
 //     [Proxy] reports connection errors, timeouts and 502-504 answers, never a client's
-//     cancellation nor a 500, so that no client can eject backends at will. A dead backend
-//     under load is ejected within a second, where active checks alone take about 95s.
+//     cancellation nor a 500, so that no client can eject backends at will. A backend that
+//     refuses connections under load is ejected within a second, where active checks alone
+//     take about 95s (one that hangs needs a ResponseHeaderTimeout on the Proxy's Transport).
 //
 // [Balancer.SetUp] and [Balancer.Drain] set the state by hand. When none is up,
 // Config.WhenNoneUp decides: FailOpen (the default, as AWS ALB and Envoy do) picks among all

@@ -19,9 +19,10 @@ type EjectConfig struct {
 	// Cooldown is how long an ejected backend gets no picks; it is then picked again, and
 	// Failures more consecutive failures eject it again. Default: 30s.
 	Cooldown time.Duration
-	// MaxEjected is the largest share of the set ejected at once (one backend may always be):
-	// when the backends fail together, the fault is likely not theirs, and ejecting them all
-	// would only move the load onto the last ones. Default: 0.5.
+	// MaxEjected is the largest share of the set out of rotation (down, ejected or draining)
+	// after an ejection; one backend may always be ejected, but never the last one in
+	// rotation: when the backends fail together, the fault is likely not theirs, and ejecting
+	// them all would only move the load onto the last ones. Default: 0.5.
 	MaxEjected float64
 	// Disable turns passive ejection off. Default: false.
 	Disable bool
@@ -75,13 +76,15 @@ func (b *Balancer) eject(n *node) {
 	if b.nodes[n.id] != n || n.ejected {
 		return
 	}
-	ejected := 0
+	// Backends out for any reason count against the cap, and the last one in rotation is
+	// never ejected: ejecting it would only turn failures into an outage.
+	out := 0
 	for _, o := range b.nodes {
-		if o.ejected {
-			ejected++
+		if !o.routable() {
+			out++
 		}
 	}
-	if ejected >= max(1, int(b.cfg.Eject.MaxEjected*float64(len(b.nodes)))) {
+	if out >= max(1, int(b.cfg.Eject.MaxEjected*float64(len(b.nodes)))) || out >= len(b.nodes)-1 {
 		b.ejectRefused.Add(1)
 		n.fails.Store(0) // counted again from zero: the cap may have room then
 		return

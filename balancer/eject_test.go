@@ -208,3 +208,28 @@ func TestStateChangeHook(t *testing.T) {
 		assert.Equal(t, "State(9)", State(9).String())
 	})
 }
+
+// TestEjectCountsBackendsOut: backends down or draining count against the cap, and the last
+// backend in rotation is never ejected.
+func TestEjectCountsBackendsOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBalancer(t, Config{WhenNoneUp: FailClosed}, ids("a", "b", "c", "d")...)
+		require.NoError(t, b.SetUp("a", false))
+		require.NoError(t, b.Drain("b", true))
+		for range 5 {
+			p := pickID(t, b, "c")
+			p.Observe(false)
+			p.Done()
+		}
+		assert.False(t, ejected(b, "c"), "2 of 4 out already: the cap")
+
+		one := newBalancer(t, Config{WhenNoneUp: FailClosed}, ids("a")...)
+		for range 10 {
+			p := pickID(t, one, "a")
+			p.Observe(false)
+			p.Done()
+		}
+		_, err := one.Pick(nil)
+		assert.NoError(t, err, "the last backend in rotation stays")
+	})
+}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,12 +69,20 @@ type ProxyHooks struct {
 //
 // A backend's ID is its base URL ("http://10.0.0.5:8080", or "http://10.0.0.5:8080/api" to
 // prefix paths). A request that reached no backend (the connection was refused or could not be
-// made) is tried on a different backend, up to MaxAttempts, within the RetryBudget; an
-// idempotent request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any request with an
-// Idempotency-Key header) is also tried again when the connection failed before a response
-// came. Nothing is retried once a response came, so nothing is retried after a byte went to
+// made) is tried on a different backend, up to MaxAttempts; an idempotent request (GET, HEAD,
+// OPTIONS, TRACE, PUT, DELETE, or any request with an Idempotency-Key header) is also tried
+// again when the connection failed before a response came, within the RetryBudget. Nothing is retried once a response came, so nothing is retried after a byte went to
 // the client; a POST without an Idempotency-Key whose body may have reached a backend is never
-// sent again. Bodies are replayed from GetBody or from a copy of at most MaxReplayBody bytes.
+// sent again. Bodies are replayed from GetBody or from a copy of at most MaxReplayBody bytes;
+// a request with a larger body goes to one backend only.
+//
+// The client's address reaches the backends in X-Forwarded-For, after the chain of the
+// trusted proxies in front (Config.TrustedProxies; an untrusted client's chain, and its
+// Forwarded header, are dropped), and IPHash hashes that client. Requests count as in flight
+// (Stats) from the pick until their response body is closed, whatever the algorithm. Set a
+// ResponseHeaderTimeout on the Transport to fail over from backends that accept connections
+// but never answer: without one, only the client's patience ends such a request, which
+// passive health does not count.
 //
 // Each attempt's outcome feeds passive health (Config.Eject): connection errors, timeouts and
 // 502-504 answers count against the backend; a client's cancellation and other statuses do
@@ -91,7 +98,7 @@ type Proxy struct {
 	cfg    ProxyConfig
 	rp     *httputil.ReverseProxy
 	logger *slog.Logger
-	urls   sync.Map // backend ID → *url.URL, parsed once
+	owned  *http.Transport // the default Transport, closed by Close
 
 	inflight, retrying                             atomic.Int64
 	requests, retries, refused, badGateway, noneUp atomic.Uint64
@@ -122,19 +129,34 @@ func NewProxy(b *Balancer, cfg ProxyConfig) (*Proxy, error) {
 	if cfg.MaxReplayBody == 0 {
 		cfg.MaxReplayBody = 64 << 10
 	}
+	var owned *http.Transport
 	if cfg.Transport == nil {
-		cfg.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		owned = http.DefaultTransport.(*http.Transport).Clone()
+		cfg.Transport = owned
 	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = b.logger
 	}
-	p := &Proxy{b: b, cfg: cfg, logger: logger}
+	p := &Proxy{b: b, cfg: cfg, logger: logger, owned: owned}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			// A trusted proxy's chain goes on, with the peer appended; anyone else's is
+			// dropped (ReverseProxy removed X-Forwarded-For; Forwarded it passes as is).
+			hdr := b.ip.Header()
+			if b.ip.TrustsPeer(pr.In) {
+				if v := pr.In.Header[hdr]; len(v) > 0 && hdr == "X-Forwarded-For" {
+					pr.Out.Header[hdr] = append([]string(nil), v...)
+				}
+			} else {
+				pr.Out.Header.Del("Forwarded")
+			}
 			pr.SetXForwarded()
 			if cfg.Rewrite != nil {
 				cfg.Rewrite(pr)
+				if x := exchangeOf(pr.In.Context()); x != nil && pr.Out.Host != pr.In.Host {
+					x.host = pr.Out.Host
+				}
 			}
 		},
 		Transport:     (*attempts)(p),
@@ -145,12 +167,41 @@ func NewProxy(b *Balancer, cfg ProxyConfig) (*Proxy, error) {
 	return p, nil
 }
 
+// exchange is one request's state across the proxy's steps, in its context.
+type exchange struct {
+	in      *http.Request // the inbound request: the client's address, its Host
+	host    string        // the outbound Host that Rewrite set, if it changed it
+	body    *doneBody     // the response body of the attempt that answered
+	bodyErr error         // reading the client's body failed: the client's fault
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
 // ServeHTTP sends r to a backend and copies its response to w.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
-	p.rp.ServeHTTP(w, r)
+	x := &exchange{in: r}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+	if x.body != nil {
+		// httputil.ReverseProxy leaves some upgrade failures' bodies open: end the pick.
+		_ = x.body.Close()
+	}
+}
+
+// Close closes the idle connections of the Proxy's own Transport (none when ProxyConfig set
+// one). It does not stop requests in progress.
+func (p *Proxy) Close() error {
+	if p.owned != nil {
+		p.owned.CloseIdleConnections()
+	}
+	return nil
 }
 
 // errNoneUp marks the failure of a request for which no backend could be picked.
@@ -159,20 +210,28 @@ var errNoneUp = errors.New("balancer: no backend to send the request to")
 // fail answers a request that got no response: 503 when no backend could be picked, 502
 // otherwise. A client that went away gets nothing.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	x := exchangeOf(r.Context())
 	switch {
 	case r.Context().Err() != nil:
 		w.WriteHeader(499) // nginx's "client closed request": nobody reads it
+	case x != nil && x.bodyErr != nil:
+		httpjson.WriteBytes(w, http.StatusBadRequest, badBody)
 	case errors.Is(err, errNoneUp):
 		p.noneUp.Add(1)
 		httpjson.Unavailable(w, 1)
 	default:
 		p.badGateway.Add(1)
-		p.logger.Warn("balancer: no backend answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		// Debug: one line per failed request would flood the log in an outage (Stats and
+		// the backends' state changes tell it).
+		p.logger.Debug("balancer: no backend answered", "method", r.Method, "path", r.URL.Path, "err", err)
 		httpjson.WriteBytes(w, http.StatusBadGateway, badGateway)
 	}
 }
 
-var badGateway = []byte(`{"error":"Bad gateway."}`)
+var (
+	badGateway = []byte(`{"error":"Bad gateway."}`)
+	badBody    = []byte(`{"error":"The request body could not be read."}`)
+)
 
 // ProxyStats counts what a Proxy did: a snapshot, a plain value.
 type ProxyStats struct {
@@ -194,24 +253,27 @@ type attempts Proxy
 
 func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(t)
+	x := exchangeOf(req.Context())
+	if x == nil { // not through ServeHTTP
+		x = &exchange{in: req}
+	}
 	replay, err := p.replayable(req)
 	if err != nil {
+		x.bodyErr = err
 		return nil, err
 	}
-	var tried [8]string // the backends tried, to skip on a retry
+	tried := make([]string, 0, 4) // the backends tried, to skip on a retry
 	var lastErr error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		pick, err := p.pickExcept(req, tried[:min(attempt, len(tried))])
+		pick, err := p.pickExcept(x.in, tried)
 		if err != nil {
 			if lastErr != nil {
 				return nil, lastErr // every backend left was tried
 			}
 			return nil, fmt.Errorf("%w: %w", errNoneUp, err)
 		}
-		if attempt < len(tried) {
-			tried[attempt] = pick.ID()
-		}
-		out, err := p.outbound(req, pick.ID(), replay, attempt)
+		tried = append(tried, pick.ID())
+		out, err := p.outbound(req, x, pick, replay, attempt)
 		if err != nil {
 			pick.Done()
 			return nil, err
@@ -221,22 +283,25 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			// 502-504 from a backend is its failure (or its own upstream's); other statuses
 			// are the application's answer, which a client can provoke at will.
 			pick.Observe(resp.StatusCode < 502 || resp.StatusCode > 504)
-			resp.Body = &doneBody{ReadCloser: resp.Body, pick: pick}
+			x.body = &doneBody{ReadCloser: resp.Body, pick: pick}
+			resp.Body = x.body
 			return resp, nil
 		}
-		if req.Context().Err() == nil { // the client going away is not the backend's failure
-			pick.Observe(false)
-		}
 		pick.Done()
+		if req.Context().Err() != nil || x.bodyErr != nil {
+			return nil, err // the client went away, or sent a broken body: not the backend's fault
+		}
+		pick.Observe(false)
 		lastErr = err
 		unsent := neverSent(err)
-		retry := attempt+1 < p.cfg.MaxAttempts && req.Context().Err() == nil && (unsent || retryable(req, err))
+		retry := attempt+1 < p.cfg.MaxAttempts && (unsent || retryable(req, err))
 		if retry && replay == nil && req.Body != nil && req.Body != http.NoBody {
 			retry = false // the body cannot be sent again
 			p.refused.Add(1)
 		}
 		// A request that reached no backend adds no load by going to another: only the
 		// others spend the budget.
+		budgeted := retry && !unsent
 		retry = retry && (unsent || p.budget())
 		if h := p.cfg.Hooks.OnAttemptFailed; h != nil {
 			h(req.Context(), pick.ID(), err, retry)
@@ -246,8 +311,10 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		p.retries.Add(1)
-		p.retrying.Add(1)
-		defer p.retrying.Add(-1)
+		if budgeted {
+			p.retrying.Add(1)
+			defer p.retrying.Add(-1)
+		}
 	}
 	return nil, lastErr
 }
@@ -256,9 +323,9 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 // tried yet for a retry.
 func (p *Proxy) pickExcept(req *http.Request, tried []string) (Pick, error) {
 	if len(tried) == 0 {
-		return p.b.Pick(req)
+		return p.b.pick(req, true)
 	}
-	return p.b.pickOther(req, tried)
+	return p.b.pickOther(req, tried, true)
 }
 
 func contains(ids []string, id string) bool {
@@ -322,40 +389,48 @@ func (p *Proxy) replayable(req *http.Request) (*replay, error) {
 	return &replay{copy: buf}, nil
 }
 
-// outbound returns the request of one attempt: req sent to backend id.
-func (p *Proxy) outbound(req *http.Request, id string, replay *replay, attempt int) (*http.Request, error) {
-	target, err := p.url(id)
+// outbound returns the request of one attempt: req sent to the picked backend.
+func (p *Proxy) outbound(req *http.Request, x *exchange, pick Pick, replay *replay, attempt int) (*http.Request, error) {
+	target, err := pick.n.baseURL()
 	if err != nil {
 		return nil, err
 	}
 	out := req.Clone(req.Context())
-	if replay != nil {
+	switch {
+	case replay != nil:
 		if out.Body, err = replay.body(); err != nil {
 			return nil, err
 		}
 		out.GetBody = replay.body
-	} else if attempt > 0 {
+	case attempt > 0:
 		out.Body = http.NoBody // never reached: retries need a replayable body or none
+	case req.Body != nil && req.Body != http.NoBody:
+		out.Body = &clientBody{ReadCloser: req.Body, x: x} // streamed: tell its errors apart
 	}
-	pr := httputil.ProxyRequest{In: req, Out: out}
+	pr := httputil.ProxyRequest{In: x.in, Out: out}
 	pr.SetURL(target)
-	if p.cfg.PreserveHost {
-		out.Host = req.Host
+	switch {
+	case p.cfg.PreserveHost:
+		out.Host = x.in.Host
+	case x.host != "":
+		out.Host = x.host // Rewrite set it
 	}
 	return out, nil
 }
 
-// url returns the base URL of backend id.
-func (p *Proxy) url(id string) (*url.URL, error) {
-	if u, ok := p.urls.Load(id); ok {
-		return u.(*url.URL), nil
+// clientBody is the client's request body streamed to a backend: a read error is the
+// client's (a broken chunked encoding, a connection cut), not the backend's.
+type clientBody struct {
+	io.ReadCloser
+	x *exchange
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.x.bodyErr == nil {
+		b.x.bodyErr = err
 	}
-	u, err := parseBaseURL(id)
-	if err != nil {
-		return nil, err
-	}
-	p.urls.Store(id, u)
-	return u, nil
+	return n, err
 }
 
 // neverSent reports whether err means that the connection was never made: nothing reached
@@ -391,8 +466,11 @@ type doneBody struct {
 }
 
 func (b *doneBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.pick.Done)
+	var err error
+	b.once.Do(func() {
+		err = b.ReadCloser.Close()
+		b.pick.Done()
+	})
 	return err
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,4 +325,156 @@ func TestRetryBudget(t *testing.T) {
 	assert.False(t, neverSent(&net.OpError{Op: "read", Err: errors.New("reset")}))
 	assert.True(t, retryable(httptest.NewRequest("DELETE", "/", nil), errors.New("connection reset")))
 	assert.False(t, retryable(httptest.NewRequest("GET", "/", nil), context.Canceled))
+}
+
+// TestProxyForwardsTrustedChain: a trusted proxy's X-Forwarded-For chain reaches the backends
+// with the peer appended, and IPHash hashes the client it names; an untrusted client's chain
+// and Forwarded header are dropped.
+func TestProxyForwardsTrustedChain(t *testing.T) {
+	a := newBackend(t, "a")
+	p, _ := newProxy(t, Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, ProxyConfig{}, a.URL)
+	send := func(peer, xff, forwarded string) string {
+		req := httptest.NewRequest("GET", "http://example.com/", nil)
+		req.RemoteAddr = peer
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		if forwarded != "" {
+			req.Header.Set("Forwarded", forwarded)
+		}
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, req)
+		require.Equal(t, http.StatusOK, w.Code)
+		return w.Body.String()
+	}
+	assert.Contains(t, send("10.1.1.1:5000", "203.0.113.7", ""), "xff=203.0.113.7, 10.1.1.1")
+	assert.Contains(t, send("198.51.100.9:5000", "6.6.6.6", "for=6.6.6.6"), "xff=198.51.100.9")
+
+	// IPHash through the proxy hashes the clients behind the trusted proxy, not the proxy.
+	backends := []*backendServer{newBackend(t, "x"), newBackend(t, "y"), newBackend(t, "z")}
+	hp, _ := newProxy(t, Config{Algorithm: IPHash, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		ProxyConfig{}, backends[0].URL, backends[1].URL, backends[2].URL)
+	seen := map[string]string{}
+	for i := range 60 {
+		client := fmt.Sprintf("203.0.113.%d", i)
+		for range 2 {
+			req := httptest.NewRequest("GET", "http://example.com/", nil)
+			req.RemoteAddr = "10.1.1.1:5000"
+			req.Header.Set("X-Forwarded-For", client)
+			w := httptest.NewRecorder()
+			hp.ServeHTTP(w, req)
+			got := w.Header().Get("X-Backend")
+			if prev, ok := seen[client]; ok {
+				require.Equal(t, prev, got, "a client's backend changed")
+			}
+			seen[client] = got
+		}
+	}
+	spread := map[string]int{}
+	for _, b := range seen {
+		spread[b]++
+	}
+	assert.Len(t, spread, 3, "60 clients behind one proxy spread: %v", spread)
+}
+
+// TestProxyUpgradeRefusedEndsPick: an upgrade that httputil.ReverseProxy refuses (here the
+// ResponseWriter cannot hijack) still ends the pick.
+func TestProxyUpgradeRefusedEndsPick(t *testing.T) {
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	}))
+	t.Cleanup(ws.Close)
+	p, b := newProxy(t, Config{}, ProxyConfig{}, ws.URL)
+	w := serve(p, "GET", "http://example.com/", "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}})
+	assert.Equal(t, http.StatusBadGateway, w.Code)
+	assert.Zero(t, b.Stats().Backends[0].InFlight, "Done ran")
+}
+
+// errAfter is a request body that fails after n bytes, as a broken chunked encoding does.
+type errAfter struct{ n int }
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, errors.New("invalid byte in chunk length")
+	}
+	k := min(len(p), e.n)
+	e.n -= k
+	return k, nil
+}
+
+// TestProxyBrokenClientBody: a client whose body cannot be read gets 400, and its requests do
+// not count against the backend.
+func TestProxyBrokenClientBody(t *testing.T) {
+	a := newBackend(t, "a")
+	p, b := newProxy(t, Config{}, ProxyConfig{MaxReplayBody: 10}, a.URL, newBackend(t, "b").URL)
+	for range 12 {
+		req := httptest.NewRequest("POST", "http://example.com/", io.NopCloser(&errAfter{n: 100}))
+		req.ContentLength = -1
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, req)
+		require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	}
+	assert.Zero(t, b.Stats().Ejections)
+	assert.Zero(t, p.Stats().BadGateway)
+}
+
+// TestProxyTriesDistinctBackends: every attempt goes to a backend not tried yet, however many.
+func TestProxyTriesDistinctBackends(t *testing.T) {
+	var urls []string
+	for range 11 {
+		urls = append(urls, deadURL(t))
+	}
+	a := newBackend(t, "a")
+	var mu sync.Mutex
+	var failed []string
+	p, _ := newProxy(t, Config{Eject: EjectConfig{Disable: true}}, ProxyConfig{MaxAttempts: 12, Hooks: ProxyHooks{
+		OnAttemptFailed: func(_ context.Context, id string, _ error, _ bool) {
+			mu.Lock()
+			failed = append(failed, id)
+			mu.Unlock()
+		},
+	}}, append(urls, a.URL)...)
+	for range 5 {
+		mu.Lock()
+		failed = nil
+		mu.Unlock()
+		w := serve(p, "GET", "http://example.com/", "", nil)
+		require.Equal(t, http.StatusOK, w.Code)
+		mu.Lock()
+		distinct := map[string]bool{}
+		for _, id := range failed {
+			require.False(t, distinct[id], "%s tried twice: %v", id, failed)
+			distinct[id] = true
+		}
+		mu.Unlock()
+	}
+}
+
+// TestProxyRewriteHostAndInFlight: a Host set by Rewrite reaches the backend; requests count
+// in flight under round robin too.
+func TestProxyRewriteHostAndInFlight(t *testing.T) {
+	a := newBackend(t, "a")
+	p, _ := newProxy(t, Config{}, ProxyConfig{Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.Host = "internal.example" }}, a.URL)
+	assert.Contains(t, serve(p, "GET", "http://example.com/", "", nil).Body.String(), "host=internal.example")
+
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	t.Cleanup(slow.Close)
+	rr, b := newProxy(t, Config{}, ProxyConfig{}, slow.URL)
+	done := make(chan struct{})
+	go func() { serve(rr, "GET", "http://example.com/", "", nil); close(done) }()
+	require.Eventually(t, func() bool { return b.Stats().Backends[0].InFlight == 1 }, 5*time.Second, time.Millisecond)
+	close(release)
+	<-done
+	assert.Zero(t, b.Stats().Backends[0].InFlight)
+
+	own, err := NewProxy(b, ProxyConfig{})
+	require.NoError(t, err)
+	require.NoError(t, own.Close())
 }

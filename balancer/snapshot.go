@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ type node struct {
 	_        [52]byte
 	// since is when the node came into rotation (Unix ns), while in slow start; 0 otherwise.
 	since atomic.Int64
+	base  atomic.Pointer[url.URL] // id as a base URL, parsed once (Proxy, Checker)
 
 	// Guarded by Balancer.mu; snapshots copy them.
 	weight int
@@ -117,14 +119,20 @@ func (b *Balancer) publish() {
 		b.logger.Warn("balancer: no backend is up; failing open", "backends", len(s.up))
 	}
 	if s.warmUntil != 0 {
-		// Once the last warm-up ends, a snapshot without one spares picks the clock.
-		time.AfterFunc(time.Duration(s.warmUntil-now)+time.Millisecond, func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if b.snap.Load() == s {
-				b.publish()
-			}
-		})
+		// Once the last warm-up ends, a snapshot without one spares picks the clock. One
+		// timer per Balancer, moved to the latest end.
+		d := time.Duration(s.warmUntil-now) + time.Millisecond
+		if b.warmTimer == nil {
+			b.warmTimer = time.AfterFunc(d, func() {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if b.snap.Load().warmUntil != 0 {
+					b.publish()
+				}
+			})
+		} else {
+			b.warmTimer.Reset(d)
+		}
 	}
 	if b.cfg.Algorithm == WeightedRoundRobin {
 		w := make([]int, len(s.up))
@@ -277,4 +285,17 @@ func mix(x uint64) uint64 {
 func (s *snapshot) routable(n *node) bool {
 	i, found := slices.BinarySearchFunc(s.all, n.id, func(x *node, id string) int { return strings.Compare(x.id, id) })
 	return found && s.all[i] == n && s.states[i].routable()
+}
+
+// baseURL returns the node's ID as a base URL, parsed on first use.
+func (n *node) baseURL() (*url.URL, error) {
+	if u := n.base.Load(); u != nil {
+		return u, nil
+	}
+	u, err := parseBaseURL(n.id)
+	if err != nil {
+		return nil, err
+	}
+	n.base.Store(u)
+	return u, nil
 }

@@ -132,6 +132,25 @@ func (r *Resolver) Addr(req *http.Request) (netip.Addr, error) {
 	return r.walkXFF(lines, peer), nil
 }
 
+// TrustsPeer reports whether req comes from a trusted proxy, whose forwarding header is
+// believed: a reverse proxy passes that header on (appending the peer) rather than dropping
+// it.
+func (r *Resolver) TrustsPeer(req *http.Request) bool {
+	if r == nil || req == nil {
+		return false
+	}
+	peer, ok := parseHost(req.RemoteAddr, syntaxRemote)
+	return ok && r.trusts(peer)
+}
+
+// Header returns the forwarding header the Resolver reads from trusted peers.
+func (r *Resolver) Header() string {
+	if r == nil {
+		return headerXFF
+	}
+	return r.header
+}
+
 // Prefix returns [Resolver.Addr] masked to the configured number of bits for its family.
 func (r *Resolver) Prefix(req *http.Request) (netip.Prefix, error) {
 	a, err := r.Addr(req)

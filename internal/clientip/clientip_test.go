@@ -457,3 +457,18 @@ func TestZeroAllocs(t *testing.T) {
 	fwd := newRequest("10.0.0.1:5555", nil, []string{`for=203.0.113.7;proto=https, for="[2001:db8:ffff::3]:80", for=10.0.0.2`})
 	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = fr.Addr(fwd) }), "Addr 3-element Forwarded")
 }
+
+func TestTrustsPeer(t *testing.T) {
+	r, err := clientip.New(clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Header: "forwarded"})
+	require.NoError(t, err)
+	for addr, want := range map[string]bool{"10.1.2.3:80": true, "[::ffff:10.1.2.3]:80": true, "192.0.2.1:80": false, "@": false} {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.RemoteAddr = addr
+		assert.Equal(t, want, r.TrustsPeer(req), addr)
+	}
+	assert.False(t, r.TrustsPeer(nil))
+	var none *clientip.Resolver
+	assert.False(t, none.TrustsPeer(&http.Request{RemoteAddr: "10.0.0.1:1"}))
+	assert.Equal(t, "Forwarded", r.Header())
+	assert.Equal(t, "X-Forwarded-For", none.Header())
+}
