@@ -46,9 +46,9 @@ type RegistryConfig struct {
 	Logger *slog.Logger
 }
 
-// RegistryHooks are optional functions called by a [Registry]. They run on the goroutine of
-// the Watch that makes the change, one at a time per Watch, with the Watch's context; they
-// must not block for long, since the Watch waits for them.
+// RegistryHooks are optional functions called by a [Registry]; the zero value calls nothing.
+// They run on the goroutine of the Watch that makes the change, one at a time per Watch, with
+// the Watch's context; they must not block for long, since the Watch waits for them.
 type RegistryHooks struct {
 	// OnJoin follows each backend added to a watched Balancer.
 	OnJoin func(ctx context.Context, b Backend)

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/outgrow/outgrow/internal/rediskey"
 	"github.com/outgrow/outgrow/internal/redistest"
 )
 
@@ -141,15 +143,43 @@ func TestRegistryOutageKeepsSet(t *testing.T) {
 func TestRegistryStartsDuringOutage(t *testing.T) {
 	m := miniredis.RunT(t)
 	r := newRegistry(t, outageStore(t, m.Addr()), RegistryConfig{})
-	register(t, r, "a", 1)
+	g := register(t, r, "a", 1)
 	m.Close()
 	b := newBalancer(t, Config{}, Backend{ID: "seed"})
 	watch(t, r, b)
 	assert.True(t, r.Stats().Down)
 	time.Sleep(100 * time.Millisecond)
 	assert.Equal(t, map[string]int{"seed": 1}, set(b))
+	require.ErrorIs(t, g.Close(context.Background()), ErrUnavailable, "a stays registered until its TTL")
 	require.NoError(t, m.Restart())
 	waitSet(t, b, map[string]int{"a": 1}, 3*time.Second)
+}
+
+// TestRegistryTrimBounded: one call removes at most 100 expired members, so that a call's work
+// stays bounded however many instances died at once; reads skip the others all the same.
+func TestRegistryTrimBounded(t *testing.T) {
+	eachRegistry(t, func(t *testing.T, e regEnv) {
+		if !e.IsRedis() {
+			t.Skip("the MemoryStore removes them all at once")
+		}
+		s := e.store(t).(*RedisStore)
+		ctx := context.Background()
+		key := rediskey.Key(e.Prefix, "svc", ":members")
+		dead := make([]redis.Z, 250) // expired in 1970
+		for i := range dead {
+			dead[i] = redis.Z{Score: 1, Member: fmt.Sprint("dead", i)}
+		}
+		require.NoError(t, e.Client.ZAdd(ctx, key, dead...).Err())
+		_, err := s.heartbeat(ctx, "svc", member{Backend{ID: "live"}, "token"}, time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, int64(151), e.Client.ZCard(ctx, key).Val(), "the heartbeat removed 100")
+		for _, left := range []int64{51, 1, 1} {
+			v, err := s.members(ctx, "svc")
+			require.NoError(t, err)
+			assert.Equal(t, []Backend{{ID: "live", Weight: 0}}, v.members)
+			assert.Equal(t, left, e.Client.ZCard(ctx, key).Val())
+		}
+	})
 }
 
 // TestRegistryLostAnnouncements: when the Watch's connections are cut, the announcements made
