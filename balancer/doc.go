@@ -68,8 +68,33 @@
 // Config.SlowStart ramps up a backend that joins or comes back: its share grows from a tenth
 // to the full share over that window (IPHash aside).
 //
+// # Registry
+//
+// A [Registry] keeps a service's membership: each instance registers itself
+// ([Registry.Register]: a first heartbeat, then one every TTL/3; [Registration.Close]
+// deregisters it), and [Registry.Watch] keeps a Balancer's set equal to the members. Changes
+// reach watching balancers within milliseconds: the store announces them (Redis pub/sub), and
+// Watch also reads the members every ReconcileInterval and whenever announcements may have been
+// lost, since pub/sub drops messages while a subscription is down and expiries are found only
+// when a call meets them. An instance that crashes leaves within TTL plus ReconcileInterval of
+// its last heartbeat. A Redis outage never empties a watched set: the Balancer keeps its last
+// good set, and for one TTL after Redis answers again (or after Redis lost the registry) it
+// keeps the backends that reads miss, while live instances heartbeat again. A [MemoryStore]
+// has the same semantics in one process; a [RedisStore] shares the registry between instances.
+//
+// # Redis keys
+//
+// A RedisStore keeps each service under one hash tag, Prefix{service} (one Cluster slot):
+// Prefix{service}:members, a sorted set of backend IDs scored by expiry (ms of Redis TIME);
+// Prefix{service}:info, a hash of ID to weight and the owner Registration's token;
+// Prefix{service}:epoch, which changes when Redis loses the registry; and the channel
+// Prefix{service}:events, on which every change is published. The members and info keys expire
+// with their newest member, the epoch a day after the last heartbeat. A heartbeat, a
+// deregistration and a read are one script call each; no call scans the keyspace. The default
+// Prefix is "balancer:". Nothing of the registry is on the pick path: picks never reach Redis.
+//
 // # Not yet
 //
-// A registry of backends shared through Redis, and shared health verdicts, are to come (issue
-// 14 is in progress).
+// Health verdicts shared between balancers (one prober per backend across the fleet) are to
+// come.
 package balancer
