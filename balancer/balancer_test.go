@@ -458,3 +458,52 @@ func TestSlowStart(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidConfig)
 	})
 }
+
+// TestLeastConnectionsVariableDurations: with requests of random durations, one backend twice
+// as slow as the others, least connections keeps the requests in flight even across backends
+// and sends the slow one fewer requests; round robin gives it its third regardless.
+func TestLeastConnectionsVariableDurations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		run := func(alg Algorithm) (served map[string]int, maxSpread int64) {
+			b := newBalancer(t, Config{Algorithm: alg}, ids("slow", "b", "c")...)
+			served = map[string]int{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			r := rand.New(rand.NewPCG(5, 6))
+			for i := range 3000 {
+				p, err := b.pick(nil, true)
+				require.NoError(t, err)
+				d := time.Duration(1+r.IntN(20)) * time.Millisecond
+				if p.ID() == "slow" {
+					d *= 2
+				}
+				wg.Go(func() {
+					time.Sleep(d)
+					mu.Lock()
+					served[p.ID()]++
+					mu.Unlock()
+					p.Done()
+				})
+				if i%100 == 99 {
+					st := b.Stats()
+					lo, hi := st.Backends[0].InFlight, st.Backends[0].InFlight
+					for _, s := range st.Backends {
+						lo, hi = min(lo, s.InFlight), max(hi, s.InFlight)
+					}
+					maxSpread = max(maxSpread, hi-lo)
+				}
+				time.Sleep(100 * time.Microsecond) // 10,000 requests a second
+			}
+			wg.Wait()
+			return served, maxSpread
+		}
+		lc, spread := run(LeastConnections)
+		rr, rrSpread := run(RoundRobin)
+		// Sampled every 100 picks: requests that end at the same instant can open a gap of
+		// a few until the next picks close it.
+		assert.LessOrEqual(t, spread, int64(3), "requests in flight stay even")
+		assert.Greater(t, rrSpread, 2*spread, "round robin lets the slow backend's pile up")
+		assert.Less(t, lc["slow"], 900, "least connections spares the slow backend: %v", lc)
+		assert.InDelta(t, 1000, rr["slow"], 1, "round robin does not: %v", rr)
+	})
+}
