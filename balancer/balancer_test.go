@@ -151,7 +151,7 @@ func TestLeastConnections(t *testing.T) {
 // always wins.
 func TestPowerOfTwoDistinct(t *testing.T) {
 	b := newBalancer(t, Config{Algorithm: PowerOfTwo}, ids("busy", "idle")...)
-	for range 10 {
+	for {
 		p, err := b.Pick(nil)
 		require.NoError(t, err)
 		if p.ID() == "idle" {

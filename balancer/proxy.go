@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,10 +155,8 @@ func NewProxy(b *Balancer, cfg ProxyConfig) (*Proxy, error) {
 			pr.SetXForwarded()
 			if cfg.Rewrite != nil {
 				cfg.Rewrite(pr)
-				if x := exchangeOf(pr.In.Context()); x != nil && pr.Out.Host != pr.In.Host {
-					x.host = pr.Out.Host
-				}
 			}
+			p.first(pr)
 		},
 		Transport:     (*attempts)(p),
 		FlushInterval: cfg.FlushInterval,
@@ -171,6 +170,10 @@ func NewProxy(b *Balancer, cfg ProxyConfig) (*Proxy, error) {
 type exchange struct {
 	in      *http.Request // the inbound request: the client's address, its Host
 	host    string        // the outbound Host that Rewrite set, if it changed it
+	url     url.URL       // the outbound URL before routing, for the retries
+	pick    Pick          // the first attempt's backend, picked in Rewrite
+	pickErr error         // why no backend could be picked
+	replay  *replay       // how to send the body again, when it can be
 	body    *doneBody     // the response body of the attempt that answered
 	bodyErr error         // reading the client's body failed: the client's fault
 }
@@ -248,36 +251,68 @@ func (p *Proxy) Stats() ProxyStats {
 		BadGateway: p.badGateway.Load(), NoBackend: p.noneUp.Load()}
 }
 
+// first picks the backend of the first attempt and routes the outbound request to it, in
+// Rewrite: on the common path, where it answers, the request is not copied again.
+func (p *Proxy) first(pr *httputil.ProxyRequest) {
+	x := exchangeOf(pr.In.Context())
+	if x == nil {
+		return
+	}
+	if pr.Out.Host != pr.In.Host {
+		x.host = pr.Out.Host // Rewrite set it
+	}
+	replay, err := p.replayable(pr.Out)
+	if err != nil {
+		x.bodyErr = err
+		return
+	}
+	x.replay = replay
+	x.url = *pr.Out.URL
+	pick, err := p.b.pick(pr.In, true)
+	if err != nil {
+		x.pickErr = err
+		return
+	}
+	x.pick = pick
+	if err := p.route(pr.Out, x, pick, replay, 0); err != nil {
+		x.pickErr = err
+	}
+}
+
 // attempts is the Proxy's RoundTripper: it picks a backend per attempt.
 type attempts Proxy
 
 func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(t)
-	x := exchangeOf(req.Context())
-	if x == nil { // not through ServeHTTP
-		x = &exchange{in: req}
+	x := exchangeOf(req.Context()) // set by ServeHTTP, the only caller
+	switch {
+	case x.bodyErr != nil:
+		return nil, x.bodyErr
+	case x.pick.n == nil && x.pickErr != nil:
+		return nil, fmt.Errorf("%w: %w", errNoneUp, x.pickErr)
+	case x.pickErr != nil: // picked, but not routable (its ID is not a URL)
+		x.pick.Done()
+		return nil, x.pickErr
 	}
-	replay, err := p.replayable(req)
-	if err != nil {
-		x.bodyErr = err
-		return nil, err
-	}
+	replay := x.replay
 	tried := make([]string, 0, 4) // the backends tried, to skip on a retry
 	var lastErr error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		pick, err := p.pickExcept(x.in, tried)
-		if err != nil {
-			if lastErr != nil {
+		pick, out := x.pick, req // the first attempt's, routed in Rewrite
+		if attempt > 0 {
+			var err error
+			if pick, err = p.b.pickOther(x.in, tried, true); err != nil {
 				return nil, lastErr // every backend left was tried
 			}
-			return nil, fmt.Errorf("%w: %w", errNoneUp, err)
+			out = req.Clone(req.Context())
+			u := x.url
+			out.URL = &u // the path before the first backend's base path joined it
+			if err := p.route(out, x, pick, replay, attempt); err != nil {
+				pick.Done()
+				return nil, err
+			}
 		}
 		tried = append(tried, pick.ID())
-		out, err := p.outbound(req, x, pick, replay, attempt)
-		if err != nil {
-			pick.Done()
-			return nil, err
-		}
 		resp, err := p.cfg.Transport.RoundTrip(out)
 		if err == nil {
 			// 502-504 from a backend is its failure (or its own upstream's); other statuses
@@ -317,15 +352,6 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return nil, lastErr
-}
-
-// pickExcept picks a backend for an attempt: by the algorithm for the first, among those not
-// tried yet for a retry.
-func (p *Proxy) pickExcept(req *http.Request, tried []string) (Pick, error) {
-	if len(tried) == 0 {
-		return p.b.pick(req, true)
-	}
-	return p.b.pickOther(req, tried, true)
 }
 
 func contains(ids []string, id string) bool {
@@ -389,23 +415,23 @@ func (p *Proxy) replayable(req *http.Request) (*replay, error) {
 	return &replay{copy: buf}, nil
 }
 
-// outbound returns the request of one attempt: req sent to the picked backend.
-func (p *Proxy) outbound(req *http.Request, x *exchange, pick Pick, replay *replay, attempt int) (*http.Request, error) {
+// route sends out, an attempt's request (a copy of the outbound request, or the outbound
+// request itself for the first), to the picked backend, with its body.
+func (p *Proxy) route(out *http.Request, x *exchange, pick Pick, replay *replay, attempt int) error {
 	target, err := pick.n.baseURL()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := req.Clone(req.Context())
 	switch {
 	case replay != nil:
 		if out.Body, err = replay.body(); err != nil {
-			return nil, err
+			return err
 		}
 		out.GetBody = replay.body
 	case attempt > 0:
 		out.Body = http.NoBody // never reached: retries need a replayable body or none
-	case req.Body != nil && req.Body != http.NoBody:
-		out.Body = &clientBody{ReadCloser: req.Body, x: x} // streamed: tell its errors apart
+	case out.Body != nil && out.Body != http.NoBody:
+		out.Body = &clientBody{ReadCloser: out.Body, x: x} // streamed: tell its errors apart
 	}
 	pr := httputil.ProxyRequest{In: x.in, Out: out}
 	pr.SetURL(target)
@@ -415,7 +441,7 @@ func (p *Proxy) outbound(req *http.Request, x *exchange, pick Pick, replay *repl
 	case x.host != "":
 		out.Host = x.host // Rewrite set it
 	}
-	return out, nil
+	return nil
 }
 
 // clientBody is the client's request body streamed to a backend: a read error is the

@@ -478,3 +478,14 @@ func TestProxyRewriteHostAndInFlight(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, own.Close())
 }
+
+// TestProxyRetryPath: a retry goes to the next backend's base path, not the first's.
+func TestProxyRetryPath(t *testing.T) {
+	a := newBackend(t, "a")
+	p, _ := newProxy(t, Config{Algorithm: WeightedRoundRobin}, ProxyConfig{}, deadURL(t)+"/first", a.URL+"/second")
+	for range 2 {
+		w := serve(p, "GET", "http://example.com/dir?q=1", "", nil)
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.Contains(t, w.Body.String(), "a GET /second/dir ")
+	}
+}
