@@ -355,6 +355,7 @@ func (b *Balancer) pick(r *http.Request, track bool) (Pick, error) {
 func (b *Balancer) picked(n *node, track bool) Pick {
 	if track {
 		n.inflight.Add(1)
+		n.picks.Add(1)
 	}
 	return Pick{n: n, b: b, counted: track}
 }
@@ -397,6 +398,8 @@ type BackendStats struct {
 	Ejected  bool  // out of rotation until its cooldown ends: its requests failed
 	Draining bool  // out of rotation
 	InFlight int64 // picks not Done yet: a Proxy's (any algorithm), or LeastConnections' and PowerOfTwo's
+	// Picks counts the picks counted in flight (the same ones) since the backend joined.
+	Picks uint64
 }
 
 // Stats is a snapshot of a Balancer: a plain value.
@@ -420,7 +423,7 @@ func (b *Balancer) Stats() Stats {
 	for i, n := range s.all {
 		st.Backends[i] = BackendStats{ID: n.id, Weight: s.weights[i], Up: !s.states[i].down, Ejected: s.states[i].ejected,
 			Draining: s.states[i].draining,
-			InFlight: n.inflight.Load()}
+			InFlight: n.inflight.Load(), Picks: n.picks.Load()}
 	}
 	return st
 }

@@ -107,7 +107,7 @@ func TestProxyRetriesRefusedConnections(t *testing.T) {
 	a := newBackend(t, "a")
 	var failed []string
 	var mu sync.Mutex
-	p, _ := newProxy(t, Config{}, ProxyConfig{Hooks: ProxyHooks{OnAttemptFailed: func(_ context.Context, id string, err error, retried bool) {
+	p, b := newProxy(t, Config{}, ProxyConfig{Hooks: ProxyHooks{OnAttemptFailed: func(_ context.Context, id string, err error, retried bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		failed = append(failed, fmt.Sprint(retried))
@@ -122,6 +122,11 @@ func TestProxyRetriesRefusedConnections(t *testing.T) {
 	a.mu.Unlock()
 	st := p.Stats()
 	assert.Equal(t, uint64(3), st.Retries, "the dead backend's turns")
+	var picked uint64
+	for _, be := range b.Stats().Backends {
+		picked += be.Picks
+	}
+	assert.Equal(t, uint64(9), picked, "6 requests, 3 of them retried: 9 picks")
 	assert.Equal(t, []string{"true", "true", "true"}, failed)
 }
 

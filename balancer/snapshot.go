@@ -20,8 +20,9 @@ type node struct {
 	// by the others': a cache line of its own, shared with no other node's counter.
 	_        [64]byte
 	inflight atomic.Int64
-	fails    atomic.Int32 // consecutive failed requests observed (Pick.Observe)
-	_        [52]byte
+	picks    atomic.Uint64 // picks counted in flight, ever
+	fails    atomic.Int32  // consecutive failed requests observed (Pick.Observe)
+	_        [44]byte
 	// since is when the node came into rotation (Unix ns), while in slow start; 0 otherwise.
 	since atomic.Int64
 	base  atomic.Pointer[url.URL] // id as a base URL, parsed once (Proxy, Checker)
