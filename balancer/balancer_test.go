@@ -507,3 +507,19 @@ func TestLeastConnectionsVariableDurations(t *testing.T) {
 		assert.InDelta(t, 1000, rr["slow"], 1, "round robin does not: %v", rr)
 	})
 }
+
+// TestWeightedCycleWorkBounded: a set of many backends with large weights builds its cycle in
+// bounded work, every backend kept in it.
+func TestWeightedCycleWorkBounded(t *testing.T) {
+	w := make([]int, 1000)
+	for i := range w {
+		w[i] = maxWeight - i
+	}
+	cycle := smoothCycle(w)
+	assert.LessOrEqual(t, len(cycle)*len(w), 2*cycleWork+len(w)*len(w))
+	seen := make([]bool, len(w))
+	for _, i := range cycle {
+		seen[i] = true
+	}
+	assert.NotContains(t, seen, false, "every backend in the cycle")
+}

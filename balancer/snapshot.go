@@ -75,8 +75,16 @@ type snapshot struct {
 }
 
 // maxCycle bounds a WeightedRoundRobin cycle. Weights whose cycle (their sum over their gcd)
-// is longer are scaled down to fit, which keeps their proportions to within 1 in maxCycle.
-const maxCycle = 1 << 16
+// is longer are scaled down to fit, which keeps their proportions to within 1 in the cycle.
+// Building a cycle costs its length times the number of backends, under the Balancer's lock,
+// so the bound also keeps that work near cycleWork: at least one pick per backend.
+const (
+	maxCycle  = 1 << 16
+	cycleWork = 1 << 20
+)
+
+// cycleBound returns the longest cycle built for n backends.
+func cycleBound(n int) int { return max(n, min(maxCycle, cycleWork/max(n, 1))) }
 
 // publish builds the snapshot of the current set and makes picks use it. b.mu is held.
 func (b *Balancer) publish() {
@@ -163,11 +171,11 @@ func smoothCycle(weights []int) []uint32 {
 		w[i] = x / g
 		total += w[i]
 	}
-	if total > maxCycle {
+	if bound := cycleBound(len(weights)); total > bound {
 		// Scale down, keeping every backend at least once.
 		total = 0
 		for i, x := range weights {
-			w[i] = max(1, int(int64(x/g)*maxCycle/int64(sumOf(weights)/g)))
+			w[i] = max(1, int(int64(x/g)*int64(bound)/int64(sumOf(weights)/g)))
 			total += w[i]
 		}
 	}
