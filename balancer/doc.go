@@ -40,7 +40,8 @@
 //     [Proxy] reports connection errors, timeouts and 502-504 answers, never a client's
 //     cancellation nor a 500, so that no client can eject backends at will. A backend that
 //     refuses connections under load is ejected within a second, where active checks alone
-//     take about 95s (one that hangs needs a ResponseHeaderTimeout on the Proxy's Transport).
+//     take about 95s (one that hangs fails its requests after the Proxy's
+//     ResponseHeaderTimeout, 60s by default).
 //
 // [Balancer.SetUp] and [Balancer.Drain] set the state by hand. When none is up,
 // Config.WhenNoneUp decides: FailOpen (the default, as AWS ALB and Envoy do) picks among all

@@ -21,7 +21,9 @@ import (
 // ProxyConfig configures a [Proxy]. The zero value is ready to use.
 type ProxyConfig struct {
 	// Transport sends the requests to the backends. Default: a clone of
-	// http.DefaultTransport.
+	// http.DefaultTransport that waits at most 60s for a response's headers (NGINX's
+	// proxy_read_timeout), so that a backend that accepts connections but never answers
+	// fails its requests (and, five in a row, is ejected) rather than holding them.
 	Transport http.RoundTripper
 	// MaxAttempts bounds the backends one request tries: the first, then different ones for
 	// the retries. Default: 3.
@@ -80,10 +82,9 @@ type ProxyHooks struct {
 // The client's address reaches the backends in X-Forwarded-For, after the chain of the
 // trusted proxies in front (Config.TrustedProxies; an untrusted client's chain, and its
 // Forwarded header, are dropped), and IPHash hashes that client. Requests count as in flight
-// (Stats) from the pick until their response body is closed, whatever the algorithm. Set a
-// ResponseHeaderTimeout on the Transport to fail over from backends that accept connections
-// but never answer: without one, only the client's patience ends such a request, which
-// passive health does not count.
+// (Stats) from the pick until their response body is closed, whatever the algorithm. A
+// backend that accepts connections but never answers fails a request after the Transport's
+// ResponseHeaderTimeout (60s by default): set a shorter one to fail over sooner.
 //
 // Each attempt's outcome feeds passive health (Config.Eject): connection errors, timeouts and
 // 502-504 answers count against the backend; a client's cancellation and other statuses do
@@ -133,6 +134,7 @@ func NewProxy(b *Balancer, cfg ProxyConfig) (*Proxy, error) {
 	var owned *http.Transport
 	if cfg.Transport == nil {
 		owned = http.DefaultTransport.(*http.Transport).Clone()
+		owned.ResponseHeaderTimeout = 60 * time.Second
 		cfg.Transport = owned
 	}
 	logger := cfg.Logger

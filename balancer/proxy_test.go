@@ -481,6 +481,7 @@ func TestProxyRewriteHostAndInFlight(t *testing.T) {
 
 	own, err := NewProxy(b, ProxyConfig{})
 	require.NoError(t, err)
+	assert.Equal(t, 60*time.Second, own.owned.ResponseHeaderTimeout, "a hung backend fails its requests")
 	require.NoError(t, own.Close())
 }
 
