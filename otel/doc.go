@@ -25,7 +25,8 @@
 // a memory limiter decision, a local cache hit); the Hooks add what only they can see.
 //
 // A component's series are named by its name (a Limiter's or Breaker's Name, the name given
-// to ObserveCache, ObserveSessions, ObserveCacheStore and ObserveBreakerStore), so each name is
+// to ObserveCache, ObserveSessions, ObserveCacheStore, ObserveBreakerStore and
+// ObserveBalancer), so each name is
 // observed once per kind: observing the same component again, or another of the same kind and
 // name, fails with [ErrObserved] until the first registration is unregistered (else counters
 // would add up both, and gauges show one of them). Health series name no Checker: one is
@@ -81,6 +82,13 @@
 //	outgrow.queue.lease_lost              counter    {run}         name                    Hooks
 //	outgrow.queue.jobs                    up-down    {job}         name, state             Stats
 //	outgrow.queue.lag                     gauge      s             name                    Stats
+//	outgrow.balancer.state_changes        counter    {change}      name, state             Hooks
+//	outgrow.balancer.backends             up-down    {backend}     name, state             Stats
+//	outgrow.balancer.in_flight            up-down    {request}     name                    Stats
+//	outgrow.balancer.ejections            counter    {ejection}    name                    Stats
+//	outgrow.balancer.no_backend           counter    {pick}        name                    Stats
+//	outgrow.balancer.proxy.retries        counter    {attempt}     name                    Stats
+//	outgrow.balancer.proxy.errors         counter    {request}     name, status            Stats
 //
 // Attribute keys are prefixed by the component (outgrow.ratelimit.policy, outgrow.breaker.name,
 // outgrow.cache.result, ...), except outgrow.store, the name of a store observed on its own.
@@ -104,6 +112,8 @@
 //	outgrow.health.state        unknown, healthy, unhealthy
 //	outgrow.queue.outcome       succeeded, retried, dead
 //	outgrow.queue.state         due, scheduled, running, dead
+//	outgrow.balancer.state      up, down, ejected, draining
+//	outgrow.balancer.status     502, 503
 //
 // A gauge of a state has one series per possible value, 1 for the current one and 0 for the
 // others.

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/outgrow/outgrow/balancer"
 	"github.com/outgrow/outgrow/breaker"
 	"github.com/outgrow/outgrow/cache"
 	"github.com/outgrow/outgrow/health"
@@ -169,6 +170,15 @@ func TestDocTable(t *testing.T) {
 	must(q.EnqueueMany(ctx, []queue.Job{{ID: "ok", Queue: "emails"}, {ID: "retried", Queue: "emails"}, {ID: "dead", Queue: "emails"}}))
 	must(w.Work(ctx))
 	h.tel.QueueHooks(queue.Hooks{}).OnLeaseLost(ctx, &queue.Delivery{Queue: "emails"}) // as a Worker calls it
+
+	lb, err := balancer.New(balancer.Config{Logger: quiet, Hooks: h.tel.BalancerHooks("web", balancer.Hooks{})},
+		balancer.Backend{ID: "http://127.0.0.1:1"})
+	require.NoError(t, err)
+	proxy, err := balancer.NewProxy(lb, balancer.ProxyConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	must(h.tel.ObserveBalancer("web", lb, proxy))
+	require.NoError(t, lb.SetUp("http://127.0.0.1:1", false))
 
 	ms := h.collect(t)
 	var collected []string

@@ -66,6 +66,7 @@ type Telemetry struct {
 	se sessionInstruments
 	he healthInstruments
 	qu queueInstruments
+	lb balancerInstruments
 }
 
 // New returns a Telemetry that creates its instruments with cfg's meter provider.
@@ -85,6 +86,7 @@ func New(cfg Config) (*Telemetry, error) {
 	t.se.build(&b)
 	t.he.build(&b)
 	t.qu.build(&b)
+	t.lb.build(&b)
 	if b.err != nil {
 		return nil, fmt.Errorf("outgrow/otel: creating instruments: %w", b.err)
 	}
