@@ -165,6 +165,7 @@ func TestProxyNeverReplaysPostThatReached(t *testing.T) {
 	hung, reached := hangup(t)
 	// Weighted so that every request goes to the hang-up backend first.
 	b := newBalancer(t, Config{Algorithm: WeightedRoundRobin}, Backend{ID: hung, Weight: 1000}, Backend{ID: a.URL, Weight: 1})
+	b.next.Store(0) // the cycle's first picks are all the heavy one's (a's one pick is mid-cycle)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
 	p, err := NewProxy(b, ProxyConfig{Transport: tr})
