@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,5 +196,38 @@ func TestDelayedLateness(t *testing.T) {
 		assert.GreaterOrEqual(t, late[0], -2*time.Millisecond, "a job started before its time")
 		assert.Less(t, late[n/2], 25*time.Millisecond, "the median start")
 		assert.Less(t, late[n-1], 300*time.Millisecond, "the latest start")
+	})
+}
+
+// TestFleetPause: one instance pauses a queue, and a worker of another instance, idle and
+// waiting on the same Redis, runs none of the jobs enqueued meanwhile; when the first instance
+// resumes the queue, the waiting worker starts them at once (it is woken, not polling). The
+// second instance lists the queue the first one enqueued on.
+func TestFleetPause(t *testing.T) {
+	eachRedis(t, func(t *testing.T, _ *RedisStore, b redistest.Backend) {
+		instance := func() *RedisStore {
+			s, err := NewRedisStore(b.NewClient(t), testConfig(b))
+			require.NoError(t, err)
+			return s
+		}
+		var ran atomic.Int32
+		worker := instance()
+		startWorker(t, worker, WorkerConfig{IdleWait: 5 * time.Second, Queues: map[string]QueueConfig{
+			"mail": {Handler: func(context.Context, *Delivery) error { ran.Add(1); return nil }}}})
+		time.Sleep(100 * time.Millisecond) // the worker waits
+		ctx := context.Background()
+		ops := newQueue(t, instance())
+		require.NoError(t, ops.Pause(ctx, "mail"))
+		enqueue(t, ops, Job{Queue: "mail"}, Job{Queue: "mail"}, Job{Queue: "mail"})
+		time.Sleep(500 * time.Millisecond)
+		assert.Zero(t, ran.Load(), "a paused queue's jobs ran on another instance")
+		names, err := newQueue(t, worker).Queues(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"mail"}, names)
+
+		resumed := time.Now()
+		require.NoError(t, ops.Resume(ctx, "mail"))
+		require.Eventually(t, func() bool { return ran.Load() == 3 }, 5*time.Second, time.Millisecond)
+		assert.Less(t, time.Since(resumed), time.Second, "the resume woke the waiting worker (its IdleWait is 5s)")
 	})
 }
