@@ -71,16 +71,7 @@ func BenchmarkMemoryEnqueue(b *testing.B) {
 // concurrency 16 with a no-op handler, on a real Redis (OUTGROW_REDIS_URL) or miniredis
 // (ns/op per job; roundtrips/job counts the store's calls while draining).
 func BenchmarkRedisDrain(b *testing.B) {
-	kind := redistest.Miniredis
-	if slices.Contains(redistest.Kinds(), redistest.Redis) {
-		kind = redistest.Redis
-	}
-	be := redistest.Open(b, kind)
-	s, err := NewRedisStore(be.Client, RedisConfig{Prefix: be.Prefix, Timeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	q, _ := New(s, Config{})
+	s, q := benchRedisQueue(b)
 	ctx := context.Background()
 	payload := make([]byte, 64)
 	for i := 0; i < b.N; i += 1000 {
@@ -119,6 +110,20 @@ func BenchmarkRedisDrain(b *testing.B) {
 // BenchmarkRedisEnqueue: one Enqueue of a 64-byte job, one at a time, on a real Redis
 // (OUTGROW_REDIS_URL) or miniredis: the API's cost of handing work off.
 func BenchmarkRedisEnqueue(b *testing.B) {
+	_, q := benchRedisQueue(b)
+	ctx := context.Background()
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := q.Enqueue(ctx, Job{Payload: payload}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchRedisQueue returns a Queue over a RedisStore on a real Redis when OUTGROW_REDIS_URL is
+// set, on miniredis otherwise (the figures then say little), under the benchmark's prefix.
+func benchRedisQueue(b *testing.B) (*RedisStore, *Queue) {
 	kind := redistest.Miniredis
 	if slices.Contains(redistest.Kinds(), redistest.Redis) {
 		kind = redistest.Redis
@@ -128,13 +133,9 @@ func BenchmarkRedisEnqueue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	q, _ := New(s, Config{})
-	ctx := context.Background()
-	payload := make([]byte, 64)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := q.Enqueue(ctx, Job{Payload: payload}); err != nil {
-			b.Fatal(err)
-		}
+	q, err := New(s, Config{})
+	if err != nil {
+		b.Fatal(err)
 	}
+	return s, q
 }
