@@ -445,7 +445,7 @@ func (b *Balancer) pickOther(r *http.Request, tried []string, track bool) (Pick,
 		key := hashAddr(addr)
 		var top uint64
 		for i, c := range s.all {
-			if s.routes[i] && !contains(tried, c.id) {
+			if s.routes[i] && !slices.Contains(tried, c.id) {
 				if score := mix(key ^ c.hash); n == nil || score > top {
 					n, top = c, score
 				}
@@ -454,7 +454,7 @@ func (b *Balancer) pickOther(r *http.Request, tried []string, track bool) (Pick,
 	} else if len(s.up) > 0 {
 		start := b.next.Load() // the turn stays the next request's
 		for k := range uint64(len(s.up)) {
-			if c := s.up[(start+k)%uint64(len(s.up))]; !contains(tried, c.id) {
+			if c := s.up[(start+k)%uint64(len(s.up))]; !slices.Contains(tried, c.id) {
 				n = c
 				break
 			}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,20 +152,11 @@ func (c *Checker) round(ctx context.Context) {
 	// Forget the backends that left the set.
 	c.mu.Lock()
 	for id := range c.machines {
-		if !slicesContainsID(s.all, id) {
+		if !slices.ContainsFunc(s.all, func(n *node) bool { return n.id == id }) {
 			delete(c.machines, id)
 		}
 	}
 	c.mu.Unlock()
-}
-
-func slicesContainsID(nodes []*node, id string) bool {
-	for _, n := range nodes {
-		if n.id == id {
-			return true
-		}
-	}
-	return false
 }
 
 // probe reports whether backend id answered its health endpoint with a 2xx in time.

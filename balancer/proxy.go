@@ -356,15 +356,6 @@ func (t *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
 // budget reports whether one more retry fits in the RetryBudget.
 func (p *Proxy) budget() bool {
 	allowed := max(3, int64(p.cfg.RetryBudget*float64(p.inflight.Load())))
