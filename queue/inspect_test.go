@@ -18,8 +18,18 @@ func TestContractPause(t *testing.T) {
 	eachStore(t, func(t *testing.T, s Store, _ func(time.Duration)) {
 		q := newQueue(t, s)
 		ctx := context.Background()
+		enqueue(t, q, Job{Queue: "mail", ID: "running"})
+		running := claimIDs(t, s, "mail", 1)
 		enqueue(t, q, Job{Queue: "mail", ID: "a"}, Job{Queue: "mail", ID: "b"})
 		require.NoError(t, q.Pause(ctx, "mail"))
+		// A run in progress settles while the queue is paused, alone or riding with a claim.
+		ok, err := s.backend().settle(ctx, []op{{kind: opExtend, queue: "mail", id: "running", token: running[0].token, lease: time.Hour}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok, "an extension while paused")
+		got, ok, err := s.backend().settleClaim(ctx, "mail", []op{{kind: opAck, queue: "mail", id: "running", token: running[0].token}}, 5, time.Hour, 3)
+		require.NoError(t, err)
+		assert.Equal(t, []bool{true}, ok, "an ack while paused")
+		assert.Empty(t, got, "and nothing claimed")
 		require.NoError(t, q.Pause(ctx, "mail"), "pausing twice")
 		assert.Empty(t, claimIDs(t, s, "mail", 5), "claimed from a paused queue")
 		enqueue(t, q, Job{Queue: "mail", ID: "c"})
